@@ -1,0 +1,135 @@
+//! Builds the connector components in `../plugins` for wasm32-wasip2 and
+//! exposes them to the host: first-party connectors are embedded (the host
+//! still loads them through the same path as any `.wasm`), and `test-*`
+//! components' paths are given to tests as `GATEHOUSE_TEST_<NAME>_WASM`.
+
+use std::{
+    env,
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().to_path_buf();
+    let plugins = root.join("plugins");
+    println!("cargo:rerun-if-changed={}", plugins.display());
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+
+    if env::var_os("GATEHOUSE_TMP_SKIP").is_some() {
+        fs::write(
+            PathBuf::from(env::var("OUT_DIR").unwrap()).join("builtin_plugins.rs"),
+            "pub const BUILTIN: &[(&str, &[u8])] = &[];",
+        )
+        .unwrap();
+        println!("cargo:rustc-env=GATEHOUSE_TEST_HOSTILE_WASM=/nonexistent");
+        return;
+    }
+    ensure_target();
+
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("wasm");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--release", "--target", TARGET, "--manifest-path"])
+        .arg(plugins.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // The outer build's settings are for the host, not for the guests.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        build.env_remove(var);
+    }
+    let status = build
+        .status()
+        .expect("cannot run cargo to build the plugins");
+    assert!(
+        status.success(),
+        "building the plugins in {} failed (see the errors above)",
+        plugins.display()
+    );
+
+    let out = target_dir.join(TARGET).join("release");
+    let mut builtin = String::from(
+        "/// First-party connectors, built from `plugins/` by build.rs.\npub const BUILTIN: &[(&str, &[u8])] = &[\n",
+    );
+    for crate_dir in component_crates(&plugins) {
+        let name = crate_dir.file_name().unwrap().to_string_lossy().to_string();
+        let wasm = out.join(format!("{}.wasm", name.replace('-', "_")));
+        assert!(
+            wasm.exists(),
+            "{} was not produced by the plugin build",
+            wasm.display()
+        );
+        if let Some(test_name) = name.strip_prefix("test-") {
+            let var = format!(
+                "GATEHOUSE_TEST_{}_WASM",
+                test_name.to_uppercase().replace('-', "_")
+            );
+            println!("cargo:rustc-env={var}={}", wasm.display());
+        } else {
+            writeln!(
+                builtin,
+                "    ({:?}, include_bytes!({:?})),",
+                format!("builtin:{name}"),
+                wasm.display().to_string()
+            )
+            .unwrap();
+        }
+    }
+    builtin.push_str("];\n");
+    fs::write(
+        PathBuf::from(env::var("OUT_DIR").unwrap()).join("builtin_plugins.rs"),
+        builtin,
+    )
+    .unwrap();
+}
+
+/// Crates under `plugins/` that build a component (cdylib), sorted.
+fn component_crates(plugins: &Path) -> Vec<PathBuf> {
+    let mut crates: Vec<PathBuf> = fs::read_dir(plugins)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| fs::read_to_string(p.join("Cargo.toml")).is_ok_and(|t| t.contains("cdylib")))
+        .collect();
+    crates.sort();
+    crates
+}
+
+/// The guests need the wasm32-wasip2 standard library: install it with
+/// rustup when possible, else stop with one sentence saying how.
+fn ensure_target() {
+    let sysroot = Command::new(env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_string()));
+    let installed = |root: &Option<PathBuf>| {
+        root.as_ref()
+            .is_some_and(|r| r.join("lib/rustlib").join(TARGET).exists())
+    };
+    if installed(&sysroot) {
+        return;
+    }
+    let added = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !added || !installed(&sysroot) {
+        panic!(
+            "The Rust target {TARGET} is missing and could not be installed: run `rustup target add {TARGET}` and build again."
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! Request and response bodies of the HTTP API, as the OpenAPI document
+//! shows them. Conversions from the host's types live here too.
+
+use std::collections::BTreeMap;
+
+use poem_openapi::{Enum, Object};
+
+use crate::{
+    error::{AppError, Problem},
+    runtime::{
+        Plugin,
+        model::{self, Account, Verification, VerifyError},
+    },
+    store::IntegrationRow,
+};
+
+#[derive(Debug, Object)]
+pub struct Health {
+    /// Always `ok` when the server answers.
+    pub status: String,
+    pub version: String,
+    /// Ids of the loaded connectors.
+    pub plugins: Vec<String>,
+}
+
+#[derive(Debug, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum AuthMethod {
+    Oauth2,
+    PersonalAccessToken,
+}
+
+#[derive(Debug, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum FieldKind {
+    Text,
+    Secret,
+    Url,
+}
+
+#[derive(Debug, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ScopeRule {
+    /// Every listed scope is needed.
+    AllOf,
+    /// One of the listed scopes is enough.
+    AnyOf,
+}
+
+#[derive(Debug, Object)]
+pub struct Field {
+    pub key: String,
+    pub label: String,
+    pub kind: FieldKind,
+    pub required: bool,
+    pub default: Option<String>,
+    pub placeholder: Option<String>,
+    pub help: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct PluginInfo {
+    /// The connector's own version.
+    pub version: String,
+    /// The `gatehouse:plugin` WIT version it implements.
+    pub wit_version: String,
+    /// SHA-256 of the component file.
+    pub sha256: String,
+}
+
+#[derive(Debug, Object)]
+pub struct ProviderManifest {
+    pub id: String,
+    pub name: String,
+    pub vendor: String,
+    pub auth_method: AuthMethod,
+    pub description: String,
+    pub notes: Vec<String>,
+    pub fields: Vec<Field>,
+    pub required_scopes: Vec<String>,
+    pub required_scopes_rule: ScopeRule,
+    pub plugin: PluginInfo,
+}
+
+#[derive(Debug, Object)]
+pub struct ProviderList {
+    pub providers: Vec<ProviderManifest>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// Values for the provider's fields, by key. Omitted fields take their default.
+    pub credentials: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ConnectRequest {
+    /// Provider id, e.g. `gitlab-pat`.
+    pub provider: String,
+    pub credentials: BTreeMap<String, String>,
+    /// A name for this connection.
+    #[oai(validator(max_length = 200))]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// The new credentials; fields left out keep their stored value, secrets excepted.
+    pub credentials: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "Account")]
+pub struct AccountBody {
+    pub id: String,
+    pub username: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub web_url: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct VerificationResult {
+    pub valid: bool,
+    pub account: Option<AccountBody>,
+    pub scopes: Vec<String>,
+    pub missing_scopes: Vec<String>,
+    pub expires_at: Option<String>,
+    pub token_kind: Option<String>,
+    /// Why the token is not valid.
+    pub error: Option<Problem>,
+}
+
+#[derive(Debug, Enum, Clone, Copy)]
+#[oai(rename_all = "snake_case")]
+pub enum Status {
+    Connected,
+    Invalid,
+    Expired,
+    InsufficientScope,
+    Unreachable,
+}
+
+#[derive(Debug, Object)]
+pub struct Integration {
+    pub id: uuid::Uuid,
+    pub provider: String,
+    pub label: Option<String>,
+    pub status: Status,
+    pub base_url: Option<String>,
+    pub account: AccountBody,
+    pub scopes: Vec<String>,
+    pub missing_scopes: Vec<String>,
+    /// At most the last 4 characters of the token.
+    pub token_hint: Option<String>,
+    pub token_kind: Option<String>,
+    pub token_expires_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_verified_at: Option<String>,
+    pub last_error: Option<Problem>,
+}
+
+#[derive(Debug, Object)]
+pub struct IntegrationList {
+    pub integrations: Vec<Integration>,
+}
+
+impl From<&Plugin> for ProviderManifest {
+    fn from(p: &Plugin) -> Self {
+        let m = &p.manifest;
+        Self {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            vendor: m.vendor.clone(),
+            auth_method: match m.auth_method {
+                model::AuthMethod::OAuth2 => AuthMethod::Oauth2,
+                model::AuthMethod::PersonalAccessToken => AuthMethod::PersonalAccessToken,
+            },
+            description: m.description.clone(),
+            notes: m.notes.clone(),
+            fields: m
+                .fields
+                .iter()
+                .map(|f| Field {
+                    key: f.key.clone(),
+                    label: f.label.clone(),
+                    kind: match f.kind {
+                        model::FieldKind::Text => FieldKind::Text,
+                        model::FieldKind::Secret => FieldKind::Secret,
+                        model::FieldKind::Url => FieldKind::Url,
+                    },
+                    required: f.required,
+                    default: f.default.clone(),
+                    placeholder: f.placeholder.clone(),
+                    help: f.help.clone(),
+                })
+                .collect(),
+            required_scopes: m.required_scopes.clone(),
+            required_scopes_rule: match m.required_scopes_rule {
+                model::ScopeRule::AllOf => ScopeRule::AllOf,
+                model::ScopeRule::AnyOf => ScopeRule::AnyOf,
+            },
+            plugin: PluginInfo {
+                version: m.version.clone(),
+                wit_version: p.wit_version.into(),
+                sha256: p.sha256.clone(),
+            },
+        }
+    }
+}
+
+impl From<Account> for AccountBody {
+    fn from(a: Account) -> Self {
+        Self {
+            id: a.id,
+            username: a.username,
+            name: a.name,
+            email: a.email,
+            web_url: a.web_url,
+            avatar_url: a.avatar_url,
+        }
+    }
+}
+
+impl From<Result<Verification, VerifyError>> for VerificationResult {
+    fn from(verdict: Result<Verification, VerifyError>) -> Self {
+        match verdict {
+            Ok(v) => Self {
+                valid: true,
+                account: Some(v.account.into()),
+                scopes: v.scopes,
+                missing_scopes: Vec::new(),
+                expires_at: v.expires_at,
+                token_kind: Some(v.token_kind),
+                error: None,
+            },
+            Err(e) => {
+                let (account, scopes, missing_scopes) = match &e {
+                    VerifyError::InsufficientScope {
+                        account,
+                        scopes,
+                        missing_scopes,
+                        ..
+                    } => (
+                        account.clone().map(Into::into),
+                        scopes.clone(),
+                        missing_scopes.clone(),
+                    ),
+                    _ => (None, Vec::new(), Vec::new()),
+                };
+                Self {
+                    valid: false,
+                    account,
+                    scopes,
+                    missing_scopes,
+                    expires_at: None,
+                    token_kind: None,
+                    error: Some(AppError::Verify(e).problem()),
+                }
+            }
+        }
+    }
+}
+
+impl TryFrom<IntegrationRow> for Integration {
+    type Error = AppError;
+
+    fn try_from(row: IntegrationRow) -> Result<Self, AppError> {
+        let corrupt = |why: &str| {
+            AppError::Store(crate::store::StoreError::Corrupt {
+                id: row.id.clone(),
+                why: why.to_string(),
+            })
+        };
+        let account: Account =
+            serde_json::from_str(&row.account_json).map_err(|_| corrupt("account"))?;
+        let last_error = match &row.last_error_json {
+            Some(text) => {
+                Some(serde_json::from_str::<Problem>(text).map_err(|_| corrupt("last_error"))?)
+            }
+            None => None,
+        };
+        let status = match row.status.as_str() {
+            "connected" => Status::Connected,
+            "invalid" => Status::Invalid,
+            "expired" => Status::Expired,
+            "insufficient_scope" => Status::InsufficientScope,
+            "unreachable" => Status::Unreachable,
+            _ => return Err(corrupt("status")),
+        };
+        Ok(Self {
+            id: row.id.parse().map_err(|_| corrupt("id"))?,
+            provider: row.provider,
+            label: row.label,
+            status,
+            base_url: Some(row.base_url).filter(|u| !u.is_empty()),
+            account: account.into(),
+            scopes: row.scopes,
+            missing_scopes: row.missing_scopes,
+            token_hint: row.token_hint,
+            token_kind: row.token_kind,
+            token_expires_at: row.token_expires_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            last_verified_at: row.last_verified_at,
+            last_error,
+        })
+    }
+}

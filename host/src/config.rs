@@ -1,0 +1,129 @@
+//! Command line and environment configuration: every knob of `gatehouse`
+//! lives here, with the defaults DESIGN.md §2 and §5 promise.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Self-hosted integrations host with sandboxed WebAssembly connectors"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the HTTP API.
+    Serve(Box<ServeConfig>),
+    /// Inspect and check connector components.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// List the connectors `serve` would load (first-party and --plugins-dir).
+    List {
+        #[arg(long, env = "GATEHOUSE_PLUGINS_DIR")]
+        plugins_dir: Option<PathBuf>,
+        #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
+        data_dir: PathBuf,
+    },
+    /// Print a component's manifest, WIT version and SHA-256.
+    Inspect { file: PathBuf },
+    /// Check that a component implements the `provider` world.
+    Validate { file: PathBuf },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory for the SQLite file and the key file.
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
+    pub data_dir: PathBuf,
+
+    /// Directory of extra `.wasm` connector components [default: <data-dir>/plugins].
+    #[arg(long, env = "GATEHOUSE_PLUGINS_DIR")]
+    pub plugins_dir: Option<PathBuf>,
+
+    /// Database URL [default: SQLite file in the data dir].
+    #[arg(long, env = "GATEHOUSE_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Allow connectors to reach loopback, private and link-local addresses.
+    #[arg(long, env = "GATEHOUSE_ALLOW_PRIVATE_NETWORKS")]
+    pub allow_private_networks: bool,
+
+    /// Allow plain-http base URLs.
+    #[arg(long, env = "GATEHOUSE_ALLOW_HTTP")]
+    pub allow_http: bool,
+
+    /// Extra PEM root certificates (e.g. for a self-hosted GitLab).
+    #[arg(long, env = "GATEHOUSE_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub limits: SandboxLimits,
+}
+
+/// Limits applied to every connector call.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxLimits {
+    /// Timeout of one outbound HTTP request, body included.
+    #[arg(long, env = "GATEHOUSE_HTTP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http_timeout: Duration,
+
+    /// Deadline of one connector call (CPU and waiting together).
+    #[arg(long, env = "GATEHOUSE_PLUGIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub plugin_timeout: Duration,
+
+    /// Linear memory cap of one connector instance, in MiB.
+    #[arg(long, env = "GATEHOUSE_PLUGIN_MEMORY_MIB", default_value_t = 64)]
+    pub plugin_memory_mib: u64,
+
+    /// Outbound requests one connector call may make.
+    #[arg(long, env = "GATEHOUSE_MAX_OUTBOUND_REQUESTS", default_value_t = 16)]
+    pub max_outbound_requests: u32,
+
+    /// Largest upstream response body a connector may read, in bytes.
+    #[arg(long, env = "GATEHOUSE_MAX_RESPONSE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_response_bytes: u64,
+
+    /// Connector calls running at once; more wait for a slot.
+    #[arg(long, env = "GATEHOUSE_MAX_CONCURRENT_CALLS", default_value_t = 128)]
+    pub max_concurrent_calls: u32,
+
+    /// Largest accepted API request body, in bytes.
+    #[arg(long, env = "GATEHOUSE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            http_timeout: Duration::from_secs(10),
+            plugin_timeout: Duration::from_secs(30),
+            plugin_memory_mib: 64,
+            max_outbound_requests: 16,
+            max_response_bytes: 4 * 1024 * 1024,
+            max_concurrent_calls: 128,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl ServeConfig {
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.plugins_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("plugins"))
+    }
+}

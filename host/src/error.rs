@@ -1,0 +1,198 @@
+//! The host's error type and its stable codes. `api::problem` turns it into
+//! RFC 9457 problem details; everything else just returns `AppError`.
+
+use crate::{
+    crypto::CryptoError,
+    runtime::{CallError, model::VerifyError},
+    store::StoreError,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    InvalidBaseUrl(String),
+    #[error("{0}")]
+    EgressDenied(String),
+    #[error("missing or wrong API key")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AccountMismatch(String),
+    #[error("{0:?}")]
+    Verify(VerifyError),
+    #[error(transparent)]
+    Plugin(#[from] CallError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// One problem, as served and as stored in `last_error`.
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, poem_openapi::Object,
+)]
+#[oai(rename = "Problem")]
+pub struct Problem {
+    /// URI naming the problem type; stable per `code`.
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What happened and what to do next.
+    pub detail: String,
+    /// Stable machine-readable code (see the README's error table).
+    pub code: String,
+    /// Scopes the token lacks (`insufficient_scope`).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_scopes: Option<Vec<String>>,
+    /// Seconds to wait before retrying (`rate_limited`), as the provider said.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u32>,
+}
+
+impl AppError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "validation_error",
+            Self::InvalidBaseUrl(_) => "invalid_base_url",
+            Self::EgressDenied(_) => "egress_denied",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound(_) => "not_found",
+            Self::AccountMismatch(_) => "account_mismatch",
+            Self::Verify(e) => match e {
+                VerifyError::InvalidInput(_) => "validation_error",
+                VerifyError::InvalidToken(_) => "invalid_token",
+                VerifyError::TokenExpired(_) => "token_expired",
+                VerifyError::TokenRevoked(_) => "token_revoked",
+                VerifyError::InsufficientScope { .. } => "insufficient_scope",
+                VerifyError::RateLimited(_) => "rate_limited",
+                VerifyError::UpstreamError(_) => "upstream_error",
+                VerifyError::UpstreamUnreachable(_) => "upstream_unreachable",
+                VerifyError::UpstreamTimeout => "upstream_timeout",
+                VerifyError::EgressDenied(_) => "egress_denied",
+            },
+            Self::Plugin(CallError::Timeout(_)) => "plugin_timeout",
+            Self::Plugin(CallError::Failed(_)) => "plugin_failed",
+            Self::Store(_) => "internal_error",
+            Self::Crypto(_) => "secret_unavailable",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self.code() {
+            "validation_error" | "invalid_base_url" => 400,
+            "unauthorized" => 401,
+            "egress_denied" => 403,
+            "not_found" => 404,
+            "account_mismatch" => 409,
+            "invalid_token" | "token_expired" | "token_revoked" | "insufficient_scope" => 422,
+            "rate_limited" => 429,
+            "upstream_error" | "upstream_unreachable" | "plugin_failed" => 502,
+            "secret_unavailable" => 503,
+            "upstream_timeout" | "plugin_timeout" => 504,
+            _ => 500,
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.code() {
+            "validation_error" => "The request is not valid",
+            "invalid_base_url" => "The base URL is not acceptable",
+            "egress_denied" => "The target address is refused by the egress policy",
+            "unauthorized" => "Missing or wrong API key",
+            "not_found" => "Not found",
+            "account_mismatch" => "The token belongs to another account",
+            "invalid_token" => "The provider refused the token",
+            "token_expired" => "The token has expired",
+            "token_revoked" => "The token was revoked",
+            "insufficient_scope" => "The token lacks required scopes",
+            "rate_limited" => "The provider is rate limiting requests",
+            "upstream_error" => "The provider answered with an error",
+            "upstream_unreachable" => "The provider could not be reached",
+            "upstream_timeout" => "The provider did not answer in time",
+            "plugin_failed" => "The connector failed",
+            "plugin_timeout" => "The connector did not finish in time",
+            "secret_unavailable" => "Stored credentials cannot be decrypted",
+            _ => "Internal error",
+        }
+    }
+
+    /// A sentence saying what happened and what to do next.
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Validation(s) | Self::NotFound(s) | Self::AccountMismatch(s) => s.clone(),
+            Self::InvalidBaseUrl(s) => format!("{s}."),
+            Self::EgressDenied(s) => format!("{s}."),
+            Self::Unauthorized => {
+                "Send the API key as `Authorization: Bearer <key>`; it was printed when the server first started or set with GATEHOUSE_API_KEY.".into()
+            }
+            Self::Verify(e) => match e {
+                VerifyError::InvalidInput(s) => s.clone(),
+                VerifyError::InvalidToken(s) | VerifyError::TokenExpired(s) | VerifyError::TokenRevoked(s) => {
+                    with_next_step(s, "Check that the token is valid, or create a new one at the provider and connect again.")
+                }
+                VerifyError::InsufficientScope { detail, .. } => detail.clone(),
+                VerifyError::RateLimited(Some(after)) => {
+                    format!("The provider asked to wait {after} seconds before trying again.")
+                }
+                VerifyError::RateLimited(None) => "The provider asked to slow down; try again in a minute.".into(),
+                VerifyError::UpstreamError(s) => with_next_step(s, "Try again later; if it persists, check the base URL."),
+                VerifyError::UpstreamUnreachable(s) => {
+                    format!("{s}. Check the base URL, DNS and TLS certificates (see --ca-bundle for a private CA).")
+                }
+                VerifyError::UpstreamTimeout => {
+                    "The provider did not answer within the HTTP timeout; try again later or raise --http-timeout.".into()
+                }
+                VerifyError::EgressDenied(s) => format!("{s}."),
+            },
+            Self::Plugin(CallError::Timeout(d)) => format!(
+                "The connector did not finish within {} s and was stopped; try again, and report it to the connector's author if it persists.",
+                d.as_secs_f32()
+            ),
+            Self::Plugin(CallError::Failed(s)) => {
+                format!("{s}. The connector was stopped; report it to the connector's author.")
+            }
+            Self::Store(_) => "The database failed; see the server log and try again.".into(),
+            Self::Crypto(e) => format!(
+                "{e}. Restore the master key the server used before (GATEHOUSE_MASTER_KEY or master.key in the data dir), or connect the integration again."
+            ),
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (missing_scopes, retry_after) = match self {
+            Self::Verify(VerifyError::InsufficientScope { missing_scopes, .. }) => {
+                (Some(missing_scopes.clone()), None)
+            }
+            Self::Verify(VerifyError::RateLimited(after)) => (None, *after),
+            _ => (None, None),
+        };
+        Problem {
+            kind: format!("https://gatehouse.invalid/problems/{}", self.code()),
+            title: self.title().into(),
+            status: self.status(),
+            detail: self.detail(),
+            code: self.code().into(),
+            missing_scopes,
+            retry_after,
+        }
+    }
+}
+
+fn with_next_step(sentence: &str, next: &str) -> String {
+    let sentence = sentence.trim();
+    if sentence.is_empty() {
+        next.to_string()
+    } else if sentence.ends_with(['.', '!', '?']) {
+        format!("{sentence} {next}")
+    } else {
+        format!("{sentence}. {next}")
+    }
+}

@@ -1,0 +1,461 @@
+//! Integration lifecycle: turns API requests into connector calls and store
+//! writes — verify, connect (idempotent per account), rotate, re-verify,
+//! disconnect. Provider-agnostic: it knows fields by kind, not by name.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use secrecy::ExposeSecret;
+use url::Url;
+
+use crate::{
+    crypto::MasterKey,
+    egress::{EgressError, Policy},
+    error::{AppError, Problem},
+    runtime::{
+        Plugin, Runtime,
+        model::{Account, Credentials, FieldKind, Verification, VerifyError},
+    },
+    store::{IntegrationRow, Store},
+};
+
+/// Longest accepted credential value; real tokens are far shorter.
+const MAX_VALUE_LEN: usize = 8 * 1024;
+
+/// What a verify call learnt: a verification, or the provider's verdict
+/// against the token.
+pub type Verdict = Result<Verification, VerifyError>;
+
+pub struct Integrations {
+    pub runtime: Runtime,
+    plugins: BTreeMap<String, Arc<Plugin>>,
+    pub store: Store,
+    key: MasterKey,
+    policy: Policy,
+}
+
+impl Integrations {
+    pub fn new(
+        runtime: Runtime,
+        plugins: Vec<Plugin>,
+        store: Store,
+        key: MasterKey,
+        policy: Policy,
+    ) -> Self {
+        let plugins = plugins
+            .into_iter()
+            .map(|p| (p.manifest.id.clone(), Arc::new(p)))
+            .collect();
+        Self {
+            runtime,
+            plugins,
+            store,
+            key,
+            policy,
+        }
+    }
+
+    pub fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>> {
+        self.plugins.values()
+    }
+
+    pub fn plugin(&self, id: &str) -> Result<Arc<Plugin>, AppError> {
+        self.plugins.get(id).cloned().ok_or_else(|| {
+            AppError::NotFound(format!(
+                "No provider {id:?} is loaded; GET /api/v1/providers lists the available ones ({}).",
+                self.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// Checks submitted credentials against the manifest: no unknown keys,
+    /// defaults applied, required fields present, url fields acceptable.
+    pub fn prepare(
+        &self,
+        plugin: &Plugin,
+        raw: BTreeMap<String, String>,
+    ) -> Result<(Credentials, Option<Url>), AppError> {
+        let fields = &plugin.manifest.fields;
+        let known = || {
+            fields
+                .iter()
+                .map(|f| f.key.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Some(unknown) = raw.keys().find(|k| !fields.iter().any(|f| &f.key == *k)) {
+            return Err(AppError::Validation(format!(
+                "Unknown credential field {unknown:?} for provider {:?}; expected: {}.",
+                plugin.manifest.id,
+                known()
+            )));
+        }
+        let mut credentials = Credentials::default();
+        let mut base_url = None;
+        let mut raw = raw;
+        for field in fields {
+            let value = raw
+                .remove(&field.key)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty());
+            let Some(value) = value.or_else(|| field.default.clone()) else {
+                if field.required {
+                    return Err(AppError::Validation(format!(
+                        "The field {:?} ({}) is required.",
+                        field.key, field.label
+                    )));
+                }
+                continue;
+            };
+            if value.len() > MAX_VALUE_LEN {
+                return Err(AppError::Validation(format!(
+                    "The field {:?} is longer than {MAX_VALUE_LEN} characters.",
+                    field.key
+                )));
+            }
+            let value = if field.kind == FieldKind::Url {
+                let url = self.policy.parse_base_url(&value).map_err(|e| match e {
+                    EgressError::InvalidUrl(s) | EgressError::Denied(s) => {
+                        AppError::InvalidBaseUrl(s)
+                    }
+                })?;
+                let text = url.as_str().trim_end_matches('/').to_string();
+                base_url = Some(url);
+                text
+            } else {
+                value
+            };
+            credentials.insert(field.key.clone(), value);
+        }
+        Ok((credentials, base_url))
+    }
+
+    /// Runs the connector. Transport, policy and sandbox failures are
+    /// errors; the provider's verdict on the token is a value.
+    async fn run_verify(
+        &self,
+        plugin: &Plugin,
+        credentials: &Credentials,
+        base_url: Option<&Url>,
+    ) -> Result<Verdict, AppError> {
+        if let Some(url) = base_url {
+            self.policy
+                .check_reachable(url)
+                .await
+                .map_err(|e| AppError::EgressDenied(e.to_string()))?;
+        }
+        let allowed: Vec<Url> = base_url.cloned().into_iter().collect();
+        let verdict = self.runtime.verify(plugin, credentials, &allowed).await?;
+        match verdict {
+            Err(e) if !e.is_verdict() => Err(AppError::Verify(e)),
+            other => Ok(other),
+        }
+    }
+
+    /// `POST /providers/{id}/verify`: stores nothing.
+    pub async fn verify(
+        &self,
+        provider: &str,
+        raw: BTreeMap<String, String>,
+    ) -> Result<Verdict, AppError> {
+        let plugin = self.plugin(provider)?;
+        let (credentials, base_url) = self.prepare(&plugin, raw)?;
+        self.run_verify(&plugin, &credentials, base_url.as_ref())
+            .await
+    }
+
+    /// Verifies and stores. Returns the row and whether it is new; the same
+    /// account on the same base URL replaces the existing credentials.
+    pub async fn connect(
+        &self,
+        provider: &str,
+        raw: BTreeMap<String, String>,
+        label: Option<String>,
+    ) -> Result<(IntegrationRow, bool), AppError> {
+        let plugin = self.plugin(provider)?;
+        let (credentials, base_url) = self.prepare(&plugin, raw)?;
+        let verification = self
+            .run_verify(&plugin, &credentials, base_url.as_ref())
+            .await?
+            .map_err(AppError::Verify)?;
+        let base_url = base_url_text(base_url.as_ref());
+        let now = now();
+        if let Some(existing) = self
+            .store
+            .find_account(provider, &base_url, &verification.account.id)
+            .await?
+        {
+            let row = self.replaced(existing, &plugin, &credentials, &verification, label, &now);
+            self.store.update(&row).await?;
+            return Ok((row, false));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let row = IntegrationRow {
+            id: id.clone(),
+            provider: provider.to_string(),
+            label: label.clone(),
+            status: "connected".into(),
+            base_url: base_url.clone(),
+            account_id: verification.account.id.clone(),
+            account_json: account_json(&verification.account),
+            scopes: verification.scopes.clone(),
+            missing_scopes: Vec::new(),
+            token_kind: Some(verification.token_kind.clone()),
+            token_hint: token_hint(&plugin, &credentials),
+            token_expires_at: verification.expires_at.clone(),
+            created_at: now.clone(),
+            updated_at: now.clone(),
+            last_verified_at: Some(now.clone()),
+            last_error_json: None,
+            secret: self
+                .key
+                .seal(&id, credentials.to_json().expose_secret().as_bytes()),
+        };
+        if self.store.insert(&row).await? {
+            return Ok((row, true));
+        }
+        // Another request connected the same account meanwhile: update it.
+        let existing = self
+            .store
+            .find_account(provider, &base_url, &verification.account.id)
+            .await?
+            .ok_or_else(|| {
+                AppError::Validation(
+                    "The integration was removed while connecting; try again.".into(),
+                )
+            })?;
+        let row = self.replaced(existing, &plugin, &credentials, &verification, label, &now);
+        self.store.update(&row).await?;
+        Ok((row, false))
+    }
+
+    /// `existing` with new credentials and what their verification said.
+    fn replaced(
+        &self,
+        existing: IntegrationRow,
+        plugin: &Plugin,
+        credentials: &Credentials,
+        v: &Verification,
+        label: Option<String>,
+        now: &str,
+    ) -> IntegrationRow {
+        IntegrationRow {
+            label: label.or(existing.label),
+            status: "connected".into(),
+            account_id: v.account.id.clone(),
+            account_json: account_json(&v.account),
+            scopes: v.scopes.clone(),
+            missing_scopes: Vec::new(),
+            token_kind: Some(v.token_kind.clone()),
+            token_hint: token_hint(plugin, credentials),
+            token_expires_at: v.expires_at.clone(),
+            updated_at: now.to_string(),
+            last_verified_at: Some(now.to_string()),
+            last_error_json: None,
+            secret: self.key.seal(
+                &existing.id,
+                credentials.to_json().expose_secret().as_bytes(),
+            ),
+            ..existing
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<IntegrationRow>, AppError> {
+        Ok(self.store.list().await?)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<IntegrationRow, AppError> {
+        self.store.get(id).await?.ok_or_else(|| {
+            AppError::NotFound(format!(
+                "No integration {id}; GET /api/v1/integrations lists them."
+            ))
+        })
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<(), AppError> {
+        if self.store.delete(id).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound(format!(
+                "No integration {id}; it may already be disconnected."
+            )))
+        }
+    }
+
+    fn open_credentials(&self, row: &IntegrationRow) -> Result<Credentials, AppError> {
+        let plain = self.key.open(&row.id, &row.secret)?;
+        let text = std::str::from_utf8(plain.expose_secret())
+            .map_err(|_| crate::crypto::CryptoError::Open)?;
+        Ok(Credentials::from_json(text).map_err(|_| crate::crypto::CryptoError::Open)?)
+    }
+
+    /// Re-checks stored credentials. A verdict updates the status and is
+    /// answered with the row; a failure to reach the provider marks it
+    /// `unreachable` and is returned as the error.
+    pub async fn reverify(&self, id: &str) -> Result<IntegrationRow, AppError> {
+        let row = self.get(id).await?;
+        let plugin = self.plugin(&row.provider)?;
+        let credentials = self.open_credentials(&row)?;
+        let base_url = self.stored_base_url(&plugin, &credentials)?;
+        let now = now();
+        let outcome = self
+            .run_verify(&plugin, &credentials, base_url.as_ref())
+            .await;
+        let mut updated = IntegrationRow {
+            updated_at: now.clone(),
+            ..row.clone()
+        };
+        let result = match outcome {
+            Ok(Ok(v)) => {
+                updated = IntegrationRow {
+                    status: "connected".into(),
+                    account_json: account_json(&v.account),
+                    scopes: v.scopes,
+                    missing_scopes: Vec::new(),
+                    token_kind: Some(v.token_kind),
+                    token_expires_at: v.expires_at,
+                    last_verified_at: Some(now),
+                    last_error_json: None,
+                    ..updated
+                };
+                Ok(())
+            }
+            Ok(Err(verdict)) => {
+                updated.status = status_of(&verdict).into();
+                if let VerifyError::InsufficientScope {
+                    scopes,
+                    missing_scopes,
+                    ..
+                } = &verdict
+                {
+                    updated.scopes = scopes.clone();
+                    updated.missing_scopes = missing_scopes.clone();
+                }
+                updated.last_verified_at = Some(now);
+                updated.last_error_json = Some(problem_json(&AppError::Verify(verdict).problem()));
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, AppError::Verify(_) | AppError::EgressDenied(_)) {
+                    updated.status = "unreachable".into();
+                }
+                updated.last_error_json = Some(problem_json(&e.problem()));
+                Err(e)
+            }
+        };
+        self.store.update(&updated).await?;
+        result.map(|()| updated)
+    }
+
+    /// Replaces the credentials of an integration with ones for the same
+    /// account. Fields left out keep their stored value.
+    pub async fn rotate(
+        &self,
+        id: &str,
+        raw: BTreeMap<String, String>,
+    ) -> Result<IntegrationRow, AppError> {
+        let row = self.get(id).await?;
+        let plugin = self.plugin(&row.provider)?;
+        let stored = self.open_credentials(&row)?;
+        let mut merged = raw;
+        for field in plugin
+            .manifest
+            .fields
+            .iter()
+            .filter(|f| f.kind != FieldKind::Secret)
+        {
+            if !merged.contains_key(&field.key)
+                && let Some(v) = stored.get(&field.key)
+            {
+                merged.insert(field.key.clone(), v.to_string());
+            }
+        }
+        let (credentials, base_url) = self.prepare(&plugin, merged)?;
+        if base_url_text(base_url.as_ref()) != row.base_url {
+            return Err(AppError::Validation(format!(
+                "The base URL of an integration cannot change (it is {}); connect a new integration instead.",
+                row.base_url
+            )));
+        }
+        let verification = self
+            .run_verify(&plugin, &credentials, base_url.as_ref())
+            .await?
+            .map_err(AppError::Verify)?;
+        if verification.account.id != row.account_id {
+            let current: Account = serde_json::from_str(&row.account_json)
+                .map_err(|_| crate::crypto::CryptoError::Open)?;
+            return Err(AppError::AccountMismatch(format!(
+                "The new token belongs to {:?}, but this integration is connected to {:?}; use a token of {:?}, or connect the other account as a new integration.",
+                verification.account.username, current.username, current.username
+            )));
+        }
+        let now = now();
+        let updated = self.replaced(row, &plugin, &credentials, &verification, None, &now);
+        self.store.update(&updated).await?;
+        Ok(updated)
+    }
+
+    fn stored_base_url(
+        &self,
+        plugin: &Plugin,
+        credentials: &Credentials,
+    ) -> Result<Option<Url>, AppError> {
+        let Some(field) = plugin
+            .manifest
+            .fields
+            .iter()
+            .find(|f| f.kind == FieldKind::Url)
+        else {
+            return Ok(None);
+        };
+        let Some(value) = credentials.get(&field.key) else {
+            return Ok(None);
+        };
+        // Re-checked with today's policy: a URL allowed when connected may
+        // have been refused since.
+        self.policy
+            .parse_base_url(value)
+            .map(Some)
+            .map_err(|e| AppError::InvalidBaseUrl(e.to_string()))
+    }
+}
+
+pub fn status_of(verdict: &VerifyError) -> &'static str {
+    match verdict {
+        VerifyError::InvalidToken(_) | VerifyError::TokenRevoked(_) => "invalid",
+        VerifyError::TokenExpired(_) => "expired",
+        VerifyError::InsufficientScope { .. } => "insufficient_scope",
+        _ => "unreachable",
+    }
+}
+
+fn base_url_text(url: Option<&Url>) -> String {
+    url.map(|u| u.as_str().trim_end_matches('/').to_string())
+        .unwrap_or_default()
+}
+
+fn account_json(account: &Account) -> String {
+    serde_json::to_string(account).expect("an account serialises")
+}
+
+fn problem_json(problem: &Problem) -> String {
+    serde_json::to_string(problem).expect("a problem serialises")
+}
+
+/// At most the last 4 characters of the first secret field, and nothing
+/// for short values, where 4 characters would be too much of it.
+fn token_hint(plugin: &Plugin, credentials: &Credentials) -> Option<String> {
+    let field = plugin
+        .manifest
+        .fields
+        .iter()
+        .find(|f| f.kind == FieldKind::Secret)?;
+    let value = credentials.get(&field.key)?;
+    let chars: Vec<char> = value.chars().collect();
+    (chars.len() >= 16).then(|| chars[chars.len() - 4..].iter().collect())
+}
+
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("now formats as RFC 3339")
+}

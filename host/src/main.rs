@@ -1,0 +1,259 @@
+//! `gatehouse`: the integrations host. `serve` runs the HTTP API; `plugins`
+//! inspects connector components.
+
+mod api;
+mod config;
+mod crypto;
+mod egress;
+mod error;
+mod integrations;
+mod runtime;
+mod store;
+
+use std::{path::Path, sync::Arc};
+
+use anyhow::Context;
+use clap::Parser;
+use secrecy::{ExposeSecret, SecretString};
+
+use config::{Cli, Command, PluginsCommand, SandboxLimits, ServeConfig};
+use egress::{Egress, HttpLimits, Policy};
+use runtime::{Plugin, Runtime, RuntimeLimits};
+
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+}
+
+const API_KEY_SETTING: &str = "api_key_sha256";
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(config) => serve(*config).await,
+            Command::Plugins(cmd) => plugins_command(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter =
+        EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("GATEHOUSE_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init()
+    } else {
+        builder.init()
+    }
+}
+
+fn build_runtime(
+    limits: &SandboxLimits,
+    policy: Policy,
+    ca_bundle: Option<&Path>,
+) -> anyhow::Result<Runtime> {
+    let http = HttpLimits {
+        timeout: limits.http_timeout,
+        max_response_bytes: limits.max_response_bytes,
+        max_requests_per_call: limits.max_outbound_requests,
+    };
+    let egress = Arc::new(Egress::new(policy, http, ca_bundle)?);
+    Runtime::new(
+        egress,
+        RuntimeLimits {
+            call_timeout: limits.plugin_timeout,
+            memory_bytes: usize::try_from(limits.plugin_memory_mib.saturating_mul(1024 * 1024))
+                .unwrap_or(usize::MAX),
+            concurrent_calls: limits.max_concurrent_calls.max(1),
+        },
+    )
+}
+
+/// First-party connectors, then every `.wasm` in the plugins directory in
+/// name order. A broken third-party file is skipped with an error log so
+/// one bad file cannot keep the others offline; a duplicate id is refused.
+async fn load_plugins(runtime: &Runtime, plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
+    let mut loaded: Vec<Plugin> = Vec::new();
+    for (name, bytes) in builtin::BUILTIN {
+        let plugin = runtime.load(name, bytes).await?;
+        loaded.push(plugin);
+    }
+    let mut files: Vec<_> = match std::fs::read_dir(plugins_dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot read plugins dir {}", plugins_dir.display()));
+        }
+    };
+    files.sort();
+    for path in files {
+        let shown = path.display().to_string();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(file = %shown, error = %e, "cannot read plugin; skipped");
+                continue;
+            }
+        };
+        match runtime.load(&shown, &bytes).await {
+            Ok(plugin) if loaded.iter().any(|p| p.manifest.id == plugin.manifest.id) => {
+                tracing::error!(file = %shown, id = %plugin.manifest.id, "a connector with this id is already loaded; skipped");
+            }
+            Ok(plugin) => loaded.push(plugin),
+            Err(e) => tracing::error!(error = %e, "plugin refused"),
+        }
+    }
+    for p in &loaded {
+        tracing::info!(id = %p.manifest.id, version = %p.manifest.version, wit = p.wit_version, source = %p.source, sha256 = %p.sha256, "connector loaded");
+    }
+    Ok(loaded)
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let master_env = std::env::var("GATEHOUSE_MASTER_KEY")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(SecretString::from);
+    let key = crypto::MasterKey::load(master_env.as_ref(), &config.data_dir)?;
+    tracing::info!(key_id = key.id(), "master key loaded");
+    let store = store::Store::open(config.database_url.as_deref(), &config.data_dir).await?;
+    let api_key_hash = api_key_hash(&store).await?;
+
+    let policy = Policy {
+        allow_private_networks: config.allow_private_networks,
+        allow_http: config.allow_http,
+    };
+    let runtime = build_runtime(&config.limits, policy, config.ca_bundle.as_deref())?;
+    let plugins = load_plugins(&runtime, &config.plugins_dir()).await?;
+    let integrations = Arc::new(integrations::Integrations::new(
+        runtime,
+        plugins,
+        store.clone(),
+        key,
+        policy,
+    ));
+    let app = api::routes(integrations, api_key_hash, config.limits.max_body_bytes);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, data_dir = %config.data_dir.display(), "gatehouse listening");
+    drop(listener);
+    poem::Server::new(poem::listener::TcpListener::bind(local))
+        .run_with_graceful_shutdown(
+            app,
+            shutdown_signal(),
+            Some(std::time::Duration::from_secs(10)),
+        )
+        .await?;
+    store.close().await;
+    tracing::info!("gatehouse stopped");
+    Ok(())
+}
+
+/// The API key's hash: from GATEHOUSE_API_KEY when set, else the stored
+/// one, else a new key printed once.
+async fn api_key_hash(store: &store::Store) -> anyhow::Result<String> {
+    if let Some(key) = std::env::var("GATEHOUSE_API_KEY")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        return Ok(crypto::hash_api_key(&key));
+    }
+    if let Some(hash) = store.setting(API_KEY_SETTING).await? {
+        return Ok(hash);
+    }
+    let key = crypto::generate_api_key();
+    let hash = crypto::hash_api_key(key.expose_secret());
+    if store.init_setting(API_KEY_SETTING, &hash).await? {
+        // stdout, not the log: the one time the key is shown.
+        println!(
+            "Generated API key (shown only now; store it safely): {}",
+            key.expose_secret()
+        );
+        Ok(hash)
+    } else {
+        Ok(store.setting(API_KEY_SETTING).await?.unwrap_or(hash))
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
+    let policy = Policy {
+        allow_private_networks: false,
+        allow_http: false,
+    };
+    let runtime = build_runtime(&SandboxLimits::default(), policy, None)?;
+    match cmd {
+        PluginsCommand::List {
+            plugins_dir,
+            data_dir,
+        } => {
+            let dir = plugins_dir.unwrap_or_else(|| data_dir.join("plugins"));
+            for p in load_plugins(&runtime, &dir).await? {
+                println!(
+                    "{}\t{}\twit {}\t{}\t{}",
+                    p.manifest.id, p.manifest.version, p.wit_version, p.source, p.manifest.name
+                );
+            }
+        }
+        PluginsCommand::Inspect { file } | PluginsCommand::Validate { file } if !file.exists() => {
+            anyhow::bail!("{} does not exist", file.display());
+        }
+        PluginsCommand::Inspect { file } => {
+            let bytes = std::fs::read(&file)?;
+            let plugin = runtime.load(&file.display().to_string(), &bytes).await?;
+            let manifest = api::models::ProviderManifest::from(&plugin);
+            let doc = poem_openapi::types::ToJSON::to_json(&manifest).unwrap_or_default();
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        PluginsCommand::Validate { file } => {
+            let bytes = std::fs::read(&file)?;
+            let plugin = runtime.load(&file.display().to_string(), &bytes).await?;
+            println!(
+                "{}: ok — implements gatehouse:plugin/provider@{} as {:?} {}",
+                file.display(),
+                plugin.wit_version,
+                plugin.manifest.id,
+                plugin.manifest.version
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,515 @@
+//! The connector runtime: compiles each component once, pre-instantiates it
+//! against the host's imports, and runs every call in a fresh pooled
+//! instance under a CPU/wall deadline, a memory cap and the egress policy.
+
+pub mod model;
+pub mod wit;
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+use url::Url;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap, UpdateDeadline,
+    component::{Component, Linker, ResourceTable},
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::{
+    crypto::sha256_hex,
+    egress::{CallEgress, Egress, SendError},
+};
+use model::{Credentials, FieldKind, Manifest, Verification, VerifyError};
+
+/// How often the epoch advances; the granularity of deadlines and of
+/// yielding a busy connector back to the scheduler.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// `manifest()` is pure data; it gets a short deadline at load.
+const MANIFEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeLimits {
+    pub call_timeout: Duration,
+    pub memory_bytes: usize,
+    pub concurrent_calls: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{source_name}: not a WebAssembly component: {why}")]
+    NotAComponent { source_name: String, why: String },
+    #[error(
+        "{source_name}: does not implement the world gatehouse:plugin/provider (supported versions: {supported}): {why}"
+    )]
+    WrongWorld {
+        source_name: String,
+        supported: String,
+        why: String,
+    },
+    #[error("{source_name}: manifest() failed: {why}")]
+    Manifest { source_name: String, why: String },
+    #[error("{source_name}: invalid manifest: {why}")]
+    InvalidManifest { source_name: String, why: String },
+}
+
+/// How a connector call failed (as opposed to the connector reporting a
+/// verification error, which is a normal result).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CallError {
+    #[error("the connector did not finish within {0:?}")]
+    Timeout(Duration),
+    #[error("the connector failed: {0}")]
+    Failed(String),
+}
+
+enum Bindings {
+    V0_1_0(wit::v0_1_0::ProviderPre<CallState>),
+}
+
+/// A loaded connector.
+pub struct Plugin {
+    pub manifest: Manifest,
+    pub sha256: String,
+    pub wit_version: &'static str,
+    /// Where it came from: `builtin:<name>` or a file path.
+    pub source: String,
+    bindings: Bindings,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("id", &self.manifest.id)
+            .field("source", &self.source)
+            .field("wit_version", &self.wit_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-call store data. Nothing here outlives the call.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory: MemoryCap,
+    egress: CallEgress,
+    plugin_id: String,
+    secrets: Vec<SecretString>,
+    /// Set when the connector broke a limit; the call then fails whatever
+    /// the connector returns.
+    violation: Option<String>,
+    /// The last transport failure, so a connector that misreports it is
+    /// still answered with the right code.
+    last_send_error: Option<SendError>,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl CallState {
+    /// Removes every credential value from text that came out of a
+    /// connector, so a careless or hostile one cannot leak it through us.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.secrets {
+            let s = secret.expose_secret();
+            if s.len() >= 4 && out.contains(s) {
+                out = out.replace(s, "[redacted]");
+            }
+        }
+        out
+    }
+
+    fn note_send_error(&mut self, e: &SendError) {
+        self.last_send_error = Some(e.clone());
+    }
+
+    fn plugin_log(&self, level: tracing::Level, message: &str, fields: &[(String, String)]) {
+        let message = self.redact(message);
+        let fields: BTreeMap<String, String> = fields
+            .iter()
+            .map(|(k, v)| (self.redact(k), self.redact(v)))
+            .collect();
+        let fields = format!("{fields:?}");
+        let plugin = self.plugin_id.as_str();
+        match level {
+            tracing::Level::ERROR => {
+                tracing::error!(target: "gatehouse::plugin", plugin, fields, "{message}")
+            }
+            tracing::Level::WARN => {
+                tracing::warn!(target: "gatehouse::plugin", plugin, fields, "{message}")
+            }
+            tracing::Level::INFO => {
+                tracing::info!(target: "gatehouse::plugin", plugin, fields, "{message}")
+            }
+            tracing::Level::DEBUG => {
+                tracing::debug!(target: "gatehouse::plugin", plugin, fields, "{message}")
+            }
+            tracing::Level::TRACE => {
+                tracing::trace!(target: "gatehouse::plugin", plugin, fields, "{message}")
+            }
+        }
+    }
+}
+
+/// Caps linear memory and remembers that it did, so the failure is
+/// reported as a broken limit rather than a bare trap.
+struct MemoryCap {
+    bytes: usize,
+    denied: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.bytes {
+            self.denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    egress: Arc<Egress>,
+    limits: RuntimeLimits,
+    slots: Arc<Semaphore>,
+}
+
+impl Runtime {
+    pub fn new(egress: Arc<Egress>, limits: RuntimeLimits) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        // Slots for every call that may run at once plus load-time calls;
+        // callers wait on `slots` before they can take one.
+        let instances = limits.concurrent_calls + 8;
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 8)
+            .total_stacks(instances)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16)
+            .max_core_instances_per_component(32)
+            .max_memory_size(limits.memory_bytes.max(1 << 20));
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        wit::v0_1_0::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+
+        Ok(Self {
+            engine,
+            linker,
+            egress,
+            limits,
+            slots: Arc::new(Semaphore::new(limits.concurrent_calls as usize)),
+        })
+    }
+
+    pub fn supported_wit_versions() -> &'static [&'static str] {
+        &[wit::v0_1_0::VERSION]
+    }
+
+    /// Compiles, links and asks for the manifest. Every connector, builtin
+    /// or from `--plugins-dir`, comes through here.
+    pub async fn load(&self, source_name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
+                source_name: source_name.to_string(),
+                why: first_line(&e),
+            })?;
+        let wrong_world = |why: String| LoadError::WrongWorld {
+            source_name: source_name.to_string(),
+            supported: Self::supported_wit_versions().join(", "),
+            why,
+        };
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let (bindings, wit_version) = if exports.iter().any(|e| e == wit::v0_1_0::CONNECTOR_EXPORT)
+        {
+            let pre = self
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| wrong_world(format!("{e:#}")))?;
+            let pre =
+                wit::v0_1_0::ProviderPre::new(pre).map_err(|e| wrong_world(format!("{e:#}")))?;
+            (Bindings::V0_1_0(pre), wit::v0_1_0::VERSION)
+        } else {
+            return Err(wrong_world(format!(
+                "it exports [{}] but no supported gatehouse:plugin/connector",
+                exports.join(", ")
+            )));
+        };
+        let mut plugin = Plugin {
+            manifest: placeholder_manifest(),
+            sha256: sha256_hex(bytes),
+            wit_version,
+            source: source_name.to_string(),
+            bindings,
+        };
+        let manifest = self
+            .manifest(&plugin)
+            .await
+            .map_err(|e| LoadError::Manifest {
+                source_name: source_name.to_string(),
+                why: e.to_string(),
+            })?;
+        validate_manifest(&manifest).map_err(|why| LoadError::InvalidManifest {
+            source_name: source_name.to_string(),
+            why,
+        })?;
+        plugin.manifest = manifest;
+        Ok(plugin)
+    }
+
+    async fn manifest(&self, plugin: &Plugin) -> Result<Manifest, CallError> {
+        let mut store = self.new_store(
+            "(loading)",
+            CallEgress::new(self.egress.clone(), &[]),
+            Vec::new(),
+            MANIFEST_TIMEOUT,
+        );
+        let run = async {
+            match &plugin.bindings {
+                Bindings::V0_1_0(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    wit::v0_1_0::manifest(&instance, &mut store).await
+                }
+            }
+        };
+        let outcome = tokio::time::timeout(MANIFEST_TIMEOUT, run).await;
+        finish(outcome, &store, MANIFEST_TIMEOUT)
+    }
+
+    /// Runs `verify` in a fresh instance. `allowed` are the only URLs whose
+    /// origins the connector may reach.
+    pub async fn verify(
+        &self,
+        plugin: &Plugin,
+        credentials: &Credentials,
+        allowed: &[Url],
+    ) -> Result<Result<Verification, VerifyError>, CallError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let secrets = plugin
+            .manifest
+            .fields
+            .iter()
+            .filter(|f| f.kind == FieldKind::Secret)
+            .filter_map(|f| credentials.get(&f.key))
+            .map(|s| SecretString::from(s.to_string()))
+            .collect();
+        let timeout = self.limits.call_timeout;
+        let egress = CallEgress::new(self.egress.clone(), allowed);
+        let mut store = self.new_store(&plugin.manifest.id, egress, secrets, timeout);
+        let pairs: Vec<(String, String)> = credentials
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let run = async {
+            match &plugin.bindings {
+                Bindings::V0_1_0(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    wit::v0_1_0::verify(&instance, &mut store, &pairs).await
+                }
+            }
+        };
+        let outcome = tokio::time::timeout(timeout, run).await;
+        let result = finish(outcome, &store, timeout)?;
+        // A connector cannot turn a policy refusal or a transport failure
+        // into something else: what the host saw wins.
+        Ok(
+            result.map_err(|e| match (&store.data().last_send_error, e) {
+                (Some(SendError::Denied(why)), e)
+                    if !matches!(e, VerifyError::EgressDenied(_)) && !e.is_verdict() =>
+                {
+                    VerifyError::EgressDenied(why.clone())
+                }
+                (_, e) => e,
+            }),
+        )
+    }
+
+    fn new_store(
+        &self,
+        plugin_id: &str,
+        egress: CallEgress,
+        secrets: Vec<SecretString>,
+        timeout: Duration,
+    ) -> Store<CallState> {
+        let state = CallState {
+            // Nothing granted: no preopens, environment, arguments, stdio or
+            // sockets. Clocks and randomness stay, as std needs them.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            memory: MemoryCap {
+                bytes: self.limits.memory_bytes,
+                denied: false,
+            },
+            egress,
+            plugin_id: plugin_id.to_string(),
+            secrets,
+            violation: None,
+            last_send_error: None,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        let deadline = Instant::now() + timeout;
+        store.set_epoch_deadline(1);
+        // Yield every tick so a spinning connector shares the executor, and
+        // interrupt it once the deadline passes.
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store
+    }
+}
+
+fn finish<R>(
+    outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+    store: &Store<CallState>,
+    timeout: Duration,
+) -> Result<R, CallError> {
+    let state = store.data();
+    if let Some(why) = &state.violation {
+        return Err(CallError::Failed(why.clone()));
+    }
+    match outcome {
+        Err(_) => Err(CallError::Timeout(timeout)),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+            Err(CallError::Timeout(timeout))
+        }
+        Ok(Err(_)) if state.memory.denied => Err(CallError::Failed(format!(
+            "the connector exceeded its memory limit of {} MiB",
+            state.memory.bytes / (1024 * 1024)
+        ))),
+        Ok(Err(e)) => Err(CallError::Failed(state.redact(&first_line(&e)))),
+    }
+}
+
+fn first_line(e: &wasmtime::Error) -> String {
+    let text = format!("{e:#}");
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect()
+}
+
+fn placeholder_manifest() -> Manifest {
+    Manifest {
+        id: String::new(),
+        name: String::new(),
+        vendor: String::new(),
+        auth_method: model::AuthMethod::PersonalAccessToken,
+        description: String::new(),
+        notes: Vec::new(),
+        fields: Vec::new(),
+        required_scopes: Vec::new(),
+        required_scopes_rule: model::ScopeRule::AllOf,
+        version: String::new(),
+    }
+}
+
+/// What the host relies on: a usable id, unique field keys, defaults that
+/// fit their kind.
+pub fn validate_manifest(m: &Manifest) -> Result<(), String> {
+    let id_ok = !m.id.is_empty()
+        && m.id.len() <= 64
+        && m.id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !m.id.starts_with('-');
+    if !id_ok {
+        return Err(format!(
+            "id {:?} must be 1-64 lowercase letters, digits or dashes",
+            m.id
+        ));
+    }
+    if m.fields.is_empty() {
+        return Err("it declares no credential fields".into());
+    }
+    let mut keys = std::collections::BTreeSet::new();
+    for f in &m.fields {
+        if f.key.is_empty() || !f.key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "field key {:?} must be letters, digits or underscores",
+                f.key
+            ));
+        }
+        if !keys.insert(f.key.as_str()) {
+            return Err(format!("field key {:?} appears twice", f.key));
+        }
+        if f.kind == FieldKind::Url
+            && let Some(d) = &f.default
+            && !(d.starts_with("https://") || d.starts_with("http://"))
+        {
+            return Err(format!(
+                "default of url field {:?} is not an http(s) URL",
+                f.key
+            ));
+        }
+        if f.kind == FieldKind::Secret && f.default.is_some() {
+            return Err(format!("secret field {:?} must not have a default", f.key));
+        }
+    }
+    if m.fields.iter().filter(|f| f.kind == FieldKind::Url).count() > 1 {
+        return Err("at most one url field is supported".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! The host's own view of a connector: the latest WIT version's concepts as
+//! plain Rust types. Every supported WIT version converts into these once,
+//! at the edge, so nothing else matches over versions.
+
+use std::{collections::BTreeMap, fmt};
+
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    OAuth2,
+    PersonalAccessToken,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    Text,
+    Secret,
+    Url,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeRule {
+    AllOf,
+    AnyOf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub key: String,
+    pub label: String,
+    pub kind: FieldKind,
+    pub required: bool,
+    pub default: Option<String>,
+    pub placeholder: Option<String>,
+    pub help: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub id: String,
+    pub name: String,
+    pub vendor: String,
+    pub auth_method: AuthMethod,
+    pub description: String,
+    pub notes: Vec<String>,
+    pub fields: Vec<Field>,
+    pub required_scopes: Vec<String>,
+    pub required_scopes_rule: ScopeRule,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Account {
+    pub id: String,
+    pub username: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub web_url: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Verification {
+    pub account: Account,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<String>,
+    pub token_kind: String,
+}
+
+/// Why a connector could not confirm the credentials. Sentences come from
+/// the connector and have already had credential values removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    InvalidInput(String),
+    InvalidToken(String),
+    TokenExpired(String),
+    TokenRevoked(String),
+    InsufficientScope {
+        account: Option<Account>,
+        scopes: Vec<String>,
+        missing_scopes: Vec<String>,
+        detail: String,
+    },
+    RateLimited(Option<u32>),
+    UpstreamError(String),
+    UpstreamUnreachable(String),
+    UpstreamTimeout,
+    EgressDenied(String),
+}
+
+impl VerifyError {
+    /// Whether the provider gave a verdict on the token itself (as opposed
+    /// to not being reachable or usable).
+    pub fn is_verdict(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidToken(_)
+                | Self::TokenExpired(_)
+                | Self::TokenRevoked(_)
+                | Self::InsufficientScope { .. }
+        )
+    }
+}
+
+/// Credential values keyed by field key. Every value is held as a secret:
+/// `Debug` shows only the keys, and memory is zeroed on drop.
+#[derive(Clone, Default)]
+pub struct Credentials(BTreeMap<String, SecretString>);
+
+impl Credentials {
+    pub fn insert(&mut self, key: String, value: String) {
+        self.0.insert(key, SecretString::from(value));
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.expose_secret())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.expose_secret()))
+    }
+
+    /// Serialises for sealing; the caller seals the buffer immediately.
+    pub fn to_json(&self) -> SecretString {
+        let map: BTreeMap<&str, &str> = self.iter().collect();
+        SecretString::from(serde_json::to_string(&map).expect("a string map serialises"))
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        let map: BTreeMap<String, String> = serde_json::from_str(text)?;
+        Ok(Self(
+            map.into_iter()
+                .map(|(k, v)| (k, SecretString::from(v)))
+                .collect(),
+        ))
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "[redacted]")))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_debug_hides_values() {
+        let mut c = Credentials::default();
+        c.insert("token".into(), "glpat-very-secret-value".into());
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("token") && !shown.contains("very-secret"),
+            "{shown}"
+        );
+        let back =
+            Credentials::from_json(secrecy::ExposeSecret::expose_secret(&c.to_json())).unwrap();
+        assert_eq!(back.get("token"), Some("glpat-very-secret-value"));
+    }
+}
