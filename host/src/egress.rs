@@ -523,4 +523,35 @@ mod tests {
             Err(SendError::BudgetExhausted(1))
         ));
     }
+
+    #[tokio::test]
+    async fn names_resolving_to_refused_addresses_are_never_connected() {
+        let limits = HttpLimits { timeout: Duration::from_secs(2), max_response_bytes: 10, max_requests_per_call: 4 };
+        let strict_http = Policy { allow_private_networks: false, allow_http: true };
+        let egress = Arc::new(Egress::new(strict_http, limits, None).unwrap());
+        let base = Url::parse("http://localhost:9").unwrap();
+        let mut call = CallEgress::new(egress, &[base.clone()]);
+        let req = OutboundRequest { method: "GET".into(), url: "http://localhost:9/x".into(), headers: vec![], body: vec![] };
+        match call.send(req).await {
+            Err(SendError::Denied(why)) => assert!(why.contains("localhost"), "{why}"),
+            other => panic!("expected a denial, got {:?}", other.err()),
+        }
+        assert!(strict_http.check_reachable(&base).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn forbidden_headers_and_methods_are_refused() {
+        let limits = HttpLimits { timeout: Duration::from_secs(1), max_response_bytes: 10, max_requests_per_call: 8 };
+        let egress = Arc::new(Egress::new(LAX, limits, None).unwrap());
+        let mut call = CallEgress::new(egress, &[Url::parse("http://127.0.0.1:9").unwrap()]);
+        let host_header = OutboundRequest {
+            method: "GET".into(),
+            url: "http://127.0.0.1:9/".into(),
+            headers: vec![("Host".into(), "metadata.internal".into())],
+            body: vec![],
+        };
+        assert!(matches!(call.send(host_header).await, Err(SendError::InvalidRequest(_))));
+        let connect = OutboundRequest { method: "CONNECT".into(), url: "http://127.0.0.1:9/".into(), headers: vec![], body: vec![] };
+        assert!(matches!(call.send(connect).await, Err(SendError::InvalidRequest(_))));
+    }
 }

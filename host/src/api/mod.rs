@@ -261,5 +261,6 @@ pub fn routes(
         )
         .data(Arc::new(ApiKeyHash(api_key_hash)))
         .with(NormalizePath::new(TrailingSlash::Trim))
+        .with(poem::middleware::Tracing)
         .catch_all_error(problem::render)
 }
