@@ -20,21 +20,10 @@ fn main() {
     println!("cargo:rerun-if-changed={}", plugins.display());
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
 
-    if env::var_os("GATEHOUSE_TMP_SKIP").is_some() {
-        fs::write(
-            PathBuf::from(env::var("OUT_DIR").unwrap()).join("builtin_plugins.rs"),
-            "pub const BUILTIN: &[(&str, &[u8])] = &[];",
-        )
-        .unwrap();
-        println!("cargo:rustc-env=GATEHOUSE_TEST_HOSTILE_WASM=/nonexistent");
-        return;
-    }
     ensure_target();
 
-    let target_dir = env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("wasm");
+    let target_dir =
+        env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("wasm");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build
@@ -43,23 +32,13 @@ fn main() {
         .arg("--target-dir")
         .arg(&target_dir);
     // The outer build's settings are for the host, not for the guests.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "RUSTC_WORKSPACE_WRAPPER",
-    ] {
+    for var in
+        ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"]
+    {
         build.env_remove(var);
     }
-    let status = build
-        .status()
-        .expect("cannot run cargo to build the plugins");
-    assert!(
-        status.success(),
-        "building the plugins in {} failed (see the errors above)",
-        plugins.display()
-    );
+    let status = build.status().expect("cannot run cargo to build the plugins");
+    assert!(status.success(), "building the plugins in {} failed (see the errors above)", plugins.display());
 
     let out = target_dir.join(TARGET).join("release");
     let mut builtin = String::from(
@@ -68,16 +47,9 @@ fn main() {
     for crate_dir in component_crates(&plugins) {
         let name = crate_dir.file_name().unwrap().to_string_lossy().to_string();
         let wasm = out.join(format!("{}.wasm", name.replace('-', "_")));
-        assert!(
-            wasm.exists(),
-            "{} was not produced by the plugin build",
-            wasm.display()
-        );
+        assert!(wasm.exists(), "{} was not produced by the plugin build", wasm.display());
         if let Some(test_name) = name.strip_prefix("test-") {
-            let var = format!(
-                "GATEHOUSE_TEST_{}_WASM",
-                test_name.to_uppercase().replace('-', "_")
-            );
+            let var = format!("GATEHOUSE_TEST_{}_WASM", test_name.to_uppercase().replace('-', "_"));
             println!("cargo:rustc-env={var}={}", wasm.display());
         } else {
             writeln!(
@@ -90,11 +62,7 @@ fn main() {
         }
     }
     builtin.push_str("];\n");
-    fs::write(
-        PathBuf::from(env::var("OUT_DIR").unwrap()).join("builtin_plugins.rs"),
-        builtin,
-    )
-    .unwrap();
+    fs::write(PathBuf::from(env::var("OUT_DIR").unwrap()).join("builtin_plugins.rs"), builtin).unwrap();
 }
 
 /// Crates under `plugins/` that build a component (cdylib), sorted.
@@ -116,17 +84,11 @@ fn ensure_target() {
         .output()
         .ok()
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_string()));
-    let installed = |root: &Option<PathBuf>| {
-        root.as_ref()
-            .is_some_and(|r| r.join("lib/rustlib").join(TARGET).exists())
-    };
+    let installed = |root: &Option<PathBuf>| root.as_ref().is_some_and(|r| r.join("lib/rustlib").join(TARGET).exists());
     if installed(&sysroot) {
         return;
     }
-    let added = Command::new("rustup")
-        .args(["target", "add", TARGET])
-        .status()
-        .is_ok_and(|s| s.success());
+    let added = Command::new("rustup").args(["target", "add", TARGET]).status().is_ok_and(|s| s.success());
     if !added || !installed(&sysroot) {
         panic!(
             "The Rust target {TARGET} is missing and could not be installed: run `rustup target add {TARGET}` and build again."

@@ -6,11 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "gatehouse",
-    version,
-    about = "Self-hosted integrations host with sandboxed WebAssembly connectors"
-)]
+#[command(name = "gatehouse", version, about = "Self-hosted integrations host with sandboxed WebAssembly connectors")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -122,8 +118,6 @@ impl Default for SandboxLimits {
 
 impl ServeConfig {
     pub fn plugins_dir(&self) -> PathBuf {
-        self.plugins_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("plugins"))
+        self.plugins_dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
     }
 }

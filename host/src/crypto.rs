@@ -23,10 +23,7 @@ pub enum CryptoError {
     #[error("key file {path} is not base64 of exactly 32 bytes; restore it from backup")]
     BadKeyFile { path: PathBuf },
     #[error("cannot read or create key file {path}: {source}")]
-    KeyFileIo {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    KeyFileIo { path: PathBuf, source: std::io::Error },
     #[error("secret was sealed with key {0}, which is not loaded")]
     UnknownKey(String),
     #[error("secret cannot be decrypted: wrong key or tampered record")]
@@ -50,9 +47,7 @@ pub struct MasterKey {
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MasterKey")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("MasterKey").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -69,15 +64,10 @@ impl MasterKey {
     /// with mode 0600 on first start.
     pub fn load(env_value: Option<&SecretString>, data_dir: &Path) -> Result<Self, CryptoError> {
         if let Some(value) = env_value {
-            return decode_key(value.expose_secret())
-                .map(|k| Self::from_bytes(&k))
-                .ok_or(CryptoError::BadEnvKey);
+            return decode_key(value.expose_secret()).map(|k| Self::from_bytes(&k)).ok_or(CryptoError::BadEnvKey);
         }
         let path = data_dir.join("master.key");
-        let io = |source| CryptoError::KeyFileIo {
-            path: path.clone(),
-            source,
-        };
+        let io = |source| CryptoError::KeyFileIo { path: path.clone(), source };
         match fs::read_to_string(&path) {
             Ok(text) => decode_key(text.trim())
                 .map(|k| Self::from_bytes(&k))
@@ -90,8 +80,7 @@ impl MasterKey {
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
                 let mut file = options.open(&path).map_err(io)?;
-                file.write_all(STANDARD.encode(&key).as_bytes())
-                    .map_err(io)?;
+                file.write_all(STANDARD.encode(&key).as_bytes()).map_err(io)?;
                 file.sync_all().map_err(io)?;
                 Ok(Self::from_bytes(&SecretSlice::from(key)))
             }
@@ -110,19 +99,9 @@ impl MasterKey {
         let aad = self.aad(binding);
         let ciphertext = self
             .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
+            .encrypt(&nonce, Payload { msg: plaintext, aad: &aad })
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-        Sealed {
-            key_id: self.id.clone(),
-            nonce: nonce.to_vec(),
-            ciphertext,
-        }
+        Sealed { key_id: self.id.clone(), nonce: nonce.to_vec(), ciphertext }
     }
 
     pub fn open(&self, binding: &str, sealed: &Sealed) -> Result<SecretSlice<u8>, CryptoError> {
@@ -134,13 +113,7 @@ impl MasterKey {
         }
         let aad = self.aad(binding);
         self.cipher
-            .decrypt(
-                Nonce::from_slice(&sealed.nonce),
-                Payload {
-                    msg: &sealed.ciphertext,
-                    aad: &aad,
-                },
-            )
+            .decrypt(Nonce::from_slice(&sealed.nonce), Payload { msg: &sealed.ciphertext, aad: &aad })
             .map(SecretSlice::from)
             .map_err(|_| CryptoError::Open)
     }
@@ -196,10 +169,7 @@ mod tests {
         let k = key();
         let sealed = k.seal("id-1", b"glpat-secret");
         assert!(!sealed.ciphertext.windows(12).any(|w| w == b"glpat-secret"));
-        assert_eq!(
-            k.open("id-1", &sealed).unwrap().expose_secret(),
-            b"glpat-secret"
-        );
+        assert_eq!(k.open("id-1", &sealed).unwrap().expose_secret(), b"glpat-secret");
         assert!(matches!(k.open("id-2", &sealed), Err(CryptoError::Open)));
     }
 
@@ -215,10 +185,7 @@ mod tests {
     fn other_key_is_reported_by_id() {
         let sealed = key().seal("id", b"secret");
         let other = MasterKey::from_bytes(&SecretSlice::from(vec![8u8; 32]));
-        assert!(matches!(
-            other.open("id", &sealed),
-            Err(CryptoError::UnknownKey(_))
-        ));
+        assert!(matches!(other.open("id", &sealed), Err(CryptoError::UnknownKey(_))));
     }
 
     #[test]
@@ -230,10 +197,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join("master.key"))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = fs::metadata(dir.path().join("master.key")).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }
@@ -242,10 +206,7 @@ mod tests {
     fn bad_env_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let short = SecretString::from(STANDARD.encode([1u8; 16]));
-        assert!(matches!(
-            MasterKey::load(Some(&short), dir.path()),
-            Err(CryptoError::BadEnvKey)
-        ));
+        assert!(matches!(MasterKey::load(Some(&short), dir.path()), Err(CryptoError::BadEnvKey)));
     }
 
     #[test]

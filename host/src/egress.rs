@@ -37,9 +37,8 @@ impl Policy {
     /// trailing slash), without touching the network.
     pub fn parse_base_url(&self, raw: &str) -> Result<Url, EgressError> {
         let invalid = |why: &str| EgressError::InvalidUrl(why.to_string());
-        let mut url = Url::parse(raw.trim()).map_err(|_| {
-            invalid("the base URL must be an absolute URL such as https://gitlab.example.com")
-        })?;
+        let mut url = Url::parse(raw.trim())
+            .map_err(|_| invalid("the base URL must be an absolute URL such as https://gitlab.example.com"))?;
         match url.scheme() {
             "https" => {}
             "http" if self.allow_http => {}
@@ -72,9 +71,7 @@ impl Policy {
     pub fn ip_allowed(&self, ip: IpAddr) -> Result<(), EgressError> {
         let ip = canonical(ip);
         if ip.is_unspecified() || ip.is_multicast() || is_broadcast(ip) {
-            return Err(EgressError::Denied(format!(
-                "{ip} is not a routable destination"
-            )));
+            return Err(EgressError::Denied(format!("{ip} is not a routable destination")));
         }
         if !self.allow_private_networks && is_internal(ip) {
             return Err(EgressError::Denied(format!(
@@ -87,11 +84,7 @@ impl Policy {
     /// Resolves the URL's host once and checks every address, so a user
     /// gets `egress_denied` before a connector runs.
     pub async fn check_reachable(&self, url: &Url) -> Result<(), EgressError> {
-        let host = url
-            .host_str()
-            .unwrap_or_default()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
+        let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = host.parse::<IpAddr>() {
             return self.ip_allowed(ip);
         }
@@ -134,12 +127,12 @@ fn is_internal(ip: IpAddr) -> bool {
         (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),
     ];
     match ip {
-        IpAddr::V4(v4) => V4.iter().any(|(net, len)| {
-            Ipv4Net::new(*net, *len).is_ok_and(|n| IpNet::V4(n).contains(&IpAddr::V4(v4)))
-        }),
-        IpAddr::V6(v6) => V6.iter().any(|(net, len)| {
-            Ipv6Net::new(*net, *len).is_ok_and(|n| IpNet::V6(n).contains(&IpAddr::V6(v6)))
-        }),
+        IpAddr::V4(v4) => {
+            V4.iter().any(|(net, len)| Ipv4Net::new(*net, *len).is_ok_and(|n| IpNet::V4(n).contains(&IpAddr::V4(v4))))
+        }
+        IpAddr::V6(v6) => {
+            V6.iter().any(|(net, len)| Ipv6Net::new(*net, *len).is_ok_and(|n| IpNet::V6(n).contains(&IpAddr::V6(v6))))
+        }
     }
 }
 
@@ -157,16 +150,10 @@ impl reqwest::dns::Resolve for PolicyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.0;
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
             for addr in &addrs {
-                if let Err(EgressError::Denied(why) | EgressError::InvalidUrl(why)) =
-                    policy.ip_allowed(addr.ip())
-                {
-                    return Err(Box::new(ResolvedToRefusedAddress(format!(
-                        "{} resolves to {why}",
-                        name.as_str()
-                    )))
+                if let Err(EgressError::Denied(why) | EgressError::InvalidUrl(why)) = policy.ip_allowed(addr.ip()) {
+                    return Err(Box::new(ResolvedToRefusedAddress(format!("{} resolves to {why}", name.as_str())))
                         as Box<dyn std::error::Error + Send + Sync>);
                 }
             }
@@ -193,10 +180,7 @@ pub struct Egress {
 #[derive(Debug, thiserror::Error)]
 pub enum EgressSetupError {
     #[error("cannot read CA bundle {path}: {source}")]
-    CaBundle {
-        path: String,
-        source: std::io::Error,
-    },
+    CaBundle { path: String, source: std::io::Error },
     #[error("CA bundle {path} holds no valid PEM certificate")]
     CaBundlePem { path: String },
     #[error("cannot build the HTTP client: {0}")]
@@ -204,11 +188,7 @@ pub enum EgressSetupError {
 }
 
 impl Egress {
-    pub fn new(
-        policy: Policy,
-        limits: HttpLimits,
-        ca_bundle: Option<&Path>,
-    ) -> Result<Self, EgressSetupError> {
+    pub fn new(policy: Policy, limits: HttpLimits, ca_bundle: Option<&Path>) -> Result<Self, EgressSetupError> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(PolicyResolver(policy)))
@@ -217,15 +197,10 @@ impl Egress {
             .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = ca_bundle {
             let shown = path.display().to_string();
-            let pem = std::fs::read(path).map_err(|source| EgressSetupError::CaBundle {
-                path: shown.clone(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| {
-                EgressSetupError::CaBundlePem {
-                    path: shown.clone(),
-                }
-            })?;
+            let pem =
+                std::fs::read(path).map_err(|source| EgressSetupError::CaBundle { path: shown.clone(), source })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|_| EgressSetupError::CaBundlePem { path: shown.clone() })?;
             if certs.is_empty() {
                 return Err(EgressSetupError::CaBundlePem { path: shown });
             }
@@ -233,11 +208,7 @@ impl Egress {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        Ok(Self {
-            client: builder.build()?,
-            policy,
-            limits,
-        })
+        Ok(Self { client: builder.build()?, policy, limits })
     }
 }
 
@@ -274,15 +245,8 @@ pub enum SendError {
 
 /// Headers a connector may not set: they would let it address another
 /// host through the allowed one or desynchronise the framing.
-const FORBIDDEN_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-];
+const FORBIDDEN_HEADERS: &[&str] =
+    &["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"];
 
 /// What one connector call may reach.
 pub struct CallEgress {
@@ -298,18 +262,10 @@ impl CallEgress {
         let allowed_origins = allowed
             .iter()
             .filter_map(|u| {
-                Some((
-                    u.scheme().to_string(),
-                    u.host_str()?.to_ascii_lowercase(),
-                    u.port_or_known_default()?,
-                ))
+                Some((u.scheme().to_string(), u.host_str()?.to_ascii_lowercase(), u.port_or_known_default()?))
             })
             .collect();
-        Self {
-            egress,
-            allowed_origins,
-            requests_made: 0,
-        }
+        Self { egress, allowed_origins, requests_made: 0 }
     }
 
     pub async fn send(&mut self, req: OutboundRequest) -> Result<OutboundResponse, SendError> {
@@ -319,8 +275,7 @@ impl CallEgress {
         }
         self.requests_made += 1;
 
-        let url = Url::parse(&req.url)
-            .map_err(|_| SendError::InvalidRequest("the URL is not absolute".into()))?;
+        let url = Url::parse(&req.url).map_err(|_| SendError::InvalidRequest("the URL is not absolute".into()))?;
         let origin = (
             url.scheme().to_string(),
             url.host_str().unwrap_or_default().to_ascii_lowercase(),
@@ -333,37 +288,21 @@ impl CallEgress {
             )));
         }
         if url.scheme() == "http" && !self.egress.policy.allow_http {
-            return Err(SendError::Denied(
-                "plain http is refused; start the server with --allow-http".into(),
-            ));
+            return Err(SendError::Denied("plain http is refused; start the server with --allow-http".into()));
         }
-        if let Some(ip) = url
-            .host_str()
-            .and_then(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().ok())
-        {
+        if let Some(ip) = url.host_str().and_then(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().ok()) {
             // IP literals bypass the resolver, so check them here.
-            self.egress
-                .policy
-                .ip_allowed(ip)
-                .map_err(|e| SendError::Denied(e.to_string()))?;
+            self.egress.policy.ip_allowed(ip).map_err(|e| SendError::Denied(e.to_string()))?;
         }
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .ok()
             .filter(|m| ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&m.as_str()))
-            .ok_or_else(|| {
-                SendError::InvalidRequest(format!("method {:?} is not allowed", req.method))
-            })?;
+            .ok_or_else(|| SendError::InvalidRequest(format!("method {:?} is not allowed", req.method)))?;
 
-        let mut builder = self
-            .egress
-            .client
-            .request(method, url)
-            .timeout(limits.timeout);
+        let mut builder = self.egress.client.request(method, url).timeout(limits.timeout);
         for (name, value) in &req.headers {
             if FORBIDDEN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                return Err(SendError::InvalidRequest(format!(
-                    "header {name:?} may not be set by a connector"
-                )));
+                return Err(SendError::InvalidRequest(format!("header {name:?} may not be set by a connector")));
             }
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| SendError::InvalidRequest(format!("bad header name {name:?}")))?;
@@ -383,10 +322,7 @@ impl CallEgress {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
-        if response
-            .content_length()
-            .is_some_and(|len| len > limits.max_response_bytes)
-        {
+        if response.content_length().is_some_and(|len| len > limits.max_response_bytes) {
             return Err(SendError::TooLarge);
         }
         let mut body = Vec::new();
@@ -398,11 +334,7 @@ impl CallEgress {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(OutboundResponse {
-            status,
-            headers,
-            body,
-        })
+        Ok(OutboundResponse { status, headers, body })
     }
 }
 
@@ -433,43 +365,15 @@ fn classify(err: reqwest::Error) -> SendError {
 mod tests {
     use super::*;
 
-    const STRICT: Policy = Policy {
-        allow_private_networks: false,
-        allow_http: false,
-    };
-    const LAX: Policy = Policy {
-        allow_private_networks: true,
-        allow_http: true,
-    };
+    const STRICT: Policy = Policy { allow_private_networks: false, allow_http: false };
+    const LAX: Policy = Policy { allow_private_networks: true, allow_http: true };
 
     #[test]
     fn base_url_shapes() {
-        assert_eq!(
-            STRICT
-                .parse_base_url("https://gitlab.com/")
-                .unwrap()
-                .as_str(),
-            "https://gitlab.com/"
-        );
-        assert_eq!(
-            STRICT
-                .parse_base_url("https://h.example/gitlab/")
-                .unwrap()
-                .path(),
-            "/gitlab"
-        );
-        for bad in [
-            "gitlab.com",
-            "ftp://h",
-            "https://u:p@h",
-            "https://h/?q=1",
-            "https://h/#x",
-            "http://h",
-        ] {
-            assert!(
-                matches!(STRICT.parse_base_url(bad), Err(EgressError::InvalidUrl(_))),
-                "{bad}"
-            );
+        assert_eq!(STRICT.parse_base_url("https://gitlab.com/").unwrap().as_str(), "https://gitlab.com/");
+        assert_eq!(STRICT.parse_base_url("https://h.example/gitlab/").unwrap().path(), "/gitlab");
+        for bad in ["gitlab.com", "ftp://h", "https://u:p@h", "https://h/?q=1", "https://h/#x", "http://h"] {
+            assert!(matches!(STRICT.parse_base_url(bad), Err(EgressError::InvalidUrl(_))), "{bad}");
         }
         assert!(LAX.parse_base_url("http://h").is_ok());
     }
@@ -500,28 +404,13 @@ mod tests {
 
     #[tokio::test]
     async fn other_hosts_and_budget_are_enforced() {
-        let limits = HttpLimits {
-            timeout: Duration::from_secs(1),
-            max_response_bytes: 10,
-            max_requests_per_call: 1,
-        };
+        let limits = HttpLimits { timeout: Duration::from_secs(1), max_response_bytes: 10, max_requests_per_call: 1 };
         let egress = Arc::new(Egress::new(LAX, limits, None).unwrap());
         let base = Url::parse("http://127.0.0.1:9").unwrap();
         let mut call = CallEgress::new(egress, &[base]);
-        let req = |url: &str| OutboundRequest {
-            method: "GET".into(),
-            url: url.into(),
-            headers: vec![],
-            body: vec![],
-        };
-        assert!(matches!(
-            call.send(req("http://169.254.169.254/")).await,
-            Err(SendError::Denied(_))
-        ));
-        assert!(matches!(
-            call.send(req("http://127.0.0.1:9/")).await,
-            Err(SendError::BudgetExhausted(1))
-        ));
+        let req = |url: &str| OutboundRequest { method: "GET".into(), url: url.into(), headers: vec![], body: vec![] };
+        assert!(matches!(call.send(req("http://169.254.169.254/")).await, Err(SendError::Denied(_))));
+        assert!(matches!(call.send(req("http://127.0.0.1:9/")).await, Err(SendError::BudgetExhausted(1))));
     }
 
     #[tokio::test]
@@ -531,7 +420,8 @@ mod tests {
         let egress = Arc::new(Egress::new(strict_http, limits, None).unwrap());
         let base = Url::parse("http://localhost:9").unwrap();
         let mut call = CallEgress::new(egress, &[base.clone()]);
-        let req = OutboundRequest { method: "GET".into(), url: "http://localhost:9/x".into(), headers: vec![], body: vec![] };
+        let req =
+            OutboundRequest { method: "GET".into(), url: "http://localhost:9/x".into(), headers: vec![], body: vec![] };
         match call.send(req).await {
             Err(SendError::Denied(why)) => assert!(why.contains("localhost"), "{why}"),
             other => panic!("expected a denial, got {:?}", other.err()),
@@ -551,7 +441,12 @@ mod tests {
             body: vec![],
         };
         assert!(matches!(call.send(host_header).await, Err(SendError::InvalidRequest(_))));
-        let connect = OutboundRequest { method: "CONNECT".into(), url: "http://127.0.0.1:9/".into(), headers: vec![], body: vec![] };
+        let connect = OutboundRequest {
+            method: "CONNECT".into(),
+            url: "http://127.0.0.1:9/".into(),
+            headers: vec![],
+            body: vec![],
+        };
         assert!(matches!(call.send(connect).await, Err(SendError::InvalidRequest(_))));
     }
 }

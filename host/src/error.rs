@@ -32,9 +32,7 @@ pub enum AppError {
 }
 
 /// One problem, as served and as stored in `last_error`.
-#[derive(
-    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, poem_openapi::Object,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, poem_openapi::Object)]
 #[oai(rename = "Problem")]
 pub struct Problem {
     /// URI naming the problem type; stable per `code`.
@@ -168,9 +166,7 @@ impl AppError {
 
     pub fn problem(&self) -> Problem {
         let (missing_scopes, retry_after) = match self {
-            Self::Verify(VerifyError::InsufficientScope { missing_scopes, .. }) => {
-                (Some(missing_scopes.clone()), None)
-            }
+            Self::Verify(VerifyError::InsufficientScope { missing_scopes, .. }) => (Some(missing_scopes.clone()), None),
             Self::Verify(VerifyError::RateLimited(after)) => (None, *after),
             _ => (None, None),
         };

@@ -34,24 +34,9 @@ pub struct Integrations {
 }
 
 impl Integrations {
-    pub fn new(
-        runtime: Runtime,
-        plugins: Vec<Plugin>,
-        store: Store,
-        key: MasterKey,
-        policy: Policy,
-    ) -> Self {
-        let plugins = plugins
-            .into_iter()
-            .map(|p| (p.manifest.id.clone(), Arc::new(p)))
-            .collect();
-        Self {
-            runtime,
-            plugins,
-            store,
-            key,
-            policy,
-        }
+    pub fn new(runtime: Runtime, plugins: Vec<Plugin>, store: Store, key: MasterKey, policy: Policy) -> Self {
+        let plugins = plugins.into_iter().map(|p| (p.manifest.id.clone(), Arc::new(p))).collect();
+        Self { runtime, plugins, store, key, policy }
     }
 
     pub fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>> {
@@ -75,13 +60,7 @@ impl Integrations {
         raw: BTreeMap<String, String>,
     ) -> Result<(Credentials, Option<Url>), AppError> {
         let fields = &plugin.manifest.fields;
-        let known = || {
-            fields
-                .iter()
-                .map(|f| f.key.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let known = || fields.iter().map(|f| f.key.as_str()).collect::<Vec<_>>().join(", ");
         if let Some(unknown) = raw.keys().find(|k| !fields.iter().any(|f| &f.key == *k)) {
             return Err(AppError::Validation(format!(
                 "Unknown credential field {unknown:?} for provider {:?}; expected: {}.",
@@ -93,10 +72,7 @@ impl Integrations {
         let mut base_url = None;
         let mut raw = raw;
         for field in fields {
-            let value = raw
-                .remove(&field.key)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty());
+            let value = raw.remove(&field.key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
             let Some(value) = value.or_else(|| field.default.clone()) else {
                 if field.required {
                     return Err(AppError::Validation(format!(
@@ -114,9 +90,7 @@ impl Integrations {
             }
             let value = if field.kind == FieldKind::Url {
                 let url = self.policy.parse_base_url(&value).map_err(|e| match e {
-                    EgressError::InvalidUrl(s) | EgressError::Denied(s) => {
-                        AppError::InvalidBaseUrl(s)
-                    }
+                    EgressError::InvalidUrl(s) | EgressError::Denied(s) => AppError::InvalidBaseUrl(s),
                 })?;
                 let text = url.as_str().trim_end_matches('/').to_string();
                 base_url = Some(url);
@@ -138,10 +112,7 @@ impl Integrations {
         base_url: Option<&Url>,
     ) -> Result<Verdict, AppError> {
         if let Some(url) = base_url {
-            self.policy
-                .check_reachable(url)
-                .await
-                .map_err(|e| AppError::EgressDenied(e.to_string()))?;
+            self.policy.check_reachable(url).await.map_err(|e| AppError::EgressDenied(e.to_string()))?;
         }
         let allowed: Vec<Url> = base_url.cloned().into_iter().collect();
         let verdict = self.runtime.verify(plugin, credentials, &allowed).await?;
@@ -152,15 +123,10 @@ impl Integrations {
     }
 
     /// `POST /providers/{id}/verify`: stores nothing.
-    pub async fn verify(
-        &self,
-        provider: &str,
-        raw: BTreeMap<String, String>,
-    ) -> Result<Verdict, AppError> {
+    pub async fn verify(&self, provider: &str, raw: BTreeMap<String, String>) -> Result<Verdict, AppError> {
         let plugin = self.plugin(provider)?;
         let (credentials, base_url) = self.prepare(&plugin, raw)?;
-        self.run_verify(&plugin, &credentials, base_url.as_ref())
-            .await
+        self.run_verify(&plugin, &credentials, base_url.as_ref()).await
     }
 
     /// Verifies and stores. Returns the row and whether it is new; the same
@@ -173,17 +139,11 @@ impl Integrations {
     ) -> Result<(IntegrationRow, bool), AppError> {
         let plugin = self.plugin(provider)?;
         let (credentials, base_url) = self.prepare(&plugin, raw)?;
-        let verification = self
-            .run_verify(&plugin, &credentials, base_url.as_ref())
-            .await?
-            .map_err(AppError::Verify)?;
+        let verification =
+            self.run_verify(&plugin, &credentials, base_url.as_ref()).await?.map_err(AppError::Verify)?;
         let base_url = base_url_text(base_url.as_ref());
         let now = now();
-        if let Some(existing) = self
-            .store
-            .find_account(provider, &base_url, &verification.account.id)
-            .await?
-        {
+        if let Some(existing) = self.store.find_account(provider, &base_url, &verification.account.id).await? {
             let row = self.replaced(existing, &plugin, &credentials, &verification, label, &now);
             self.store.update(&row).await?;
             return Ok((row, false));
@@ -206,22 +166,15 @@ impl Integrations {
             updated_at: now.clone(),
             last_verified_at: Some(now.clone()),
             last_error_json: None,
-            secret: self
-                .key
-                .seal(&id, credentials.to_json().expose_secret().as_bytes()),
+            secret: self.key.seal(&id, credentials.to_json().expose_secret().as_bytes()),
         };
         if self.store.insert(&row).await? {
             return Ok((row, true));
         }
         // Another request connected the same account meanwhile: update it.
-        let existing = self
-            .store
-            .find_account(provider, &base_url, &verification.account.id)
-            .await?
-            .ok_or_else(|| {
-                AppError::Validation(
-                    "The integration was removed while connecting; try again.".into(),
-                )
+        let existing =
+            self.store.find_account(provider, &base_url, &verification.account.id).await?.ok_or_else(|| {
+                AppError::Validation("The integration was removed while connecting; try again.".into())
             })?;
         let row = self.replaced(existing, &plugin, &credentials, &verification, label, &now);
         self.store.update(&row).await?;
@@ -251,10 +204,7 @@ impl Integrations {
             updated_at: now.to_string(),
             last_verified_at: Some(now.to_string()),
             last_error_json: None,
-            secret: self.key.seal(
-                &existing.id,
-                credentials.to_json().expose_secret().as_bytes(),
-            ),
+            secret: self.key.seal(&existing.id, credentials.to_json().expose_secret().as_bytes()),
             ..existing
         }
     }
@@ -264,27 +214,23 @@ impl Integrations {
     }
 
     pub async fn get(&self, id: &str) -> Result<IntegrationRow, AppError> {
-        self.store.get(id).await?.ok_or_else(|| {
-            AppError::NotFound(format!(
-                "No integration {id}; GET /api/v1/integrations lists them."
-            ))
-        })
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("No integration {id}; GET /api/v1/integrations lists them.")))
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), AppError> {
         if self.store.delete(id).await? {
             Ok(())
         } else {
-            Err(AppError::NotFound(format!(
-                "No integration {id}; it may already be disconnected."
-            )))
+            Err(AppError::NotFound(format!("No integration {id}; it may already be disconnected.")))
         }
     }
 
     fn open_credentials(&self, row: &IntegrationRow) -> Result<Credentials, AppError> {
         let plain = self.key.open(&row.id, &row.secret)?;
-        let text = std::str::from_utf8(plain.expose_secret())
-            .map_err(|_| crate::crypto::CryptoError::Open)?;
+        let text = std::str::from_utf8(plain.expose_secret()).map_err(|_| crate::crypto::CryptoError::Open)?;
         Ok(Credentials::from_json(text).map_err(|_| crate::crypto::CryptoError::Open)?)
     }
 
@@ -297,13 +243,8 @@ impl Integrations {
         let credentials = self.open_credentials(&row)?;
         let base_url = self.stored_base_url(&plugin, &credentials)?;
         let now = now();
-        let outcome = self
-            .run_verify(&plugin, &credentials, base_url.as_ref())
-            .await;
-        let mut updated = IntegrationRow {
-            updated_at: now.clone(),
-            ..row.clone()
-        };
+        let outcome = self.run_verify(&plugin, &credentials, base_url.as_ref()).await;
+        let mut updated = IntegrationRow { updated_at: now.clone(), ..row.clone() };
         let result = match outcome {
             Ok(Ok(v)) => {
                 updated = IntegrationRow {
@@ -321,12 +262,7 @@ impl Integrations {
             }
             Ok(Err(verdict)) => {
                 updated.status = status_of(&verdict).into();
-                if let VerifyError::InsufficientScope {
-                    scopes,
-                    missing_scopes,
-                    ..
-                } = &verdict
-                {
+                if let VerifyError::InsufficientScope { scopes, missing_scopes, .. } = &verdict {
                     updated.scopes = scopes.clone();
                     updated.missing_scopes = missing_scopes.clone();
                 }
@@ -348,21 +284,12 @@ impl Integrations {
 
     /// Replaces the credentials of an integration with ones for the same
     /// account. Fields left out keep their stored value.
-    pub async fn rotate(
-        &self,
-        id: &str,
-        raw: BTreeMap<String, String>,
-    ) -> Result<IntegrationRow, AppError> {
+    pub async fn rotate(&self, id: &str, raw: BTreeMap<String, String>) -> Result<IntegrationRow, AppError> {
         let row = self.get(id).await?;
         let plugin = self.plugin(&row.provider)?;
         let stored = self.open_credentials(&row)?;
         let mut merged = raw;
-        for field in plugin
-            .manifest
-            .fields
-            .iter()
-            .filter(|f| f.kind != FieldKind::Secret)
-        {
+        for field in plugin.manifest.fields.iter().filter(|f| f.kind != FieldKind::Secret) {
             if !merged.contains_key(&field.key)
                 && let Some(v) = stored.get(&field.key)
             {
@@ -376,13 +303,11 @@ impl Integrations {
                 row.base_url
             )));
         }
-        let verification = self
-            .run_verify(&plugin, &credentials, base_url.as_ref())
-            .await?
-            .map_err(AppError::Verify)?;
+        let verification =
+            self.run_verify(&plugin, &credentials, base_url.as_ref()).await?.map_err(AppError::Verify)?;
         if verification.account.id != row.account_id {
-            let current: Account = serde_json::from_str(&row.account_json)
-                .map_err(|_| crate::crypto::CryptoError::Open)?;
+            let current: Account =
+                serde_json::from_str(&row.account_json).map_err(|_| crate::crypto::CryptoError::Open)?;
             return Err(AppError::AccountMismatch(format!(
                 "The new token belongs to {:?}, but this integration is connected to {:?}; use a token of {:?}, or connect the other account as a new integration.",
                 verification.account.username, current.username, current.username
@@ -394,17 +319,8 @@ impl Integrations {
         Ok(updated)
     }
 
-    fn stored_base_url(
-        &self,
-        plugin: &Plugin,
-        credentials: &Credentials,
-    ) -> Result<Option<Url>, AppError> {
-        let Some(field) = plugin
-            .manifest
-            .fields
-            .iter()
-            .find(|f| f.kind == FieldKind::Url)
-        else {
+    fn stored_base_url(&self, plugin: &Plugin, credentials: &Credentials) -> Result<Option<Url>, AppError> {
+        let Some(field) = plugin.manifest.fields.iter().find(|f| f.kind == FieldKind::Url) else {
             return Ok(None);
         };
         let Some(value) = credentials.get(&field.key) else {
@@ -412,10 +328,7 @@ impl Integrations {
         };
         // Re-checked with today's policy: a URL allowed when connected may
         // have been refused since.
-        self.policy
-            .parse_base_url(value)
-            .map(Some)
-            .map_err(|e| AppError::InvalidBaseUrl(e.to_string()))
+        self.policy.parse_base_url(value).map(Some).map_err(|e| AppError::InvalidBaseUrl(e.to_string()))
     }
 }
 
@@ -429,8 +342,7 @@ pub fn status_of(verdict: &VerifyError) -> &'static str {
 }
 
 fn base_url_text(url: Option<&Url>) -> String {
-    url.map(|u| u.as_str().trim_end_matches('/').to_string())
-        .unwrap_or_default()
+    url.map(|u| u.as_str().trim_end_matches('/').to_string()).unwrap_or_default()
 }
 
 fn account_json(account: &Account) -> String {
@@ -444,11 +356,7 @@ fn problem_json(problem: &Problem) -> String {
 /// At most the last 4 characters of the first secret field, and nothing
 /// for short values, where 4 characters would be too much of it.
 fn token_hint(plugin: &Plugin, credentials: &Credentials) -> Option<String> {
-    let field = plugin
-        .manifest
-        .fields
-        .iter()
-        .find(|f| f.kind == FieldKind::Secret)?;
+    let field = plugin.manifest.fields.iter().find(|f| f.kind == FieldKind::Secret)?;
     let value = credentials.get(&field.key)?;
     let chars: Vec<char> = value.chars().collect();
     (chars.len() >= 16).then(|| chars[chars.len() - 4..].iter().collect())

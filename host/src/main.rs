@@ -29,10 +29,7 @@ const API_KEY_SETTING: &str = "api_key_sha256";
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(config) => serve(*config).await,
@@ -50,22 +47,13 @@ fn main() -> std::process::ExitCode {
 
 fn init_tracing() {
     use tracing_subscriber::{EnvFilter, fmt};
-    let filter =
-        EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("GATEHOUSE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().init()
-    } else {
-        builder.init()
-    }
+    if json { builder.json().init() } else { builder.init() }
 }
 
-fn build_runtime(
-    limits: &SandboxLimits,
-    policy: Policy,
-    ca_bundle: Option<&Path>,
-) -> anyhow::Result<Runtime> {
+fn build_runtime(limits: &SandboxLimits, policy: Policy, ca_bundle: Option<&Path>) -> anyhow::Result<Runtime> {
     let http = HttpLimits {
         timeout: limits.http_timeout,
         max_response_bytes: limits.max_response_bytes,
@@ -76,8 +64,7 @@ fn build_runtime(
         egress,
         RuntimeLimits {
             call_timeout: limits.plugin_timeout,
-            memory_bytes: usize::try_from(limits.plugin_memory_mib.saturating_mul(1024 * 1024))
-                .unwrap_or(usize::MAX),
+            memory_bytes: usize::try_from(limits.plugin_memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
             concurrent_calls: limits.max_concurrent_calls.max(1),
         },
     )
@@ -99,8 +86,7 @@ async fn load_plugins(runtime: &Runtime, plugins_dir: &Path) -> anyhow::Result<V
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => {
-            return Err(e)
-                .with_context(|| format!("cannot read plugins dir {}", plugins_dir.display()));
+            return Err(e).with_context(|| format!("cannot read plugins dir {}", plugins_dir.display()));
         }
     };
     files.sort();
@@ -130,28 +116,16 @@ async fn load_plugins(runtime: &Runtime, plugins_dir: &Path) -> anyhow::Result<V
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let master_env = std::env::var("GATEHOUSE_MASTER_KEY")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .map(SecretString::from);
+    let master_env = std::env::var("GATEHOUSE_MASTER_KEY").ok().filter(|v| !v.is_empty()).map(SecretString::from);
     let key = crypto::MasterKey::load(master_env.as_ref(), &config.data_dir)?;
     tracing::info!(key_id = key.id(), "master key loaded");
     let store = store::Store::open(config.database_url.as_deref(), &config.data_dir).await?;
     let api_key_hash = api_key_hash(&store).await?;
 
-    let policy = Policy {
-        allow_private_networks: config.allow_private_networks,
-        allow_http: config.allow_http,
-    };
+    let policy = Policy { allow_private_networks: config.allow_private_networks, allow_http: config.allow_http };
     let runtime = build_runtime(&config.limits, policy, config.ca_bundle.as_deref())?;
     let plugins = load_plugins(&runtime, &config.plugins_dir()).await?;
-    let integrations = Arc::new(integrations::Integrations::new(
-        runtime,
-        plugins,
-        store.clone(),
-        key,
-        policy,
-    ));
+    let integrations = Arc::new(integrations::Integrations::new(runtime, plugins, store.clone(), key, policy));
     let app = api::routes(integrations, api_key_hash, config.limits.max_body_bytes);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -161,11 +135,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(address = %local, data_dir = %config.data_dir.display(), "gatehouse listening");
     drop(listener);
     poem::Server::new(poem::listener::TcpListener::bind(local))
-        .run_with_graceful_shutdown(
-            app,
-            shutdown_signal(),
-            Some(std::time::Duration::from_secs(10)),
-        )
+        .run_with_graceful_shutdown(app, shutdown_signal(), Some(std::time::Duration::from_secs(10)))
         .await?;
     store.close().await;
     tracing::info!("gatehouse stopped");
@@ -175,10 +145,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 /// The API key's hash: from GATEHOUSE_API_KEY when set, else the stored
 /// one, else a new key printed once.
 async fn api_key_hash(store: &store::Store) -> anyhow::Result<String> {
-    if let Some(key) = std::env::var("GATEHOUSE_API_KEY")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
+    if let Some(key) = std::env::var("GATEHOUSE_API_KEY").ok().filter(|v| !v.is_empty()) {
         return Ok(crypto::hash_api_key(&key));
     }
     if let Some(hash) = store.setting(API_KEY_SETTING).await? {
@@ -188,10 +155,7 @@ async fn api_key_hash(store: &store::Store) -> anyhow::Result<String> {
     let hash = crypto::hash_api_key(key.expose_secret());
     if store.init_setting(API_KEY_SETTING, &hash).await? {
         // stdout, not the log: the one time the key is shown.
-        println!(
-            "Generated API key (shown only now; store it safely): {}",
-            key.expose_secret()
-        );
+        println!("Generated API key (shown only now; store it safely): {}", key.expose_secret());
         Ok(hash)
     } else {
         Ok(store.setting(API_KEY_SETTING).await?.unwrap_or(hash))
@@ -202,8 +166,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -215,16 +179,10 @@ async fn shutdown_signal() {
 }
 
 async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
-    let policy = Policy {
-        allow_private_networks: false,
-        allow_http: false,
-    };
+    let policy = Policy { allow_private_networks: false, allow_http: false };
     let runtime = build_runtime(&SandboxLimits::default(), policy, None)?;
     match cmd {
-        PluginsCommand::List {
-            plugins_dir,
-            data_dir,
-        } => {
+        PluginsCommand::List { plugins_dir, data_dir } => {
             let dir = plugins_dir.unwrap_or_else(|| data_dir.join("plugins"));
             for p in load_plugins(&runtime, &dir).await? {
                 println!(

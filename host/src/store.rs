@@ -5,9 +5,7 @@ use std::{path::Path, str::FromStr, time::Duration};
 
 use sqlx::{
     Row, SqlitePool,
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-    },
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
 };
 
 use crate::crypto::Sealed;
@@ -70,48 +68,33 @@ impl Store {
         // Zero freed pages so an erased secret's ciphertext does not linger.
         .pragma("secure_delete", "on")
         .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool })
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?").bind(key).fetch_optional(&self.pool).await?)
     }
 
     /// Sets a setting only if unset; returns whether this call set it, so two
     /// replicas starting at once agree on one value.
     pub async fn init_setting(&self, key: &str, value: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await?;
+        let done = sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
     pub async fn list(&self) -> Result<Vec<IntegrationRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM integrations ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT * FROM integrations ORDER BY created_at, id").fetch_all(&self.pool).await?;
         rows.iter().map(from_row).collect()
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<IntegrationRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM integrations WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT * FROM integrations WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -121,14 +104,12 @@ impl Store {
         base_url: &str,
         account_id: &str,
     ) -> Result<Option<IntegrationRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT * FROM integrations WHERE provider = ? AND base_url = ? AND account_id = ?",
-        )
-        .bind(provider)
-        .bind(base_url)
-        .bind(account_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query("SELECT * FROM integrations WHERE provider = ? AND base_url = ? AND account_id = ?")
+            .bind(provider)
+            .bind(base_url)
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(from_row).transpose()
     }
 
@@ -199,10 +180,7 @@ impl Store {
     /// Deletes the row; the sealed secret goes with it (`secure_delete` zeroes
     /// the freed pages).
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM integrations WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM integrations WHERE id = ?").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -219,10 +197,7 @@ fn from_row(row: &SqliteRow) -> Result<IntegrationRow, StoreError> {
     let id: String = row.try_get("id")?;
     let list = |column: &str| -> Result<Vec<String>, StoreError> {
         let text: String = row.try_get(column)?;
-        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-            id: id.clone(),
-            why: format!("{column}: {e}"),
-        })
+        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { id: id.clone(), why: format!("{column}: {e}") })
     };
     Ok(IntegrationRow {
         provider: row.try_get("provider")?,

@@ -10,9 +10,7 @@ use poem::{
     EndpointExt, Request, Route,
     middleware::{NormalizePath, TrailingSlash},
 };
-use poem_openapi::{
-    ApiResponse, OpenApi, OpenApiService, SecurityScheme, auth::Bearer, param::Path, payload::Json,
-};
+use poem_openapi::{ApiResponse, OpenApi, OpenApiService, SecurityScheme, auth::Bearer, param::Path, payload::Json};
 
 use crate::{crypto, error::AppError, integrations::Integrations};
 use models::*;
@@ -76,147 +74,82 @@ impl Api {
         Json(Health {
             status: "ok".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            plugins: self
-                .integrations
-                .plugins()
-                .map(|p| p.manifest.id.clone())
-                .collect(),
+            plugins: self.integrations.plugins().map(|p| p.manifest.id.clone()).collect(),
         })
     }
 
     /// Every loaded connector's manifest.
     #[oai(path = "/providers", method = "get", tag = "ApiTags::Providers")]
     async fn providers(&self, _auth: ApiKey) -> Json<ProviderList> {
-        Json(ProviderList {
-            providers: self
-                .integrations
-                .plugins()
-                .map(|p| p.as_ref().into())
-                .collect(),
-        })
+        Json(ProviderList { providers: self.integrations.plugins().map(|p| p.as_ref().into()).collect() })
     }
 
     /// One connector's manifest.
-    #[oai(
-        path = "/providers/:provider_id",
-        method = "get",
-        tag = "ApiTags::Providers"
-    )]
-    async fn provider(
-        &self,
-        _auth: ApiKey,
-        provider_id: Path<String>,
-    ) -> ApiResult<Json<ProviderManifest>> {
-        Ok(Json(
-            self.integrations.plugin(&provider_id)?.as_ref().into(),
-        ))
+    #[oai(path = "/providers/:provider_id", method = "get", tag = "ApiTags::Providers")]
+    async fn provider(&self, _auth: ApiKey, provider_id: Path<String>) -> ApiResult<Json<ProviderManifest>> {
+        Ok(Json(self.integrations.plugin(&provider_id)?.as_ref().into()))
     }
 
     /// Verify credentials without storing anything. Answers 200 whenever the
     /// provider gave a verdict on the token, valid or not.
-    #[oai(
-        path = "/providers/:provider_id/verify",
-        method = "post",
-        tag = "ApiTags::Providers"
-    )]
+    #[oai(path = "/providers/:provider_id/verify", method = "post", tag = "ApiTags::Providers")]
     async fn verify(
         &self,
         _auth: ApiKey,
         provider_id: Path<String>,
         body: Json<VerifyRequest>,
     ) -> ApiResult<Json<VerificationResult>> {
-        let verdict = self
-            .integrations
-            .verify(&provider_id, body.0.credentials)
-            .await?;
+        let verdict = self.integrations.verify(&provider_id, body.0.credentials).await?;
         Ok(Json(verdict.into()))
     }
 
     /// Verify and store credentials. Connecting an account that is already
     /// connected (same provider and base URL) replaces its credentials.
     #[oai(path = "/integrations", method = "post", tag = "ApiTags::Integrations")]
-    async fn connect(
-        &self,
-        _auth: ApiKey,
-        body: Json<ConnectRequest>,
-    ) -> ApiResult<ConnectResponse> {
-        let ConnectRequest {
-            provider,
-            credentials,
-            label,
-        } = body.0;
-        let (row, created) = self
-            .integrations
-            .connect(&provider, credentials, label)
-            .await?;
+    async fn connect(&self, _auth: ApiKey, body: Json<ConnectRequest>) -> ApiResult<ConnectResponse> {
+        let ConnectRequest { provider, credentials, label } = body.0;
+        let (row, created) = self.integrations.connect(&provider, credentials, label).await?;
         let location = format!("/api/v1/integrations/{}", row.id);
         let body = integration(row)?;
-        Ok(if created {
-            ConnectResponse::Created(body, location)
-        } else {
-            ConnectResponse::Replaced(body)
-        })
+        Ok(if created { ConnectResponse::Created(body, location) } else { ConnectResponse::Replaced(body) })
     }
 
     /// All integrations. Never includes secrets.
     #[oai(path = "/integrations", method = "get", tag = "ApiTags::Integrations")]
     async fn list(&self, _auth: ApiKey) -> ApiResult<Json<IntegrationList>> {
         let rows = self.integrations.list().await?;
-        let integrations = rows
-            .into_iter()
-            .map(Integration::try_from)
-            .collect::<Result<_, AppError>>()?;
+        let integrations = rows.into_iter().map(Integration::try_from).collect::<Result<_, AppError>>()?;
         Ok(Json(IntegrationList { integrations }))
     }
 
     /// One integration.
-    #[oai(
-        path = "/integrations/:id",
-        method = "get",
-        tag = "ApiTags::Integrations"
-    )]
+    #[oai(path = "/integrations/:id", method = "get", tag = "ApiTags::Integrations")]
     async fn get(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
         integration(self.integrations.get(&id.0.to_string()).await?)
     }
 
     /// Disconnect: the integration and its sealed secret are erased.
-    #[oai(
-        path = "/integrations/:id",
-        method = "delete",
-        tag = "ApiTags::Integrations"
-    )]
+    #[oai(path = "/integrations/:id", method = "delete", tag = "ApiTags::Integrations")]
     async fn delete(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
         self.integrations.delete(&id.0.to_string()).await?;
         Ok(Deleted::NoContent)
     }
 
     /// Re-verify the stored credentials and update the status.
-    #[oai(
-        path = "/integrations/:id/verify",
-        method = "post",
-        tag = "ApiTags::Integrations"
-    )]
+    #[oai(path = "/integrations/:id/verify", method = "post", tag = "ApiTags::Integrations")]
     async fn reverify(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
         integration(self.integrations.reverify(&id.0.to_string()).await?)
     }
 
     /// Rotate: verify a new token for the same account and replace the old one.
-    #[oai(
-        path = "/integrations/:id/credentials",
-        method = "put",
-        tag = "ApiTags::Integrations"
-    )]
+    #[oai(path = "/integrations/:id/credentials", method = "put", tag = "ApiTags::Integrations")]
     async fn rotate(
         &self,
         _auth: ApiKey,
         id: Path<uuid::Uuid>,
         body: Json<RotateRequest>,
     ) -> ApiResult<Json<Integration>> {
-        integration(
-            self.integrations
-                .rotate(&id.0.to_string(), body.0.credentials)
-                .await?,
-        )
+        integration(self.integrations.rotate(&id.0.to_string(), body.0.credentials).await?)
     }
 }
 
@@ -227,11 +160,7 @@ fn index() -> poem::web::Html<&'static str> {
 
 /// Reads at most `max` bytes of any body (with or without Content-Length)
 /// before a handler sees it, so an oversized request cannot tie up memory.
-async fn limit_body<E: poem::Endpoint>(
-    ep: Arc<E>,
-    mut req: Request,
-    max: usize,
-) -> poem::Result<poem::Response> {
+async fn limit_body<E: poem::Endpoint>(ep: Arc<E>, mut req: Request, max: usize) -> poem::Result<poem::Response> {
     let body = req.take_body();
     if !body.is_empty() {
         let bytes = body.into_bytes_limit(max).await?;
@@ -240,25 +169,16 @@ async fn limit_body<E: poem::Endpoint>(
     ep.call(req).await.map(poem::IntoResponse::into_response)
 }
 
-pub fn routes(
-    integrations: Arc<Integrations>,
-    api_key_hash: String,
-    max_body_bytes: usize,
-) -> impl poem::Endpoint {
+pub fn routes(integrations: Arc<Integrations>, api_key_hash: String, max_body_bytes: usize) -> impl poem::Endpoint {
     let service = OpenApiService::new(Api { integrations }, "Gatehouse", env!("CARGO_PKG_VERSION"))
-        .description(
-            "Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors.",
-        );
+        .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors.");
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     Route::new()
         .at("/", poem::get(index))
         .at("/api/openapi.json", spec)
         .nest("/docs", docs)
-        .nest_no_strip(
-            "/api/v1",
-            service.around(move |ep, req| limit_body(ep, req, max_body_bytes)),
-        )
+        .nest_no_strip("/api/v1", service.around(move |ep, req| limit_body(ep, req, max_body_bytes)))
         .data(Arc::new(ApiKeyHash(api_key_hash)))
         .with(NormalizePath::new(TrailingSlash::Trim))
         .with(poem::middleware::Tracing)

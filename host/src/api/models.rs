@@ -241,16 +241,9 @@ impl From<Result<Verification, VerifyError>> for VerificationResult {
             },
             Err(e) => {
                 let (account, scopes, missing_scopes) = match &e {
-                    VerifyError::InsufficientScope {
-                        account,
-                        scopes,
-                        missing_scopes,
-                        ..
-                    } => (
-                        account.clone().map(Into::into),
-                        scopes.clone(),
-                        missing_scopes.clone(),
-                    ),
+                    VerifyError::InsufficientScope { account, scopes, missing_scopes, .. } => {
+                        (account.clone().map(Into::into), scopes.clone(), missing_scopes.clone())
+                    }
                     _ => (None, Vec::new(), Vec::new()),
                 };
                 Self {
@@ -271,18 +264,11 @@ impl TryFrom<IntegrationRow> for Integration {
     type Error = AppError;
 
     fn try_from(row: IntegrationRow) -> Result<Self, AppError> {
-        let corrupt = |why: &str| {
-            AppError::Store(crate::store::StoreError::Corrupt {
-                id: row.id.clone(),
-                why: why.to_string(),
-            })
-        };
-        let account: Account =
-            serde_json::from_str(&row.account_json).map_err(|_| corrupt("account"))?;
+        let corrupt =
+            |why: &str| AppError::Store(crate::store::StoreError::Corrupt { id: row.id.clone(), why: why.to_string() });
+        let account: Account = serde_json::from_str(&row.account_json).map_err(|_| corrupt("account"))?;
         let last_error = match &row.last_error_json {
-            Some(text) => {
-                Some(serde_json::from_str::<Problem>(text).map_err(|_| corrupt("last_error"))?)
-            }
+            Some(text) => Some(serde_json::from_str::<Problem>(text).map_err(|_| corrupt("last_error"))?),
             None => None,
         };
         let status = match row.status.as_str() {

@@ -92,26 +92,18 @@ pub async fn render(err: poem::Error) -> Response {
         StatusCode::UNAUTHORIZED => {
             return ApiError::from(AppError::Unauthorized).into_response();
         }
-        StatusCode::NOT_FOUND => (
-            "not_found",
-            "Not found",
-            "No such route; see /docs for the API.".to_string(),
-        ),
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
-            "Method not allowed",
-            "This route does not take that method; see /docs.".to_string(),
-        ),
+        StatusCode::NOT_FOUND => ("not_found", "Not found", "No such route; see /docs for the API.".to_string()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "Method not allowed", "This route does not take that method; see /docs.".to_string())
+        }
         StatusCode::PAYLOAD_TOO_LARGE => (
             "payload_too_large",
             "The request body is too large",
             "Send a smaller body; credentials are short strings.".to_string(),
         ),
-        StatusCode::LENGTH_REQUIRED => (
-            "validation_error",
-            "The request is not valid",
-            "Send the body with a Content-Length header.".to_string(),
-        ),
+        StatusCode::LENGTH_REQUIRED => {
+            ("validation_error", "The request is not valid", "Send the body with a Content-Length header.".to_string())
+        }
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
             "validation_error",
             "The request is not valid",
@@ -119,11 +111,7 @@ pub async fn render(err: poem::Error) -> Response {
         ),
         _ => {
             tracing::error!(status = %status, error = %err, "unhandled error");
-            (
-                "internal_error",
-                "Internal error",
-                "The server failed; see its log.".to_string(),
-            )
+            ("internal_error", "Internal error", "The server failed; see its log.".to_string())
         }
     };
     let problem = Problem {
@@ -136,10 +124,7 @@ pub async fn render(err: poem::Error) -> Response {
         retry_after: None,
     };
     let body = serde_json::to_vec(&problem).expect("a problem serialises");
-    Response::builder()
-        .status(status)
-        .content_type("application/problem+json")
-        .body(body)
+    Response::builder().status(status).content_type("application/problem+json").body(body)
 }
 
 /// Parse errors quote the offending JSON value, which may be a secret
@@ -150,12 +135,7 @@ fn without_values(message: &str) -> String {
     }
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
-    let next = |s: &str| {
-        ["string \"", "found \""]
-            .iter()
-            .filter_map(|p| s.find(p).map(|at| (at, p.len())))
-            .min()
-    };
+    let next = |s: &str| ["string \"", "found \""].iter().filter_map(|p| s.find(p).map(|at| (at, p.len()))).min();
     while let Some((at, len)) = next(rest) {
         out.push_str(&rest[..at + len - 1]);
         let after = &rest[at + len..];
@@ -188,11 +168,9 @@ mod tests {
         let shown = without_values(msg);
         assert!(!shown.contains("glpat"), "{shown}");
         assert!(shown.contains("expected a map"));
-        let msg = r#"Expected input type "map_string", found "glpat-secret12345". (occurred while parsing "ConnectRequest")"#;
+        let msg =
+            r#"Expected input type "map_string", found "glpat-secret12345". (occurred while parsing "ConnectRequest")"#;
         let shown = without_values(msg);
-        assert!(
-            !shown.contains("glpat") && shown.contains("ConnectRequest"),
-            "{shown}"
-        );
+        assert!(!shown.contains("glpat") && shown.contains("ConnectRequest"), "{shown}");
     }
 }

@@ -15,8 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 use url::Url;
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    Trap, UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
     component::{Component, Linker, ResourceTable},
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -47,11 +46,7 @@ pub enum LoadError {
     #[error(
         "{source_name}: does not implement the world gatehouse:plugin/provider (supported versions: {supported}): {why}"
     )]
-    WrongWorld {
-        source_name: String,
-        supported: String,
-        why: String,
-    },
+    WrongWorld { source_name: String, supported: String, why: String },
     #[error("{source_name}: manifest() failed: {why}")]
     Manifest { source_name: String, why: String },
     #[error("{source_name}: invalid manifest: {why}")]
@@ -110,10 +105,7 @@ pub struct CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -137,10 +129,7 @@ impl CallState {
 
     fn plugin_log(&self, level: tracing::Level, message: &str, fields: &[(String, String)]) {
         let message = self.redact(message);
-        let fields: BTreeMap<String, String> = fields
-            .iter()
-            .map(|(k, v)| (self.redact(k), self.redact(v)))
-            .collect();
+        let fields: BTreeMap<String, String> = fields.iter().map(|(k, v)| (self.redact(k), self.redact(v))).collect();
         let fields = format!("{fields:?}");
         let plugin = self.plugin_id.as_str();
         match level {
@@ -171,12 +160,7 @@ struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.bytes {
             self.denied = true;
             return Ok(false);
@@ -184,12 +168,7 @@ impl ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -225,28 +204,19 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         wit::v0_1_0::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("epoch-ticker".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })?;
+        std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
 
-        Ok(Self {
-            engine,
-            linker,
-            egress,
-            limits,
-            slots: Arc::new(Semaphore::new(limits.concurrent_calls as usize)),
-        })
+        Ok(Self { engine, linker, egress, limits, slots: Arc::new(Semaphore::new(limits.concurrent_calls as usize)) })
     }
 
     pub fn supported_wit_versions() -> &'static [&'static str] {
@@ -256,29 +226,18 @@ impl Runtime {
     /// Compiles, links and asks for the manifest. Every connector, builtin
     /// or from `--plugins-dir`, comes through here.
     pub async fn load(&self, source_name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
-                source_name: source_name.to_string(),
-                why: first_line(&e),
-            })?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::NotAComponent { source_name: source_name.to_string(), why: first_line(&e) })?;
         let wrong_world = |why: String| LoadError::WrongWorld {
             source_name: source_name.to_string(),
             supported: Self::supported_wit_versions().join(", "),
             why,
         };
-        let exports: Vec<String> = component
-            .component_type()
-            .exports(&self.engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
-        let (bindings, wit_version) = if exports.iter().any(|e| e == wit::v0_1_0::CONNECTOR_EXPORT)
-        {
-            let pre = self
-                .linker
-                .instantiate_pre(&component)
-                .map_err(|e| wrong_world(format!("{e:#}")))?;
-            let pre =
-                wit::v0_1_0::ProviderPre::new(pre).map_err(|e| wrong_world(format!("{e:#}")))?;
+        let exports: Vec<String> =
+            component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let (bindings, wit_version) = if exports.iter().any(|e| e == wit::v0_1_0::CONNECTOR_EXPORT) {
+            let pre = self.linker.instantiate_pre(&component).map_err(|e| wrong_world(format!("{e:#}")))?;
+            let pre = wit::v0_1_0::ProviderPre::new(pre).map_err(|e| wrong_world(format!("{e:#}")))?;
             (Bindings::V0_1_0(pre), wit::v0_1_0::VERSION)
         } else {
             return Err(wrong_world(format!(
@@ -296,25 +255,16 @@ impl Runtime {
         let manifest = self
             .manifest(&plugin)
             .await
-            .map_err(|e| LoadError::Manifest {
-                source_name: source_name.to_string(),
-                why: e.to_string(),
-            })?;
-        validate_manifest(&manifest).map_err(|why| LoadError::InvalidManifest {
-            source_name: source_name.to_string(),
-            why,
-        })?;
+            .map_err(|e| LoadError::Manifest { source_name: source_name.to_string(), why: e.to_string() })?;
+        validate_manifest(&manifest)
+            .map_err(|why| LoadError::InvalidManifest { source_name: source_name.to_string(), why })?;
         plugin.manifest = manifest;
         Ok(plugin)
     }
 
     async fn manifest(&self, plugin: &Plugin) -> Result<Manifest, CallError> {
-        let mut store = self.new_store(
-            "(loading)",
-            CallEgress::new(self.egress.clone(), &[]),
-            Vec::new(),
-            MANIFEST_TIMEOUT,
-        );
+        let mut store =
+            self.new_store("(loading)", CallEgress::new(self.egress.clone(), &[]), Vec::new(), MANIFEST_TIMEOUT);
         let run = async {
             match &plugin.bindings {
                 Bindings::V0_1_0(pre) => {
@@ -335,11 +285,7 @@ impl Runtime {
         credentials: &Credentials,
         allowed: &[Url],
     ) -> Result<Result<Verification, VerifyError>, CallError> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
+        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
         let secrets = plugin
             .manifest
             .fields
@@ -351,10 +297,7 @@ impl Runtime {
         let timeout = self.limits.call_timeout;
         let egress = CallEgress::new(self.egress.clone(), allowed);
         let mut store = self.new_store(&plugin.manifest.id, egress, secrets, timeout);
-        let pairs: Vec<(String, String)> = credentials
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let pairs: Vec<(String, String)> = credentials.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let run = async {
             match &plugin.bindings {
                 Bindings::V0_1_0(pre) => {
@@ -367,16 +310,12 @@ impl Runtime {
         let result = finish(outcome, &store, timeout)?;
         // A connector cannot turn a policy refusal or a transport failure
         // into something else: what the host saw wins.
-        Ok(
-            result.map_err(|e| match (&store.data().last_send_error, e) {
-                (Some(SendError::Denied(why)), e)
-                    if !matches!(e, VerifyError::EgressDenied(_)) && !e.is_verdict() =>
-                {
-                    VerifyError::EgressDenied(why.clone())
-                }
-                (_, e) => e,
-            }),
-        )
+        Ok(result.map_err(|e| match (&store.data().last_send_error, e) {
+            (Some(SendError::Denied(why)), e) if !matches!(e, VerifyError::EgressDenied(_)) && !e.is_verdict() => {
+                VerifyError::EgressDenied(why.clone())
+            }
+            (_, e) => e,
+        }))
     }
 
     fn new_store(
@@ -391,10 +330,7 @@ impl Runtime {
             // sockets. Clocks and randomness stay, as std needs them.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            memory: MemoryCap {
-                bytes: self.limits.memory_bytes,
-                denied: false,
-            },
+            memory: MemoryCap { bytes: self.limits.memory_bytes, denied: false },
             egress,
             plugin_id: plugin_id.to_string(),
             secrets,
@@ -408,11 +344,7 @@ impl Runtime {
         // Yield every tick so a spinning connector shares the executor, and
         // interrupt it once the deadline passes.
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         store
     }
@@ -430,25 +362,21 @@ fn finish<R>(
     match outcome {
         Err(_) => Err(CallError::Timeout(timeout)),
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
-            Err(CallError::Timeout(timeout))
-        }
+        Ok(Err(e)) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => Err(CallError::Timeout(timeout)),
         Ok(Err(_)) if state.memory.denied => Err(CallError::Failed(format!(
             "the connector exceeded its memory limit of {} MiB",
             state.memory.bytes / (1024 * 1024)
         ))),
-        Ok(Err(e)) => Err(CallError::Failed(state.redact(&first_line(&e)))),
+        Ok(Err(e)) => match e.downcast_ref::<Trap>() {
+            Some(trap) => Err(CallError::Failed(format!("the connector trapped ({trap})"))),
+            None => Err(CallError::Failed(state.redact(&first_line(&e)))),
+        },
     }
 }
 
 fn first_line(e: &wasmtime::Error) -> String {
     let text = format!("{e:#}");
-    text.lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(300)
-        .collect()
+    text.lines().next().unwrap_or_default().chars().take(300).collect()
 }
 
 fn placeholder_manifest() -> Manifest {
@@ -471,15 +399,10 @@ fn placeholder_manifest() -> Manifest {
 pub fn validate_manifest(m: &Manifest) -> Result<(), String> {
     let id_ok = !m.id.is_empty()
         && m.id.len() <= 64
-        && m.id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && m.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !m.id.starts_with('-');
     if !id_ok {
-        return Err(format!(
-            "id {:?} must be 1-64 lowercase letters, digits or dashes",
-            m.id
-        ));
+        return Err(format!("id {:?} must be 1-64 lowercase letters, digits or dashes", m.id));
     }
     if m.fields.is_empty() {
         return Err("it declares no credential fields".into());
@@ -487,10 +410,7 @@ pub fn validate_manifest(m: &Manifest) -> Result<(), String> {
     let mut keys = std::collections::BTreeSet::new();
     for f in &m.fields {
         if f.key.is_empty() || !f.key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!(
-                "field key {:?} must be letters, digits or underscores",
-                f.key
-            ));
+            return Err(format!("field key {:?} must be letters, digits or underscores", f.key));
         }
         if !keys.insert(f.key.as_str()) {
             return Err(format!("field key {:?} appears twice", f.key));
@@ -499,10 +419,7 @@ pub fn validate_manifest(m: &Manifest) -> Result<(), String> {
             && let Some(d) = &f.default
             && !(d.starts_with("https://") || d.starts_with("http://"))
         {
-            return Err(format!(
-                "default of url field {:?} is not an http(s) URL",
-                f.key
-            ));
+            return Err(format!("default of url field {:?} is not an http(s) URL", f.key));
         }
         if f.kind == FieldKind::Secret && f.default.is_some() {
             return Err(format!("secret field {:?} must not have a default", f.key));

@@ -76,12 +76,7 @@ pub enum VerifyError {
     InvalidToken(String),
     TokenExpired(String),
     TokenRevoked(String),
-    InsufficientScope {
-        account: Option<Account>,
-        scopes: Vec<String>,
-        missing_scopes: Vec<String>,
-        detail: String,
-    },
+    InsufficientScope { account: Option<Account>, scopes: Vec<String>, missing_scopes: Vec<String>, detail: String },
     RateLimited(Option<u32>),
     UpstreamError(String),
     UpstreamUnreachable(String),
@@ -95,10 +90,7 @@ impl VerifyError {
     pub fn is_verdict(&self) -> bool {
         matches!(
             self,
-            Self::InvalidToken(_)
-                | Self::TokenExpired(_)
-                | Self::TokenRevoked(_)
-                | Self::InsufficientScope { .. }
+            Self::InvalidToken(_) | Self::TokenExpired(_) | Self::TokenRevoked(_) | Self::InsufficientScope { .. }
         )
     }
 }
@@ -129,19 +121,13 @@ impl Credentials {
 
     pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
         let map: BTreeMap<String, String> = serde_json::from_str(text)?;
-        Ok(Self(
-            map.into_iter()
-                .map(|(k, v)| (k, SecretString::from(v)))
-                .collect(),
-        ))
+        Ok(Self(map.into_iter().map(|(k, v)| (k, SecretString::from(v))).collect()))
     }
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.0.keys().map(|k| (k, "[redacted]")))
-            .finish()
+        f.debug_map().entries(self.0.keys().map(|k| (k, "[redacted]"))).finish()
     }
 }
 
@@ -154,12 +140,8 @@ mod tests {
         let mut c = Credentials::default();
         c.insert("token".into(), "glpat-very-secret-value".into());
         let shown = format!("{c:?}");
-        assert!(
-            shown.contains("token") && !shown.contains("very-secret"),
-            "{shown}"
-        );
-        let back =
-            Credentials::from_json(secrecy::ExposeSecret::expose_secret(&c.to_json())).unwrap();
+        assert!(shown.contains("token") && !shown.contains("very-secret"), "{shown}");
+        let back = Credentials::from_json(secrecy::ExposeSecret::expose_secret(&c.to_json())).unwrap();
         assert_eq!(back.get("token"), Some("glpat-very-secret-value"));
     }
 }

@@ -25,10 +25,7 @@ pub async fn manifest(
     instance: &Provider,
     store: &mut wasmtime::Store<CallState>,
 ) -> wasmtime::Result<model::Manifest> {
-    let m = instance
-        .gatehouse_plugin_connector()
-        .call_manifest(&mut *store)
-        .await?;
+    let m = instance.gatehouse_plugin_connector().call_manifest(&mut *store).await?;
     Ok(model::Manifest {
         id: m.id,
         name: m.name,
@@ -70,10 +67,7 @@ pub async fn verify(
     store: &mut wasmtime::Store<CallState>,
     credentials: &[(String, String)],
 ) -> wasmtime::Result<Result<model::Verification, model::VerifyError>> {
-    let result = instance
-        .gatehouse_plugin_connector()
-        .call_verify(&mut *store, credentials)
-        .await?;
+    let result = instance.gatehouse_plugin_connector().call_verify(&mut *store, credentials).await?;
     let redact = |s: String| store.data().redact(&s);
     Ok(match result {
         Ok(v) => Ok(model::Verification {
@@ -95,9 +89,7 @@ pub async fn verify(
             },
             types::VerifyError::RateLimited(after) => model::VerifyError::RateLimited(after),
             types::VerifyError::UpstreamError(s) => model::VerifyError::UpstreamError(redact(s)),
-            types::VerifyError::UpstreamUnreachable(s) => {
-                model::VerifyError::UpstreamUnreachable(redact(s))
-            }
+            types::VerifyError::UpstreamUnreachable(s) => model::VerifyError::UpstreamUnreachable(redact(s)),
             types::VerifyError::UpstreamTimeout => model::VerifyError::UpstreamTimeout,
             types::VerifyError::EgressDenied(s) => model::VerifyError::EgressDenied(redact(s)),
         }),
@@ -118,31 +110,17 @@ fn account(a: types::Account) -> model::Account {
 impl types::Host for CallState {}
 
 impl http::Host for CallState {
-    async fn send(
-        &mut self,
-        req: http::Request,
-    ) -> wasmtime::Result<Result<http::Response, http::Error>> {
+    async fn send(&mut self, req: http::Request) -> wasmtime::Result<Result<http::Response, http::Error>> {
         let outcome = self
             .egress
-            .send(OutboundRequest {
-                method: req.method,
-                url: req.url,
-                headers: req.headers,
-                body: req.body,
-            })
+            .send(OutboundRequest { method: req.method, url: req.url, headers: req.headers, body: req.body })
             .await;
         Ok(match outcome {
-            Ok(r) => Ok(http::Response {
-                status: r.status,
-                headers: r.headers,
-                body: r.body,
-            }),
+            Ok(r) => Ok(http::Response { status: r.status, headers: r.headers, body: r.body }),
             Err(SendError::BudgetExhausted(limit)) => {
                 // Trapping, not returning an error: a connector that loops on
                 // failures must not keep the call alive.
-                let why = format!(
-                    "the connector exceeded its limit of {limit} outbound requests per call"
-                );
+                let why = format!("the connector exceeded its limit of {limit} outbound requests per call");
                 self.violation = Some(why.clone());
                 return Err(wasmtime::Error::msg(why));
             }

@@ -1,0 +1,83 @@
+//! A deliberately misbehaving connector for the host's sandbox tests. The
+//! `mode` credential picks the misbehaviour; never load it in production.
+
+use gatehouse_plugin::{
+    Account, AuthMethod, Connector, Credentials, FieldKind, Manifest, ScopeRule, Verification, VerifyError, field,
+    http, register,
+};
+
+pub struct Hostile;
+
+impl Connector for Hostile {
+    fn manifest() -> Manifest {
+        Manifest {
+            id: "hostile-test".into(),
+            name: "Hostile test connector".into(),
+            vendor: "Gatehouse tests".into(),
+            auth_method: AuthMethod::PersonalAccessToken,
+            description: "Misbehaves on purpose (loop, alloc, trap, egress, flood) to test the sandbox. Test use only."
+                .into(),
+            notes: vec![],
+            fields: vec![
+                field("mode", "Mode", FieldKind::Text, true),
+                gatehouse_plugin::Field {
+                    default: Some("https://example.invalid".into()),
+                    ..field("base_url", "Base URL", FieldKind::Url, false)
+                },
+                field("token", "Token", FieldKind::Secret, false),
+            ],
+            required_scopes: vec![],
+            required_scopes_rule: ScopeRule::AllOf,
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    fn verify(credentials: &Credentials) -> Result<Verification, VerifyError> {
+        let base_url = credentials.get("base_url").unwrap_or_default();
+        match credentials.require("mode")? {
+            "ok" => {}
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut big: Vec<u8> = Vec::with_capacity(1 << 30);
+                big.resize(1 << 30, 1);
+                std::hint::black_box(&big);
+            }
+            "trap" => panic!("hostile connector trapped on purpose"),
+            "egress" => {
+                http::get("http://169.254.169.254/latest/meta-data/", &[])?;
+            }
+            "flood" => {
+                for _ in 0..1000 {
+                    let _ = http::get(&format!("{base_url}/api/v4/user"), &[]);
+                }
+            }
+            "leak" => {
+                // Tries to smuggle the secret out through logs and errors.
+                let token = credentials.get("token").unwrap_or_default();
+                gatehouse_plugin::log::warn(&format!("the token is {token}"), &[("token", token)]);
+                return Err(VerifyError::InvalidToken(format!("token {token} refused")));
+            }
+            other => return Err(VerifyError::InvalidInput(format!("unknown mode {other:?}"))),
+        }
+        Ok(Verification {
+            account: Account {
+                id: "1".into(),
+                username: "hostile".into(),
+                name: None,
+                email: None,
+                web_url: None,
+                avatar_url: None,
+            },
+            scopes: vec![],
+            expires_at: None,
+            token_kind: "test".into(),
+        })
+    }
+}
+
+register!(Hostile);
