@@ -419,7 +419,7 @@ mod tests {
         let strict_http = Policy { allow_private_networks: false, allow_http: true };
         let egress = Arc::new(Egress::new(strict_http, limits, None).unwrap());
         let base = Url::parse("http://localhost:9").unwrap();
-        let mut call = CallEgress::new(egress, &[base.clone()]);
+        let mut call = CallEgress::new(egress, std::slice::from_ref(&base));
         let req =
             OutboundRequest { method: "GET".into(), url: "http://localhost:9/x".into(), headers: vec![], body: vec![] };
         match call.send(req).await {

@@ -44,9 +44,10 @@ impl Integrations {
     }
 
     pub fn plugin(&self, id: &str) -> Result<Arc<Plugin>, AppError> {
+        // The detail does not echo `id`: a pasted secret may be in it.
         self.plugins.get(id).cloned().ok_or_else(|| {
             AppError::NotFound(format!(
-                "No provider {id:?} is loaded; GET /api/v1/providers lists the available ones ({}).",
+                "No such provider is loaded; GET /api/v1/providers lists the available ones ({}).",
                 self.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })

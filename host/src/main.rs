@@ -1,6 +1,10 @@
 //! `gatehouse`: the integrations host. `serve` runs the HTTP API; `plugins`
 //! inspects connector components.
 
+// Errors carry a whole problem (sentences, scopes) and only travel the cold
+// path of a request; boxing them would buy nothing measurable.
+#![allow(clippy::result_large_err)]
+
 mod api;
 mod config;
 mod crypto;
@@ -49,7 +53,8 @@ fn init_tracing() {
     use tracing_subscriber::{EnvFilter, fmt};
     let filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("GATEHOUSE_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json { builder.json().init() } else { builder.init() }
 }
 

@@ -99,7 +99,7 @@ impl Api {
         provider_id: Path<String>,
         body: Json<VerifyRequest>,
     ) -> ApiResult<Json<VerificationResult>> {
-        let verdict = self.integrations.verify(&provider_id, body.0.credentials).await?;
+        let verdict = self.integrations.verify(&provider_id, credential_strings(body.0.credentials)?).await?;
         Ok(Json(verdict.into()))
     }
 
@@ -108,7 +108,7 @@ impl Api {
     #[oai(path = "/integrations", method = "post", tag = "ApiTags::Integrations")]
     async fn connect(&self, _auth: ApiKey, body: Json<ConnectRequest>) -> ApiResult<ConnectResponse> {
         let ConnectRequest { provider, credentials, label } = body.0;
-        let (row, created) = self.integrations.connect(&provider, credentials, label).await?;
+        let (row, created) = self.integrations.connect(&provider, credential_strings(credentials)?, label).await?;
         let location = format!("/api/v1/integrations/{}", row.id);
         let body = integration(row)?;
         Ok(if created { ConnectResponse::Created(body, location) } else { ConnectResponse::Replaced(body) })
@@ -149,7 +149,7 @@ impl Api {
         id: Path<uuid::Uuid>,
         body: Json<RotateRequest>,
     ) -> ApiResult<Json<Integration>> {
-        integration(self.integrations.rotate(&id.0.to_string(), body.0.credentials).await?)
+        integration(self.integrations.rotate(&id.0.to_string(), credential_strings(body.0.credentials)?).await?)
     }
 }
 
@@ -181,6 +181,16 @@ pub fn routes(integrations: Arc<Integrations>, api_key_hash: String, max_body_by
         .nest_no_strip("/api/v1", service.around(move |ep, req| limit_body(ep, req, max_body_bytes)))
         .data(Arc::new(ApiKeyHash(api_key_hash)))
         .with(NormalizePath::new(TrailingSlash::Trim))
-        .with(poem::middleware::Tracing)
         .catch_all_error(problem::render)
+        .around(log_request)
+}
+
+/// One log line per request: method, path, status, duration. Never bodies,
+/// queries, headers or error texts, which may hold credentials.
+async fn log_request<E: poem::Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<poem::Response> {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let started = std::time::Instant::now();
+    let response = ep.call(req).await.map(poem::IntoResponse::into_response)?;
+    tracing::info!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    Ok(response)
 }

@@ -91,7 +91,7 @@ pub struct ProviderList {
 #[oai(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// Values for the provider's fields, by key. Omitted fields take their default.
-    pub credentials: BTreeMap<String, String>,
+    pub credentials: CredentialValues,
 }
 
 #[derive(Debug, Object)]
@@ -99,7 +99,7 @@ pub struct VerifyRequest {
 pub struct ConnectRequest {
     /// Provider id, e.g. `gitlab-pat`.
     pub provider: String,
-    pub credentials: BTreeMap<String, String>,
+    pub credentials: CredentialValues,
     /// A name for this connection.
     #[oai(validator(max_length = 200))]
     pub label: Option<String>,
@@ -109,7 +109,22 @@ pub struct ConnectRequest {
 #[oai(deny_unknown_fields)]
 pub struct RotateRequest {
     /// The new credentials; fields left out keep their stored value, secrets excepted.
-    pub credentials: BTreeMap<String, String>,
+    pub credentials: CredentialValues,
+}
+
+/// Credential values by field key; every value is a string.
+pub type CredentialValues = BTreeMap<String, serde_json::Value>;
+
+/// Checks that every value is a string. The error names the key, never the
+/// value, which may be a secret.
+pub fn credential_strings(values: CredentialValues) -> Result<BTreeMap<String, String>, AppError> {
+    values
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            _ => Err(AppError::Validation(format!("The credential {k:?} must be a string."))),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Object)]

@@ -1,6 +1,9 @@
 //! What both GitLab connectors know about GitLab: the base URL field, the
 //! scope rule, the `/api/v4/user` shape, and how GitLab says no.
 
+// `VerifyError` is the WIT contract's type; its size is not ours to choose.
+#![allow(clippy::result_large_err)]
+
 use gatehouse_plugin::{
     Account, Field, FieldKind, ScopeProblem, ScopeRule, VerifyError, field,
     http::{self, Response},

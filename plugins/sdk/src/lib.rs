@@ -11,6 +11,9 @@
 //! gatehouse_plugin::register!(MyProvider);
 //! ```
 
+// `VerifyError` is the WIT contract's type; its size is not ours to choose.
+#![allow(clippy::result_large_err)]
+
 pub mod http;
 pub mod log;
 
@@ -41,22 +44,27 @@ pub trait Connector {
     fn verify(credentials: &Credentials) -> Result<Verification, VerifyError>;
 }
 
-/// Exports a [`Connector`] as the component's `connector` interface.
+/// Exports a [`Connector`] as the component's `connector` interface. Call
+/// it once, at the crate root. On native targets it expands to nothing, so
+/// the connector's logic can be unit-tested with a plain `cargo test`.
 #[macro_export]
 macro_rules! register {
-    ($connector:ty) => {
-        struct __GatehouseConnector;
-        impl $crate::bindings::exports::gatehouse::plugin::connector::Guest for __GatehouseConnector {
-            fn manifest() -> $crate::Manifest {
-                <$connector as $crate::Connector>::manifest()
+    ($connector:ident) => {
+        #[cfg(target_arch = "wasm32")]
+        mod __gatehouse_export {
+            struct Exported;
+            impl $crate::bindings::exports::gatehouse::plugin::connector::Guest for Exported {
+                fn manifest() -> $crate::Manifest {
+                    <super::$connector as $crate::Connector>::manifest()
+                }
+                fn verify(
+                    credentials: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::std::result::Result<$crate::Verification, $crate::VerifyError> {
+                    <super::$connector as $crate::Connector>::verify(&$crate::Credentials::new(credentials))
+                }
             }
-            fn verify(
-                credentials: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
-            ) -> ::std::result::Result<$crate::Verification, $crate::VerifyError> {
-                <$connector as $crate::Connector>::verify(&$crate::Credentials::new(credentials))
-            }
+            $crate::bindings::__export_provider!(Exported with_types_in $crate::bindings);
         }
-        $crate::bindings::__export_provider!(__GatehouseConnector with_types_in $crate::bindings);
     };
 }
 

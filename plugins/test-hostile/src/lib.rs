@@ -1,6 +1,9 @@
 //! A deliberately misbehaving connector for the host's sandbox tests. The
 //! `mode` credential picks the misbehaviour; never load it in production.
 
+// `VerifyError` is the WIT contract's type; its size is not ours to choose.
+#![allow(clippy::result_large_err)]
+
 use gatehouse_plugin::{
     Account, AuthMethod, Connector, Credentials, FieldKind, Manifest, ScopeRule, Verification, VerifyError, field,
     http, register,

@@ -1,0 +1,304 @@
+//! The integrations API as a client uses it.
+
+use serde_json::json;
+
+use crate::{
+    fake_gitlab::{FakeGitlab, Kind, TokenState},
+    harness::{API_KEY, Gatehouse, Options, connect_pat, pat_body},
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_docs_and_api_key() {
+    let g = Gatehouse::start(Options::lax()).await;
+    let health = g.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body["status"], "ok");
+    assert_eq!(health.body["plugins"], json!(["gitlab-oauth", "gitlab-pat"]));
+
+    for key in [None, Some("wrong-key")] {
+        let r = g.call("GET", "/api/v1/integrations", None, key).await;
+        assert_eq!((r.status, r.code()), (401, "unauthorized"));
+        assert_eq!(r.headers["www-authenticate"], "Bearer");
+    }
+    let r = g.call("POST", "/api/v1/providers/gitlab-pat/verify", Some(json!({})), None).await;
+    assert_eq!(r.status, 401);
+
+    let spec = g.call("GET", "/api/openapi.json", None, None).await;
+    assert_eq!(spec.status, 200);
+    for path in [
+        "/api/v1/health",
+        "/api/v1/providers",
+        "/api/v1/providers/{provider_id}",
+        "/api/v1/providers/{provider_id}/verify",
+        "/api/v1/integrations",
+        "/api/v1/integrations/{id}",
+        "/api/v1/integrations/{id}/verify",
+        "/api/v1/integrations/{id}/credentials",
+    ] {
+        assert!(spec.body["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    }
+    assert_eq!(spec.body["components"]["securitySchemes"]["ApiKey"]["scheme"], "bearer");
+    let docs = g.client().get(format!("{}/docs", g.base)).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+    g.finish(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_show_the_product_page_fields() {
+    let g = Gatehouse::start(Options::lax()).await;
+    let list = g.get("/api/v1/providers").await;
+    assert_eq!(list.body["providers"].as_array().unwrap().len(), 2);
+    let pat = g.get("/api/v1/providers/gitlab-pat").await.body;
+    assert_eq!(pat["name"], "Connect using Personal Access Tokens (PAT)");
+    assert_eq!(pat["auth_method"], "personal_access_token");
+    assert_eq!(
+        pat["notes"],
+        json!([
+            "A PAT has access to only a single organization in GitLab. Please make sure you enter the correct PAT here."
+        ])
+    );
+    assert_eq!(pat["fields"][0]["label"], "Personal Access Token (PAT)");
+    assert_eq!(pat["fields"][0]["kind"], "secret");
+    assert_eq!(pat["fields"][1]["label"], "GitLab Base URL");
+    assert_eq!(pat["fields"][1]["default"], "https://gitlab.com");
+    assert_eq!(pat["required_scopes"], json!(["api", "read_api"]));
+    assert_eq!(pat["required_scopes_rule"], "any_of");
+    assert_eq!(pat["plugin"]["wit_version"], "0.1.0");
+    assert_eq!(pat["plugin"]["sha256"].as_str().unwrap().len(), 64);
+    let oauth = g.get("/api/v1/providers/gitlab-oauth").await.body;
+    assert_eq!(oauth["name"], "Connect using OAuth v2");
+    assert_eq!(oauth["auth_method"], "oauth2");
+    assert_eq!(oauth["fields"][0]["key"], "access_token");
+    assert_eq!(oauth["fields"][0]["label"], "Access Token");
+    let missing = g.get("/api/v1/providers/nope").await;
+    assert_eq!((missing.status, missing.code()), (404, "not_found"));
+    g.finish(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_stores_nothing_and_connect_stores() {
+    let fake = FakeGitlab::start().await;
+    let jane = fake.add_user("jane", false);
+    let token = fake.pat(jane);
+    let g = Gatehouse::start(Options::lax()).await;
+
+    let v = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&token, &fake.url)).await;
+    assert_eq!(v.status, 200, "{}", v.body);
+    assert_eq!(v.body["valid"], true);
+    assert_eq!(v.body["account"]["username"], "jane");
+    assert_eq!(v.body["account"]["id"], jane.to_string());
+    assert_eq!(v.body["scopes"], json!(["api"]));
+    assert_eq!(v.body["token_kind"], "personal");
+    assert_eq!(v.body["expires_at"], "2027-01-01");
+    assert_eq!(g.get("/api/v1/integrations").await.body["integrations"], json!([]));
+
+    let c = g.post("/api/v1/integrations", connect_pat(&token, &format!("{}/", fake.url))).await;
+    assert_eq!(c.status, 201, "{}", c.body);
+    let id = c.body["id"].as_str().unwrap().to_string();
+    assert_eq!(c.headers["location"], format!("/api/v1/integrations/{id}"));
+    assert_eq!(c.body["status"], "connected");
+    assert_eq!(c.body["base_url"], fake.url, "the trailing slash is normalised away");
+    assert_eq!(c.body["token_hint"], &token[token.len() - 4..]);
+    assert_eq!(c.body["account"]["username"], "jane");
+    assert!(c.body["last_verified_at"].is_string());
+    assert!(c.body["last_error"].is_null());
+
+    let list = g.get("/api/v1/integrations").await;
+    assert_eq!(list.body["integrations"].as_array().unwrap().len(), 1);
+    let one = g.get(&format!("/api/v1/integrations/{id}")).await;
+    assert_eq!(one.body["id"], id);
+
+    // OAuth access tokens connect the same way.
+    let oauth = fake.token(jane, Kind::OAuth, &["read_api"]);
+    let body = json!({"provider": "gitlab-oauth", "credentials": {"access_token": oauth, "base_url": fake.url}});
+    let c = g.post("/api/v1/integrations", body).await;
+    assert_eq!(c.status, 201, "{}", c.body);
+    assert_eq!(c.body["token_kind"], "oauth");
+    assert_eq!(c.body["token_expires_at"], "2027-01-15T10:00:00Z");
+    assert_eq!(g.get("/api/v1/integrations").await.body["integrations"].as_array().unwrap().len(), 2);
+    g.finish(&fake.all_tokens());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_the_same_account_replaces_credentials() {
+    let fake = FakeGitlab::start().await;
+    let jane = fake.add_user("jane", false);
+    let (first, second) = (fake.pat(jane), fake.pat(jane));
+    let g = Gatehouse::start(Options::lax()).await;
+    let a = g.post("/api/v1/integrations", connect_pat(&first, &fake.url)).await;
+    assert_eq!(a.status, 201);
+    let b = g.post("/api/v1/integrations", connect_pat(&second, &fake.url)).await;
+    assert_eq!(b.status, 200, "{}", b.body);
+    assert_eq!(a.body["id"], b.body["id"]);
+    assert_eq!(b.body["token_hint"], &second[second.len() - 4..]);
+    assert_eq!(g.get("/api/v1/integrations").await.body["integrations"].as_array().unwrap().len(), 1);
+
+    // The stored token is now the second one: revoking the first changes nothing.
+    fake.set_state(&first, TokenState::Revoked);
+    let id = a.body["id"].as_str().unwrap();
+    let r = g.post(&format!("/api/v1/integrations/{id}/verify"), json!({})).await;
+    assert_eq!(r.body["status"], "connected");
+    g.finish(&fake.all_tokens());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_keeps_the_account_and_refuses_another() {
+    let fake = FakeGitlab::start().await;
+    let (jane, joe) = (fake.add_user("jane", false), fake.add_user("joe", false));
+    let (old, new, joes) = (fake.pat(jane), fake.pat(jane), fake.pat(joe));
+    let g = Gatehouse::start(Options::lax()).await;
+    let id =
+        g.post("/api/v1/integrations", connect_pat(&old, &fake.url)).await.body["id"].as_str().unwrap().to_string();
+
+    let other = g.put(&format!("/api/v1/integrations/{id}/credentials"), json!({"credentials": {"token": joes}})).await;
+    assert_eq!((other.status, other.code()), (409, "account_mismatch"));
+    assert!(other.body["detail"].as_str().unwrap().contains("jane"));
+    let still = g.post(&format!("/api/v1/integrations/{id}/verify"), json!({})).await;
+    assert_eq!(still.body["status"], "connected", "the old token is kept after a refused rotation");
+
+    let bad = g
+        .put(
+            &format!("/api/v1/integrations/{id}/credentials"),
+            json!({"credentials": {"token": "glpat-nope-nope-nope"}}),
+        )
+        .await;
+    assert_eq!((bad.status, bad.code()), (422, "invalid_token"));
+
+    let rotated =
+        g.put(&format!("/api/v1/integrations/{id}/credentials"), json!({"credentials": {"token": new}})).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    assert_eq!(rotated.body["id"], id);
+    assert_eq!(rotated.body["token_hint"], &new[new.len() - 4..]);
+    fake.set_state(&old, TokenState::Revoked);
+    let after = g.post(&format!("/api/v1/integrations/{id}/verify"), json!({})).await;
+    assert_eq!(after.body["status"], "connected", "the new token is the one in use");
+    g.finish(&fake.all_tokens());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverify_after_revocation_and_expiry_upstream() {
+    let fake = FakeGitlab::start().await;
+    let jane = fake.add_user("jane", false);
+    let token = fake.pat(jane);
+    let g = Gatehouse::start(Options::lax()).await;
+    let c = g.post("/api/v1/integrations", connect_pat(&token, &fake.url)).await;
+    let id = c.body["id"].as_str().unwrap().to_string();
+    let first_check = c.body["last_verified_at"].as_str().unwrap().to_string();
+
+    fake.set_state(&token, TokenState::Revoked);
+    let r = g.post(&format!("/api/v1/integrations/{id}/verify"), json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "invalid");
+    assert_eq!(r.body["last_error"]["code"], "token_revoked");
+    assert!(r.body["last_verified_at"].as_str().unwrap() >= first_check.as_str());
+    assert_eq!(g.get(&format!("/api/v1/integrations/{id}")).await.body["status"], "invalid");
+
+    fake.set_state(&token, TokenState::Expired);
+    let r = g.post(&format!("/api/v1/integrations/{id}/verify"), json!({})).await;
+    assert_eq!(
+        (r.body["status"].as_str(), r.body["last_error"]["code"].as_str()),
+        (Some("expired"), Some("token_expired"))
+    );
+
+    fake.set_state(&token, TokenState::Active);
+    let r = g.post(&format!("/api/v1/integrations/{id}/verify"), json!({})).await;
+    assert_eq!(r.body["status"], "connected");
+    assert!(r.body["last_error"].is_null());
+    g.finish(&fake.all_tokens());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_erases_the_integration() {
+    let fake = FakeGitlab::start().await;
+    let token = fake.pat(fake.add_user("jane", false));
+    let g = Gatehouse::start(Options::lax()).await;
+    let id =
+        g.post("/api/v1/integrations", connect_pat(&token, &fake.url)).await.body["id"].as_str().unwrap().to_string();
+    assert_eq!(g.delete(&format!("/api/v1/integrations/{id}")).await.status, 204);
+    for path in [format!("/api/v1/integrations/{id}"), format!("/api/v1/integrations/{id}/verify")] {
+        let method = if path.ends_with("verify") { "POST" } else { "GET" };
+        let r = g.call(method, &path, None, Some(API_KEY)).await;
+        assert_eq!((r.status, r.code()), (404, "not_found"));
+    }
+    assert_eq!(g.delete(&format!("/api/v1/integrations/{id}")).await.status, 404);
+    assert_eq!(g.get("/api/v1/integrations").await.body["integrations"], json!([]));
+    g.finish(&fake.all_tokens());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_credentials_survive_a_restart() {
+    let fake = FakeGitlab::start().await;
+    let token = fake.pat(fake.add_user("jane", false));
+    let mut g = Gatehouse::start(Options::lax()).await;
+    let id =
+        g.post("/api/v1/integrations", connect_pat(&token, &fake.url)).await.body["id"].as_str().unwrap().to_string();
+    let calls_before = fake.hits("/api/v4/personal_access_tokens/self");
+    g.restart().await;
+    let r = g.post(&format!("/api/v1/integrations/{id}/verify"), json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "connected");
+    assert_eq!(
+        fake.hits("/api/v4/personal_access_tokens/self"),
+        calls_before + 1,
+        "the decrypted token was sent upstream"
+    );
+    g.finish(&fake.all_tokens());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_validation_errors() {
+    let fake = FakeGitlab::start().await;
+    let g = Gatehouse::start(Options::lax()).await;
+    let malformed = g
+        .send(
+            g.client()
+                .post(format!("{}/api/v1/integrations", g.base))
+                .bearer_auth(API_KEY)
+                .header("content-type", "application/json")
+                .body("{\"provider\": "),
+        )
+        .await;
+    assert_eq!((malformed.status, malformed.code()), (400, "validation_error"));
+    let cases = [
+        json!({"provider": "gitlab-pat"}),
+        json!({"provider": "gitlab-pat", "credentials": {}, "extra": 1}),
+        json!({"provider": "gitlab-pat", "credentials": {"base_url": fake.url}}),
+        json!({"provider": "gitlab-pat", "credentials": {"token": "glpat-x", "colour": "red"}}),
+        json!({"provider": "gitlab-pat", "credentials": {"token": 12345}}),
+    ];
+    for body in cases {
+        let r = g.post("/api/v1/integrations", body.clone()).await;
+        assert_eq!((r.status, r.code()), (400, "validation_error"), "{body}: {}", r.body);
+    }
+    let r = g.post("/api/v1/integrations", json!({"provider": "nope", "credentials": {}})).await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+    let r = g.get("/api/v1/integrations/not-a-uuid").await;
+    assert_eq!((r.status, r.code()), (400, "validation_error"));
+    let r = g.get("/api/v1/integrations/8d5e2bb4-3a59-4c4e-9b8f-6f0f1e7a2c11").await;
+    assert_eq!((r.status, r.code()), (404, "not_found"));
+    let huge = json!({"provider": "gitlab-pat", "credentials": {"token": "x".repeat(200_000)}});
+    let r = g.post("/api/v1/integrations", huge).await;
+    assert_eq!((r.status, r.code()), (413, "payload_too_large"));
+    assert_eq!(g.get("/api/v1/integrations").await.body["integrations"], json!([]), "nothing half-written");
+    g.finish(&fake.all_tokens());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_verifies() {
+    let fake = FakeGitlab::start().await;
+    let token = fake.pat(fake.add_user("jane", false));
+    let g = std::sync::Arc::new(Gatehouse::start(Options::lax()).await);
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (g, body) = (g.clone(), pat_body(&token, &fake.url));
+            tokio::spawn(async move { g.post("/api/v1/providers/gitlab-pat/verify", body).await })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!((r.status, &r.body["valid"]), (200, &json!(true)), "{}", r.body);
+    }
+    let g = std::sync::Arc::into_inner(g).unwrap();
+    g.finish(&fake.all_tokens());
+}

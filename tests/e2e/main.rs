@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `gatehouse` binary over real HTTP against a
+//! fake GitLab on loopback.
+
+mod fake_gitlab;
+mod harness;
+
+mod api;
+mod egress;
+mod errors;
+mod sandbox;
+mod secrets;

@@ -1,0 +1,89 @@
+//! Hostile connectors: each misbehaviour fails its own request with the
+//! right code and the host answers the next request normally.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::{
+    fake_gitlab::FakeGitlab,
+    harness::{Gatehouse, Options, pat_body},
+};
+
+const HOSTILE: &str = env!("GATEHOUSE_TEST_HOSTILE_WASM");
+const WRONG_WORLD: &str = env!("GATEHOUSE_TEST_WRONG_WORLD_WASM");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_connectors_fail_alone() {
+    let fake = FakeGitlab::start().await;
+    let token = fake.pat(fake.add_user("jane", false));
+    let options = Options::lax().plugin(HOSTILE).arg("--plugin-timeout").arg("2s");
+    let mut g = Gatehouse::start(options).await;
+    let cases = [
+        ("loop", 504, "plugin_timeout"),
+        ("alloc", 502, "plugin_failed"),
+        ("trap", 502, "plugin_failed"),
+        ("egress", 403, "egress_denied"),
+        ("flood", 502, "plugin_failed"),
+    ];
+    for (mode, status, code) in cases {
+        let started = Instant::now();
+        let body = json!({"credentials": {"mode": mode, "base_url": fake.url}});
+        let r = g.post("/api/v1/providers/hostile-test/verify", body).await;
+        assert_eq!((r.status, r.code()), (status, code), "{mode}: {}", r.body);
+        assert!(started.elapsed() < Duration::from_secs(10), "{mode} took {:?}", started.elapsed());
+        assert!(g.is_running(), "the host died on {mode}");
+
+        let ok = g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "ok"}})).await;
+        assert_eq!((ok.status, &ok.body["valid"]), (200, &json!(true)), "after {mode}: {}", ok.body);
+        let pat = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&token, &fake.url)).await;
+        assert_eq!(pat.body["valid"], true, "after {mode}");
+    }
+    assert!(fake.hits("/api/v4/user") <= 16 + 5, "the request budget stopped the flood");
+    g.finish(&fake.all_tokens());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connector_text_is_scrubbed_of_credentials() {
+    let secret = format!("sekrit-{}", uuid::Uuid::new_v4().simple());
+    let g = Gatehouse::start(Options::lax().plugin(HOSTILE)).await;
+    let body = json!({"credentials": {"mode": "leak", "token": secret}});
+    let r = g.post("/api/v1/providers/hostile-test/verify", body).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body["error"]["detail"].as_str().unwrap().contains("[redacted]"));
+    assert!(g.logs().contains("the token is [redacted]"));
+    g.finish(&[secret]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_of_another_world_is_refused_naming_the_file() {
+    let g = Gatehouse::start(Options::lax().plugin(WRONG_WORLD).plugin(HOSTILE)).await;
+    let health = g.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(health.body["plugins"], json!(["gitlab-oauth", "gitlab-pat", "hostile-test"]));
+    let logs = g.logs();
+    assert!(
+        logs.lines().any(|l| l.contains("test_wrong_world.wasm") && l.contains("does not implement the world")),
+        "{logs}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["plugins", "validate", WRONG_WORLD])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("test_wrong_world.wasm") && stderr.contains("gatehouse:plugin/provider"), "{stderr}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["plugins", "validate", HOSTILE])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["plugins", "inspect", HOSTILE])
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(manifest["id"], "hostile-test");
+    assert_eq!(manifest["plugin"]["sha256"].as_str().unwrap().len(), 64);
+    g.finish(&[]);
+}
