@@ -34,6 +34,23 @@ pub enum PluginsCommand {
     Inspect { file: PathBuf },
     /// Check that a component implements the `provider` world.
     Validate { file: PathBuf },
+    /// Call `verify` once with the given credentials and print the result.
+    Test {
+        file: PathBuf,
+        /// A credential as key=value; repeat for each field.
+        #[arg(long = "credentials", value_name = "KEY=VALUE", num_args = 1.., value_parser = parse_pair)]
+        credentials: Vec<(String, String)>,
+        /// Allow loopback, private and link-local targets (e.g. a local fake upstream).
+        #[arg(long)]
+        allow_private_networks: bool,
+        /// Allow plain-http base URLs.
+        #[arg(long)]
+        allow_http: bool,
+    },
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| "expected KEY=VALUE".to_string())
 }
 
 #[derive(Debug, Clone, Args)]

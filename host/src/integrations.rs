@@ -53,74 +53,21 @@ impl Integrations {
         })
     }
 
-    /// Checks submitted credentials against the manifest: no unknown keys,
-    /// defaults applied, required fields present, url fields acceptable.
     pub fn prepare(
         &self,
         plugin: &Plugin,
         raw: BTreeMap<String, String>,
     ) -> Result<(Credentials, Option<Url>), AppError> {
-        let fields = &plugin.manifest.fields;
-        let known = || fields.iter().map(|f| f.key.as_str()).collect::<Vec<_>>().join(", ");
-        if let Some(unknown) = raw.keys().find(|k| !fields.iter().any(|f| &f.key == *k)) {
-            return Err(AppError::Validation(format!(
-                "Unknown credential field {unknown:?} for provider {:?}; expected: {}.",
-                plugin.manifest.id,
-                known()
-            )));
-        }
-        let mut credentials = Credentials::default();
-        let mut base_url = None;
-        let mut raw = raw;
-        for field in fields {
-            let value = raw.remove(&field.key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-            let Some(value) = value.or_else(|| field.default.clone()) else {
-                if field.required {
-                    return Err(AppError::Validation(format!(
-                        "The field {:?} ({}) is required.",
-                        field.key, field.label
-                    )));
-                }
-                continue;
-            };
-            if value.len() > MAX_VALUE_LEN {
-                return Err(AppError::Validation(format!(
-                    "The field {:?} is longer than {MAX_VALUE_LEN} characters.",
-                    field.key
-                )));
-            }
-            let value = if field.kind == FieldKind::Url {
-                let url = self.policy.parse_base_url(&value).map_err(|e| match e {
-                    EgressError::InvalidUrl(s) | EgressError::Denied(s) => AppError::InvalidBaseUrl(s),
-                })?;
-                let text = url.as_str().trim_end_matches('/').to_string();
-                base_url = Some(url);
-                text
-            } else {
-                value
-            };
-            credentials.insert(field.key.clone(), value);
-        }
-        Ok((credentials, base_url))
+        prepare(&self.policy, plugin, raw)
     }
 
-    /// Runs the connector. Transport, policy and sandbox failures are
-    /// errors; the provider's verdict on the token is a value.
     async fn run_verify(
         &self,
         plugin: &Plugin,
         credentials: &Credentials,
         base_url: Option<&Url>,
     ) -> Result<Verdict, AppError> {
-        if let Some(url) = base_url {
-            self.policy.check_reachable(url).await.map_err(|e| AppError::EgressDenied(e.to_string()))?;
-        }
-        let allowed: Vec<Url> = base_url.cloned().into_iter().collect();
-        let verdict = self.runtime.verify(plugin, credentials, &allowed).await?;
-        match verdict {
-            Err(e) if !e.is_verdict() => Err(AppError::Verify(e)),
-            other => Ok(other),
-        }
+        run_verify(&self.runtime, &self.policy, plugin, credentials, base_url).await
     }
 
     /// `POST /providers/{id}/verify`: stores nothing.
@@ -330,6 +277,74 @@ impl Integrations {
         // Re-checked with today's policy: a URL allowed when connected may
         // have been refused since.
         self.policy.parse_base_url(value).map(Some).map_err(|e| AppError::InvalidBaseUrl(e.to_string()))
+    }
+}
+
+/// Checks submitted credentials against the manifest: no unknown keys,
+/// defaults applied, required fields present, url fields acceptable.
+pub fn prepare(
+    policy: &Policy,
+    plugin: &Plugin,
+    raw: BTreeMap<String, String>,
+) -> Result<(Credentials, Option<Url>), AppError> {
+    let fields = &plugin.manifest.fields;
+    let known = || fields.iter().map(|f| f.key.as_str()).collect::<Vec<_>>().join(", ");
+    if let Some(unknown) = raw.keys().find(|k| !fields.iter().any(|f| &f.key == *k)) {
+        return Err(AppError::Validation(format!(
+            "Unknown credential field {unknown:?} for provider {:?}; expected: {}.",
+            plugin.manifest.id,
+            known()
+        )));
+    }
+    let mut credentials = Credentials::default();
+    let mut base_url = None;
+    let mut raw = raw;
+    for field in fields {
+        let value = raw.remove(&field.key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let Some(value) = value.or_else(|| field.default.clone()) else {
+            if field.required {
+                return Err(AppError::Validation(format!("The field {:?} ({}) is required.", field.key, field.label)));
+            }
+            continue;
+        };
+        if value.len() > MAX_VALUE_LEN {
+            return Err(AppError::Validation(format!(
+                "The field {:?} is longer than {MAX_VALUE_LEN} characters.",
+                field.key
+            )));
+        }
+        let value = if field.kind == FieldKind::Url {
+            let url = policy.parse_base_url(&value).map_err(|e| match e {
+                EgressError::InvalidUrl(s) | EgressError::Denied(s) => AppError::InvalidBaseUrl(s),
+            })?;
+            let text = url.as_str().trim_end_matches('/').to_string();
+            base_url = Some(url);
+            text
+        } else {
+            value
+        };
+        credentials.insert(field.key.clone(), value);
+    }
+    Ok((credentials, base_url))
+}
+
+/// Runs the connector once. Transport, policy and sandbox failures are
+/// errors; the provider's verdict on the token is a value.
+pub async fn run_verify(
+    runtime: &Runtime,
+    policy: &Policy,
+    plugin: &Plugin,
+    credentials: &Credentials,
+    base_url: Option<&Url>,
+) -> Result<Verdict, AppError> {
+    if let Some(url) = base_url {
+        policy.check_reachable(url).await.map_err(|e| AppError::EgressDenied(e.to_string()))?;
+    }
+    let allowed: Vec<Url> = base_url.cloned().into_iter().collect();
+    let verdict = runtime.verify(plugin, credentials, &allowed).await?;
+    match verdict {
+        Err(e) if !e.is_verdict() => Err(AppError::Verify(e)),
+        other => Ok(other),
     }
 }
 

@@ -184,7 +184,12 @@ async fn shutdown_signal() {
 }
 
 async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
-    let policy = Policy { allow_private_networks: false, allow_http: false };
+    let policy = match &cmd {
+        PluginsCommand::Test { allow_private_networks, allow_http, .. } => {
+            Policy { allow_private_networks: *allow_private_networks, allow_http: *allow_http }
+        }
+        _ => Policy { allow_private_networks: false, allow_http: false },
+    };
     let runtime = build_runtime(&SandboxLimits::default(), policy, None)?;
     match cmd {
         PluginsCommand::List { plugins_dir, data_dir } => {
@@ -196,7 +201,9 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        PluginsCommand::Inspect { file } | PluginsCommand::Validate { file } if !file.exists() => {
+        PluginsCommand::Inspect { file } | PluginsCommand::Validate { file } | PluginsCommand::Test { file, .. }
+            if !file.exists() =>
+        {
             anyhow::bail!("{} does not exist", file.display());
         }
         PluginsCommand::Inspect { file } => {
@@ -205,6 +212,29 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
             let manifest = api::models::ProviderManifest::from(&plugin);
             let doc = poem_openapi::types::ToJSON::to_json(&manifest).unwrap_or_default();
             println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        PluginsCommand::Test { file, credentials, .. } => {
+            let bytes = std::fs::read(&file)?;
+            let plugin = runtime.load(&file.display().to_string(), &bytes).await?;
+            let raw = credentials.into_iter().collect();
+            let outcome = match integrations::prepare(&policy, &plugin, raw) {
+                Ok((creds, base_url)) => {
+                    integrations::run_verify(&runtime, &policy, &plugin, &creds, base_url.as_ref()).await
+                }
+                Err(e) => Err(e),
+            };
+            let (doc, valid) = match outcome {
+                Ok(verdict) => {
+                    let valid = verdict.is_ok();
+                    let result = api::models::VerificationResult::from(verdict);
+                    (poem_openapi::types::ToJSON::to_json(&result).unwrap_or_default(), valid)
+                }
+                Err(e) => (serde_json::to_value(e.problem())?, false),
+            };
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            if !valid {
+                anyhow::bail!("the credentials were not verified");
+            }
         }
         PluginsCommand::Validate { file } => {
             let bytes = std::fs::read(&file)?;

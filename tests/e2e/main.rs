@@ -5,6 +5,7 @@ mod fake_gitlab;
 mod harness;
 
 mod api;
+mod cli;
 mod egress;
 mod errors;
 mod sandbox;
