@@ -67,6 +67,11 @@ pub struct ServeConfig {
     #[arg(long, env = "GATEHOUSE_PLUGINS_DIR")]
     pub plugins_dir: Option<PathBuf>,
 
+    /// How often to rescan the plugins dir for added, replaced or removed
+    /// components; 0 turns it off (POST /api/v1/plugins/reload still works).
+    #[arg(long, env = "GATEHOUSE_PLUGINS_POLL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub plugins_poll: Duration,
+
     /// Database URL [default: SQLite file in the data dir].
     #[arg(long, env = "GATEHOUSE_DATABASE_URL")]
     pub database_url: Option<String>,

@@ -11,6 +11,7 @@ use crate::{
     crypto::MasterKey,
     egress::{EgressError, Policy},
     error::{AppError, Problem},
+    registry::{Registry, ReloadReport},
     runtime::{
         Plugin, Runtime,
         model::{Account, Credentials, FieldKind, Verification, VerifyError},
@@ -27,28 +28,32 @@ pub type Verdict = Result<Verification, VerifyError>;
 
 pub struct Integrations {
     pub runtime: Runtime,
-    plugins: BTreeMap<String, Arc<Plugin>>,
+    pub registry: Registry,
     pub store: Store,
     key: MasterKey,
     policy: Policy,
 }
 
 impl Integrations {
-    pub fn new(runtime: Runtime, plugins: Vec<Plugin>, store: Store, key: MasterKey, policy: Policy) -> Self {
-        let plugins = plugins.into_iter().map(|p| (p.manifest.id.clone(), Arc::new(p))).collect();
-        Self { runtime, plugins, store, key, policy }
+    pub fn new(runtime: Runtime, registry: Registry, store: Store, key: MasterKey, policy: Policy) -> Self {
+        Self { runtime, registry, store, key, policy }
     }
 
-    pub fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>> {
-        self.plugins.values()
+    pub fn plugins(&self) -> Vec<Arc<Plugin>> {
+        self.registry.all()
+    }
+
+    /// Re-reads the plugins directory.
+    pub async fn reload_plugins(&self) -> anyhow::Result<ReloadReport> {
+        self.registry.reload(&self.runtime).await
     }
 
     pub fn plugin(&self, id: &str) -> Result<Arc<Plugin>, AppError> {
         // The detail does not echo `id`: a pasted secret may be in it.
-        self.plugins.get(id).cloned().ok_or_else(|| {
+        self.registry.get(id).ok_or_else(|| {
             AppError::NotFound(format!(
                 "No such provider is loaded; GET /api/v1/providers lists the available ones ({}).",
-                self.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+                self.plugins().iter().map(|p| p.manifest.id.clone()).collect::<Vec<_>>().join(", ")
             ))
         })
     }

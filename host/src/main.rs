@@ -11,6 +11,7 @@ mod crypto;
 mod egress;
 mod error;
 mod integrations;
+mod registry;
 mod runtime;
 mod store;
 
@@ -22,7 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use config::{Cli, Command, PluginsCommand, SandboxLimits, ServeConfig};
 use egress::{Egress, HttpLimits, Policy};
-use runtime::{Plugin, Runtime, RuntimeLimits};
+use runtime::{Runtime, RuntimeLimits};
 
 mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
@@ -75,49 +76,6 @@ fn build_runtime(limits: &SandboxLimits, policy: Policy, ca_bundle: Option<&Path
     )
 }
 
-/// First-party connectors, then every `.wasm` in the plugins directory in
-/// name order. A broken third-party file is skipped with an error log so
-/// one bad file cannot keep the others offline; a duplicate id is refused.
-async fn load_plugins(runtime: &Runtime, plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
-    let mut loaded: Vec<Plugin> = Vec::new();
-    for (name, bytes) in builtin::BUILTIN {
-        let plugin = runtime.load(name, bytes).await?;
-        loaded.push(plugin);
-    }
-    let mut files: Vec<_> = match std::fs::read_dir(plugins_dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read plugins dir {}", plugins_dir.display()));
-        }
-    };
-    files.sort();
-    for path in files {
-        let shown = path.display().to_string();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(file = %shown, error = %e, "cannot read plugin; skipped");
-                continue;
-            }
-        };
-        match runtime.load(&shown, &bytes).await {
-            Ok(plugin) if loaded.iter().any(|p| p.manifest.id == plugin.manifest.id) => {
-                tracing::error!(file = %shown, id = %plugin.manifest.id, "a connector with this id is already loaded; skipped");
-            }
-            Ok(plugin) => loaded.push(plugin),
-            Err(e) => tracing::error!(error = %e, "plugin refused"),
-        }
-    }
-    for p in &loaded {
-        tracing::info!(id = %p.manifest.id, version = %p.manifest.version, wit = p.wit_version, source = %p.source, sha256 = %p.sha256, "connector loaded");
-    }
-    Ok(loaded)
-}
-
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
@@ -129,8 +87,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let policy = Policy { allow_private_networks: config.allow_private_networks, allow_http: config.allow_http };
     let runtime = build_runtime(&config.limits, policy, config.ca_bundle.as_deref())?;
-    let plugins = load_plugins(&runtime, &config.plugins_dir()).await?;
-    let integrations = Arc::new(integrations::Integrations::new(runtime, plugins, store.clone(), key, policy));
+    let registry = registry::Registry::load(&runtime, builtin::BUILTIN, config.plugins_dir()).await?;
+    let integrations = Arc::new(integrations::Integrations::new(runtime, registry, store.clone(), key, policy));
+    if !config.plugins_poll.is_zero() {
+        tokio::spawn(watch_plugins(integrations.clone(), config.plugins_poll));
+    }
     let app = api::routes(integrations, api_key_hash, config.limits.max_body_bytes);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -167,6 +128,20 @@ async fn api_key_hash(store: &store::Store) -> anyhow::Result<String> {
     }
 }
 
+/// Polls the plugins directory so added, replaced and removed components
+/// take effect without a restart (and without a file-watcher dependency).
+async fn watch_plugins(integrations: Arc<integrations::Integrations>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = integrations.reload_plugins().await {
+            tracing::warn!(error = %e, "plugins dir scan failed");
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -194,7 +169,7 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
     match cmd {
         PluginsCommand::List { plugins_dir, data_dir } => {
             let dir = plugins_dir.unwrap_or_else(|| data_dir.join("plugins"));
-            for p in load_plugins(&runtime, &dir).await? {
+            for p in registry::Registry::load(&runtime, builtin::BUILTIN, dir).await?.all() {
                 println!(
                     "{}\t{}\twit {}\t{}\t{}",
                     p.manifest.id, p.manifest.version, p.wit_version, p.source, p.manifest.name

@@ -89,6 +89,10 @@ impl Gatehouse {
         self.dir.path().join("data")
     }
 
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
     fn log_path(&self, n: usize) -> PathBuf {
         self.dir.path().join(format!("log-{n}.txt"))
     }

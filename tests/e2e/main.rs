@@ -8,5 +8,6 @@ mod api;
 mod cli;
 mod egress;
 mod errors;
+mod reload;
 mod sandbox;
 mod secrets;

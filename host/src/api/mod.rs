@@ -74,14 +74,14 @@ impl Api {
         Json(Health {
             status: "ok".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            plugins: self.integrations.plugins().map(|p| p.manifest.id.clone()).collect(),
+            plugins: self.integrations.plugins().iter().map(|p| p.manifest.id.clone()).collect(),
         })
     }
 
     /// Every loaded connector's manifest.
     #[oai(path = "/providers", method = "get", tag = "ApiTags::Providers")]
     async fn providers(&self, _auth: ApiKey) -> Json<ProviderList> {
-        Json(ProviderList { providers: self.integrations.plugins().map(|p| p.as_ref().into()).collect() })
+        Json(ProviderList { providers: self.integrations.plugins().iter().map(|p| p.as_ref().into()).collect() })
     }
 
     /// One connector's manifest.
@@ -101,6 +101,20 @@ impl Api {
     ) -> ApiResult<Json<VerificationResult>> {
         let verdict = self.integrations.verify(&provider_id, credential_strings(body.0.credentials)?).await?;
         Ok(Json(verdict.into()))
+    }
+
+    /// Re-read the plugins directory now: added, replaced and removed
+    /// components take effect; a broken file is refused and the version it
+    /// would replace keeps serving.
+    #[oai(path = "/plugins/reload", method = "post", tag = "ApiTags::Providers")]
+    async fn reload(&self, _auth: ApiKey) -> ApiResult<Json<ReloadResult>> {
+        let report = self.integrations.reload_plugins().await.map_err(|e| AppError::Validation(format!("{e}.")))?;
+        Ok(Json(ReloadResult {
+            plugins: self.integrations.plugins().iter().map(|p| p.manifest.id.clone()).collect(),
+            loaded: report.loaded,
+            unloaded: report.unloaded,
+            refused: report.refused.into_iter().map(|(file, error)| RefusedPlugin { file, error }).collect(),
+        }))
     }
 
     /// Verify and store credentials. Connecting an account that is already

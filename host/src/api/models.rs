@@ -23,6 +23,23 @@ pub struct Health {
     pub plugins: Vec<String>,
 }
 
+#[derive(Debug, Object)]
+pub struct RefusedPlugin {
+    pub file: String,
+    /// Why it was refused.
+    pub error: String,
+}
+
+#[derive(Debug, Object)]
+pub struct ReloadResult {
+    /// Ids loaded after the reload.
+    pub plugins: Vec<String>,
+    /// Ids newly loaded or replaced.
+    pub loaded: Vec<String>,
+    pub unloaded: Vec<String>,
+    pub refused: Vec<RefusedPlugin>,
+}
+
 #[derive(Debug, Enum)]
 #[oai(rename_all = "snake_case")]
 pub enum AuthMethod {

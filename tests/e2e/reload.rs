@@ -1,0 +1,73 @@
+//! Hot reload: components added, replaced or removed in --plugins-dir take
+//! effect without a restart; a broken file never replaces a working one.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::{Gatehouse, Options};
+
+const HOSTILE: &str = env!("GATEHOUSE_TEST_HOSTILE_WASM");
+
+async fn ids(g: &Gatehouse) -> serde_json::Value {
+    g.call("GET", "/api/v1/health", None, None).await.body["plugins"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_replaces_and_removes() {
+    let options = Options::lax().arg("--plugins-poll").arg("0s").arg("--plugin-timeout").arg("2s");
+    let g = std::sync::Arc::new(Gatehouse::start(options).await);
+    let target = g.plugins_dir().join("hostile.wasm");
+    assert_eq!(ids(&g).await, json!(["gitlab-oauth", "gitlab-pat"]));
+
+    std::fs::copy(HOSTILE, &target).unwrap();
+    let r = g.post("/api/v1/plugins/reload", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["loaded"], json!(["hostile-test"]));
+    let ok = json!({"credentials": {"mode": "ok"}});
+    assert_eq!(g.post("/api/v1/providers/hostile-test/verify", ok.clone()).await.body["valid"], true);
+
+    // A broken replacement is refused; the loaded version keeps serving.
+    std::fs::write(&target, b"\0asm broken").unwrap();
+    let r = g.post("/api/v1/plugins/reload", json!({})).await;
+    assert_eq!(r.body["refused"][0]["file"].as_str().unwrap(), target.to_str().unwrap());
+    assert!(r.body["refused"][0]["error"].as_str().unwrap().contains("not a WebAssembly component"));
+    assert_eq!(g.post("/api/v1/providers/hostile-test/verify", ok.clone()).await.body["valid"], true);
+    assert!(g.logs().contains("hostile.wasm"));
+
+    // A call in flight finishes on the version it started with.
+    std::fs::copy(HOSTILE, &target).unwrap();
+    g.post("/api/v1/plugins/reload", json!({})).await;
+    let slow = {
+        let g = g.clone();
+        tokio::spawn(async move {
+            g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "loop"}})).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::remove_file(&target).unwrap();
+    let r = g.post("/api/v1/plugins/reload", json!({})).await;
+    assert_eq!(r.body["unloaded"], json!(["hostile-test"]));
+    let finished = slow.await.unwrap();
+    assert_eq!(finished.code(), "plugin_timeout", "{}", finished.body);
+    let gone = g.post("/api/v1/providers/hostile-test/verify", ok).await;
+    assert_eq!((gone.status, gone.code()), (404, "not_found"));
+    std::sync::Arc::into_inner(g).unwrap().finish(&[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugins_dir_is_watched() {
+    let g = Gatehouse::start(Options::lax().arg("--plugins-poll").arg("100ms")).await;
+    std::fs::copy(HOSTILE, g.plugins_dir().join("hostile.wasm")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ids(&g).await.as_array().unwrap().contains(&json!("hostile-test")) {
+        assert!(Instant::now() < deadline, "the new component was not picked up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::remove_file(g.plugins_dir().join("hostile.wasm")).unwrap();
+    while ids(&g).await.as_array().unwrap().contains(&json!("hostile-test")) {
+        assert!(Instant::now() < deadline, "the removed component is still loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    g.finish(&[]);
+}
