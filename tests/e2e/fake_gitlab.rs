@@ -1,6 +1,7 @@
 //! A fake GitLab on loopback that answers like GitLab does: the endpoints the
 //! connectors use, GitLab's JSON shapes, status codes and headers, plus
-//! misbehaviour on demand (hang, oversized body, 429, 5xx).
+//! misbehaviour on demand (hang, oversized body, 429, 5xx). It also answers
+//! Gitea's `GET /api/v1/user`, for the connector written in Python.
 
 use std::{
     collections::HashMap,
@@ -148,7 +149,8 @@ async fn handle(state: Arc<Mutex<State>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let presented = header("private-token")
-        .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_string)));
+        .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_string)))
+        .or_else(|| header("authorization").and_then(|v| v.strip_prefix("token ").map(str::to_string)));
     let (token, user) = {
         let mut s = state.lock().unwrap();
         *s.hits.entry(path.clone()).or_default() += 1;
@@ -157,8 +159,11 @@ async fn handle(state: Arc<Mutex<State>>, req: Request) -> Response {
         (token, user)
     };
     let is_oauth_info = path == "/oauth/token/info";
+    let is_gitea = path == "/api/v1/user";
     let Some(token) = token else {
-        return if is_oauth_info {
+        return if is_gitea {
+            json_response(401, json!({"message": "invalid username, password or token", "url": "/api/swagger"}))
+        } else if is_oauth_info {
             json_response(
                 401,
                 json!({"error": "invalid_token", "error_description": "The access token is invalid", "state": "unauthorized"}),
@@ -238,6 +243,16 @@ async fn handle(state: Arc<Mutex<State>>, req: Request) -> Response {
                 "resource_owner_id": token.user, "scope": token.scopes, "scopes": token.scopes,
                 "expires_in": 7200, "expires_in_seconds": 7200,
                 "application": {"uid": "0f3c0ffee"}, "created_at": 1_800_000_000
+            }),
+        ),
+        "/api/v1/user" => json_response(
+            200,
+            json!({
+                "id": token.user, "login": user.username, "login_name": "", "full_name": format!("{} Example", user.username),
+                "email": format!("{}@example.com", user.username),
+                "avatar_url": format!("https://gitea.example.com/avatars/{}", user.username),
+                "html_url": format!("https://gitea.example.com/{}", user.username),
+                "language": "en-US", "is_admin": false, "active": true, "prohibit_login": false
             }),
         ),
         "/api/v4/user" => {

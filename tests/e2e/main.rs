@@ -8,6 +8,7 @@ mod api;
 mod cli;
 mod egress;
 mod errors;
+mod python;
 mod reload;
 mod sandbox;
 mod secrets;
