@@ -5,6 +5,7 @@ mod fake_gitlab;
 mod harness;
 
 mod api;
+mod browser;
 mod cli;
 mod egress;
 mod errors;

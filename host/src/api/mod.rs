@@ -167,9 +167,29 @@ impl Api {
     }
 }
 
+/// The settings page and its assets, embedded: no CDN, no external network.
+fn page(content_type: &'static str, body: &'static str) -> poem::Response {
+    poem::Response::builder()
+        .content_type(content_type)
+        .header("Content-Security-Policy", "default-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'")
+        .header("X-Content-Type-Options", "nosniff")
+        .header("Referrer-Policy", "no-referrer")
+        .body(body)
+}
+
 #[poem::handler]
-fn index() -> poem::web::Html<&'static str> {
-    poem::web::Html(include_str!("index.html"))
+fn index() -> poem::Response {
+    page("text/html; charset=utf-8", include_str!("page/index.html"))
+}
+
+#[poem::handler]
+fn script() -> poem::Response {
+    page("text/javascript; charset=utf-8", include_str!("page/settings.js"))
+}
+
+#[poem::handler]
+fn stylesheet() -> poem::Response {
+    page("text/css; charset=utf-8", include_str!("page/settings.css"))
 }
 
 /// Reads at most `max` bytes of any body (with or without Content-Length)
@@ -190,6 +210,8 @@ pub fn routes(integrations: Arc<Integrations>, api_key_hash: String, max_body_by
     let docs = service.swagger_ui();
     Route::new()
         .at("/", poem::get(index))
+        .at("/assets/settings.js", poem::get(script))
+        .at("/assets/settings.css", poem::get(stylesheet))
         .at("/api/openapi.json", spec)
         .nest("/docs", docs)
         .nest_no_strip("/api/v1", service.around(move |ep, req| limit_body(ep, req, max_body_bytes)))

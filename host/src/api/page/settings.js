@@ -1,0 +1,215 @@
+// The integrations settings page. Everything it shows comes from the
+// providers' manifests and the API; it holds the API key in sessionStorage
+// only and never writes a token into the URL, storage or the page.
+"use strict";
+
+const KEY = "gatehouse-api-key";
+const $ = (sel) => document.querySelector(sel);
+let providers = [];
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) if (c) node.append(c);
+  return node;
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: "Bearer " + sessionStorage.getItem(KEY) };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const data = res.status === 204 ? null : await res.json().catch(() => null);
+  if (res.status === 401) {
+    sessionStorage.removeItem(KEY);
+    showLogin("The API key was not accepted.");
+    throw new Error("unauthorized");
+  }
+  return { status: res.status, data };
+}
+
+function showLogin(message) {
+  $("#login").hidden = false;
+  $("#connected").hidden = true;
+  $("#tips").hidden = true;
+  $("#providers").replaceChildren();
+  $("#login-error").textContent = message || "";
+  $("#api-key").focus();
+}
+
+// Sentences from the product page's troubleshooting, picked by error code.
+function troubleshooting(problem, provider) {
+  const vendor = provider ? provider.vendor : "the provider";
+  switch (problem.code) {
+    case "invalid_token": case "token_expired": case "token_revoked":
+      return [`Ensure that your Access Token or PAT is valid. If issues persist, try regenerating your token on ${vendor} and attempting the integration again.`];
+    case "insufficient_scope": {
+      const needed = provider ? provider.required_scopes.join(provider.required_scopes_rule === "any_of" ? " or " : " and ") : "";
+      return [`Missing scopes: ${(problem.missing_scopes || []).join(", ")}.`,
+        `Cross-check the permissions and scope of your tokens on ${vendor} to ensure alignment with system prerequisites${needed ? ` (needs ${needed})` : ""}.`];
+    }
+    default:
+      return ["If issues persist, don't hesitate to contact support for specialized assistance."];
+  }
+}
+
+function showResult(box, ok, lines) {
+  box.className = "result " + (ok ? "ok" : "fail");
+  box.replaceChildren(...lines.map((l) => el("p", { text: l })));
+  box.hidden = false;
+}
+
+function describeVerification(v) {
+  const lines = [`Valid token for ${v.account.username}${v.account.name ? ` (${v.account.name})` : ""}.`];
+  if (v.scopes.length) lines.push(`Scopes: ${v.scopes.join(", ")}.`);
+  lines.push(v.expires_at ? `Expires: ${v.expires_at}.` : "Does not expire.");
+  return lines;
+}
+
+function problemLines(problem, provider) {
+  return [problem.detail, ...troubleshooting(problem, provider)];
+}
+
+function collect(form, provider, onlySecrets) {
+  const credentials = {};
+  for (const f of provider.fields) {
+    if (onlySecrets && f.kind !== "secret") continue;
+    const input = form.querySelector(`[name="${f.key}"]`);
+    if (input && input.value.trim() !== "") credentials[f.key] = input.value.trim();
+  }
+  return credentials;
+}
+
+function fieldInputs(provider, prefix, onlySecrets) {
+  return provider.fields
+    .filter((f) => !onlySecrets || f.kind === "secret")
+    .map((f) => {
+      const id = `${prefix}-${f.key}`;
+      const input = el("input", {
+        id, name: f.key, required: f.required && !(f.kind === "url" && f.default),
+        type: f.kind === "secret" ? "password" : f.kind === "url" ? "url" : "text",
+        autocomplete: "off", spellcheck: "false",
+        placeholder: f.placeholder || undefined,
+        "aria-describedby": f.help ? id + "-help" : undefined,
+      });
+      if (f.kind !== "secret" && f.default) input.value = f.default;
+      return el("div", {}, el("label", { for: id, text: f.label }), input,
+        f.help ? el("p", { id: id + "-help", class: "help", text: f.help }) : null);
+    });
+}
+
+function renderProvider(provider) {
+  const result = el("div", { class: "result", role: "status", "aria-live": "polite", hidden: true });
+  const form = el("form", { "aria-label": provider.name }, ...fieldInputs(provider, provider.id, false),
+    el("button", { type: "submit", text: "Connect" }), result);
+  let seq = 0, timer;
+  const complete = () => provider.fields.every((f) => !f.required || f.default || form.querySelector(`[name="${f.key}"]`).value.trim());
+  // Verify on input, debounced: the product page promises it for tokens.
+  form.addEventListener("input", () => {
+    clearTimeout(timer);
+    if (!complete()) { result.hidden = true; return; }
+    timer = setTimeout(async () => {
+      const mine = ++seq;
+      showResult(result, true, ["Verifying…"]);
+      const { status, data } = await api("POST", `/api/v1/providers/${provider.id}/verify`, { credentials: collect(form, provider) });
+      if (mine !== seq) return;
+      if (status === 200 && data.valid) showResult(result, true, describeVerification(data));
+      else showResult(result, false, problemLines(status === 200 ? data.error : data, provider));
+    }, 600);
+  });
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearTimeout(timer);
+    seq++;
+    const credentials = collect(form, provider);
+    for (const f of provider.fields) if (f.kind === "secret") form.querySelector(`[name="${f.key}"]`).value = "";
+    showResult(result, true, ["Connecting…"]);
+    const { status, data } = await api("POST", "/api/v1/integrations", { provider: provider.id, credentials });
+    if (status === 200 || status === 201) {
+      showResult(result, true, [`Connected as ${data.account.username}.`]);
+      await loadIntegrations();
+    } else {
+      showResult(result, false, problemLines(data, provider));
+    }
+  });
+  return el("section", { class: "card", id: "provider-" + provider.id, "aria-labelledby": provider.id + "-title" },
+    el("h2", { id: provider.id + "-title", text: provider.name }),
+    el("p", { class: "muted", text: provider.description }),
+    ...provider.notes.map((n) => el("p", { class: "note", role: "note", text: n })),
+    form);
+}
+
+function renderIntegration(i) {
+  const provider = providers.find((p) => p.id === i.provider);
+  const result = el("div", { class: "result", role: "status", "aria-live": "polite", hidden: true });
+  const details = el("dl", {},
+    el("dt", { text: "Account" }), el("dd", { text: `${i.account.username}${i.account.email ? ` <${i.account.email}>` : ""}` }),
+    el("dt", { text: "Base URL" }), el("dd", { text: i.base_url || "—" }),
+    el("dt", { text: "Scopes" }), el("dd", { text: i.scopes.join(", ") || "—" }),
+    el("dt", { text: "Token" }), el("dd", { text: i.token_hint ? "…" + i.token_hint : "hidden" }),
+    el("dt", { text: "Expires" }), el("dd", { text: i.token_expires_at || "never" }),
+    el("dt", { text: "Last check" }), el("dd", { text: i.last_verified_at || "never" }));
+  const item = el("li", { "data-id": i.id },
+    el("h3", {}, `${provider ? provider.vendor : i.provider} · ${i.account.username}${i.label ? ` · ${i.label}` : ""} `,
+      el("span", { class: "status " + i.status, text: i.status.replace("_", " ") })),
+    details, result);
+  if (i.last_error) showResult(result, false, problemLines(i.last_error, provider));
+  const replace = provider ? el("form", { hidden: true, "aria-label": "Replace token" },
+    ...fieldInputs(provider, "replace-" + i.id, true), el("button", { type: "submit", text: "Save new token" })) : null;
+  if (replace) replace.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const credentials = collect(replace, provider, true);
+    replace.querySelectorAll("input").forEach((input) => { input.value = ""; });
+    const { status, data } = await api("PUT", `/api/v1/integrations/${i.id}/credentials`, { credentials });
+    if (status === 200) await loadIntegrations();
+    else showResult(result, false, problemLines(data, provider));
+  });
+  item.append(
+    el("button", { type: "button", class: "secondary", text: "Verify now", onclick: async () => {
+      showResult(result, true, ["Verifying…"]);
+      const { status, data } = await api("POST", `/api/v1/integrations/${i.id}/verify`);
+      if (status === 200) await loadIntegrations();
+      else showResult(result, false, problemLines(data, provider));
+    } }), " ",
+    el("button", { type: "button", class: "secondary", text: "Replace token", onclick: () => {
+      if (replace) { replace.hidden = !replace.hidden; if (!replace.hidden) replace.querySelector("input").focus(); }
+    } }), " ",
+    el("button", { type: "button", class: "danger", text: "Disconnect", onclick: async () => {
+      if (!confirm(`Disconnect ${i.account.username}? The stored token is erased.`)) return;
+      await api("DELETE", `/api/v1/integrations/${i.id}`);
+      await loadIntegrations();
+    } }),
+    replace);
+  return item;
+}
+
+async function loadIntegrations() {
+  const { data } = await api("GET", "/api/v1/integrations");
+  const list = data.integrations;
+  $("#integrations").replaceChildren(...list.map(renderIntegration));
+  $("#no-integrations").hidden = list.length > 0;
+}
+
+async function load() {
+  $("#login").hidden = true;
+  const { data } = await api("GET", "/api/v1/providers");
+  providers = data.providers;
+  $("#providers").replaceChildren(...providers.map(renderProvider));
+  $("#connected").hidden = false;
+  $("#tips").hidden = false;
+  await loadIntegrations();
+  document.body.dataset.ready = "true";
+}
+
+$("#login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(KEY, $("#api-key").value);
+  $("#api-key").value = "";
+  load().catch(() => {});
+});
+
+if (sessionStorage.getItem(KEY)) load().catch(() => {}); else showLogin();

@@ -1,0 +1,94 @@
+// Drives the settings page in headless Chromium (Debian's /usr/bin/chromium)
+// against a running Gatehouse and fake GitLab; started by the Rust test
+// tests/e2e/browser.rs, which passes everything through the environment.
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const base = env("GATEHOUSE_URL");
+const fake = env("FAKE_URL");
+const tokens = JSON.parse(env("TOKENS"));
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+});
+const page = await browser.newPage();
+page.on("dialog", (dialog) => dialog.accept());
+const step = (name) => console.log("step:", name);
+
+try {
+  step("asks for the API key once");
+  await page.goto(base + "/");
+  await page.getByLabel("Gatehouse API key").fill(env("API_KEY"));
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("body[data-ready=true]");
+
+  step("renders one section per connector from the manifests");
+  await page.getByRole("heading", { name: "Connect using OAuth v2" }).waitFor();
+  await page.getByRole("heading", { name: "Connect using Personal Access Tokens (PAT)" }).waitFor();
+  await page.getByText("A PAT has access to only a single organization in GitLab. Please make sure you enter the correct PAT here.").waitFor();
+  const pat = page.locator("#provider-gitlab-pat");
+  assert.equal(await pat.getByLabel("GitLab Base URL").inputValue(), "https://gitlab.com");
+  await page.getByRole("heading", { name: "Hostile test connector" }).waitFor();
+  await page.locator("#provider-hostile-test").getByLabel("Mode").waitFor();
+  const unlabelled = await page.$$eval("input", (inputs) => inputs.filter((i) => i.labels.length === 0).map((i) => i.id));
+  assert.deepEqual(unlabelled, [], "every input has a label");
+
+  step("a pasted OAuth token is verified automatically on input");
+  const oauth = page.locator("#provider-gitlab-oauth");
+  await oauth.getByLabel("GitLab Base URL").fill(fake);
+  await oauth.getByLabel("Access Token").fill(tokens.oauth);
+  await oauth.locator(".result.ok", { hasText: "Valid token for jane" }).waitFor();
+  await oauth.locator(".result.ok", { hasText: "Scopes: api" }).waitFor();
+
+  step("a wrong token shows its sentence");
+  await pat.getByLabel("GitLab Base URL").fill(fake);
+  await pat.getByLabel("Personal Access Token (PAT)").fill(tokens.bad);
+  await pat.getByRole("button", { name: "Connect" }).click();
+  await pat.locator(".result.fail", { hasText: "GitLab does not accept this token" }).waitFor();
+  await pat.locator(".result.fail", { hasText: "Ensure that your Access Token or PAT is valid" }).waitFor();
+
+  step("insufficient scope shows the missing scopes and where to change them");
+  await pat.getByLabel("Personal Access Token (PAT)").fill(tokens.read_user);
+  await pat.getByRole("button", { name: "Connect" }).click();
+  await pat.locator(".result.fail", { hasText: "Missing scopes: api, read_api" }).waitFor();
+  await pat.locator(".result.fail", { hasText: "Cross-check the permissions and scope of your tokens on GitLab" }).waitFor();
+
+  step("PAT + base URL → Connect → listed as connected");
+  await pat.getByLabel("Personal Access Token (PAT)").fill(tokens.pat);
+  await pat.getByRole("button", { name: "Connect" }).click();
+  await pat.locator(".result.ok", { hasText: "Connected as jane" }).waitFor();
+  const item = page.locator("#integrations li").first();
+  await item.locator(".status.connected").waitFor();
+  await item.getByText("api", { exact: true }).waitFor();
+  assert.equal(await pat.getByLabel("Personal Access Token (PAT)").inputValue(), "", "the token is cleared after submit");
+
+  step("no token in the URL, storage or the page");
+  const html = await page.content();
+  const storage = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+  for (const token of Object.values(tokens)) {
+    assert.ok(!page.url().includes(token), "token in URL");
+    assert.ok(!html.includes(token), "token in the page");
+    assert.ok(!storage.includes(token), "token in storage");
+  }
+  assert.equal(await page.evaluate(() => localStorage.length), 0, "nothing in localStorage");
+
+  step("verify now");
+  await item.getByRole("button", { name: "Verify now" }).click();
+  await page.locator("#integrations li .status.connected").waitFor();
+
+  await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
+
+  step("disconnect");
+  await page.locator("#integrations li").first().getByRole("button", { name: "Disconnect" }).click();
+  await page.locator("#no-integrations").waitFor({ state: "visible" });
+  console.log("browser test passed");
+} finally {
+  await browser.close();
+}
