@@ -1,7 +1,8 @@
 //! Builds the connector components in `../plugins` for wasm32-wasip2 and
-//! exposes them to the host: first-party connectors are embedded (the host
-//! still loads them through the same path as any `.wasm`), and `test-*`
-//! components' paths are given to tests as `GATEHOUSE_TEST_<NAME>_WASM`.
+//! exposes them to the host: first-party connectors (`builtin = true` under
+//! `[package.metadata.gatehouse]`) are embedded — the host still loads them
+//! through the same path as any `.wasm` — and every other component's path
+//! is given to tests as `GATEHOUSE_<CRATE_NAME>_WASM`.
 
 use std::{
     env,
@@ -48,8 +49,9 @@ fn main() {
         let name = crate_dir.file_name().unwrap().to_string_lossy().to_string();
         let wasm = out.join(format!("{}.wasm", name.replace('-', "_")));
         assert!(wasm.exists(), "{} was not produced by the plugin build", wasm.display());
-        if let Some(test_name) = name.strip_prefix("test-") {
-            let var = format!("GATEHOUSE_TEST_{}_WASM", test_name.to_uppercase().replace('-', "_"));
+        let manifest = fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap();
+        if !manifest.contains("[package.metadata.gatehouse]") || !manifest.contains("builtin = true") {
+            let var = format!("GATEHOUSE_{}_WASM", name.to_uppercase().replace('-', "_"));
             println!("cargo:rustc-env={var}={}", wasm.display());
         } else {
             writeln!(

@@ -245,6 +245,8 @@ async fn handle(state: Arc<Mutex<State>>, req: Request) -> Response {
                 "application": {"uid": "0f3c0ffee"}, "created_at": 1_800_000_000
             }),
         ),
+        // The guide's example connector (plugins/example-acme).
+        "/v1/me" => json_response(200, json!({"id": token.user, "login": user.username})),
         "/api/v1/user" => json_response(
             200,
             json!({

@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod egress;
 mod errors;
+mod example;
 mod python;
 mod reload;
 mod sandbox;

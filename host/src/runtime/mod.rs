@@ -425,6 +425,15 @@ pub fn validate_manifest(m: &Manifest) -> Result<(), String> {
             return Err(format!("secret field {:?} must not have a default", f.key));
         }
     }
+    let mut scopes = std::collections::BTreeSet::new();
+    for scope in &m.required_scopes {
+        if scope.trim().is_empty() || scope.contains(char::is_whitespace) {
+            return Err(format!("required scope {scope:?} must be one word"));
+        }
+        if !scopes.insert(scope.as_str()) {
+            return Err(format!("required scope {scope:?} is listed twice"));
+        }
+    }
     if m.fields.iter().filter(|f| f.kind == FieldKind::Url).count() > 1 {
         return Err("at most one url field is supported".into());
     }
