@@ -1,33 +1,21 @@
 //! `gatehouse`: the integrations host. `serve` runs the HTTP API; `plugins`
 //! inspects connector components.
 
-// Errors carry a whole problem (sentences, scopes) and only travel the cold
-// path of a request; boxing them would buy nothing measurable.
 #![allow(clippy::result_large_err)]
 
-mod api;
-mod config;
-mod crypto;
-mod egress;
-mod error;
-mod integrations;
-mod registry;
-mod runtime;
-mod store;
-
-use std::{path::Path, sync::Arc};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
 
-use config::{Cli, Command, PluginsCommand, SandboxLimits, ServeConfig};
-use egress::{Egress, HttpLimits, Policy};
-use runtime::{Runtime, RuntimeLimits};
-
-mod builtin {
-    include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
-}
+use gatehouse::{
+    api, build_runtime, builtin,
+    config::{Cli, Command, PluginsCommand, SandboxLimits, ServeConfig},
+    crypto,
+    egress::Policy,
+    integrations, registry, store,
+};
 
 const API_KEY_SETTING: &str = "api_key_sha256";
 
@@ -57,23 +45,6 @@ fn init_tracing() {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json { builder.json().init() } else { builder.init() }
-}
-
-fn build_runtime(limits: &SandboxLimits, policy: Policy, ca_bundle: Option<&Path>) -> anyhow::Result<Runtime> {
-    let http = HttpLimits {
-        timeout: limits.http_timeout,
-        max_response_bytes: limits.max_response_bytes,
-        max_requests_per_call: limits.max_outbound_requests,
-    };
-    let egress = Arc::new(Egress::new(policy, http, ca_bundle)?);
-    Runtime::new(
-        egress,
-        RuntimeLimits {
-            call_timeout: limits.plugin_timeout,
-            memory_bytes: usize::try_from(limits.plugin_memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
-            concurrent_calls: limits.max_concurrent_calls.max(1),
-        },
-    )
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {

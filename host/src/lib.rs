@@ -1,0 +1,45 @@
+//! The Gatehouse host as a library: the `gatehouse` binary and the
+//! benchmarks are built on it.
+
+// Errors carry a whole problem (sentences, scopes) and only travel the cold
+// path of a request; boxing them would buy nothing measurable.
+#![allow(clippy::result_large_err)]
+
+pub mod api;
+pub mod config;
+pub mod crypto;
+pub mod egress;
+pub mod error;
+pub mod integrations;
+pub mod registry;
+pub mod runtime;
+pub mod store;
+
+/// First-party connectors, built from `plugins/` and embedded by build.rs.
+pub mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+}
+
+use std::{path::Path, sync::Arc};
+
+/// The connector runtime as `serve` configures it.
+pub fn build_runtime(
+    limits: &config::SandboxLimits,
+    policy: egress::Policy,
+    ca_bundle: Option<&Path>,
+) -> anyhow::Result<runtime::Runtime> {
+    let http = egress::HttpLimits {
+        timeout: limits.http_timeout,
+        max_response_bytes: limits.max_response_bytes,
+        max_requests_per_call: limits.max_outbound_requests,
+    };
+    let egress = Arc::new(egress::Egress::new(policy, http, ca_bundle)?);
+    runtime::Runtime::new(
+        egress,
+        runtime::RuntimeLimits {
+            call_timeout: limits.plugin_timeout,
+            memory_bytes: usize::try_from(limits.plugin_memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
+            concurrent_calls: limits.max_concurrent_calls.max(1),
+        },
+    )
+}
