@@ -72,6 +72,11 @@ pub struct ServeConfig {
     #[arg(long, env = "GATEHOUSE_PLUGINS_POLL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub plugins_poll: Duration,
 
+    /// Do not keep compiled components in <data-dir>/cache (every start
+    /// compiles them again).
+    #[arg(long, env = "GATEHOUSE_NO_COMPONENT_CACHE")]
+    pub no_component_cache: bool,
+
     /// Database URL [default: SQLite file in the data dir].
     #[arg(long, env = "GATEHOUSE_DATABASE_URL")]
     pub database_url: Option<String>,

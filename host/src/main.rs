@@ -57,7 +57,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let api_key_hash = api_key_hash(&store).await?;
 
     let policy = Policy { allow_private_networks: config.allow_private_networks, allow_http: config.allow_http };
-    let runtime = build_runtime(&config.limits, policy, config.ca_bundle.as_deref())?;
+    let mut runtime = build_runtime(&config.limits, policy, config.ca_bundle.as_deref())?;
+    if !config.no_component_cache {
+        runtime = runtime.with_component_cache(config.data_dir.join("cache"));
+    }
     let registry = registry::Registry::load(&runtime, builtin::BUILTIN, config.plugins_dir()).await?;
     let integrations = Arc::new(integrations::Integrations::new(runtime, registry, store.clone(), key, policy));
     if !config.plugins_poll.is_zero() {

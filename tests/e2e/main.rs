@@ -6,6 +6,7 @@ mod harness;
 
 mod api;
 mod browser;
+mod cache;
 mod cli;
 mod egress;
 mod errors;

@@ -179,6 +179,55 @@ pub struct Runtime {
     egress: Arc<Egress>,
     limits: RuntimeLimits,
     slots: Arc<Semaphore>,
+    cache: Option<ComponentCache>,
+}
+
+/// Compiled components on disk, keyed by the component's SHA-256 and the
+/// engine's compatibility hash (wasmtime version, target, settings), so a
+/// changed component or a changed engine never picks up a stale artifact.
+/// The files are native code: the directory must be as trusted as the
+/// data dir it lives in (which also holds the master key).
+struct ComponentCache {
+    dir: std::path::PathBuf,
+    engine_hash: String,
+}
+
+impl ComponentCache {
+    fn path(&self, component_sha256: &str) -> std::path::PathBuf {
+        self.dir.join(format!("{component_sha256}-{}.cwasm", self.engine_hash))
+    }
+
+    fn load(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+        let path = self.path(sha256);
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: only this cache writes these files, from `Component::serialize`
+        // of the same engine configuration (the name carries its hash); a
+        // corrupt or foreign file fails wasmtime's header checks and is recompiled.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "ignoring unusable compiled component");
+                None
+            }
+        }
+    }
+
+    fn store(&self, sha256: &str, component: &Component) {
+        let write = || -> anyhow::Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let path = self.path(sha256);
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot cache the compiled component");
+        }
+    }
 }
 
 impl Runtime {
@@ -216,7 +265,23 @@ impl Runtime {
             }
         })?;
 
-        Ok(Self { engine, linker, egress, limits, slots: Arc::new(Semaphore::new(limits.concurrent_calls as usize)) })
+        Ok(Self {
+            engine,
+            linker,
+            egress,
+            limits,
+            slots: Arc::new(Semaphore::new(limits.concurrent_calls as usize)),
+            cache: None,
+        })
+    }
+
+    /// Keeps compiled components in `dir`, so later starts skip compilation.
+    pub fn with_component_cache(mut self, dir: std::path::PathBuf) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.cache = Some(ComponentCache { dir, engine_hash: format!("{:016x}", hasher.finish()) });
+        self
     }
 
     pub fn supported_wit_versions() -> &'static [&'static str] {
@@ -226,8 +291,21 @@ impl Runtime {
     /// Compiles, links and asks for the manifest. Every connector, builtin
     /// or from `--plugins-dir`, comes through here.
     pub async fn load(&self, source_name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::NotAComponent { source_name: source_name.to_string(), why: first_line(&e) })?;
+        let sha256 = sha256_hex(bytes);
+        let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, &sha256));
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
+                    source_name: source_name.to_string(),
+                    why: first_line(&e),
+                })?;
+                if let Some(cache) = &self.cache {
+                    cache.store(&sha256, &component);
+                }
+                component
+            }
+        };
         let wrong_world = |why: String| LoadError::WrongWorld {
             source_name: source_name.to_string(),
             supported: Self::supported_wit_versions().join(", "),
@@ -245,13 +323,8 @@ impl Runtime {
                 exports.join(", ")
             )));
         };
-        let mut plugin = Plugin {
-            manifest: placeholder_manifest(),
-            sha256: sha256_hex(bytes),
-            wit_version,
-            source: source_name.to_string(),
-            bindings,
-        };
+        let mut plugin =
+            Plugin { manifest: placeholder_manifest(), sha256, wit_version, source: source_name.to_string(), bindings };
         let manifest = self
             .manifest(&plugin)
             .await

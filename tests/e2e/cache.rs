@@ -1,0 +1,37 @@
+//! Compiled components are cached in <data-dir>/cache; a damaged cache file
+//! is recompiled, never trusted.
+
+use crate::{
+    fake_gitlab::FakeGitlab,
+    harness::{Gatehouse, Options, pat_body},
+};
+
+fn cached(g: &Gatehouse) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(g.data_dir().join("cache"))
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "cwasm")).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_components_are_cached_and_damage_is_survived() {
+    let fake = FakeGitlab::start().await;
+    let token = fake.pat(fake.add_user("jane", false));
+    let mut g = Gatehouse::start(Options::lax()).await;
+    let files = cached(&g);
+    assert_eq!(files.len(), 2, "one compiled file per first-party connector: {files:?}");
+
+    std::fs::write(&files[0], b"not a compiled component").unwrap();
+    g.restart().await;
+    let r = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&token, &fake.url)).await;
+    assert_eq!(r.body["valid"], true);
+    let again = cached(&g);
+    assert_eq!(again.len(), 2);
+    assert!(std::fs::metadata(&again[0]).unwrap().len() > 10_000, "the damaged file was rewritten");
+    assert!(g.logs().contains("ignoring unusable compiled component"));
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse")).arg("serve").arg("--help").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--no-component-cache"));
+    g.finish(&fake.all_tokens());
+}
