@@ -335,7 +335,9 @@ impl Runtime {
         Ok(plugin)
     }
 
-    async fn manifest(&self, plugin: &Plugin) -> Result<Manifest, CallError> {
+    /// Calls `manifest()` in a fresh instance (the loaded manifest is cached
+    /// on the plugin; this is for measuring the call itself).
+    pub async fn manifest(&self, plugin: &Plugin) -> Result<Manifest, CallError> {
         let mut store =
             self.new_store("(loading)", CallEgress::new(self.egress.clone(), &[]), Vec::new(), MANIFEST_TIMEOUT);
         let run = async {

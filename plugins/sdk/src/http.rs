@@ -57,9 +57,41 @@ pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) ->
         headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         body,
     };
-    host::send(&request)
-        .map(|r| Response { status: r.status, headers: r.headers, body: r.body })
-        .map_err(transport_error)
+    raw_send(&request).map(|r| Response { status: r.status, headers: r.headers, body: r.body }).map_err(transport_error)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn raw_send(request: &Request) -> Result<host::Response, HostError> {
+    host::send(request)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn raw_send(request: &Request) -> Result<host::Response, HostError> {
+    native::send(request)
+}
+
+/// On native targets there is no host: a test or a benchmark installs a
+/// transport, so the same connector source runs outside the sandbox.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native {
+    use std::sync::OnceLock;
+
+    pub use crate::bindings::gatehouse::plugin::http::{Error, Request, Response};
+
+    type Transport = dyn Fn(&Request) -> Result<Response, Error> + Send + Sync;
+    static TRANSPORT: OnceLock<Box<Transport>> = OnceLock::new();
+
+    /// Sets the process-wide transport; the first call wins.
+    pub fn set_transport(transport: impl Fn(&Request) -> Result<Response, Error> + Send + Sync + 'static) {
+        let _ = TRANSPORT.set(Box::new(transport));
+    }
+
+    pub(super) fn send(request: &Request) -> Result<Response, Error> {
+        match TRANSPORT.get() {
+            Some(transport) => transport(request),
+            None => Err(Error::InvalidRequest("no native transport installed (gatehouse_plugin::http::native)".into())),
+        }
+    }
 }
 
 /// How a transport failure is reported to the user.

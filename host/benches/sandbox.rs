@@ -1,0 +1,345 @@
+//! What the sandbox costs. Run: `cargo bench -p gatehouse --bench sandbox`
+//! (add `-- --smoke` for a few iterations, as CI does). Prints the table
+//! BENCHMARKS.md records.
+//!
+//! Against a fast in-process fake GitLab on loopback it measures: one
+//! instantiate + call on a pooled component; verify end to end through the
+//! HTTP API versus the same connector source compiled natively (reqwest);
+//! throughput with 64 concurrent clients; cold start with and without the
+//! compiled-component cache; RSS idle and under load; and start time and
+//! memory with 50 third-party components.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use gatehouse::{build_runtime, builtin, config::SandboxLimits, egress::Policy, runtime::model::Credentials};
+use gatehouse_plugin::{Connector, http::native};
+use poem::{
+    Response, Server,
+    listener::{Acceptor, TcpAcceptor},
+};
+
+const HOSTILE: &str = env!("GATEHOUSE_TEST_HOSTILE_WASM");
+const API_KEY: &str = "bench-api-key";
+const TOKEN: &str = "glpat-benchmark-token-0123456789";
+
+struct Settings {
+    iterations: usize,
+    load_secs: u64,
+    starts: usize,
+    extra_plugins: usize,
+}
+
+fn main() {
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    let s = if smoke {
+        Settings { iterations: 50, load_secs: 1, starts: 1, extra_plugins: 5 }
+    } else {
+        Settings { iterations: 2000, load_secs: 10, starts: 5, extra_plugins: 50 }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(run(s));
+}
+
+fn stats(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    let p99 = samples[(samples.len() * 99 / 100).min(samples.len() - 1)];
+    (median, p99)
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+async fn fake_gitlab() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let acceptor = TcpAcceptor::from_tokio(listener).unwrap();
+    let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+    let app = poem::endpoint::make_sync(|req: poem::Request| {
+        let body = if req.uri().path() == "/api/v4/personal_access_tokens/self" {
+            r#"{"id":1,"name":"bench","revoked":false,"created_at":"2026-01-01T00:00:00.000Z","scopes":["api"],"user_id":7,"last_used_at":null,"active":true,"expires_at":"2027-01-01"}"#
+        } else {
+            r#"{"id":7,"username":"jane","name":"Jane","state":"active","avatar_url":null,"web_url":"https://gitlab.example.com/jane","email":"jane@example.com","bot":false}"#
+        };
+        Response::builder().content_type("application/json").body(body)
+    });
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+    format!("http://127.0.0.1:{port}")
+}
+
+async fn run(s: Settings) {
+    let fake = fake_gitlab().await;
+    println!("| measurement | median | p99 / note |\n|---|---|---|");
+
+    // 1. instantiate + call, no upstream I/O.
+    let policy = Policy { allow_private_networks: true, allow_http: true };
+    let runtime = build_runtime(&SandboxLimits::default(), policy, None).unwrap();
+    let (name, bytes) = builtin::BUILTIN.iter().find(|(n, _)| n.ends_with("gitlab-pat")).unwrap();
+    let pat = runtime.load(name, bytes).await.unwrap();
+    let hostile = runtime.load(HOSTILE, &std::fs::read(HOSTILE).unwrap()).await.unwrap();
+    let mut ok = Credentials::default();
+    ok.insert("mode".into(), "ok".into());
+    let mut manifest_times = Vec::new();
+    let mut verify_times = Vec::new();
+    for _ in 0..s.iterations {
+        let t = Instant::now();
+        runtime.manifest(&pat).await.unwrap();
+        manifest_times.push(t.elapsed());
+        let t = Instant::now();
+        runtime.verify(&hostile, &ok, &[]).await.unwrap().unwrap();
+        verify_times.push(t.elapsed());
+    }
+    let (m, p) = stats(manifest_times);
+    println!("| instantiate + `manifest()` (gitlab-pat, pooled) | {} | {} |", us(m), us(p));
+    let (m, p) = stats(verify_times);
+    println!("| instantiate + `verify()` without I/O (test component) | {} | {} |", us(m), us(p));
+
+    // 2. verify end to end through the HTTP API vs the native baseline.
+    let mut host = Host::start(&[], true).await;
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({"credentials": {"token": TOKEN, "base_url": fake}}).to_string();
+    let api_verify = move |client: reqwest::Client, base: String, body: String| async move {
+        let r = client
+            .post(format!("{base}/api/v1/providers/gitlab-pat/verify"))
+            .bearer_auth(API_KEY)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|t| t.contains("\"valid\":true")),
+            _ => false,
+        }
+    };
+    let mut sandboxed = Vec::new();
+    for _ in 0..s.iterations {
+        let t = Instant::now();
+        assert!(api_verify(client.clone(), host.base.clone(), body.clone()).await);
+        sandboxed.push(t.elapsed());
+    }
+    install_native_transport();
+    let native_verify = |fake: String| {
+        let creds = gatehouse_plugin::Credentials::new(vec![("token".into(), TOKEN.into()), ("base_url".into(), fake)]);
+        gitlab_pat::GitlabPat::verify(&creds).is_ok()
+    };
+    let mut native_times = Vec::new();
+    for _ in 0..s.iterations {
+        let fake = fake.clone();
+        let t = Instant::now();
+        assert!(tokio::task::spawn_blocking(move || native_verify(fake)).await.unwrap());
+        native_times.push(t.elapsed());
+    }
+    let (sm, sp) = stats(sandboxed);
+    let (nm, np) = stats(native_times);
+    println!("| verify via `POST /api/v1/providers/gitlab-pat/verify` (sandboxed) | {} | {} |", ms(sm), ms(sp));
+    println!("| verify, same connector source compiled natively (reqwest) | {} | {} |", ms(nm), ms(np));
+    println!("| ratio sandboxed / native (median) | {:.2}× | |", sm.as_secs_f64() / nm.as_secs_f64());
+
+    // 3. throughput, 64 concurrent clients.
+    let rss_idle = host.rss_kib();
+    let (api_rps, api_errors) = {
+        let (client, base, body) = (client.clone(), host.base.clone(), body.clone());
+        throughput(s.load_secs, move || api_verify(client.clone(), base.clone(), body.clone())).await
+    };
+    let rss_peak = host.peak_rss_kib();
+    let (native_rps, native_errors) = {
+        let fake = fake.clone();
+        throughput(s.load_secs, move || {
+            let fake = fake.clone();
+            async move { tokio::task::spawn_blocking(move || native_verify(fake)).await.unwrap_or(false) }
+        })
+        .await
+    };
+    println!("| throughput, 64 clients, sandboxed via HTTP API | {api_rps:.0} req/s | {api_errors} errors |");
+    println!("| throughput, 64 clients, native baseline | {native_rps:.0} req/s | {native_errors} errors |");
+    println!("| throughput ratio sandboxed / native | {:.2}× | |", api_rps / native_rps);
+    println!("| RSS idle (2 connectors) | {:.1} MiB | |", rss_idle as f64 / 1024.0);
+    println!("| RSS peak under the throughput run | {:.1} MiB | VmHWM |", rss_peak as f64 / 1024.0);
+    host.stop();
+
+    // 4. cold start with and without the compiled-component cache.
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..s.starts {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, mut h) = Host::timed_start(dir.path(), &[], true).await;
+        cold.push(t);
+        h.stop();
+        let (t, mut h) = Host::timed_start(dir.path(), &[], true).await;
+        warm.push(t);
+        h.stop();
+    }
+    let (c, _) = stats(cold);
+    let (w, _) = stats(warm);
+    println!("| cold start to healthy, no cache (first start) | {} | {} starts |", ms(c), s.starts);
+    println!("| cold start to healthy, with the component cache | {} | {} starts |", ms(w), s.starts);
+
+    // 5. many third-party components.
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = variants_of_hostile(dir.path(), s.extra_plugins);
+    let data = tempfile::tempdir().unwrap();
+    let (t1, mut h) = Host::timed_start(data.path(), &plugins, true).await;
+    let rss_many = h.rss_kib();
+    h.stop();
+    let (t2, mut h) = Host::timed_start(data.path(), &plugins, true).await;
+    h.stop();
+    println!(
+        "| start with {} extra components: uncached / cached | {} / {} | RSS {:.1} MiB |",
+        s.extra_plugins,
+        ms(t1),
+        ms(t2),
+        rss_many as f64 / 1024.0
+    );
+}
+
+/// Runs `request` in 64 concurrent loops for `secs` seconds; returns
+/// successful requests per second and the error count.
+async fn throughput<F, Fut>(secs: u64, request: F) -> (f64, u64)
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let request = Arc::new(request);
+    let (done, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let loops: Vec<_> = (0..64)
+        .map(|_| {
+            let (request, done, errors) = (request.clone(), done.clone(), errors.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let counter = if request().await { &done } else { &errors };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for l in loops {
+        let _ = l.await;
+    }
+    (done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(), errors.load(Ordering::Relaxed))
+}
+
+fn install_native_transport() {
+    let handle = tokio::runtime::Handle::current();
+    let client = reqwest::Client::new();
+    native::set_transport(move |req: &native::Request| {
+        let request = client.get(&req.url).headers(
+            req.headers
+                .iter()
+                .map(|(k, v)| (k.parse::<reqwest::header::HeaderName>().unwrap(), v.parse().unwrap()))
+                .collect(),
+        );
+        handle.block_on(async {
+            let r = request.send().await.map_err(|e| native::Error::Unreachable(e.to_string()))?;
+            let status = r.status().as_u16();
+            let headers =
+                r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string())).collect();
+            let body = r.bytes().await.map_err(|e| native::Error::Unreachable(e.to_string()))?.to_vec();
+            Ok(native::Response { status, headers, body })
+        })
+    });
+}
+
+/// Copies of the hostile test component with distinct ids (same-length
+/// edits of the id string), so each one is a separate connector.
+fn variants_of_hostile(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let bytes = std::fs::read(HOSTILE).unwrap();
+    let needle = b"hostile-test";
+    (0..n)
+        .map(|i| {
+            let id = format!("hostile-{i:04}");
+            let mut copy = bytes.clone();
+            let mut at = 0;
+            while let Some(pos) = copy[at..].windows(needle.len()).position(|w| w == needle) {
+                copy[at + pos..at + pos + needle.len()].copy_from_slice(id.as_bytes());
+                at += pos + needle.len();
+            }
+            let path = dir.join(format!("{id}.wasm"));
+            std::fs::write(&path, copy).unwrap();
+            path
+        })
+        .collect()
+}
+
+struct Host {
+    child: Child,
+    base: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Host {
+    async fn start(plugins: &[PathBuf], lax: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, mut host) = Self::timed_start(dir.path(), plugins, lax).await;
+        host._dir = Some(dir);
+        host
+    }
+
+    async fn timed_start(data: &Path, plugins: &[PathBuf], lax: bool) -> (Duration, Self) {
+        let plugins_dir = data.join("plugins");
+        std::fs::create_dir_all(&plugins_dir).unwrap();
+        for p in plugins {
+            std::fs::copy(p, plugins_dir.join(p.file_name().unwrap())).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--plugins-poll", "0s", "--data-dir"])
+            .arg(data)
+            .env("GATEHOUSE_API_KEY", API_KEY)
+            .env("GATEHOUSE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if lax {
+            cmd.args(["--allow-private-networks", "--allow-http"]);
+        }
+        let started = Instant::now();
+        let child = cmd.spawn().unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(format!("{base}/api/v1/health")).send().await
+                && r.status() == 200
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        (started.elapsed(), Self { child, base, _dir: None })
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+}
