@@ -12,7 +12,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-use gatehouse::plugin::{http, log, types};
+use self::gatehouse::plugin::{http, log, types};
 
 pub const VERSION: &str = "0.1.0";
 pub const CONNECTOR_EXPORT: &str = "gatehouse:plugin/connector@0.1.0";
