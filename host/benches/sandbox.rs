@@ -129,6 +129,17 @@ async fn run(s: Settings) {
         assert!(api_verify(client.clone(), host.base.clone(), body.clone()).await);
         sandboxed.push(t.elapsed());
     }
+    // The API hop alone (authenticated, no connector call): what the native
+    // baseline does not pay and the sandbox does not cause.
+    let mut hop = Vec::new();
+    for _ in 0..s.iterations {
+        let t = Instant::now();
+        let r =
+            client.get(format!("{}/api/v1/providers/gitlab-pat", host.base)).bearer_auth(API_KEY).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+        hop.push(t.elapsed());
+    }
     install_native_transport();
     let native_verify = |fake: String| {
         let creds = gatehouse_plugin::Credentials::new(vec![("token".into(), TOKEN.into()), ("base_url".into(), fake)]);
@@ -146,6 +157,12 @@ async fn run(s: Settings) {
     println!("| verify via `POST /api/v1/providers/gitlab-pat/verify` (sandboxed) | {} | {} |", ms(sm), ms(sp));
     println!("| verify, same connector source compiled natively (reqwest) | {} | {} |", ms(nm), ms(np));
     println!("| ratio sandboxed / native (median) | {:.2}× | |", sm.as_secs_f64() / nm.as_secs_f64());
+    let (hm, hp) = stats(hop);
+    println!(
+        "| API round trip without a connector call (`GET /api/v1/providers/gitlab-pat`) | {} | {} |",
+        ms(hm),
+        ms(hp)
+    );
 
     // 3. throughput, 64 concurrent clients.
     let rss_idle = host.rss_kib();
