@@ -56,7 +56,8 @@ class Connector(exports.Connector):
             ],
             required_scopes=[],
             required_scopes_rule=types.ScopeRule.ALL_OF,
-            version="0.1.0",
+            version="0.2.0",
+            oauth=None,
         )
 
     def verify(self, credentials) -> types.Verification:
@@ -88,3 +89,14 @@ class Connector(exports.Connector):
             _fail(types.VerifyError_UpstreamError("The answer is not Gitea API JSON; check the base URL"))
         log.write(log.Level.INFO, "verified", [("user", account.username)])
         return types.Verification(account=account, scopes=[], expires_at=None, token_kind="access_token")
+
+    # No OAuth here (the manifest's `oauth` is None); the host never calls
+    # these, but the 0.2.0 world has them.
+    def authorize_url(self, base_url, client_id, redirect_uri, state, code_challenge) -> str:
+        _fail(types.OauthError_Unsupported())
+
+    def exchange_code(self, base_url, client, code, code_verifier) -> types.TokenGrant:
+        _fail(types.OauthError_Unsupported())
+
+    def refresh_token(self, base_url, client, refresh_token) -> types.TokenGrant:
+        _fail(types.OauthError_Unsupported())

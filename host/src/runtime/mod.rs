@@ -22,9 +22,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::{
     crypto::sha256_hex,
-    egress::{CallEgress, Egress, SendError},
+    egress::{CallEgress, Egress, OutboundRequest, OutboundResponse, SendError},
 };
-use model::{Credentials, FieldKind, Manifest, Verification, VerifyError};
+use model::{Credentials, FieldKind, Manifest, OAuthClient, OAuthError, TokenGrant, Verification, VerifyError};
 
 /// How often the epoch advances; the granularity of deadlines and of
 /// yielding a busy connector back to the scheduler.
@@ -65,6 +65,39 @@ pub enum CallError {
 
 enum Bindings {
     V0_1_0(wit::v0_1_0::ProviderPre<CallState>),
+    V0_2_0(wit::v0_2_0::ProviderPre<CallState>),
+}
+
+/// One call into a connector in the host's terms; each WIT version module
+/// translates it to its own types and the answer back.
+pub(crate) enum Call<'a> {
+    Manifest,
+    Verify(&'a [(String, String)]),
+    AuthorizeUrl {
+        base_url: &'a str,
+        client_id: &'a str,
+        redirect_uri: &'a str,
+        state: &'a str,
+        code_challenge: &'a str,
+    },
+    ExchangeCode {
+        base_url: &'a str,
+        client: &'a OAuthClient,
+        code: &'a str,
+        verifier: &'a str,
+    },
+    RefreshToken {
+        base_url: &'a str,
+        client: &'a OAuthClient,
+        refresh_token: &'a str,
+    },
+}
+
+pub(crate) enum Answer {
+    Manifest(Manifest),
+    Verify(Result<Verification, VerifyError>),
+    AuthorizeUrl(Result<String, OAuthError>),
+    Grant(Result<TokenGrant, OAuthError>),
 }
 
 /// A loaded connector.
@@ -123,8 +156,22 @@ impl CallState {
         out
     }
 
-    fn note_send_error(&mut self, e: &SendError) {
-        self.last_send_error = Some(e.clone());
+    /// The `http.send` import of every WIT version. Running out of the
+    /// request budget traps (the `Err`), not returns an error: a connector
+    /// that loops on failures must not keep the call alive.
+    async fn send(&mut self, request: OutboundRequest) -> wasmtime::Result<Result<OutboundResponse, SendError>> {
+        match self.egress.send(request).await {
+            Err(SendError::BudgetExhausted(limit)) => {
+                let why = format!("the connector exceeded its limit of {limit} outbound requests per call");
+                self.violation = Some(why.clone());
+                Err(wasmtime::Error::msg(why))
+            }
+            Err(e) => {
+                self.last_send_error = Some(e.clone());
+                Ok(Err(e))
+            }
+            Ok(r) => Ok(Ok(r)),
+        }
     }
 
     fn plugin_log(&self, level: tracing::Level, message: &str, fields: &[(String, String)]) {
@@ -230,6 +277,9 @@ impl ComponentCache {
     }
 }
 
+/// Bytes of each linear memory slot kept resident between calls.
+const KEEP_RESIDENT: usize = 2 << 20;
+
 impl Runtime {
     pub fn new(egress: Arc<Egress>, limits: RuntimeLimits) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
@@ -244,9 +294,15 @@ impl Runtime {
             .max_memories_per_component(4)
             .max_tables_per_component(16)
             .max_core_instances_per_component(32)
-            .max_memory_size(limits.memory_bytes.max(1 << 20));
+            .max_memory_size(limits.memory_bytes.max(1 << 20))
+            // Reset a slot with memset instead of madvise: under concurrent
+            // load every madvise/CoW fault costs a TLB shootdown on every
+            // core (the profile in BENCHMARKS.md).
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(64 << 10);
         let mut config = Config::new();
         config
+            .memory_init_cow(false)
             .wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -255,6 +311,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         wit::v0_1_0::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        wit::v0_2_0::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let weak = engine.weak();
         std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
@@ -285,7 +342,7 @@ impl Runtime {
     }
 
     pub fn supported_wit_versions() -> &'static [&'static str] {
-        &[wit::v0_1_0::VERSION]
+        &[wit::v0_1_0::VERSION, wit::v0_2_0::VERSION]
     }
 
     /// Compiles, links and asks for the manifest. Every connector, builtin
@@ -313,7 +370,11 @@ impl Runtime {
         };
         let exports: Vec<String> =
             component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect();
-        let (bindings, wit_version) = if exports.iter().any(|e| e == wit::v0_1_0::CONNECTOR_EXPORT) {
+        let (bindings, wit_version) = if exports.iter().any(|e| e == wit::v0_2_0::CONNECTOR_EXPORT) {
+            let pre = self.linker.instantiate_pre(&component).map_err(|e| wrong_world(format!("{e:#}")))?;
+            let pre = wit::v0_2_0::ProviderPre::new(pre).map_err(|e| wrong_world(format!("{e:#}")))?;
+            (Bindings::V0_2_0(pre), wit::v0_2_0::VERSION)
+        } else if exports.iter().any(|e| e == wit::v0_1_0::CONNECTOR_EXPORT) {
             let pre = self.linker.instantiate_pre(&component).map_err(|e| wrong_world(format!("{e:#}")))?;
             let pre = wit::v0_1_0::ProviderPre::new(pre).map_err(|e| wrong_world(format!("{e:#}")))?;
             (Bindings::V0_1_0(pre), wit::v0_1_0::VERSION)
@@ -338,18 +399,13 @@ impl Runtime {
     /// Calls `manifest()` in a fresh instance (the loaded manifest is cached
     /// on the plugin; this is for measuring the call itself).
     pub async fn manifest(&self, plugin: &Plugin) -> Result<Manifest, CallError> {
-        let mut store =
-            self.new_store("(loading)", CallEgress::new(self.egress.clone(), &[]), Vec::new(), MANIFEST_TIMEOUT);
-        let run = async {
-            match &plugin.bindings {
-                Bindings::V0_1_0(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    wit::v0_1_0::manifest(&instance, &mut store).await
-                }
-            }
-        };
-        let outcome = tokio::time::timeout(MANIFEST_TIMEOUT, run).await;
-        finish(outcome, &store, MANIFEST_TIMEOUT)
+        let egress = CallEgress::new(self.egress.clone(), &[]);
+        let (answer, _) =
+            self.invoke(plugin, "(loading)", Call::Manifest, egress, Vec::new(), MANIFEST_TIMEOUT).await?;
+        match answer {
+            Answer::Manifest(m) => Ok(m),
+            _ => Err(CallError::Failed("manifest() answered something else".into())),
+        }
     }
 
     /// Runs `verify` in a fresh instance. `allowed` are the only URLs whose
@@ -360,7 +416,6 @@ impl Runtime {
         credentials: &Credentials,
         allowed: &[Url],
     ) -> Result<Result<Verification, VerifyError>, CallError> {
-        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
         let secrets = plugin
             .manifest
             .fields
@@ -369,28 +424,132 @@ impl Runtime {
             .filter_map(|f| credentials.get(&f.key))
             .map(|s| SecretString::from(s.to_string()))
             .collect();
-        let timeout = self.limits.call_timeout;
-        let egress = CallEgress::new(self.egress.clone(), allowed);
-        let mut store = self.new_store(&plugin.manifest.id, egress, secrets, timeout);
         let pairs: Vec<(String, String)> = credentials.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let run = async {
-            match &plugin.bindings {
-                Bindings::V0_1_0(pre) => {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    wit::v0_1_0::verify(&instance, &mut store, &pairs).await
-                }
-            }
+        let (answer, last_send_error) = self.guarded(plugin, Call::Verify(&pairs), allowed, secrets).await?;
+        let Answer::Verify(result) = answer else {
+            return Err(CallError::Failed("verify() answered something else".into()));
         };
-        let outcome = tokio::time::timeout(timeout, run).await;
-        let result = finish(outcome, &store, timeout)?;
         // A connector cannot turn a policy refusal or a transport failure
         // into something else: what the host saw wins.
-        Ok(result.map_err(|e| match (&store.data().last_send_error, e) {
+        Ok(result.map_err(|e| match (last_send_error, e) {
             (Some(SendError::Denied(why)), e) if !matches!(e, VerifyError::EgressDenied(_)) && !e.is_verdict() => {
-                VerifyError::EgressDenied(why.clone())
+                VerifyError::EgressDenied(why)
             }
             (_, e) => e,
         }))
+    }
+
+    /// Asks an OAuth connector for the authorization URL.
+    pub async fn authorize_url(
+        &self,
+        plugin: &Plugin,
+        base_url: &Url,
+        client_id: &str,
+        redirect_uri: &str,
+        state: &SecretString,
+        code_challenge: &str,
+    ) -> Result<Result<String, OAuthError>, CallError> {
+        let base = base_url_text(base_url);
+        let call = Call::AuthorizeUrl {
+            base_url: &base,
+            client_id,
+            redirect_uri,
+            state: state.expose_secret(),
+            code_challenge,
+        };
+        // The state is a bearer secret until the callback spends it.
+        match self.guarded(plugin, call, &[], vec![state.clone()]).await?.0 {
+            Answer::AuthorizeUrl(result) => Ok(result),
+            _ => Err(CallError::Failed("authorize-url() answered something else".into())),
+        }
+    }
+
+    /// Trades an authorization code for tokens.
+    pub async fn exchange_code(
+        &self,
+        plugin: &Plugin,
+        base_url: &Url,
+        client: &OAuthClient,
+        code: &SecretString,
+        verifier: &SecretString,
+    ) -> Result<Result<TokenGrant, OAuthError>, CallError> {
+        let base = base_url_text(base_url);
+        let call = Call::ExchangeCode {
+            base_url: &base,
+            client,
+            code: code.expose_secret(),
+            verifier: verifier.expose_secret(),
+        };
+        let secrets = vec![client.client_secret.clone(), code.clone(), verifier.clone()];
+        self.grant(plugin, call, base_url, secrets).await
+    }
+
+    /// Trades a refresh token for new tokens.
+    pub async fn refresh_token(
+        &self,
+        plugin: &Plugin,
+        base_url: &Url,
+        client: &OAuthClient,
+        refresh_token: &SecretString,
+    ) -> Result<Result<TokenGrant, OAuthError>, CallError> {
+        let base = base_url_text(base_url);
+        let call = Call::RefreshToken { base_url: &base, client, refresh_token: refresh_token.expose_secret() };
+        let secrets = vec![client.client_secret.clone(), refresh_token.clone()];
+        self.grant(plugin, call, base_url, secrets).await
+    }
+
+    async fn grant(
+        &self,
+        plugin: &Plugin,
+        call: Call<'_>,
+        base_url: &Url,
+        secrets: Vec<SecretString>,
+    ) -> Result<Result<TokenGrant, OAuthError>, CallError> {
+        let (answer, last_send_error) = self.guarded(plugin, call, std::slice::from_ref(base_url), secrets).await?;
+        let Answer::Grant(result) = answer else {
+            return Err(CallError::Failed("the token call answered something else".into()));
+        };
+        Ok(result.map_err(|e| match (last_send_error, e) {
+            (Some(SendError::Denied(why)), OAuthError::UpstreamError(_) | OAuthError::UpstreamUnreachable(_)) => {
+                OAuthError::EgressDenied(why)
+            }
+            (_, e) => e,
+        }))
+    }
+
+    /// A call that takes a concurrency slot and the per-call timeout.
+    async fn guarded(
+        &self,
+        plugin: &Plugin,
+        call: Call<'_>,
+        allowed: &[Url],
+        secrets: Vec<SecretString>,
+    ) -> Result<(Answer, Option<SendError>), CallError> {
+        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        let egress = CallEgress::new(self.egress.clone(), allowed);
+        self.invoke(plugin, &plugin.manifest.id, call, egress, secrets, self.limits.call_timeout).await
+    }
+
+    /// One call in a fresh instance, whatever the component's WIT version.
+    async fn invoke(
+        &self,
+        plugin: &Plugin,
+        plugin_id: &str,
+        call: Call<'_>,
+        egress: CallEgress,
+        secrets: Vec<SecretString>,
+        timeout: Duration,
+    ) -> Result<(Answer, Option<SendError>), CallError> {
+        let mut store = self.new_store(plugin_id, egress, secrets, timeout);
+        let run = async {
+            match &plugin.bindings {
+                Bindings::V0_1_0(pre) => wit::v0_1_0::call(pre, &mut store, call).await,
+                Bindings::V0_2_0(pre) => wit::v0_2_0::call(pre, &mut store, call).await,
+            }
+        };
+        let outcome = tokio::time::timeout(timeout, run).await;
+        let answer = finish(outcome, &store, timeout)?;
+        Ok((answer, store.into_data().last_send_error))
     }
 
     fn new_store(
@@ -449,6 +608,10 @@ fn finish<R>(
     }
 }
 
+fn base_url_text(url: &Url) -> String {
+    url.as_str().trim_end_matches('/').to_string()
+}
+
 fn first_line(e: &wasmtime::Error) -> String {
     let text = format!("{e:#}");
     text.lines().next().unwrap_or_default().chars().take(300).collect()
@@ -466,6 +629,7 @@ fn placeholder_manifest() -> Manifest {
         required_scopes: Vec::new(),
         required_scopes_rule: model::ScopeRule::AllOf,
         version: String::new(),
+        oauth: None,
     }
 }
 
@@ -511,6 +675,20 @@ pub fn validate_manifest(m: &Manifest) -> Result<(), String> {
     }
     if m.fields.iter().filter(|f| f.kind == FieldKind::Url).count() > 1 {
         return Err("at most one url field is supported".into());
+    }
+    if let Some(o) = &m.oauth {
+        let kind_of = |key: &str| m.fields.iter().find(|f| f.key == key).map(|f| f.kind);
+        if kind_of(&o.url_field) != Some(FieldKind::Url) {
+            return Err(format!("oauth.url_field {:?} is not a url field", o.url_field));
+        }
+        if kind_of(&o.token_field) != Some(FieldKind::Secret) {
+            return Err(format!("oauth.token_field {:?} is not a secret field", o.token_field));
+        }
+        for path in [&o.authorize_path, &o.token_path] {
+            if !path.starts_with('/') || path.contains(['?', '#']) {
+                return Err(format!("oauth endpoint {path:?} must be a path starting with /"));
+            }
+        }
     }
     Ok(())
 }

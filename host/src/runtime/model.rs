@@ -48,6 +48,65 @@ pub struct Manifest {
     pub required_scopes: Vec<String>,
     pub required_scopes_rule: ScopeRule,
     pub version: String,
+    /// Present when the connector runs the OAuth 2.0 authorization-code flow.
+    pub oauth: Option<OAuthSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    pub authorize_path: String,
+    pub token_path: String,
+    pub scopes: Vec<String>,
+    pub url_field: String,
+    pub token_field: String,
+}
+
+/// The OAuth application registered with a provider for one base URL.
+#[derive(Clone)]
+pub struct OAuthClient {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_uri: String,
+}
+
+impl fmt::Debug for OAuthClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthClient")
+            .field("client_id", &self.client_id)
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tokens a provider issued.
+pub struct TokenGrant {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    pub expires_in: Option<u32>,
+    pub scopes: Vec<String>,
+}
+
+impl fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenGrant")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field("expires_in", &self.expires_in)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an OAuth call did not succeed; sentences already redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OAuthError {
+    Unsupported,
+    InvalidGrant(String),
+    InvalidClient(String),
+    RateLimited(Option<u32>),
+    UpstreamError(String),
+    UpstreamUnreachable(String),
+    UpstreamTimeout,
+    EgressDenied(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -30,6 +30,7 @@ impl Connector for AcmeToken {
             required_scopes: vec![],
             required_scopes_rule: ScopeRule::AllOf,
             version: env!("CARGO_PKG_VERSION").into(),
+            oauth: None,
         }
     }
 

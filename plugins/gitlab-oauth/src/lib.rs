@@ -1,17 +1,24 @@
-//! GitLab OAuth 2.0 connector (pasted access token): `Authorization:
-//! Bearer` against `/oauth/token/info` (scopes, expiry) and `/api/v4/user`.
+//! GitLab OAuth 2.0 connector. Verifies an access token with `Authorization:
+//! Bearer` against `/oauth/token/info` (scopes, expiry) and `/api/v4/user`;
+//! runs GitLab's authorization-code flow (`/oauth/authorize`, `/oauth/token`
+//! with grant types `authorization_code` and `refresh_token`) for the host.
 
 // `VerifyError` is the WIT contract's type; its size is not ours to choose.
 #![allow(clippy::result_large_err)]
 
 use gatehouse_plugin::{
-    AuthMethod, Connector, Credentials, FieldKind, Manifest, Verification, VerifyError, field, http, register,
-    unix_to_rfc3339,
+    AuthMethod, Connector, Credentials, FieldKind, Manifest, OAuthClient, OAuthError, OAuthSettings, TokenGrant,
+    Verification, VerifyError, field, http, oauth, register, unix_to_rfc3339,
 };
 use gitlab_common as gitlab;
 use serde::Deserialize;
 
 pub struct GitlabOauth;
+
+const AUTHORIZE_PATH: &str = "/oauth/authorize";
+const TOKEN_PATH: &str = "/oauth/token";
+/// Least privilege that still passes the scope rule.
+const REQUESTED_SCOPE: &str = "read_api";
 
 /// Doorkeeper's token info; GitLab sends `scope` and newer versions also
 /// `scopes`, plus `expires_in` (null for tokens that do not expire).
@@ -47,7 +54,8 @@ impl Connector for GitlabOauth {
                 gitlab::DESCRIPTION_SUFFIX
             ),
             notes: vec![
-                "Provide the access token you received from GitLab following successful authorization; it is verified automatically on input.".into(),
+                "Connect with GitLab to authorize Gatehouse in your browser; Gatehouse then refreshes the access token before it expires.".into(),
+                "Or provide the access token you received from GitLab following successful authorization; it is verified automatically on input. A pasted token cannot be refreshed: reconnect before it expires.".into(),
             ],
             fields: vec![
                 gatehouse_plugin::Field {
@@ -59,6 +67,13 @@ impl Connector for GitlabOauth {
             required_scopes: gitlab::required_scopes(),
             required_scopes_rule: gitlab::SCOPE_RULE,
             version: env!("CARGO_PKG_VERSION").into(),
+            oauth: Some(OAuthSettings {
+                authorize_path: AUTHORIZE_PATH.into(),
+                token_path: TOKEN_PATH.into(),
+                scopes: vec![REQUESTED_SCOPE.into()],
+                url_field: "base_url".into(),
+                token_field: "access_token".into(),
+            }),
         }
     }
 
@@ -79,6 +94,42 @@ impl Connector for GitlabOauth {
         gitlab::check_scopes(&scopes, Some(account.clone()))?;
         Ok(Verification { account, scopes, expires_at: info.expires_at(), token_kind: "oauth".into() })
     }
+
+    fn authorize_url(
+        base_url: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        state: &str,
+        code_challenge: &str,
+    ) -> Result<String, OAuthError> {
+        Ok(oauth::authorize_url(
+            &format!("{base_url}{AUTHORIZE_PATH}"),
+            &[
+                ("client_id", client_id),
+                ("redirect_uri", redirect_uri),
+                ("response_type", "code"),
+                ("state", state),
+                ("scope", REQUESTED_SCOPE),
+                ("code_challenge", code_challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        ))
+    }
+
+    fn exchange_code(
+        base_url: &str,
+        client: &OAuthClient,
+        code: &str,
+        code_verifier: &str,
+    ) -> Result<TokenGrant, OAuthError> {
+        oauth::exchange_code(&format!("{base_url}{TOKEN_PATH}"), client, code, code_verifier)
+    }
+
+    /// GitLab rotates refresh tokens: the answer carries the new one and
+    /// the old one is spent.
+    fn refresh_token(base_url: &str, client: &OAuthClient, refresh_token: &str) -> Result<TokenGrant, OAuthError> {
+        oauth::refresh(&format!("{base_url}{TOKEN_PATH}"), client, refresh_token)
+    }
 }
 
 register!(GitlabOauth);
@@ -93,6 +144,17 @@ mod tests {
         assert_eq!((m.id.as_str(), m.name.as_str()), ("gitlab-oauth", "Connect using OAuth v2"));
         assert_eq!(m.fields[0].label, "Access Token");
         assert_eq!(m.fields[1].default.as_deref(), Some("https://gitlab.com"));
+        let o = m.oauth.unwrap();
+        assert_eq!((o.authorize_path.as_str(), o.token_path.as_str()), ("/oauth/authorize", "/oauth/token"));
+    }
+
+    #[test]
+    fn authorize_url_carries_pkce_and_state() {
+        let url = GitlabOauth::authorize_url("https://gitlab.example.com", "app", "https://gh/cb", "st", "ch").unwrap();
+        assert_eq!(
+            url,
+            "https://gitlab.example.com/oauth/authorize?client_id=app&redirect_uri=https%3A%2F%2Fgh%2Fcb&response_type=code&state=st&scope=read_api&code_challenge=ch&code_challenge_method=S256"
+        );
     }
 
     #[test]

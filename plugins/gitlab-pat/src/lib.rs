@@ -54,6 +54,7 @@ impl Connector for GitlabPat {
             required_scopes: gitlab::required_scopes(),
             required_scopes_rule: gitlab::SCOPE_RULE,
             version: env!("CARGO_PKG_VERSION").into(),
+            oauth: None,
         }
     }
 

@@ -51,13 +51,18 @@ pub fn post_json(url: &str, headers: &[(&str, &str)], body: &serde_json::Value) 
 }
 
 pub fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Response, VerifyError> {
+    send_raw(method, url, headers, body).map_err(transport_error)
+}
+
+/// Like [`send`], with the host's transport error as is.
+pub fn send_raw(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Response, HostError> {
     let request = Request {
         method: method.into(),
         url: url.into(),
         headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         body,
     };
-    raw_send(&request).map(|r| Response { status: r.status, headers: r.headers, body: r.body }).map_err(transport_error)
+    raw_send(&request).map(|r| Response { status: r.status, headers: r.headers, body: r.body })
 }
 
 #[cfg(target_arch = "wasm32")]

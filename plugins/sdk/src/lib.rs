@@ -16,6 +16,7 @@
 
 pub mod http;
 pub mod log;
+pub mod oauth;
 
 /// The raw bindings of `gatehouse:plugin/provider`, for what the SDK does
 /// not wrap.
@@ -30,6 +31,8 @@ pub mod bindings {
     });
 }
 
+pub use oauth::{OAuthClient, OAuthError, OAuthSettings, TokenGrant};
+
 pub use bindings::gatehouse::plugin::types::{
     Account, AuthMethod, Field, FieldKind, ProviderManifest as Manifest, ScopeProblem, ScopeRule, Verification,
     VerifyError,
@@ -42,6 +45,35 @@ pub trait Connector {
     fn manifest() -> Manifest;
     /// Checks the credentials against the provider.
     fn verify(credentials: &Credentials) -> Result<Verification, VerifyError>;
+
+    /// OAuth only (declare `oauth` in the manifest): the URL the user's
+    /// browser goes to. See [`oauth::authorize_url`].
+    fn authorize_url(
+        _base_url: &str,
+        _client_id: &str,
+        _redirect_uri: &str,
+        _state: &str,
+        _code_challenge: &str,
+    ) -> Result<String, OAuthError> {
+        Err(OAuthError::Unsupported)
+    }
+
+    /// OAuth only: trades the authorization code for tokens. See
+    /// [`oauth::exchange_code`].
+    fn exchange_code(
+        _base_url: &str,
+        _client: &OAuthClient,
+        _code: &str,
+        _code_verifier: &str,
+    ) -> Result<TokenGrant, OAuthError> {
+        Err(OAuthError::Unsupported)
+    }
+
+    /// OAuth only: trades a refresh token for new tokens. See
+    /// [`oauth::refresh`].
+    fn refresh_token(_base_url: &str, _client: &OAuthClient, _refresh_token: &str) -> Result<TokenGrant, OAuthError> {
+        Err(OAuthError::Unsupported)
+    }
 }
 
 /// Exports a [`Connector`] as the component's `connector` interface. Call
@@ -61,6 +93,36 @@ macro_rules! register {
                     credentials: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
                 ) -> ::std::result::Result<$crate::Verification, $crate::VerifyError> {
                     <super::$connector as $crate::Connector>::verify(&$crate::Credentials::new(credentials))
+                }
+                fn authorize_url(
+                    base_url: ::std::string::String,
+                    client_id: ::std::string::String,
+                    redirect_uri: ::std::string::String,
+                    state: ::std::string::String,
+                    code_challenge: ::std::string::String,
+                ) -> ::std::result::Result<::std::string::String, $crate::OAuthError> {
+                    <super::$connector as $crate::Connector>::authorize_url(
+                        &base_url,
+                        &client_id,
+                        &redirect_uri,
+                        &state,
+                        &code_challenge,
+                    )
+                }
+                fn exchange_code(
+                    base_url: ::std::string::String,
+                    client: $crate::OAuthClient,
+                    code: ::std::string::String,
+                    code_verifier: ::std::string::String,
+                ) -> ::std::result::Result<$crate::TokenGrant, $crate::OAuthError> {
+                    <super::$connector as $crate::Connector>::exchange_code(&base_url, &client, &code, &code_verifier)
+                }
+                fn refresh_token(
+                    base_url: ::std::string::String,
+                    client: $crate::OAuthClient,
+                    refresh_token: ::std::string::String,
+                ) -> ::std::result::Result<$crate::TokenGrant, $crate::OAuthError> {
+                    <super::$connector as $crate::Connector>::refresh_token(&base_url, &client, &refresh_token)
                 }
             }
             $crate::bindings::__export_provider!(Exported with_types_in $crate::bindings);

@@ -32,6 +32,7 @@ impl Connector for Hostile {
             required_scopes: vec![],
             required_scopes_rule: ScopeRule::AllOf,
             version: env!("CARGO_PKG_VERSION").into(),
+            oauth: None,
         }
     }
 

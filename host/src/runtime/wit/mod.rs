@@ -3,6 +3,7 @@
 //! version new connectors should target.
 
 pub mod v0_1_0;
+pub mod v0_2_0;
 
 #[allow(unused_imports)]
-pub use v0_1_0 as latest;
+pub use v0_2_0 as latest;

@@ -1,13 +1,15 @@
-//! `gatehouse:plugin@0.1.0`: bindings, host imports and conversions.
+//! `gatehouse:plugin@0.1.0`: bindings, host imports and conversions. A
+//! 0.1.0 connector has no OAuth: it answers those calls `unsupported`
+//! without being instantiated.
 
 use wasmtime::component::HasSelf;
 
-use super::super::{CallState, model};
+use super::super::{Answer, Call, CallState, model};
 use crate::egress::{OutboundRequest, SendError};
 
 wasmtime::component::bindgen!({
     world: "provider",
-    path: "../wit",
+    path: "../wit/v0.1.0",
     imports: { default: async | trappable },
     exports: { default: async },
 });
@@ -21,12 +23,30 @@ pub fn add_to_linker(linker: &mut wasmtime::component::Linker<CallState>) -> was
     Provider::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)
 }
 
-pub async fn manifest(
-    instance: &Provider,
+pub(crate) async fn call(
+    pre: &ProviderPre<CallState>,
     store: &mut wasmtime::Store<CallState>,
-) -> wasmtime::Result<model::Manifest> {
-    let m = instance.gatehouse_plugin_connector().call_manifest(&mut *store).await?;
-    Ok(model::Manifest {
+    call: Call<'_>,
+) -> wasmtime::Result<Answer> {
+    match call {
+        Call::AuthorizeUrl { .. } => return Ok(Answer::AuthorizeUrl(Err(model::OAuthError::Unsupported))),
+        Call::ExchangeCode { .. } | Call::RefreshToken { .. } => {
+            return Ok(Answer::Grant(Err(model::OAuthError::Unsupported)));
+        }
+        Call::Manifest | Call::Verify(_) => {}
+    }
+    let instance = pre.instantiate_async(&mut *store).await?;
+    let connector = instance.gatehouse_plugin_connector();
+    Ok(match call {
+        Call::Verify(credentials) => {
+            Answer::Verify(verify(connector.call_verify(&mut *store, credentials).await?, store.data()))
+        }
+        _ => Answer::Manifest(manifest(connector.call_manifest(&mut *store).await?)),
+    })
+}
+
+fn manifest(m: types::ProviderManifest) -> model::Manifest {
+    model::Manifest {
         id: m.id,
         name: m.name,
         vendor: m.vendor,
@@ -59,17 +79,16 @@ pub async fn manifest(
             types::ScopeRule::AnyOf => model::ScopeRule::AnyOf,
         },
         version: m.version,
-    })
+        oauth: None,
+    }
 }
 
-pub async fn verify(
-    instance: &Provider,
-    store: &mut wasmtime::Store<CallState>,
-    credentials: &[(String, String)],
-) -> wasmtime::Result<Result<model::Verification, model::VerifyError>> {
-    let result = instance.gatehouse_plugin_connector().call_verify(&mut *store, credentials).await?;
-    let redact = |s: String| store.data().redact(&s);
-    Ok(match result {
+fn verify(
+    result: Result<types::Verification, types::VerifyError>,
+    state: &CallState,
+) -> Result<model::Verification, model::VerifyError> {
+    let redact = |s: String| state.redact(&s);
+    match result {
         Ok(v) => Ok(model::Verification {
             account: account(v.account),
             scopes: v.scopes,
@@ -93,7 +112,7 @@ pub async fn verify(
             types::VerifyError::UpstreamTimeout => model::VerifyError::UpstreamTimeout,
             types::VerifyError::EgressDenied(s) => model::VerifyError::EgressDenied(redact(s)),
         }),
-    })
+    }
 }
 
 fn account(a: types::Account) -> model::Account {
@@ -111,31 +130,18 @@ impl types::Host for CallState {}
 
 impl http::Host for CallState {
     async fn send(&mut self, req: http::Request) -> wasmtime::Result<Result<http::Response, http::Error>> {
-        let outcome = self
-            .egress
-            .send(OutboundRequest { method: req.method, url: req.url, headers: req.headers, body: req.body })
-            .await;
-        Ok(match outcome {
-            Ok(r) => Ok(http::Response { status: r.status, headers: r.headers, body: r.body }),
-            Err(SendError::BudgetExhausted(limit)) => {
-                // Trapping, not returning an error: a connector that loops on
-                // failures must not keep the call alive.
-                let why = format!("the connector exceeded its limit of {limit} outbound requests per call");
-                self.violation = Some(why.clone());
-                return Err(wasmtime::Error::msg(why));
-            }
-            Err(e) => {
-                self.note_send_error(&e);
-                Err(match e {
-                    SendError::Denied(why) => http::Error::Denied(why),
-                    SendError::Timeout => http::Error::Timeout,
-                    SendError::Unreachable(why) => http::Error::Unreachable(why),
-                    SendError::TooLarge => http::Error::TooLarge,
-                    SendError::InvalidRequest(why) => http::Error::InvalidRequest(why),
-                    SendError::BudgetExhausted(_) => unreachable!("handled above"),
-                })
-            }
-        })
+        let request = OutboundRequest { method: req.method, url: req.url, headers: req.headers, body: req.body };
+        Ok(CallState::send(self, request)
+            .await?
+            .map(|r| http::Response { status: r.status, headers: r.headers, body: r.body })
+            .map_err(|e| match e {
+                SendError::Denied(why) => http::Error::Denied(why),
+                SendError::Timeout => http::Error::Timeout,
+                SendError::Unreachable(why) => http::Error::Unreachable(why),
+                SendError::TooLarge => http::Error::TooLarge,
+                SendError::InvalidRequest(why) => http::Error::InvalidRequest(why),
+                SendError::BudgetExhausted(n) => http::Error::InvalidRequest(format!("request budget of {n} spent")),
+            }))
     }
 }
 
