@@ -95,6 +95,38 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub limits: SandboxLimits,
+
+    #[command(flatten)]
+    pub oauth: OAuthConfig,
+}
+
+/// The OAuth 2.0 client: where the provider redirects back to, applications
+/// given by configuration, and the timing of states and refreshes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OAuthConfig {
+    /// The address users' browsers reach this server at; redirect URIs
+    /// default to `<public-url>/api/v1/oauth/<provider>/callback`.
+    /// Default: `http://<listen>`.
+    #[arg(long, env = "GATEHOUSE_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
+
+    /// OAuth applications as a JSON array of
+    /// `{"provider","base_url","client_id","client_secret","redirect_uri"?}`,
+    /// stored (secret sealed) at start, like `POST /api/v1/oauth-apps`.
+    #[arg(long, env = "GATEHOUSE_OAUTH_APPS", hide_env_values = true)]
+    pub oauth_apps: Option<String>,
+
+    /// How long a started authorization may take before its state expires.
+    #[arg(long, env = "GATEHOUSE_OAUTH_STATE_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub oauth_state_ttl: Duration,
+
+    /// Refresh an access token this long before it expires.
+    #[arg(long, env = "GATEHOUSE_REFRESH_WINDOW", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub refresh_window: Duration,
+
+    /// How often the background task looks for tokens to refresh.
+    #[arg(long, env = "GATEHOUSE_REFRESH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub refresh_interval: Duration,
 }
 
 /// Limits applied to every connector call.

@@ -136,10 +136,29 @@ pub fn generate_api_key() -> SecretString {
     SecretString::from(format!("gh_{}", URL_SAFE_NO_PAD.encode(bytes)))
 }
 
+/// 32 random bytes, base64url: OAuth `state` values and PKCE verifiers
+/// (43 characters, inside RFC 7636's 43-128).
+pub fn random_token() -> SecretString {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    SecretString::from(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The PKCE S256 challenge of a verifier (RFC 7636 §4.2).
+pub fn pkce_s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 /// API keys are long random strings, so a plain SHA-256 is enough: there is
 /// nothing to brute-force that a slow hash would protect.
 pub fn hash_api_key(key: &str) -> String {
     hex(&Sha256::digest(key.as_bytes()))
+}
+
+#[cfg(test)]
+#[test]
+fn pkce_matches_rfc_7636_appendix_b() {
+    assert_eq!(pkce_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -3,7 +3,10 @@
 
 use crate::{
     crypto::CryptoError,
-    runtime::{CallError, model::VerifyError},
+    runtime::{
+        CallError,
+        model::{OAuthError, VerifyError},
+    },
     store::StoreError,
 };
 
@@ -23,6 +26,20 @@ pub enum AppError {
     AccountMismatch(String),
     #[error("{0:?}")]
     Verify(VerifyError),
+    /// The OAuth state is unknown, spent, expired or for another provider.
+    #[error("{0}")]
+    OAuthState(String),
+    /// The provider's callback carried an error (the user declined, …).
+    #[error("{0}")]
+    OAuthDenied(String),
+    /// No OAuth application for this provider and base URL.
+    #[error("{0}")]
+    OAuthNotConfigured(String),
+    /// The integration holds no refresh token.
+    #[error("{0}")]
+    NotRefreshable(String),
+    #[error("{0:?}")]
+    OAuth(OAuthError),
     #[error(transparent)]
     Plugin(#[from] CallError),
     #[error(transparent)]
@@ -76,6 +93,20 @@ impl AppError {
                 VerifyError::UpstreamTimeout => "upstream_timeout",
                 VerifyError::EgressDenied(_) => "egress_denied",
             },
+            Self::OAuthState(_) => "oauth_state_invalid",
+            Self::OAuthDenied(_) => "oauth_denied",
+            Self::OAuthNotConfigured(_) => "oauth_not_configured",
+            Self::NotRefreshable(_) => "not_refreshable",
+            Self::OAuth(e) => match e {
+                OAuthError::Unsupported => "oauth_unsupported",
+                OAuthError::InvalidGrant(_) => "invalid_grant",
+                OAuthError::InvalidClient(_) => "oauth_client_invalid",
+                OAuthError::RateLimited(_) => "rate_limited",
+                OAuthError::UpstreamError(_) => "upstream_error",
+                OAuthError::UpstreamUnreachable(_) => "upstream_unreachable",
+                OAuthError::UpstreamTimeout => "upstream_timeout",
+                OAuthError::EgressDenied(_) => "egress_denied",
+            },
             Self::Plugin(CallError::Timeout(_)) => "plugin_timeout",
             Self::Plugin(CallError::Failed(_)) => "plugin_failed",
             Self::Store(_) => "internal_error",
@@ -85,12 +116,22 @@ impl AppError {
 
     pub fn status(&self) -> u16 {
         match self.code() {
-            "validation_error" | "invalid_base_url" => 400,
+            "validation_error"
+            | "invalid_base_url"
+            | "oauth_state_invalid"
+            | "oauth_denied"
+            | "oauth_not_configured"
+            | "oauth_unsupported" => 400,
             "unauthorized" => 401,
             "egress_denied" => 403,
             "not_found" => 404,
-            "account_mismatch" => 409,
-            "invalid_token" | "token_expired" | "token_revoked" | "insufficient_scope" => 422,
+            "account_mismatch" | "not_refreshable" => 409,
+            "invalid_token"
+            | "token_expired"
+            | "token_revoked"
+            | "insufficient_scope"
+            | "invalid_grant"
+            | "oauth_client_invalid" => 422,
             "rate_limited" => 429,
             "upstream_error" | "upstream_unreachable" | "plugin_failed" => 502,
             "secret_unavailable" => 503,
@@ -115,6 +156,13 @@ impl AppError {
             "upstream_error" => "The provider answered with an error",
             "upstream_unreachable" => "The provider could not be reached",
             "upstream_timeout" => "The provider did not answer in time",
+            "oauth_state_invalid" => "The authorization state is not valid",
+            "oauth_denied" => "The provider did not grant the authorization",
+            "oauth_not_configured" => "No OAuth application is configured",
+            "oauth_unsupported" => "The connector does not support OAuth",
+            "not_refreshable" => "The integration cannot be refreshed",
+            "invalid_grant" => "The provider refused the grant",
+            "oauth_client_invalid" => "The provider refused the OAuth application",
             "plugin_failed" => "The connector failed",
             "plugin_timeout" => "The connector did not finish in time",
             "secret_unavailable" => "Stored credentials cannot be decrypted",
@@ -125,7 +173,30 @@ impl AppError {
     /// A sentence saying what happened and what to do next.
     pub fn detail(&self) -> String {
         match self {
-            Self::Validation(s) | Self::NotFound(s) | Self::AccountMismatch(s) => s.clone(),
+            Self::Validation(s)
+            | Self::NotFound(s)
+            | Self::AccountMismatch(s)
+            | Self::OAuthState(s)
+            | Self::OAuthDenied(s)
+            | Self::OAuthNotConfigured(s)
+            | Self::NotRefreshable(s) => s.clone(),
+            Self::OAuth(e) => match e {
+                OAuthError::Unsupported => {
+                    "This connector does not do OAuth; connect it with its credential fields instead.".into()
+                }
+                OAuthError::InvalidGrant(s) => with_next_step(s, "Start the authorization again."),
+                OAuthError::InvalidClient(s) => with_next_step(
+                    s,
+                    "Check the client id and secret of the OAuth application for this base URL (POST /api/v1/oauth-apps replaces them).",
+                ),
+                OAuthError::RateLimited(after) => Self::Verify(VerifyError::RateLimited(*after)).detail(),
+                OAuthError::UpstreamError(s) => Self::Verify(VerifyError::UpstreamError(s.clone())).detail(),
+                OAuthError::UpstreamUnreachable(s) => {
+                    Self::Verify(VerifyError::UpstreamUnreachable(s.clone())).detail()
+                }
+                OAuthError::UpstreamTimeout => Self::Verify(VerifyError::UpstreamTimeout).detail(),
+                OAuthError::EgressDenied(s) => format!("{s}."),
+            },
             Self::InvalidBaseUrl(s) => format!("{s}."),
             Self::EgressDenied(s) => format!("{s}."),
             Self::Unauthorized => {
@@ -167,7 +238,9 @@ impl AppError {
     pub fn problem(&self) -> Problem {
         let (missing_scopes, retry_after) = match self {
             Self::Verify(VerifyError::InsufficientScope { missing_scopes, .. }) => (Some(missing_scopes.clone()), None),
-            Self::Verify(VerifyError::RateLimited(after)) => (None, *after),
+            Self::Verify(VerifyError::RateLimited(after)) | Self::OAuth(OAuthError::RateLimited(after)) => {
+                (None, *after)
+            }
             _ => (None, None),
         };
         Problem {

@@ -2,13 +2,17 @@
 //! writes — verify, connect (idempotent per account), rotate, re-verify,
 //! disconnect. Provider-agnostic: it knows fields by kind, not by name.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+};
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::{
-    crypto::MasterKey,
+    config::OAuthConfig,
+    crypto::{MasterKey, Sealed},
     egress::{EgressError, Policy},
     error::{AppError, Problem},
     registry::{Registry, ReloadReport},
@@ -30,13 +34,29 @@ pub struct Integrations {
     pub runtime: Runtime,
     pub registry: Registry,
     pub store: Store,
-    key: MasterKey,
-    policy: Policy,
+    pub(crate) key: MasterKey,
+    pub(crate) policy: Policy,
+    pub(crate) oauth: OAuthConfig,
+    /// One lock per integration: a refresh, re-verify or rotation runs
+    /// alone, so a refresh token is never spent twice by this process.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Integrations {
-    pub fn new(runtime: Runtime, registry: Registry, store: Store, key: MasterKey, policy: Policy) -> Self {
-        Self { runtime, registry, store, key, policy }
+    pub fn new(
+        runtime: Runtime,
+        registry: Registry,
+        store: Store,
+        key: MasterKey,
+        policy: Policy,
+        oauth: OAuthConfig,
+    ) -> Self {
+        Self { runtime, registry, store, key, policy, oauth, locks: Mutex::default() }
+    }
+
+    pub(crate) async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self.locks.lock().expect("lock map poisoned").entry(id.to_string()).or_default().clone();
+        lock.lock_owned().await
     }
 
     pub fn plugins(&self) -> Vec<Arc<Plugin>> {
@@ -94,10 +114,28 @@ impl Integrations {
         let (credentials, base_url) = self.prepare(&plugin, raw)?;
         let verification =
             self.run_verify(&plugin, &credentials, base_url.as_ref()).await?.map_err(AppError::Verify)?;
-        let base_url = base_url_text(base_url.as_ref());
+        self.store_verified(&plugin, &credentials, base_url.as_ref(), &verification, label, None).await
+    }
+
+    /// Stores verified credentials (and a refresh token, from the OAuth
+    /// flow) as a new integration, or over the one of the same account.
+    pub(crate) async fn store_verified(
+        &self,
+        plugin: &Plugin,
+        credentials: &Credentials,
+        base_url: Option<&Url>,
+        verification: &Verification,
+        label: Option<String>,
+        refresh_token: Option<&SecretString>,
+    ) -> Result<(IntegrationRow, bool), AppError> {
+        let provider = plugin.manifest.id.as_str();
+        let base_url = base_url_text(base_url);
         let now = now();
+        let seal_refresh = |id: &str| refresh_token.map(|t| self.seal_refresh(id, t));
         if let Some(existing) = self.store.find_account(provider, &base_url, &verification.account.id).await? {
-            let row = self.replaced(existing, &plugin, &credentials, &verification, label, &now);
+            let _guard = self.lock(&existing.id).await;
+            let refresh = seal_refresh(&existing.id);
+            let row = self.replaced(existing, plugin, credentials, verification, label, &now, refresh);
             self.store.update(&row).await?;
             return Ok((row, false));
         }
@@ -113,13 +151,14 @@ impl Integrations {
             scopes: verification.scopes.clone(),
             missing_scopes: Vec::new(),
             token_kind: Some(verification.token_kind.clone()),
-            token_hint: token_hint(&plugin, &credentials),
+            token_hint: token_hint(plugin, credentials),
             token_expires_at: verification.expires_at.clone(),
             created_at: now.clone(),
             updated_at: now.clone(),
             last_verified_at: Some(now.clone()),
             last_error_json: None,
             secret: self.key.seal(&id, credentials.to_json().expose_secret().as_bytes()),
+            refresh: seal_refresh(&id),
         };
         if self.store.insert(&row).await? {
             return Ok((row, true));
@@ -129,12 +168,26 @@ impl Integrations {
             self.store.find_account(provider, &base_url, &verification.account.id).await?.ok_or_else(|| {
                 AppError::Validation("The integration was removed while connecting; try again.".into())
             })?;
-        let row = self.replaced(existing, &plugin, &credentials, &verification, label, &now);
+        let _guard = self.lock(&existing.id).await;
+        let refresh = seal_refresh(&existing.id);
+        let row = self.replaced(existing, plugin, credentials, verification, label, &now, refresh);
         self.store.update(&row).await?;
         Ok((row, false))
     }
 
+    pub(crate) fn seal_refresh(&self, id: &str, token: &SecretString) -> Sealed {
+        self.key.seal(&format!("{id}/refresh"), token.expose_secret().as_bytes())
+    }
+
+    pub(crate) fn open_refresh(&self, id: &str, sealed: &Sealed) -> Result<SecretString, AppError> {
+        let plain = self.key.open(&format!("{id}/refresh"), sealed)?;
+        let text = std::str::from_utf8(plain.expose_secret()).map_err(|_| crate::crypto::CryptoError::Open)?;
+        Ok(SecretString::from(text.to_string()))
+    }
+
     /// `existing` with new credentials and what their verification said.
+    /// `refresh` replaces the stored refresh token (None: not refreshable).
+    #[allow(clippy::too_many_arguments)]
     fn replaced(
         &self,
         existing: IntegrationRow,
@@ -143,6 +196,7 @@ impl Integrations {
         v: &Verification,
         label: Option<String>,
         now: &str,
+        refresh: Option<Sealed>,
     ) -> IntegrationRow {
         IntegrationRow {
             label: label.or(existing.label),
@@ -158,6 +212,7 @@ impl Integrations {
             last_verified_at: Some(now.to_string()),
             last_error_json: None,
             secret: self.key.seal(&existing.id, credentials.to_json().expose_secret().as_bytes()),
+            refresh,
             ..existing
         }
     }
@@ -174,14 +229,18 @@ impl Integrations {
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), AppError> {
-        if self.store.delete(id).await? {
+        let guard = self.lock(id).await;
+        let deleted = self.store.delete(id).await?;
+        drop(guard);
+        self.locks.lock().expect("lock map poisoned").remove(id);
+        if deleted {
             Ok(())
         } else {
             Err(AppError::NotFound(format!("No integration {id}; it may already be disconnected.")))
         }
     }
 
-    fn open_credentials(&self, row: &IntegrationRow) -> Result<Credentials, AppError> {
+    pub(crate) fn open_credentials(&self, row: &IntegrationRow) -> Result<Credentials, AppError> {
         let plain = self.key.open(&row.id, &row.secret)?;
         let text = std::str::from_utf8(plain.expose_secret()).map_err(|_| crate::crypto::CryptoError::Open)?;
         Ok(Credentials::from_json(text).map_err(|_| crate::crypto::CryptoError::Open)?)
@@ -191,7 +250,13 @@ impl Integrations {
     /// answered with the row; a failure to reach the provider marks it
     /// `unreachable` and is returned as the error.
     pub async fn reverify(&self, id: &str) -> Result<IntegrationRow, AppError> {
+        let _guard = self.lock(id).await;
         let row = self.get(id).await?;
+        // An access token about to expire is refreshed before it is used.
+        let row = match self.refresh_if_due(row).await? {
+            crate::oauth::Refreshed::Failed(row) => return Ok(row),
+            crate::oauth::Refreshed::Current(row) | crate::oauth::Refreshed::Renewed(row) => row,
+        };
         let plugin = self.plugin(&row.provider)?;
         let credentials = self.open_credentials(&row)?;
         let base_url = self.stored_base_url(&plugin, &credentials)?;
@@ -238,6 +303,7 @@ impl Integrations {
     /// Replaces the credentials of an integration with ones for the same
     /// account. Fields left out keep their stored value.
     pub async fn rotate(&self, id: &str, raw: BTreeMap<String, String>) -> Result<IntegrationRow, AppError> {
+        let _guard = self.lock(id).await;
         let row = self.get(id).await?;
         let plugin = self.plugin(&row.provider)?;
         let stored = self.open_credentials(&row)?;
@@ -267,12 +333,13 @@ impl Integrations {
             )));
         }
         let now = now();
-        let updated = self.replaced(row, &plugin, &credentials, &verification, None, &now);
+        // A pasted token replaces an OAuth grant: its refresh token is dropped.
+        let updated = self.replaced(row, &plugin, &credentials, &verification, None, &now, None);
         self.store.update(&updated).await?;
         Ok(updated)
     }
 
-    fn stored_base_url(&self, plugin: &Plugin, credentials: &Credentials) -> Result<Option<Url>, AppError> {
+    pub(crate) fn stored_base_url(&self, plugin: &Plugin, credentials: &Credentials) -> Result<Option<Url>, AppError> {
         let Some(field) = plugin.manifest.fields.iter().find(|f| f.kind == FieldKind::Url) else {
             return Ok(None);
         };
@@ -362,7 +429,7 @@ pub fn status_of(verdict: &VerifyError) -> &'static str {
     }
 }
 
-fn base_url_text(url: Option<&Url>) -> String {
+pub(crate) fn base_url_text(url: Option<&Url>) -> String {
     url.map(|u| u.as_str().trim_end_matches('/').to_string()).unwrap_or_default()
 }
 
@@ -370,13 +437,13 @@ fn account_json(account: &Account) -> String {
     serde_json::to_string(account).expect("an account serialises")
 }
 
-fn problem_json(problem: &Problem) -> String {
+pub(crate) fn problem_json(problem: &Problem) -> String {
     serde_json::to_string(problem).expect("a problem serialises")
 }
 
 /// At most the last 4 characters of the first secret field, and nothing
 /// for short values, where 4 characters would be too much of it.
-fn token_hint(plugin: &Plugin, credentials: &Credentials) -> Option<String> {
+pub(crate) fn token_hint(plugin: &Plugin, credentials: &Credentials) -> Option<String> {
     let field = plugin.manifest.fields.iter().find(|f| f.kind == FieldKind::Secret)?;
     let value = credentials.get(&field.key)?;
     let chars: Vec<char> = value.chars().collect();

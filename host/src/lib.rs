@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod egress;
 pub mod error;
 pub mod integrations;
+pub mod oauth;
 pub mod registry;
 pub mod runtime;
 pub mod store;

@@ -14,7 +14,7 @@ use gatehouse::{
     config::{Cli, Command, PluginsCommand, SandboxLimits, ServeConfig},
     crypto,
     egress::Policy,
-    integrations, registry, store,
+    integrations, oauth, registry, store,
 };
 
 const API_KEY_SETTING: &str = "api_key_sha256";
@@ -62,9 +62,20 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         runtime = runtime.with_component_cache(config.data_dir.join("cache"));
     }
     let registry = registry::Registry::load(&runtime, builtin::BUILTIN, config.plugins_dir()).await?;
-    let integrations = Arc::new(integrations::Integrations::new(runtime, registry, store.clone(), key, policy));
+    let mut oauth_config = config.oauth.clone();
+    if oauth_config.public_url.is_none() {
+        oauth_config.public_url = Some(format!("http://{}", config.listen).parse()?);
+    }
+    let integrations =
+        Arc::new(integrations::Integrations::new(runtime, registry, store.clone(), key, policy, oauth_config));
+    if let Some(apps) = config.oauth.oauth_apps.as_deref().filter(|s| !s.trim().is_empty()) {
+        oauth::load_configured_apps(&integrations, apps).await?;
+    }
     if !config.plugins_poll.is_zero() {
         tokio::spawn(watch_plugins(integrations.clone(), config.plugins_poll));
+    }
+    if !config.oauth.refresh_interval.is_zero() {
+        tokio::spawn(oauth::refresh_in_background(integrations.clone(), config.oauth.refresh_interval));
     }
     let app = api::routes(integrations, api_key_hash, config.limits.max_body_bytes);
 

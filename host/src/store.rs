@@ -1,5 +1,6 @@
 //! Persistence: the SQLite database (WAL, migrations at start) holding
-//! integrations with their sealed credentials, and server settings.
+//! integrations with their sealed credentials and refresh tokens, OAuth
+//! applications, authorizations in flight, and server settings.
 
 use std::{path::Path, str::FromStr, time::Duration};
 
@@ -43,6 +44,33 @@ pub struct IntegrationRow {
     pub last_verified_at: Option<String>,
     pub last_error_json: Option<String>,
     pub secret: Sealed,
+    /// The sealed refresh token, when the integration can be refreshed.
+    pub refresh: Option<Sealed>,
+}
+
+/// An OAuth application registered with a provider for one base URL.
+#[derive(Clone)]
+pub struct OAuthAppRow {
+    pub id: String,
+    pub provider: String,
+    pub base_url: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub source: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub secret: Sealed,
+}
+
+/// An authorization started and not yet spent.
+pub struct OAuthStateRow {
+    pub state_hash: String,
+    pub provider: String,
+    pub base_url: String,
+    pub label: Option<String>,
+    pub created_at: String,
+    pub expires_at_unix: i64,
+    pub verifier: Sealed,
 }
 
 #[derive(Clone)]
@@ -119,8 +147,9 @@ impl Store {
         let done = sqlx::query(
             "INSERT INTO integrations (id, provider, label, status, base_url, account_id, account_json, scopes_json,
                 missing_scopes_json, token_kind, token_hint, token_expires_at, created_at, updated_at, last_verified_at,
-                last_error_json, secret_key_id, secret_nonce, secret_ciphertext)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                last_error_json, secret_key_id, secret_nonce, secret_ciphertext, refresh_key_id, refresh_nonce,
+                refresh_ciphertext)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (provider, base_url, account_id) DO NOTHING",
         )
         .bind(&row.id)
@@ -142,6 +171,9 @@ impl Store {
         .bind(&row.secret.key_id)
         .bind(&row.secret.nonce)
         .bind(&row.secret.ciphertext)
+        .bind(row.refresh.as_ref().map(|r| &r.key_id))
+        .bind(row.refresh.as_ref().map(|r| &r.nonce))
+        .bind(row.refresh.as_ref().map(|r| &r.ciphertext))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -153,7 +185,8 @@ impl Store {
         let done = sqlx::query(
             "UPDATE integrations SET label = ?, status = ?, account_id = ?, account_json = ?, scopes_json = ?,
                 missing_scopes_json = ?, token_kind = ?, token_hint = ?, token_expires_at = ?, updated_at = ?,
-                last_verified_at = ?, last_error_json = ?, secret_key_id = ?, secret_nonce = ?, secret_ciphertext = ?
+                last_verified_at = ?, last_error_json = ?, secret_key_id = ?, secret_nonce = ?, secret_ciphertext = ?,
+                refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?
              WHERE id = ?",
         )
         .bind(&row.label)
@@ -171,6 +204,9 @@ impl Store {
         .bind(&row.secret.key_id)
         .bind(&row.secret.nonce)
         .bind(&row.secret.ciphertext)
+        .bind(row.refresh.as_ref().map(|r| &r.key_id))
+        .bind(row.refresh.as_ref().map(|r| &r.nonce))
+        .bind(row.refresh.as_ref().map(|r| &r.ciphertext))
         .bind(&row.id)
         .execute(&self.pool)
         .await?;
@@ -182,6 +218,179 @@ impl Store {
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM integrations WHERE id = ?").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Integrations holding a refresh token, for the refresh task.
+    pub async fn refreshable(&self) -> Result<Vec<IntegrationRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM integrations WHERE refresh_ciphertext IS NOT NULL ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Writes a refreshed row only if its refresh token is still `spent`:
+    /// a refresh token is used once, so whoever stored first wins and a
+    /// second writer learns it lost instead of overwriting the new pair.
+    pub async fn update_if_refresh_unchanged(&self, row: &IntegrationRow, spent: &Sealed) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let current: Option<Vec<u8>> = sqlx::query_scalar("SELECT refresh_ciphertext FROM integrations WHERE id = ?")
+            .bind(&row.id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten();
+        if current.as_deref() != Some(spent.ciphertext.as_slice()) {
+            return Ok(false);
+        }
+        // Same statement as `update`, inside the transaction.
+        let done = sqlx::query(
+            "UPDATE integrations SET status = ?, token_hint = ?, token_expires_at = ?, updated_at = ?,
+                last_error_json = ?, secret_key_id = ?, secret_nonce = ?, secret_ciphertext = ?,
+                refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?, scopes_json = ?
+             WHERE id = ?",
+        )
+        .bind(&row.status)
+        .bind(&row.token_hint)
+        .bind(&row.token_expires_at)
+        .bind(&row.updated_at)
+        .bind(&row.last_error_json)
+        .bind(&row.secret.key_id)
+        .bind(&row.secret.nonce)
+        .bind(&row.secret.ciphertext)
+        .bind(row.refresh.as_ref().map(|r| &r.key_id))
+        .bind(row.refresh.as_ref().map(|r| &r.nonce))
+        .bind(row.refresh.as_ref().map(|r| &r.ciphertext))
+        .bind(json(&row.scopes))
+        .bind(&row.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn oauth_apps(&self) -> Result<Vec<OAuthAppRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM oauth_apps ORDER BY provider, base_url").fetch_all(&self.pool).await?;
+        rows.iter().map(app_from_row).collect()
+    }
+
+    pub async fn oauth_app(&self, provider: &str, base_url: &str) -> Result<Option<OAuthAppRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM oauth_apps WHERE provider = ? AND base_url = ?")
+            .bind(provider)
+            .bind(base_url)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(app_from_row).transpose()
+    }
+
+    pub async fn oauth_app_by_id(&self, id: &str) -> Result<Option<OAuthAppRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM oauth_apps WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(app_from_row).transpose()
+    }
+
+    /// Inserts, or replaces the application of the same provider and base
+    /// URL (keeping its id and created_at). Returns whether it is new.
+    pub async fn upsert_oauth_app(&self, app: &OAuthAppRow) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM oauth_apps WHERE provider = ? AND base_url = ?")
+                .bind(&app.provider)
+                .bind(&app.base_url)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let created = existing.is_none();
+        if created {
+            sqlx::query(
+                "INSERT INTO oauth_apps (id, provider, base_url, client_id, redirect_uri, source, created_at, updated_at,
+                    secret_key_id, secret_nonce, secret_ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&app.id)
+            .bind(&app.provider)
+            .bind(&app.base_url)
+            .bind(&app.client_id)
+            .bind(&app.redirect_uri)
+            .bind(&app.source)
+            .bind(&app.created_at)
+            .bind(&app.updated_at)
+            .bind(&app.secret.key_id)
+            .bind(&app.secret.nonce)
+            .bind(&app.secret.ciphertext)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query(
+                "UPDATE oauth_apps SET client_id = ?, redirect_uri = ?, source = ?, updated_at = ?, secret_key_id = ?,
+                    secret_nonce = ?, secret_ciphertext = ? WHERE id = ?",
+            )
+            .bind(&app.client_id)
+            .bind(&app.redirect_uri)
+            .bind(&app.source)
+            .bind(&app.updated_at)
+            .bind(&app.secret.key_id)
+            .bind(&app.secret.nonce)
+            .bind(&app.secret.ciphertext)
+            .bind(&app.id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    pub async fn delete_oauth_app(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM oauth_apps WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn insert_oauth_state(&self, state: &OAuthStateRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO oauth_states (state_hash, provider, base_url, label, created_at, expires_at_unix,
+                verifier_key_id, verifier_nonce, verifier_ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&state.state_hash)
+        .bind(&state.provider)
+        .bind(&state.base_url)
+        .bind(&state.label)
+        .bind(&state.created_at)
+        .bind(state.expires_at_unix)
+        .bind(&state.verifier.key_id)
+        .bind(&state.verifier.nonce)
+        .bind(&state.verifier.ciphertext)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes and returns a state in one statement: a state is spent by
+    /// the first callback that presents it, even when two arrive at once.
+    pub async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OAuthStateRow>, StoreError> {
+        let row = sqlx::query("DELETE FROM oauth_states WHERE state_hash = ? RETURNING *")
+            .bind(state_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(OAuthStateRow {
+                state_hash: row.try_get("state_hash")?,
+                provider: row.try_get("provider")?,
+                base_url: row.try_get("base_url")?,
+                label: row.try_get("label")?,
+                created_at: row.try_get("created_at")?,
+                expires_at_unix: row.try_get("expires_at_unix")?,
+                verifier: Sealed {
+                    key_id: row.try_get("verifier_key_id")?,
+                    nonce: row.try_get("verifier_nonce")?,
+                    ciphertext: row.try_get("verifier_ciphertext")?,
+                },
+            })
+        })
+        .transpose()
+    }
+
+    /// Forgets authorizations that expired unused.
+    pub async fn delete_expired_oauth_states(&self, now_unix: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM oauth_states WHERE expires_at_unix < ?")
+            .bind(now_unix)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     pub async fn close(&self) {
@@ -220,6 +429,32 @@ fn from_row(row: &SqliteRow) -> Result<IntegrationRow, StoreError> {
             nonce: row.try_get("secret_nonce")?,
             ciphertext: row.try_get("secret_ciphertext")?,
         },
+        refresh: match row.try_get::<Option<Vec<u8>>, _>("refresh_ciphertext")? {
+            Some(ciphertext) => Some(Sealed {
+                key_id: row.try_get("refresh_key_id")?,
+                nonce: row.try_get("refresh_nonce")?,
+                ciphertext,
+            }),
+            None => None,
+        },
         id,
+    })
+}
+
+fn app_from_row(row: &SqliteRow) -> Result<OAuthAppRow, StoreError> {
+    Ok(OAuthAppRow {
+        id: row.try_get("id")?,
+        provider: row.try_get("provider")?,
+        base_url: row.try_get("base_url")?,
+        client_id: row.try_get("client_id")?,
+        redirect_uri: row.try_get("redirect_uri")?,
+        source: row.try_get("source")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        secret: Sealed {
+            key_id: row.try_get("secret_key_id")?,
+            nonce: row.try_get("secret_nonce")?,
+            ciphertext: row.try_get("secret_ciphertext")?,
+        },
     })
 }

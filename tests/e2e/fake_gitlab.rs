@@ -1,7 +1,11 @@
 //! A fake GitLab on loopback that answers like GitLab does: the endpoints the
 //! connectors use, GitLab's JSON shapes, status codes and headers, plus
 //! misbehaviour on demand (hang, oversized body, 429, 5xx). It also answers
-//! Gitea's `GET /api/v1/user`, for the connector written in Python.
+//! Gitea's `GET /api/v1/user`, for the connector written in Python, and
+//! GitLab's OAuth provider: `/oauth/authorize` (redirects back with a code
+//! for the signed-in user) and `/oauth/token` (checks client credentials,
+//! redirect URI and PKCE verifier; issues 2-hour tokens; rotates refresh
+//! tokens and refuses a spent one with `invalid_grant`).
 
 use std::{
     collections::HashMap,
@@ -47,6 +51,30 @@ struct Token {
     scopes: Vec<String>,
     state: TokenState,
     behavior: Behavior,
+    created_at: i64,
+    lifetime: Option<i64>,
+}
+
+struct App {
+    secret: String,
+    redirect_uri: String,
+}
+
+struct Grant {
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    user: u64,
+    scopes: Vec<String>,
+}
+
+struct RefreshToken {
+    client_id: String,
+    user: u64,
+    scopes: Vec<String>,
+    access_token: String,
+    spent: bool,
+    revoked: bool,
 }
 
 #[derive(Clone)]
@@ -61,6 +89,12 @@ struct State {
     tokens: HashMap<String, Token>,
     hits: HashMap<String, usize>,
     next_user: u64,
+    apps: HashMap<String, App>,
+    codes: HashMap<String, Grant>,
+    refresh_tokens: HashMap<String, RefreshToken>,
+    /// Who is signed in at the authorize page; None: the user declines.
+    signed_in: Option<u64>,
+    token_lifetime: i64,
 }
 
 #[derive(Clone)]
@@ -74,7 +108,7 @@ impl FakeGitlab {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let acceptor = TcpAcceptor::from_tokio(listener).unwrap();
         let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(State { next_user: 100, ..State::default() }));
+        let state = Arc::new(Mutex::new(State { next_user: 100, token_lifetime: 7200, ..State::default() }));
         let shared = state.clone();
         let app = poem::endpoint::make(move |req: Request| {
             let state = shared.clone();
@@ -98,7 +132,15 @@ impl FakeGitlab {
         let prefix = if kind == Kind::Pat { "glpat-" } else { "gloas-" };
         let token = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
         let scopes = scopes.iter().map(|s| s.to_string()).collect();
-        let t = Token { user, kind, scopes, state: TokenState::Active, behavior: Behavior::Normal };
+        let t = Token {
+            user,
+            kind,
+            scopes,
+            state: TokenState::Active,
+            behavior: Behavior::Normal,
+            created_at: 1_800_000_000,
+            lifetime: Some(7200),
+        };
         self.state.lock().unwrap().tokens.insert(token.clone(), t);
         token
     }
@@ -115,9 +157,38 @@ impl FakeGitlab {
         self.state.lock().unwrap().tokens.get_mut(token).unwrap().behavior = behavior;
     }
 
-    /// Every token this fake ever issued.
+    /// Every token and code this fake ever issued.
     pub fn all_tokens(&self) -> Vec<String> {
-        self.state.lock().unwrap().tokens.keys().cloned().collect()
+        let s = self.state.lock().unwrap();
+        s.tokens.keys().chain(s.refresh_tokens.keys()).chain(s.codes.keys()).cloned().collect()
+    }
+
+    /// Registers an OAuth application.
+    pub fn register_app(&self, client_id: &str, secret: &str, redirect_uri: &str) {
+        let app = App { secret: secret.into(), redirect_uri: redirect_uri.into() };
+        self.state.lock().unwrap().apps.insert(client_id.into(), app);
+    }
+
+    /// The user who approves at `/oauth/authorize`; None declines.
+    pub fn sign_in(&self, user: Option<u64>) {
+        self.state.lock().unwrap().signed_in = user;
+    }
+
+    /// Seconds that access tokens issued from now on live (GitLab: 7200).
+    pub fn set_token_lifetime(&self, seconds: i64) {
+        self.state.lock().unwrap().token_lifetime = seconds;
+    }
+
+    /// Revokes every refresh token (as when the user revokes the app).
+    pub fn revoke_refresh_tokens(&self) {
+        for t in self.state.lock().unwrap().refresh_tokens.values_mut() {
+            t.revoked = true;
+        }
+    }
+
+    /// Every refresh token issued, spent or not.
+    pub fn refresh_tokens(&self) -> Vec<String> {
+        self.state.lock().unwrap().refresh_tokens.keys().cloned().collect()
     }
 
     pub fn hits(&self, path: &str) -> usize {
@@ -145,8 +216,153 @@ fn unauthorized_api(description: Option<&str>) -> Response {
     }
 }
 
-async fn handle(state: Arc<Mutex<State>>, req: Request) -> Response {
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn oauth_error(status: u16, error: &str) -> Response {
+    let description = match error {
+        "invalid_client" => {
+            "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method."
+        }
+        "invalid_grant" => {
+            "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client."
+        }
+        _ => {
+            "The request is missing a required parameter, includes an unsupported parameter value, or is otherwise malformed."
+        }
+    };
+    json_response(status, json!({"error": error, "error_description": description}))
+}
+
+fn redirect(to: String) -> Response {
+    Response::builder().status(StatusCode::FOUND).header("Location", to).body("")
+}
+
+/// `GET /oauth/authorize`: the signed-in user approves at once.
+fn authorize(state: &Mutex<State>, query: &str) -> Response {
+    let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    let mut s = state.lock().unwrap();
+    let known = s.apps.get(&get("client_id")).is_some_and(|a| a.redirect_uri == get("redirect_uri"));
+    if !known {
+        // GitLab shows an HTML error page and does not redirect.
+        return Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .content_type("text/html")
+            .body("<p>The redirect URI included is not valid.</p>");
+    }
+    if get("response_type") != "code" || get("code_challenge_method") != "S256" || get("code_challenge").is_empty() {
+        return redirect(format!("{}?error=invalid_request&state={}", get("redirect_uri"), get("state")));
+    }
+    let Some(user) = s.signed_in else {
+        return redirect(format!(
+            "{}?error=access_denied&error_description=The+resource+owner+or+authorization+server+denied+the+request.&state={}",
+            get("redirect_uri"),
+            get("state")
+        ));
+    };
+    let code = uuid::Uuid::new_v4().simple().to_string();
+    let scopes = get("scope").split_whitespace().map(str::to_string).collect();
+    let grant = Grant {
+        client_id: get("client_id"),
+        redirect_uri: get("redirect_uri"),
+        challenge: get("code_challenge"),
+        user,
+        scopes,
+    };
+    s.codes.insert(code.clone(), grant);
+    let state_param: String = url::form_urlencoded::byte_serialize(get("state").as_bytes()).collect();
+    redirect(format!("{}?code={code}&state={state_param}", get("redirect_uri")))
+}
+
+/// `POST /oauth/token`: authorization_code and refresh_token grants.
+fn token(state: &Mutex<State>, body: &[u8]) -> Response {
+    use base64::Engine;
+    use sha2::Digest;
+    let q: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    let mut s = state.lock().unwrap();
+    let client_ok = s.apps.get(&get("client_id")).is_some_and(|a| a.secret == get("client_secret"));
+    if !client_ok {
+        return oauth_error(401, "invalid_client");
+    }
+    let (user, scopes) = match get("grant_type").as_str() {
+        "authorization_code" => {
+            // A code is single use, whatever happens next.
+            let Some(grant) = s.codes.remove(&get("code")) else {
+                return oauth_error(400, "invalid_grant");
+            };
+            let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(get("code_verifier").as_bytes()));
+            if grant.client_id != get("client_id")
+                || grant.redirect_uri != get("redirect_uri")
+                || grant.challenge != challenge
+            {
+                return oauth_error(400, "invalid_grant");
+            }
+            (grant.user, grant.scopes)
+        }
+        "refresh_token" => {
+            let presented = get("refresh_token");
+            let Some(old) = s.refresh_tokens.get_mut(&presented) else {
+                return oauth_error(400, "invalid_grant");
+            };
+            if old.spent || old.revoked || old.client_id != get("client_id") {
+                return oauth_error(400, "invalid_grant");
+            }
+            old.spent = true;
+            let (user, scopes, previous) = (old.user, old.scopes.clone(), old.access_token.clone());
+            // Doorkeeper revokes the previous access token on refresh.
+            if let Some(t) = s.tokens.get_mut(&previous) {
+                t.state = TokenState::Revoked;
+            }
+            (user, scopes)
+        }
+        _ => return oauth_error(400, "unsupported_grant_type"),
+    };
+    let access = format!("gloas-{}", uuid::Uuid::new_v4().simple());
+    let refresh = format!("glrt-{}", uuid::Uuid::new_v4().simple());
+    let lifetime = s.token_lifetime;
+    let created_at = now();
+    let t = Token {
+        user,
+        kind: Kind::OAuth,
+        scopes: scopes.clone(),
+        state: TokenState::Active,
+        behavior: Behavior::Normal,
+        created_at,
+        lifetime: Some(lifetime),
+    };
+    s.tokens.insert(access.clone(), t);
+    let r = RefreshToken {
+        client_id: get("client_id"),
+        user,
+        scopes: scopes.clone(),
+        access_token: access.clone(),
+        spent: false,
+        revoked: false,
+    };
+    s.refresh_tokens.insert(refresh.clone(), r);
+    json_response(
+        200,
+        json!({
+            "access_token": access, "token_type": "Bearer", "expires_in": lifetime,
+            "refresh_token": refresh, "scope": scopes.join(" "), "created_at": created_at
+        }),
+    )
+}
+
+async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
     let path = req.uri().path().to_string();
+    if path == "/oauth/authorize" || path == "/oauth/token" {
+        *state.lock().unwrap().hits.entry(path.clone()).or_default() += 1;
+        if path == "/oauth/authorize" {
+            return authorize(&state, req.uri().query().unwrap_or_default());
+        }
+        let body = req.take_body().into_vec().await.unwrap_or_default();
+        return token(&state, &body);
+    }
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let presented = header("private-token")
         .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_string)))
@@ -205,7 +421,9 @@ async fn handle(state: Arc<Mutex<State>>, req: Request) -> Response {
         }
     }
 
-    match token.state {
+    let lapsed = token.lifetime.is_some_and(|l| token.created_at + l < now());
+    let effective = if lapsed && token.state == TokenState::Active { TokenState::Expired } else { token.state };
+    match effective {
         TokenState::Active => {}
         TokenState::Revoked if is_oauth_info => {
             return json_response(
@@ -241,8 +459,8 @@ async fn handle(state: Arc<Mutex<State>>, req: Request) -> Response {
             200,
             json!({
                 "resource_owner_id": token.user, "scope": token.scopes, "scopes": token.scopes,
-                "expires_in": 7200, "expires_in_seconds": 7200,
-                "application": {"uid": "0f3c0ffee"}, "created_at": 1_800_000_000
+                "expires_in": token.lifetime, "expires_in_seconds": token.lifetime,
+                "application": {"uid": "0f3c0ffee"}, "created_at": token.created_at
             }),
         ),
         // The guide's example connector (plugins/example-acme).

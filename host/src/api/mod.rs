@@ -10,7 +10,12 @@ use poem::{
     EndpointExt, Request, Route,
     middleware::{NormalizePath, TrailingSlash},
 };
-use poem_openapi::{ApiResponse, OpenApi, OpenApiService, SecurityScheme, auth::Bearer, param::Path, payload::Json};
+use poem_openapi::{
+    ApiResponse, OpenApi, OpenApiService, SecurityScheme,
+    auth::Bearer,
+    param::{Path, Query},
+    payload::Json,
+};
 
 use crate::{crypto, error::AppError, integrations::Integrations};
 use models::*;
@@ -37,6 +42,9 @@ enum ApiTags {
     Providers,
     /// Connected accounts.
     Integrations,
+    /// OAuth 2.0: applications, authorization and callback.
+    #[oai(rename = "OAuth")]
+    OAuth,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -52,6 +60,33 @@ pub enum ConnectResponse {
 }
 
 #[derive(ApiResponse)]
+pub enum SaveAppResponse {
+    /// A new OAuth application.
+    #[oai(status = 201)]
+    Created(Json<OAuthApp>),
+    /// The application of this provider and base URL was replaced.
+    #[oai(status = 200)]
+    Replaced(Json<OAuthApp>),
+}
+
+#[derive(ApiResponse)]
+pub enum AuthorizeResponse {
+    /// Go to the provider's authorization page.
+    #[oai(status = 302)]
+    Redirect(#[oai(header = "Location")] String, #[oai(header = "Cache-Control")] String),
+    /// With `redirect=false`: the URL to open, for clients that cannot follow a redirect (Swagger UI, scripts).
+    #[oai(status = 200)]
+    Url(Json<AuthorizeResult>),
+}
+
+#[derive(ApiResponse)]
+pub enum CallbackResponse {
+    /// Connected; back to the settings page with the integration id.
+    #[oai(status = 302)]
+    Connected(#[oai(header = "Location")] String, #[oai(header = "Cache-Control")] String),
+}
+
+#[derive(ApiResponse)]
 pub enum Deleted {
     /// Disconnected; the stored secret is erased.
     #[oai(status = 204)]
@@ -62,8 +97,22 @@ pub struct Api {
     integrations: Arc<Integrations>,
 }
 
-fn integration(row: crate::store::IntegrationRow) -> ApiResult<Json<Integration>> {
-    Ok(Json(Integration::try_from(row)?))
+impl Api {
+    /// The integration as served: a note when an OAuth connector's
+    /// integration cannot be refreshed.
+    fn body(&self, row: crate::store::IntegrationRow) -> Result<Integration, AppError> {
+        let provider = row.provider.clone();
+        let mut body = Integration::try_from(row)?;
+        let oauth = self.integrations.plugin(&provider).is_ok_and(|p| p.manifest.oauth.is_some());
+        if oauth && !body.refreshable {
+            body.refresh_note = Some(crate::oauth::not_refreshable_sentence(&provider));
+        }
+        Ok(body)
+    }
+
+    fn integration(&self, row: crate::store::IntegrationRow) -> ApiResult<Json<Integration>> {
+        Ok(Json(self.body(row)?))
+    }
 }
 
 #[OpenApi(prefix_path = "/api/v1")]
@@ -124,7 +173,7 @@ impl Api {
         let ConnectRequest { provider, credentials, label } = body.0;
         let (row, created) = self.integrations.connect(&provider, credential_strings(credentials)?, label).await?;
         let location = format!("/api/v1/integrations/{}", row.id);
-        let body = integration(row)?;
+        let body = self.integration(row)?;
         Ok(if created { ConnectResponse::Created(body, location) } else { ConnectResponse::Replaced(body) })
     }
 
@@ -132,14 +181,14 @@ impl Api {
     #[oai(path = "/integrations", method = "get", tag = "ApiTags::Integrations")]
     async fn list(&self, _auth: ApiKey) -> ApiResult<Json<IntegrationList>> {
         let rows = self.integrations.list().await?;
-        let integrations = rows.into_iter().map(Integration::try_from).collect::<Result<_, AppError>>()?;
+        let integrations = rows.into_iter().map(|r| self.body(r)).collect::<Result<_, AppError>>()?;
         Ok(Json(IntegrationList { integrations }))
     }
 
     /// One integration.
     #[oai(path = "/integrations/:id", method = "get", tag = "ApiTags::Integrations")]
     async fn get(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
-        integration(self.integrations.get(&id.0.to_string()).await?)
+        self.integration(self.integrations.get(&id.0.to_string()).await?)
     }
 
     /// Disconnect: the integration and its sealed secret are erased.
@@ -152,7 +201,99 @@ impl Api {
     /// Re-verify the stored credentials and update the status.
     #[oai(path = "/integrations/:id/verify", method = "post", tag = "ApiTags::Integrations")]
     async fn reverify(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
-        integration(self.integrations.reverify(&id.0.to_string()).await?)
+        self.integration(self.integrations.reverify(&id.0.to_string()).await?)
+    }
+
+    /// Refresh the access token now with the stored refresh token (OAuth
+    /// integrations). A refused refresh token marks the integration
+    /// `expired` (200); 409 when there is no refresh token.
+    #[oai(path = "/integrations/:id/refresh", method = "post", tag = "ApiTags::Integrations")]
+    async fn refresh(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
+        self.integration(self.integrations.refresh(&id.0.to_string()).await?)
+    }
+
+    /// OAuth applications (client secrets are never returned).
+    #[oai(path = "/oauth-apps", method = "get", tag = "ApiTags::OAuth")]
+    async fn oauth_apps(&self, _auth: ApiKey) -> ApiResult<Json<OAuthAppList>> {
+        let rows = self.integrations.oauth_apps().await?;
+        let oauth_apps = rows.into_iter().map(OAuthApp::try_from).collect::<Result<_, AppError>>()?;
+        Ok(Json(OAuthAppList { oauth_apps }))
+    }
+
+    /// Add the OAuth application registered with a provider for one base
+    /// URL; the same provider and base URL again replaces it.
+    #[oai(path = "/oauth-apps", method = "post", tag = "ApiTags::OAuth")]
+    async fn save_oauth_app(&self, _auth: ApiKey, body: Json<OAuthAppRequest>) -> ApiResult<SaveAppResponse> {
+        let OAuthAppRequest { provider, base_url, client_id, client_secret, redirect_uri } = body.0;
+        let input = crate::oauth::OAuthAppInput {
+            provider,
+            base_url,
+            client_id,
+            client_secret: client_secret.into(),
+            redirect_uri,
+        };
+        let (row, created) = self.integrations.save_oauth_app(input, "api").await?;
+        let app = Json(OAuthApp::try_from(row)?);
+        Ok(if created { SaveAppResponse::Created(app) } else { SaveAppResponse::Replaced(app) })
+    }
+
+    /// One OAuth application.
+    #[oai(path = "/oauth-apps/:id", method = "get", tag = "ApiTags::OAuth")]
+    async fn oauth_app(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<OAuthApp>> {
+        Ok(Json(OAuthApp::try_from(self.integrations.oauth_app(&id.0.to_string()).await?)?))
+    }
+
+    /// Remove an OAuth application; its secret is erased. Integrations made
+    /// with it stay but cannot be refreshed until it is added again.
+    #[oai(path = "/oauth-apps/:id", method = "delete", tag = "ApiTags::OAuth")]
+    async fn delete_oauth_app(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
+        self.integrations.delete_oauth_app(&id.0.to_string()).await?;
+        Ok(Deleted::NoContent)
+    }
+
+    /// Start connecting through OAuth: answers 302 to the provider's
+    /// authorization page (state and PKCE S256 challenge included). The
+    /// state is single-use and expires after 10 minutes by default.
+    #[oai(path = "/oauth/:provider_id/authorize", method = "get", tag = "ApiTags::OAuth")]
+    async fn authorize(
+        &self,
+        _auth: ApiKey,
+        provider_id: Path<String>,
+        /// The provider instance; default: the provider's default base URL.
+        base_url: Query<Option<String>>,
+        /// A name for the integration to be created.
+        label: Query<Option<String>>,
+        /// `false` answers 200 with the URL instead of redirecting.
+        redirect: Query<Option<bool>>,
+    ) -> ApiResult<AuthorizeResponse> {
+        let auth = self.integrations.authorize(&provider_id, base_url.0.as_deref(), label.0).await?;
+        Ok(if redirect.0.unwrap_or(true) {
+            AuthorizeResponse::Redirect(auth.url, "no-store".into())
+        } else {
+            AuthorizeResponse::Url(Json(AuthorizeResult { authorize_url: auth.url, expires_at: auth.expires_at }))
+        })
+    }
+
+    /// Where the provider sends the browser back. Needs no API key: the
+    /// single-use state is the proof. Connects (or reconnects) the account
+    /// and redirects to the settings page with `?connected=<id>`.
+    #[oai(path = "/oauth/:provider_id/callback", method = "get", tag = "ApiTags::OAuth")]
+    async fn callback(
+        &self,
+        provider_id: Path<String>,
+        code: Query<Option<String>>,
+        state: Query<Option<String>>,
+        error: Query<Option<String>>,
+        error_description: Query<Option<String>>,
+    ) -> ApiResult<CallbackResponse> {
+        let params = crate::oauth::CallbackParams {
+            code: code.0.map(Into::into),
+            state: state.0.map(Into::into),
+            error: error.0,
+            error_description: error_description.0,
+        };
+        let (row, _) = self.integrations.callback(&provider_id, params).await?;
+        Ok(CallbackResponse::Connected(format!("/?connected={}", row.id), "no-store".into()))
     }
 
     /// Rotate: verify a new token for the same account and replace the old one.
@@ -163,7 +304,7 @@ impl Api {
         id: Path<uuid::Uuid>,
         body: Json<RotateRequest>,
     ) -> ApiResult<Json<Integration>> {
-        integration(self.integrations.rotate(&id.0.to_string(), credential_strings(body.0.credentials)?).await?)
+        self.integration(self.integrations.rotate(&id.0.to_string(), credential_strings(body.0.credentials)?).await?)
     }
 }
 

@@ -97,6 +97,89 @@ pub struct ProviderManifest {
     pub required_scopes: Vec<String>,
     pub required_scopes_rule: ScopeRule,
     pub plugin: PluginInfo,
+    /// Present when the connector runs the OAuth 2.0 authorization-code flow
+    /// (`GET /api/v1/oauth/{provider_id}/authorize`).
+    pub oauth: Option<OAuthSettings>,
+}
+
+#[derive(Debug, Object)]
+pub struct OAuthSettings {
+    /// Authorization endpoint, relative to the base URL.
+    pub authorize_path: String,
+    /// Token endpoint, relative to the base URL.
+    pub token_path: String,
+    /// Scopes requested; register the OAuth application with them.
+    pub scopes: Vec<String>,
+    /// The field holding the base URL.
+    pub url_field: String,
+    /// The field the access token goes into.
+    pub token_field: String,
+}
+
+/// An OAuth application registered with the provider for one base URL.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct OAuthAppRequest {
+    /// Provider id, e.g. `gitlab-oauth`.
+    pub provider: String,
+    /// The provider instance; default: the provider's default base URL.
+    pub base_url: Option<String>,
+    /// The application id the provider issued.
+    pub client_id: String,
+    /// The application secret. Write-only: never returned.
+    #[oai(write_only)]
+    pub client_secret: String,
+    /// Registered redirect URI; default: `<public url>/api/v1/oauth/<provider>/callback`.
+    pub redirect_uri: Option<String>,
+}
+
+/// An OAuth application. The client secret is stored sealed and never returned.
+#[derive(Debug, Object)]
+pub struct OAuthApp {
+    pub id: uuid::Uuid,
+    pub provider: String,
+    pub base_url: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// `api` or `config` (GATEHOUSE_OAUTH_APPS).
+    pub source: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Object)]
+pub struct OAuthAppList {
+    pub oauth_apps: Vec<OAuthApp>,
+}
+
+/// Where to send the browser to authorize.
+#[derive(Debug, Object)]
+pub struct AuthorizeResult {
+    /// The provider's authorization URL, with state and PKCE challenge.
+    pub authorize_url: String,
+    /// The authorization must be completed before this time.
+    pub expires_at: String,
+}
+
+impl TryFrom<crate::store::OAuthAppRow> for OAuthApp {
+    type Error = AppError;
+
+    fn try_from(row: crate::store::OAuthAppRow) -> Result<Self, AppError> {
+        let id = row
+            .id
+            .parse()
+            .map_err(|_| AppError::Store(crate::store::StoreError::Corrupt { id: row.id.clone(), why: "id".into() }))?;
+        Ok(Self {
+            id,
+            provider: row.provider,
+            base_url: row.base_url,
+            client_id: row.client_id,
+            redirect_uri: row.redirect_uri,
+            source: row.source,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
 }
 
 #[derive(Debug, Object)]
@@ -195,6 +278,11 @@ pub struct Integration {
     pub updated_at: String,
     pub last_verified_at: Option<String>,
     pub last_error: Option<Problem>,
+    /// Whether Gatehouse holds a refresh token and renews the access token
+    /// before it expires.
+    pub refreshable: bool,
+    /// Why the integration cannot be refreshed, for OAuth connectors.
+    pub refresh_note: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -242,6 +330,13 @@ impl From<&Plugin> for ProviderManifest {
                 wit_version: p.wit_version.into(),
                 sha256: p.sha256.clone(),
             },
+            oauth: m.oauth.as_ref().map(|o| OAuthSettings {
+                authorize_path: o.authorize_path.clone(),
+                token_path: o.token_path.clone(),
+                scopes: o.scopes.clone(),
+                url_field: o.url_field.clone(),
+                token_field: o.token_field.clone(),
+            }),
         }
     }
 }
@@ -327,6 +422,8 @@ impl TryFrom<IntegrationRow> for Integration {
             updated_at: row.updated_at,
             last_verified_at: row.last_verified_at,
             last_error,
+            refreshable: row.refresh.is_some(),
+            refresh_note: None,
         })
     }
 }

@@ -1,0 +1,31 @@
+//! WIT versions: a component built against the frozen
+//! `gatehouse:plugin@0.1.0` loads beside 0.2.0 ones and verifies end to end.
+
+use serde_json::json;
+
+use crate::{
+    fake_gitlab::{FakeGitlab, Kind},
+    harness::{Gatehouse, Options},
+};
+
+const LEGACY: &str = env!("GATEHOUSE_TEST_V0_1_WASM");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_0_1_0_component_still_loads_and_verifies() {
+    let fake = FakeGitlab::start().await;
+    let token = fake.token(fake.add_user("lin", false), Kind::OAuth, &["api"]);
+    let g = Gatehouse::start(Options::lax().plugin(LEGACY)).await;
+    let legacy = g.get("/api/v1/providers/legacy-bearer").await;
+    assert_eq!(legacy.status, 200, "{}", legacy.body);
+    assert_eq!(legacy.body["plugin"]["wit_version"], "0.1.0");
+    assert!(legacy.body["oauth"].is_null());
+    assert_eq!(g.get("/api/v1/providers/gitlab-pat").await.body["plugin"]["wit_version"], "0.2.0");
+    let creds = json!({"token": token, "base_url": fake.url});
+    let c = g.post("/api/v1/integrations", json!({"provider": "legacy-bearer", "credentials": creds})).await;
+    assert_eq!(c.status, 201, "{}", c.body);
+    assert_eq!(c.body["account"]["username"], "lin");
+    // OAuth calls to a 0.1.0 connector are answered by the host.
+    let r = g.get("/api/v1/oauth/legacy-bearer/authorize?redirect=false").await;
+    assert_eq!((r.status, r.code()), (400, "oauth_unsupported"));
+    g.finish(&fake.all_tokens());
+}
