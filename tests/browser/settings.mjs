@@ -88,6 +88,16 @@ try {
   step("disconnect");
   await page.locator("#integrations li").first().getByRole("button", { name: "Disconnect" }).click();
   await page.locator("#no-integrations").waitFor({ state: "visible" });
+
+  step("connect through OAuth (redirect flow with the fake GitLab)");
+  const oauthSection = page.locator("#provider-gitlab-oauth");
+  await oauthSection.getByLabel("GitLab Base URL").fill(fake);
+  await oauthSection.getByRole("button", { name: "Connect with GitLab" }).click();
+  await page.locator("#oauth-banner", { hasText: "Connected through OAuth" }).waitFor();
+  const connectedItem = page.locator("#integrations li").first();
+  await connectedItem.locator(".status.connected").waitFor();
+  await connectedItem.locator("dd", { hasText: "automatic" }).waitFor();
+  assert.ok(!page.url().includes("code="), "no code left in the URL");
   console.log("browser test passed");
 } finally {
   await browser.close();

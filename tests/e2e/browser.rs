@@ -37,6 +37,12 @@ async fn settings_page_in_a_real_browser() {
         "bad": "glpat-not-a-real-token-000000",
     });
     let g = Gatehouse::start(Options::lax().plugin(HOSTILE)).await;
+    // The OAuth application, at the fake and in Gatehouse; jane approves.
+    let secret = "gloas-browser-client-secret-0123456789abcdef";
+    fake.register_app("browser-app", secret, &format!("{}/api/v1/oauth/gitlab-oauth/callback", g.base));
+    fake.sign_in(Some(jane));
+    let app = serde_json::json!({"provider": "gitlab-oauth", "base_url": fake.url, "client_id": "browser-app", "client_secret": secret});
+    assert_eq!(g.post("/api/v1/oauth-apps", app).await.status, 201);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let out = tokio::task::spawn_blocking({
@@ -62,5 +68,6 @@ async fn settings_page_in_a_real_browser() {
     assert!(stdout.contains("browser test passed"));
     let mut secrets = fake.all_tokens();
     secrets.push("glpat-not-a-real-token-000000".into());
+    secrets.push(secret.into());
     g.finish(&secrets);
 }

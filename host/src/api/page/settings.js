@@ -140,7 +140,29 @@ function renderProvider(provider) {
     el("h2", { id: provider.id + "-title", text: provider.name }),
     el("p", { class: "muted", text: provider.description }),
     ...provider.notes.map((n) => el("p", { class: "note", role: "note", text: n })),
+    provider.oauth ? oauthStart(provider, form) : null,
     form);
+}
+
+// The OAuth redirect flow: the API answers the provider's authorization URL
+// (redirect=false, since a navigation cannot carry the API key) and the
+// browser goes there; the provider comes back to the callback, which
+// returns here with ?connected=<id>.
+function oauthStart(provider, form) {
+  const result = el("div", { class: "result", role: "status", "aria-live": "polite", hidden: true });
+  const button = el("button", { type: "button", text: `Connect with ${provider.vendor}`, onclick: async () => {
+    const urlField = form.querySelector(`[name="${provider.oauth.url_field}"]`);
+    const baseUrl = (urlField && urlField.value.trim()) || "";
+    const query = new URLSearchParams({ redirect: "false" });
+    if (baseUrl) query.set("base_url", baseUrl);
+    showResult(result, true, [`Opening ${provider.vendor}…`]);
+    const { status, data } = await api("GET", `/api/v1/oauth/${provider.id}/authorize?${query}`);
+    if (status === 200) window.location.assign(data.authorize_url);
+    else showResult(result, false, problemLines(data, provider));
+  } });
+  return el("div", { class: "oauth" }, button,
+    el("p", { class: "help", text: `Authorize in ${provider.vendor} (scopes: ${provider.oauth.scopes.join(", ")}); Gatehouse refreshes the token before it expires. Uses the base URL below.` }),
+    result);
 }
 
 function renderIntegration(i) {
@@ -152,6 +174,7 @@ function renderIntegration(i) {
     el("dt", { text: "Scopes" }), el("dd", { text: i.scopes.join(", ") || "—" }),
     el("dt", { text: "Token" }), el("dd", { text: i.token_hint ? "…" + i.token_hint : "hidden" }),
     el("dt", { text: "Expires" }), el("dd", { text: i.token_expires_at || "never" }),
+    el("dt", { text: "Refresh" }), el("dd", { text: i.refreshable ? "automatic" : (i.refresh_note || "not needed") }),
     el("dt", { text: "Last check" }), el("dd", { text: i.last_verified_at || "never" }));
   const item = el("li", { "data-id": i.id },
     el("h3", {}, `${provider ? provider.vendor : i.provider} · ${i.account.username}${i.label ? ` · ${i.label}` : ""} `,
@@ -202,6 +225,13 @@ async function load() {
   $("#connected").hidden = false;
   $("#tips").hidden = false;
   await loadIntegrations();
+  const connected = new URLSearchParams(window.location.search).get("connected");
+  if (connected) {
+    const banner = $("#oauth-banner");
+    banner.textContent = "Connected through OAuth. The integration is listed below.";
+    banner.hidden = false;
+    history.replaceState(null, "", "/");
+  }
   document.body.dataset.ready = "true";
 }
 
