@@ -277,9 +277,6 @@ impl ComponentCache {
     }
 }
 
-/// Bytes of each linear memory slot kept resident between calls.
-const KEEP_RESIDENT: usize = 2 << 20;
-
 impl Runtime {
     pub fn new(egress: Arc<Egress>, limits: RuntimeLimits) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
@@ -294,15 +291,9 @@ impl Runtime {
             .max_memories_per_component(4)
             .max_tables_per_component(16)
             .max_core_instances_per_component(32)
-            .max_memory_size(limits.memory_bytes.max(1 << 20))
-            // Reset a slot with memset instead of madvise: under concurrent
-            // load every madvise/CoW fault costs a TLB shootdown on every
-            // core (the profile in BENCHMARKS.md).
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(64 << 10);
+            .max_memory_size(limits.memory_bytes.max(1 << 20));
         let mut config = Config::new();
         config
-            .memory_init_cow(false)
             .wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
