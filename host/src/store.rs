@@ -182,35 +182,7 @@ impl Store {
     /// Replaces everything but id, provider, base URL and created_at in one
     /// statement, so credentials and what was learnt from them change together.
     pub async fn update(&self, row: &IntegrationRow) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE integrations SET label = ?, status = ?, account_id = ?, account_json = ?, scopes_json = ?,
-                missing_scopes_json = ?, token_kind = ?, token_hint = ?, token_expires_at = ?, updated_at = ?,
-                last_verified_at = ?, last_error_json = ?, secret_key_id = ?, secret_nonce = ?, secret_ciphertext = ?,
-                refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?
-             WHERE id = ?",
-        )
-        .bind(&row.label)
-        .bind(&row.status)
-        .bind(&row.account_id)
-        .bind(&row.account_json)
-        .bind(json(&row.scopes))
-        .bind(json(&row.missing_scopes))
-        .bind(&row.token_kind)
-        .bind(&row.token_hint)
-        .bind(&row.token_expires_at)
-        .bind(&row.updated_at)
-        .bind(&row.last_verified_at)
-        .bind(&row.last_error_json)
-        .bind(&row.secret.key_id)
-        .bind(&row.secret.nonce)
-        .bind(&row.secret.ciphertext)
-        .bind(row.refresh.as_ref().map(|r| &r.key_id))
-        .bind(row.refresh.as_ref().map(|r| &r.nonce))
-        .bind(row.refresh.as_ref().map(|r| &r.ciphertext))
-        .bind(&row.id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        update_row(&self.pool, row, None).await
     }
 
     /// Deletes the row; the sealed secret goes with it (`secure_delete` zeroes
@@ -232,39 +204,7 @@ impl Store {
     /// a refresh token is used once, so whoever stored first wins and a
     /// second writer learns it lost instead of overwriting the new pair.
     pub async fn update_if_refresh_unchanged(&self, row: &IntegrationRow, spent: &Sealed) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let current: Option<Vec<u8>> = sqlx::query_scalar("SELECT refresh_ciphertext FROM integrations WHERE id = ?")
-            .bind(&row.id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .flatten();
-        if current.as_deref() != Some(spent.ciphertext.as_slice()) {
-            return Ok(false);
-        }
-        // Same statement as `update`, inside the transaction.
-        let done = sqlx::query(
-            "UPDATE integrations SET status = ?, token_hint = ?, token_expires_at = ?, updated_at = ?,
-                last_error_json = ?, secret_key_id = ?, secret_nonce = ?, secret_ciphertext = ?,
-                refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?, scopes_json = ?
-             WHERE id = ?",
-        )
-        .bind(&row.status)
-        .bind(&row.token_hint)
-        .bind(&row.token_expires_at)
-        .bind(&row.updated_at)
-        .bind(&row.last_error_json)
-        .bind(&row.secret.key_id)
-        .bind(&row.secret.nonce)
-        .bind(&row.secret.ciphertext)
-        .bind(row.refresh.as_ref().map(|r| &r.key_id))
-        .bind(row.refresh.as_ref().map(|r| &r.nonce))
-        .bind(row.refresh.as_ref().map(|r| &r.ciphertext))
-        .bind(json(&row.scopes))
-        .bind(&row.id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        update_row(&self.pool, row, Some(spent)).await
     }
 
     pub async fn oauth_apps(&self) -> Result<Vec<OAuthAppRow>, StoreError> {
@@ -396,6 +336,42 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The statement behind `update`; with `spent`, it only writes while the
+/// stored refresh token is still that one (one statement, so atomic).
+async fn update_row(pool: &SqlitePool, row: &IntegrationRow, spent: Option<&Sealed>) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE integrations SET label = ?, status = ?, account_id = ?, account_json = ?, scopes_json = ?,
+            missing_scopes_json = ?, token_kind = ?, token_hint = ?, token_expires_at = ?, updated_at = ?,
+            last_verified_at = ?, last_error_json = ?, secret_key_id = ?, secret_nonce = ?, secret_ciphertext = ?,
+            refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?
+         WHERE id = ? AND (? IS NULL OR refresh_ciphertext = ?)",
+    )
+    .bind(&row.label)
+    .bind(&row.status)
+    .bind(&row.account_id)
+    .bind(&row.account_json)
+    .bind(json(&row.scopes))
+    .bind(json(&row.missing_scopes))
+    .bind(&row.token_kind)
+    .bind(&row.token_hint)
+    .bind(&row.token_expires_at)
+    .bind(&row.updated_at)
+    .bind(&row.last_verified_at)
+    .bind(&row.last_error_json)
+    .bind(&row.secret.key_id)
+    .bind(&row.secret.nonce)
+    .bind(&row.secret.ciphertext)
+    .bind(row.refresh.as_ref().map(|r| &r.key_id))
+    .bind(row.refresh.as_ref().map(|r| &r.nonce))
+    .bind(row.refresh.as_ref().map(|r| &r.ciphertext))
+    .bind(&row.id)
+    .bind(spent.map(|s| &s.ciphertext))
+    .bind(spent.map(|s| &s.ciphertext))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 fn json(list: &[String]) -> String {
