@@ -18,7 +18,7 @@ CREATE TABLE oauth_apps (
     source            TEXT NOT NULL,
     created_at        TEXT NOT NULL,
     updated_at        TEXT NOT NULL,
-    -- The client secret, sealed, bound to id.
+    -- The client secret, sealed, bound to provider and base URL.
     secret_key_id     TEXT NOT NULL,
     secret_nonce      BLOB NOT NULL,
     secret_ciphertext BLOB NOT NULL,

@@ -109,20 +109,20 @@ impl Integrations {
             None => self.default_redirect_uri(&plugin.manifest.id),
         };
         let now = now();
-        let existing = self.store.oauth_app(&plugin.manifest.id, &base_url).await?;
-        let id = existing.as_ref().map(|a| a.id.clone()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let row = OAuthAppRow {
-            secret: self.key.seal(&format!("oauth-app/{id}"), secret.as_bytes()),
-            id,
+        let mut row = OAuthAppRow {
+            secret: self.key.seal(&app_binding(&plugin.manifest.id, &base_url), secret.as_bytes()),
+            id: uuid::Uuid::new_v4().to_string(),
             provider: plugin.manifest.id.clone(),
             base_url,
             client_id,
             redirect_uri,
             source: source.to_string(),
-            created_at: existing.map(|a| a.created_at).unwrap_or_else(|| now.clone()),
+            created_at: now.clone(),
             updated_at: now,
         };
-        let created = self.store.upsert_oauth_app(&row).await?;
+        let (id, created_at) = self.store.upsert_oauth_app(&row).await?;
+        let created = id == row.id;
+        (row.id, row.created_at) = (id, created_at);
         Ok((row, created))
     }
 
@@ -151,7 +151,7 @@ impl Integrations {
                 "No OAuth application is configured for {provider} at {base_url}. Register one with the provider (README: OAuth applications) and add it with POST /api/v1/oauth-apps or GATEHOUSE_OAUTH_APPS."
             ))
         })?;
-        let secret = self.key.open(&format!("oauth-app/{}", app.id), &app.secret)?;
+        let secret = self.key.open(&app_binding(&app.provider, &app.base_url), &app.secret)?;
         let secret = std::str::from_utf8(secret.expose_secret()).map_err(|_| crypto::CryptoError::Open)?;
         Ok(OAuthClient {
             client_id: app.client_id,
@@ -458,6 +458,12 @@ fn check_authorize_url(
         return Err(broken("does not carry the state and the PKCE challenge"));
     }
     Ok(())
+}
+
+/// What an application's sealed secret is bound to: its unique key, so a
+/// replacement written over an existing row still opens.
+fn app_binding(provider: &str, base_url: &str) -> String {
+    format!("oauth-app/{provider}/{base_url}")
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {

@@ -227,52 +227,32 @@ impl Store {
     }
 
     /// Inserts, or replaces the application of the same provider and base
-    /// URL (keeping its id and created_at). Returns whether it is new.
-    pub async fn upsert_oauth_app(&self, app: &OAuthAppRow) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT id FROM oauth_apps WHERE provider = ? AND base_url = ?")
-                .bind(&app.provider)
-                .bind(&app.base_url)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let created = existing.is_none();
-        if created {
-            sqlx::query(
-                "INSERT INTO oauth_apps (id, provider, base_url, client_id, redirect_uri, source, created_at, updated_at,
-                    secret_key_id, secret_nonce, secret_ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&app.id)
-            .bind(&app.provider)
-            .bind(&app.base_url)
-            .bind(&app.client_id)
-            .bind(&app.redirect_uri)
-            .bind(&app.source)
-            .bind(&app.created_at)
-            .bind(&app.updated_at)
-            .bind(&app.secret.key_id)
-            .bind(&app.secret.nonce)
-            .bind(&app.secret.ciphertext)
-            .execute(&mut *tx)
-            .await?;
-        } else {
-            sqlx::query(
-                "UPDATE oauth_apps SET client_id = ?, redirect_uri = ?, source = ?, updated_at = ?, secret_key_id = ?,
-                    secret_nonce = ?, secret_ciphertext = ? WHERE id = ?",
-            )
-            .bind(&app.client_id)
-            .bind(&app.redirect_uri)
-            .bind(&app.source)
-            .bind(&app.updated_at)
-            .bind(&app.secret.key_id)
-            .bind(&app.secret.nonce)
-            .bind(&app.secret.ciphertext)
-            .bind(&app.id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(created)
+    /// URL (keeping its id and created_at), in one statement. Returns the
+    /// stored id and created_at: the row's own when it is new.
+    pub async fn upsert_oauth_app(&self, app: &OAuthAppRow) -> Result<(String, String), StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO oauth_apps (id, provider, base_url, client_id, redirect_uri, source, created_at, updated_at,
+                secret_key_id, secret_nonce, secret_ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (provider, base_url) DO UPDATE SET client_id = excluded.client_id,
+                redirect_uri = excluded.redirect_uri, source = excluded.source, updated_at = excluded.updated_at,
+                secret_key_id = excluded.secret_key_id, secret_nonce = excluded.secret_nonce,
+                secret_ciphertext = excluded.secret_ciphertext
+             RETURNING id, created_at",
+        )
+        .bind(&app.id)
+        .bind(&app.provider)
+        .bind(&app.base_url)
+        .bind(&app.client_id)
+        .bind(&app.redirect_uri)
+        .bind(&app.source)
+        .bind(&app.created_at)
+        .bind(&app.updated_at)
+        .bind(&app.secret.key_id)
+        .bind(&app.secret.nonce)
+        .bind(&app.secret.ciphertext)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("id")?, row.try_get("created_at")?))
     }
 
     pub async fn delete_oauth_app(&self, id: &str) -> Result<bool, StoreError> {

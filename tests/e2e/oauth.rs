@@ -88,6 +88,13 @@ async fn full_flow_with_pkce_then_refresh_and_reuse_refused() {
     let apps = g.get("/api/v1/oauth-apps").await;
     assert_eq!(apps.body["oauth_apps"][0]["client_id"], CLIENT_ID);
     assert!(!apps.body.to_string().contains(CLIENT_SECRET));
+    // The same provider and base URL again replaces it in place; the flows
+    // below then run on the replaced (re-sealed) secret.
+    let again = json!({"provider": "gitlab-oauth", "base_url": fake.url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET});
+    let r = g.post("/api/v1/oauth-apps", again).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["id"], apps.body["oauth_apps"][0]["id"]);
+    assert_eq!(g.get("/api/v1/oauth-apps").await.body["oauth_apps"].as_array().unwrap().len(), 1);
 
     let authorize_url = start(&g, &fake).await;
     assert!(authorize_url.starts_with(&format!("{}/oauth/authorize?", fake.url)), "{authorize_url}");
