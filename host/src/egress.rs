@@ -38,7 +38,7 @@ impl Policy {
     pub fn parse_base_url(&self, raw: &str) -> Result<Url, EgressError> {
         let invalid = |why: &str| EgressError::InvalidUrl(why.to_string());
         let mut url = Url::parse(raw.trim())
-            .map_err(|_| invalid("the base URL must be an absolute URL such as https://gitlab.example.com"))?;
+            .map_err(|_| invalid("the base URL must be an absolute URL such as https://provider.example.com"))?;
         match url.scheme() {
             "https" => {}
             "http" if self.allow_http => {}

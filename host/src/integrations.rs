@@ -86,7 +86,7 @@ impl Integrations {
         prepare(&self.policy, plugin, raw)
     }
 
-    async fn run_verify(
+    pub(crate) async fn run_verify(
         &self,
         plugin: &Plugin,
         credentials: &Credentials,

@@ -242,7 +242,7 @@ impl Integrations {
             .filter(|c| !c.expose_secret().is_empty())
             .ok_or_else(|| AppError::Validation(format!("The callback carries no code. {start_again}")))?;
         let plugin = self.plugin(provider)?;
-        let settings = self.oauth_settings(&plugin)?.clone();
+        let settings = self.oauth_settings(&plugin)?;
         let base =
             self.policy.parse_base_url(&pending.base_url).map_err(|e| AppError::InvalidBaseUrl(e.to_string()))?;
         let client = self.oauth_client(provider, &pending.base_url).await?;
@@ -258,9 +258,7 @@ impl Integrations {
         ]);
         let (credentials, base_url) = self.prepare(&plugin, raw)?;
         let verification =
-            crate::integrations::run_verify(&self.runtime, &self.policy, &plugin, &credentials, base_url.as_ref())
-                .await?
-                .map_err(AppError::Verify)?;
+            self.run_verify(&plugin, &credentials, base_url.as_ref()).await?.map_err(AppError::Verify)?;
         let verification = Verification {
             expires_at: verification.expires_at.clone().or_else(|| grant.expires_in.map(expires_in)),
             ..verification
@@ -302,7 +300,7 @@ impl Integrations {
             return Ok(Refreshed::Current(row));
         };
         let plugin = self.plugin(&row.provider)?;
-        let settings = self.oauth_settings(&plugin)?.clone();
+        let settings = self.oauth_settings(&plugin)?;
         let credentials = self.open_credentials(&row)?;
         let Some(base) = self.stored_base_url(&plugin, &credentials)? else {
             return Err(AppError::Validation("The integration has no base URL to refresh against.".into()));
