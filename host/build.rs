@@ -27,7 +27,10 @@ fn main() {
         env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("wasm");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
+    // From inside `plugins/`, so its `.cargo/config.toml` (guest linker
+    // settings) applies.
     build
+        .current_dir(&plugins)
         .args(["build", "--release", "--target", TARGET, "--manifest-path"])
         .arg(plugins.join("Cargo.toml"))
         .arg("--target-dir")

@@ -152,11 +152,24 @@ async fn run(s: Settings) {
         assert!(tokio::task::spawn_blocking(move || native_verify(fake)).await.unwrap());
         native_times.push(t.elapsed());
     }
+    // The same native call behind an HTTP endpoint of the same shape: the
+    // sandboxed path without the sandbox (and without Gatehouse's store,
+    // policy and problem mapping).
+    let hop_base = native_behind_http();
+    let mut hop_native_times = Vec::new();
+    for _ in 0..s.iterations {
+        let t = Instant::now();
+        assert!(api_verify(client.clone(), hop_base.clone(), body.clone()).await);
+        hop_native_times.push(t.elapsed());
+    }
     let (sm, sp) = stats(sandboxed);
     let (nm, np) = stats(native_times);
+    let (hnm, hnp) = stats(hop_native_times);
     println!("| verify via `POST /api/v1/providers/gitlab-pat/verify` (sandboxed) | {} | {} |", ms(sm), ms(sp));
     println!("| verify, same connector source compiled natively (reqwest) | {} | {} |", ms(nm), ms(np));
     println!("| ratio sandboxed / native (median) | {:.2}× | |", sm.as_secs_f64() / nm.as_secs_f64());
+    println!("| verify, native connector behind an HTTP endpoint of the same shape | {} | {} |", ms(hnm), ms(hnp));
+    println!("| ratio sandboxed / native behind HTTP (median) | {:.2}× | |", sm.as_secs_f64() / hnm.as_secs_f64());
     let (hm, hp) = stats(hop);
     println!(
         "| API round trip without a connector call (`GET /api/v1/providers/gitlab-pat`) | {} | {} |",
@@ -179,9 +192,15 @@ async fn run(s: Settings) {
         })
         .await
     };
+    let (hop_rps, hop_errors) = {
+        let (client, base, body) = (client.clone(), hop_base.clone(), body.clone());
+        throughput(s.load_secs, move || api_verify(client.clone(), base.clone(), body.clone())).await
+    };
     println!("| throughput, 64 clients, sandboxed via HTTP API | {api_rps:.0} req/s | {api_errors} errors |");
     println!("| throughput, 64 clients, native baseline | {native_rps:.0} req/s | {native_errors} errors |");
     println!("| throughput ratio sandboxed / native | {:.2}× | |", api_rps / native_rps);
+    println!("| throughput, 64 clients, native behind HTTP | {hop_rps:.0} req/s | {hop_errors} errors |");
+    println!("| throughput ratio sandboxed / native behind HTTP | {:.2}× | |", api_rps / hop_rps);
     println!("| RSS idle (2 connectors) | {:.1} MiB | |", rss_idle as f64 / 1024.0);
     println!("| RSS peak under the throughput run | {:.1} MiB | VmHWM |", rss_peak as f64 / 1024.0);
     host.stop();
@@ -247,6 +266,47 @@ where
         let _ = l.await;
     }
     (done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(), errors.load(Ordering::Relaxed))
+}
+
+/// Serves `POST /api/v1/providers/gitlab-pat/verify` from the native
+/// connector on its own two-thread runtime (as Gatehouse has its own
+/// process): bearer check, JSON credentials in, JSON verdict out.
+fn native_behind_http() -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let acceptor = TcpAcceptor::from_tokio(listener).unwrap();
+            let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+            tx.send(format!("http://127.0.0.1:{port}")).unwrap();
+            let verify = poem::endpoint::make(|req: poem::Request| async move {
+                let authorized =
+                    req.headers().get("authorization").is_some_and(|v| v.as_bytes() == format!("Bearer {API_KEY}").as_bytes());
+                if !authorized {
+                    return Response::builder().status(poem::http::StatusCode::UNAUTHORIZED).finish();
+                }
+                let body: serde_json::Value = match req.into_body().into_json().await {
+                    Ok(body) => body,
+                    Err(_) => return Response::builder().status(poem::http::StatusCode::BAD_REQUEST).finish(),
+                };
+                let fields = body["credentials"]
+                    .as_object()
+                    .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+                    .unwrap_or_default();
+                let creds = gatehouse_plugin::Credentials::new(fields);
+                let verdict = tokio::task::spawn_blocking(move || gitlab_pat::GitlabPat::verify(&creds).ok()).await.unwrap();
+                let json = match verdict {
+                    Some(v) => serde_json::json!({"valid": true, "account": {"id": v.account.id, "username": v.account.username}, "scopes": v.scopes}),
+                    None => serde_json::json!({"valid": false}),
+                };
+                Response::builder().content_type("application/json").body(json.to_string())
+            });
+            let app = poem::Route::new().at("/api/v1/providers/gitlab-pat/verify", poem::post(verify));
+            Server::new_with_acceptor(acceptor).run(app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
 }
 
 fn install_native_transport() {

@@ -156,6 +156,12 @@ pub struct SandboxLimits {
     #[arg(long, env = "GATEHOUSE_MAX_CONCURRENT_CALLS", default_value_t = 128)]
     pub max_concurrent_calls: u32,
 
+    /// Memory of each pooled connector slot kept mapped between calls and
+    /// reset in place, in KiB (0: give it all back to the OS after every
+    /// call, slower under load). At most one slot per concurrent call.
+    #[arg(long, env = "GATEHOUSE_PLUGIN_KEEP_RESIDENT_KIB", default_value_t = 1024)]
+    pub plugin_keep_resident_kib: u64,
+
     /// Largest accepted API request body, in bytes.
     #[arg(long, env = "GATEHOUSE_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -170,6 +176,7 @@ impl Default for SandboxLimits {
             max_outbound_requests: 16,
             max_response_bytes: 4 * 1024 * 1024,
             max_concurrent_calls: 128,
+            plugin_keep_resident_kib: 1024,
             max_body_bytes: 64 * 1024,
         }
     }

@@ -41,6 +41,8 @@ pub fn build_runtime(
             call_timeout: limits.plugin_timeout,
             memory_bytes: usize::try_from(limits.plugin_memory_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX),
             concurrent_calls: limits.max_concurrent_calls.max(1),
+            keep_resident_bytes: usize::try_from(limits.plugin_keep_resident_kib.saturating_mul(1024))
+                .unwrap_or(usize::MAX),
         },
     )
 }

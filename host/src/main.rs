@@ -17,6 +17,11 @@ use gatehouse::{
     integrations, oauth, registry, store,
 };
 
+// glibc's malloc serialises on its arena locks when many tasks allocate
+// request buffers at once; the benchmark showed that contention (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const API_KEY_SETTING: &str = "api_key_sha256";
 
 fn main() -> std::process::ExitCode {
@@ -200,12 +205,21 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
             let bytes = std::fs::read(&file)?;
             let plugin = runtime.load(&file.display().to_string(), &bytes).await?;
             println!(
-                "{}: ok — implements gatehouse:plugin/provider@{} as {:?} {}",
+                "{}: ok — implements gatehouse:plugin/provider@{} as {:?} {}; starts with {} KiB of linear memory",
                 file.display(),
                 plugin.wit_version,
                 plugin.manifest.id,
-                plugin.manifest.version
+                plugin.manifest.version,
+                plugin.initial_memory_bytes / 1024
             );
+            let keep_resident = SandboxLimits::default().plugin_keep_resident_kib * 1024;
+            if plugin.initial_memory_bytes > keep_resident {
+                println!(
+                    "note: more than the {} KiB a host keeps resident per instance by default, so every call \
+                     pays page faults; a smaller stack helps (plugins/README.md, \"Keep the component small\")",
+                    keep_resident / 1024
+                );
+            }
         }
     }
     Ok(())

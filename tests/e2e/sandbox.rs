@@ -23,6 +23,7 @@ async fn hostile_connectors_fail_alone() {
         ("loop", 504, "plugin_timeout"),
         ("alloc", 502, "plugin_failed"),
         ("trap", 502, "plugin_failed"),
+        ("recurse", 502, "plugin_failed"),
         ("egress", 403, "egress_denied"),
         ("flood", 502, "plugin_failed"),
     ];
@@ -39,8 +40,24 @@ async fn hostile_connectors_fail_alone() {
         let pat = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&token, &fake.url)).await;
         assert_eq!(pat.body["valid"], true, "after {mode}");
     }
-    assert!(fake.hits("/api/v4/user") <= 16 + 5, "the request budget stopped the flood");
+    // The flood is cut at the budget of 16; each case also verifies one PAT.
+    assert!(fake.hits("/api/v4/user") <= 16 + cases.len(), "the request budget stopped the flood");
     g.finish(&fake.all_tokens());
+}
+
+/// Instance slots are reused and kept resident between calls; each call
+/// must still start from the component's initial memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_never_sees_an_earlier_calls_memory() {
+    // One call at a time, so every call reuses the same warm slot.
+    let g = Gatehouse::start(Options::lax().plugin(HOSTILE).arg("--max-concurrent-calls").arg("1")).await;
+    let tokens: Vec<String> = (0..20).map(|i| format!("remembered-{i}-{}", uuid::Uuid::new_v4().simple())).collect();
+    for token in &tokens {
+        let body = json!({"credentials": {"mode": "remember", "token": token}});
+        let r = g.post("/api/v1/providers/hostile-test/verify", body).await;
+        assert_eq!((r.status, &r.body["valid"]), (200, &json!(true)), "{}", r.body);
+    }
+    g.finish(&tokens);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,6 +95,10 @@ async fn a_component_of_another_world_is_refused_naming_the_file() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Built with the small stack of plugins/.cargo/config.toml, so a call's
+    // whole memory fits in what the host keeps resident.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("starts with 128 KiB of linear memory") && !stdout.contains("note:"), "{stdout}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(["plugins", "inspect", HOSTILE])
         .output()

@@ -336,13 +336,25 @@ fn stylesheet() -> poem::Response {
 /// Reads at most `max` bytes of any body (with or without Content-Length)
 /// before a handler sees it, so an oversized request cannot tie up memory.
 async fn limit_body<E: poem::Endpoint>(ep: Arc<E>, mut req: Request, max: usize) -> poem::Result<poem::Response> {
+    use tokio::io::AsyncReadExt;
     let body = req.take_body();
     if !body.is_empty() {
-        let bytes = body.into_bytes_limit(max).await?;
+        let mut reader = body.into_async_read();
+        let mut bytes = Vec::new();
+        (&mut reader).take(max as u64 + 1).read_to_end(&mut bytes).await.map_err(poem::error::ReadBodyError::Io)?;
+        if bytes.len() > max {
+            // Read (and drop) a bounded rest, so the client is not reset
+            // while still sending and does see the 413; a bigger body just
+            // gets the connection closed.
+            let _ = tokio::io::copy(&mut reader.take(DRAIN_AFTER_TOO_LARGE), &mut tokio::io::sink()).await;
+            return Err(poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE));
+        }
         req.set_body(bytes);
     }
     ep.call(req).await.map(poem::IntoResponse::into_response)
 }
+
+const DRAIN_AFTER_TOO_LARGE: u64 = 4 * 1024 * 1024;
 
 pub fn routes(integrations: Arc<Integrations>, api_key_hash: String, max_body_bytes: usize) -> impl poem::Endpoint {
     let service = OpenApiService::new(Api { integrations }, "Gatehouse", env!("CARGO_PKG_VERSION"))

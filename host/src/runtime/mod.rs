@@ -29,6 +29,7 @@ use model::{Credentials, FieldKind, Manifest, OAuthClient, OAuthError, TokenGran
 /// How often the epoch advances; the granularity of deadlines and of
 /// yielding a busy connector back to the scheduler.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
+const WASM_PAGE_BYTES: u64 = 64 * 1024;
 /// `manifest()` is pure data; it gets a short deadline at load.
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -37,6 +38,7 @@ pub struct RuntimeLimits {
     pub call_timeout: Duration,
     pub memory_bytes: usize,
     pub concurrent_calls: u32,
+    pub keep_resident_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,8 @@ pub struct Plugin {
     pub wit_version: &'static str,
     /// Where it came from: `builtin:<name>` or a file path.
     pub source: String,
+    /// Linear memory a fresh instance starts with (largest memory).
+    pub initial_memory_bytes: u64,
     bindings: Bindings,
 }
 
@@ -292,6 +296,16 @@ impl Runtime {
             .max_tables_per_component(16)
             .max_core_instances_per_component(32)
             .max_memory_size(limits.memory_bytes.max(1 << 20));
+        let keep_resident = limits.keep_resident_bytes.min(limits.memory_bytes.max(1 << 20));
+        // A slot's first `keep_resident_bytes` are reset with `memset` and
+        // stay mapped; only memory beyond that goes back to the kernel with
+        // `madvise`. On a busy host that syscall, the page faults refilling
+        // the slot and the TLB-shootdown IPIs they cause were the largest
+        // cost of a call (BENCHMARKS.md); connectors with a small stack fit
+        // entirely. What stays resident is at most one slot per concurrent
+        // call times this size, and never another call's data: it is zeroed
+        // or restored to the component's initial image before reuse.
+        pool.linear_memory_keep_resident(keep_resident).table_keep_resident(keep_resident);
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -375,8 +389,28 @@ impl Runtime {
                 exports.join(", ")
             )));
         };
-        let mut plugin =
-            Plugin { manifest: placeholder_manifest(), sha256, wit_version, source: source_name.to_string(), bindings };
+        let initial_memory_bytes = component
+            .resources_required()
+            .and_then(|r| r.max_initial_memory_size)
+            .unwrap_or(0)
+            .saturating_mul(WASM_PAGE_BYTES);
+        if initial_memory_bytes > self.limits.keep_resident_bytes as u64 {
+            tracing::info!(
+                source = source_name,
+                initial_memory_kib = initial_memory_bytes / 1024,
+                keep_resident_kib = self.limits.keep_resident_bytes / 1024,
+                "the connector starts with more linear memory than is kept resident per slot; each call \
+                 returns the excess to the OS and faults it back in (see plugins/README.md on stack size)"
+            );
+        }
+        let mut plugin = Plugin {
+            manifest: placeholder_manifest(),
+            sha256,
+            wit_version,
+            source: source_name.to_string(),
+            initial_memory_bytes,
+            bindings,
+        };
         let manifest = self
             .manifest(&plugin)
             .await

@@ -18,7 +18,7 @@ impl Connector for Hostile {
             name: "Hostile test connector".into(),
             vendor: "Gatehouse tests".into(),
             auth_method: AuthMethod::PersonalAccessToken,
-            description: "Misbehaves on purpose (loop, alloc, trap, egress, flood) to test the sandbox. Test use only."
+            description: "Misbehaves on purpose (loop, alloc, trap, recurse, egress, flood, leak, remember) to test the sandbox. Test use only."
                 .into(),
             notes: vec![],
             fields: vec![
@@ -52,6 +52,19 @@ impl Connector for Hostile {
                 std::hint::black_box(&big);
             }
             "trap" => panic!("hostile connector trapped on purpose"),
+            "recurse" => {
+                std::hint::black_box(recurse(u64::MAX));
+            }
+            "remember" => {
+                // Keeps this call's token in a static and its heap; a later
+                // call that finds it would be reading another call's memory.
+                let token = credentials.get("token").unwrap_or_default();
+                let mut earlier = EARLIER_TOKEN.lock().unwrap_or_else(|e| e.into_inner());
+                if !earlier.is_empty() {
+                    return Err(VerifyError::InvalidInput(format!("an earlier call left {earlier:?} behind")));
+                }
+                *earlier = token.to_string();
+            }
             "egress" => {
                 http::get("http://169.254.169.254/latest/meta-data/", &[])?;
             }
@@ -82,6 +95,15 @@ impl Connector for Hostile {
             token_kind: "test".into(),
         })
     }
+}
+
+static EARLIER_TOKEN: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// Recurses until the shadow stack runs out (the frame buffer keeps the
+/// optimiser from turning it into a loop).
+fn recurse(n: u64) -> u64 {
+    let frame = std::hint::black_box([n; 32]);
+    if n == 0 { frame[1] } else { recurse(n - 1).wrapping_add(frame[7]) }
 }
 
 register!(Hostile);
