@@ -38,6 +38,9 @@ struct Settings {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--native-server") {
+        return native_server();
+    }
     let smoke = std::env::args().any(|a| a == "--smoke");
     let s = if smoke {
         Settings { iterations: 50, load_secs: 1, starts: 1, extra_plugins: 5 }
@@ -155,7 +158,7 @@ async fn run(s: Settings) {
     // The same native call behind an HTTP endpoint of the same shape: the
     // sandboxed path without the sandbox (and without Gatehouse's store,
     // policy and problem mapping).
-    let hop_base = native_behind_http();
+    let (mut hop_server, hop_base) = native_behind_http();
     let mut hop_native_times = Vec::new();
     for _ in 0..s.iterations {
         let t = Instant::now();
@@ -179,10 +182,12 @@ async fn run(s: Settings) {
 
     // 3. throughput, 64 concurrent clients.
     let rss_idle = host.rss_kib();
+    let cpu_before = cpu_time(host.child.id());
     let (api_rps, api_errors) = {
         let (client, base, body) = (client.clone(), host.base.clone(), body.clone());
         throughput(s.load_secs, move || api_verify(client.clone(), base.clone(), body.clone())).await
     };
+    let api_cpu = (cpu_time(host.child.id()) - cpu_before) / (api_rps * s.load_secs as f64);
     let rss_peak = host.peak_rss_kib();
     let (native_rps, native_errors) = {
         let fake = fake.clone();
@@ -192,15 +197,24 @@ async fn run(s: Settings) {
         })
         .await
     };
+    let cpu_before = cpu_time(hop_server.id());
     let (hop_rps, hop_errors) = {
         let (client, base, body) = (client.clone(), hop_base.clone(), body.clone());
         throughput(s.load_secs, move || api_verify(client.clone(), base.clone(), body.clone())).await
     };
+    let hop_cpu = (cpu_time(hop_server.id()) - cpu_before) / (hop_rps * s.load_secs as f64);
+    let _ = hop_server.kill();
+    let _ = hop_server.wait();
     println!("| throughput, 64 clients, sandboxed via HTTP API | {api_rps:.0} req/s | {api_errors} errors |");
     println!("| throughput, 64 clients, native baseline | {native_rps:.0} req/s | {native_errors} errors |");
     println!("| throughput ratio sandboxed / native | {:.2}× | |", api_rps / native_rps);
     println!("| throughput, 64 clients, native behind HTTP | {hop_rps:.0} req/s | {hop_errors} errors |");
     println!("| throughput ratio sandboxed / native behind HTTP | {:.2}× | |", api_rps / hop_rps);
+    println!(
+        "| server CPU per request under load: Gatehouse / native behind HTTP | {:.0} µs / {:.0} µs | user + system |",
+        api_cpu * 1e6,
+        hop_cpu * 1e6
+    );
     println!("| RSS idle (2 connectors) | {:.1} MiB | |", rss_idle as f64 / 1024.0);
     println!("| RSS peak under the throughput run | {:.1} MiB | VmHWM |", rss_peak as f64 / 1024.0);
     host.stop();
@@ -269,44 +283,70 @@ where
 }
 
 /// Serves `POST /api/v1/providers/gitlab-pat/verify` from the native
-/// connector on its own two-thread runtime (as Gatehouse has its own
-/// process): bearer check, JSON credentials in, JSON verdict out.
-fn native_behind_http() -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let acceptor = TcpAcceptor::from_tokio(listener).unwrap();
-            let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
-            tx.send(format!("http://127.0.0.1:{port}")).unwrap();
-            let verify = poem::endpoint::make(|req: poem::Request| async move {
-                let authorized =
-                    req.headers().get("authorization").is_some_and(|v| v.as_bytes() == format!("Bearer {API_KEY}").as_bytes());
-                if !authorized {
-                    return Response::builder().status(poem::http::StatusCode::UNAUTHORIZED).finish();
-                }
-                let body: serde_json::Value = match req.into_body().into_json().await {
-                    Ok(body) => body,
-                    Err(_) => return Response::builder().status(poem::http::StatusCode::BAD_REQUEST).finish(),
-                };
-                let fields = body["credentials"]
-                    .as_object()
-                    .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
-                    .unwrap_or_default();
-                let creds = gatehouse_plugin::Credentials::new(fields);
-                let verdict = tokio::task::spawn_blocking(move || gitlab_pat::GitlabPat::verify(&creds).ok()).await.unwrap();
-                let json = match verdict {
-                    Some(v) => serde_json::json!({"valid": true, "account": {"id": v.account.id, "username": v.account.username}, "scopes": v.scopes}),
-                    None => serde_json::json!({"valid": false}),
-                };
-                Response::builder().content_type("application/json").body(json.to_string())
-            });
-            let app = poem::Route::new().at("/api/v1/providers/gitlab-pat/verify", poem::post(verify));
-            Server::new_with_acceptor(acceptor).run(app).await.unwrap();
+/// connector in a process of its own, as Gatehouse has (this binary run
+/// with `--native-server`): bearer check, JSON credentials in, JSON
+/// verdict out. The sandboxed path without the sandbox and without
+/// Gatehouse's policy, limits and problem mapping.
+fn native_behind_http() -> (Child, String) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("--native-server")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    (child, line.trim().to_string())
+}
+
+fn native_server() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        install_native_transport();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let acceptor = TcpAcceptor::from_tokio(listener).unwrap();
+        let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+        println!("http://127.0.0.1:{port}");
+        let verify = poem::endpoint::make(|req: poem::Request| async move {
+            let expected = format!("Bearer {API_KEY}");
+            if req.headers().get("authorization").is_none_or(|v| v.as_bytes() != expected.as_bytes()) {
+                return Response::builder().status(poem::http::StatusCode::UNAUTHORIZED).finish();
+            }
+            let body: serde_json::Value = match req.into_body().into_json().await {
+                Ok(body) => body,
+                Err(_) => return Response::builder().status(poem::http::StatusCode::BAD_REQUEST).finish(),
+            };
+            let fields = body["credentials"]
+                .as_object()
+                .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+                .unwrap_or_default();
+            let creds = gatehouse_plugin::Credentials::new(fields);
+            let verdict =
+                tokio::task::spawn_blocking(move || gitlab_pat::GitlabPat::verify(&creds).ok()).await.unwrap();
+            let json = match verdict {
+                Some(v) => serde_json::json!({
+                    "valid": true,
+                    "account": {"id": v.account.id, "username": v.account.username},
+                    "scopes": v.scopes,
+                }),
+                None => serde_json::json!({"valid": false}),
+            };
+            Response::builder().content_type("application/json").body(json.to_string())
         });
+        let app = poem::Route::new().at("/api/v1/providers/gitlab-pat/verify", poem::post(verify));
+        Server::new_with_acceptor(acceptor).run(app).await.unwrap();
     });
-    rx.recv().unwrap()
+}
+
+/// CPU seconds (user + system, all threads) a process has used so far.
+fn cpu_time(pid: u32) -> f64 {
+    // Clock ticks are 1/100 s on Linux (USER_HZ).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    ticks as f64 / 100.0
 }
 
 fn install_native_transport() {
