@@ -26,6 +26,17 @@ use poem::{
     listener::{Acceptor, TcpAcceptor},
 };
 
+/// The native baseline: the connector's own source file, compiled into this
+/// bench. (Not linked as the `gitlab-pat` crate: a cdylib + rlib crate's
+/// files carry no hash, so with one `CARGO_TARGET_DIR` shared by both
+/// workspaces the plugins workspace's build would overwrite the rlib this
+/// bench links.)
+#[path = "../../plugins/gitlab-pat/src/lib.rs"]
+// The file's unit tests are compiled out here (no test harness), leaving
+// their `use super::*` unused.
+#[allow(unused_imports)]
+mod gitlab_pat;
+
 const HOSTILE: &str = env!("GATEHOUSE_TEST_HOSTILE_WASM");
 const API_KEY: &str = "bench-api-key";
 const TOKEN: &str = "glpat-benchmark-token-0123456789";
