@@ -212,12 +212,12 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
                 plugin.manifest.version,
                 plugin.initial_memory_bytes / 1024
             );
-            let keep_resident = SandboxLimits::default().plugin_keep_resident_kib * 1024;
-            if plugin.initial_memory_bytes > keep_resident {
+            // `runtime` runs with the default limits, so this is the default's answer.
+            if !runtime.fits_resident_slot(&plugin) {
                 println!(
                     "note: more than the {} KiB a host keeps resident per instance by default, so every call \
                      pays page faults; a smaller stack helps (plugins/README.md, \"Keep the component small\")",
-                    keep_resident / 1024
+                    runtime.keep_resident_kib()
                 );
             }
         }

@@ -282,11 +282,22 @@ impl ComponentCache {
 }
 
 impl Runtime {
+    /// Whether a fresh instance of `plugin` lies within the part of a slot
+    /// kept resident, so a call resets it in place instead of faulting it in.
+    pub fn fits_resident_slot(&self, plugin: &Plugin) -> bool {
+        plugin.initial_memory_bytes <= self.limits.keep_resident_bytes as u64
+    }
+
+    pub fn keep_resident_kib(&self) -> usize {
+        self.limits.keep_resident_bytes / 1024
+    }
+
     pub fn new(egress: Arc<Egress>, limits: RuntimeLimits) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
         // Slots for every call that may run at once plus load-time calls;
         // callers wait on `slots` before they can take one.
         let instances = limits.concurrent_calls + 8;
+        let slot_bytes = limits.memory_bytes.max(1 << 20);
         pool.total_component_instances(instances)
             .total_core_instances(instances * 8)
             .total_memories(instances * 2)
@@ -295,8 +306,8 @@ impl Runtime {
             .max_memories_per_component(4)
             .max_tables_per_component(16)
             .max_core_instances_per_component(32)
-            .max_memory_size(limits.memory_bytes.max(1 << 20));
-        let keep_resident = limits.keep_resident_bytes.min(limits.memory_bytes.max(1 << 20));
+            .max_memory_size(slot_bytes);
+        let keep_resident = limits.keep_resident_bytes.min(slot_bytes);
         // A slot's first `keep_resident_bytes` are reset with `memset` and
         // stay mapped; only memory beyond that goes back to the kernel with
         // `madvise`. On a busy host that syscall, the page faults refilling
@@ -394,15 +405,6 @@ impl Runtime {
             .and_then(|r| r.max_initial_memory_size)
             .unwrap_or(0)
             .saturating_mul(WASM_PAGE_BYTES);
-        if initial_memory_bytes > self.limits.keep_resident_bytes as u64 {
-            tracing::info!(
-                source = source_name,
-                initial_memory_kib = initial_memory_bytes / 1024,
-                keep_resident_kib = self.limits.keep_resident_bytes / 1024,
-                "the connector starts with more linear memory than is kept resident per slot; each call \
-                 returns the excess to the OS and faults it back in (see plugins/README.md on stack size)"
-            );
-        }
         let mut plugin = Plugin {
             manifest: placeholder_manifest(),
             sha256,
@@ -411,6 +413,15 @@ impl Runtime {
             initial_memory_bytes,
             bindings,
         };
+        if !self.fits_resident_slot(&plugin) {
+            tracing::info!(
+                source = source_name,
+                initial_memory_kib = initial_memory_bytes / 1024,
+                keep_resident_kib = self.keep_resident_kib(),
+                "the connector starts with more linear memory than is kept resident per slot; each call \
+                 returns the excess to the OS and faults it back in (see plugins/README.md on stack size)"
+            );
+        }
         let manifest = self
             .manifest(&plugin)
             .await
