@@ -44,6 +44,7 @@ const TOKEN: &str = "glpat-benchmark-token-0123456789";
 struct Settings {
     iterations: usize,
     load_secs: u64,
+    rounds: usize,
     starts: usize,
     extra_plugins: usize,
 }
@@ -54,12 +55,33 @@ fn main() {
     }
     let smoke = std::env::args().any(|a| a == "--smoke");
     let s = if smoke {
-        Settings { iterations: 50, load_secs: 1, starts: 1, extra_plugins: 5 }
+        Settings { iterations: 50, load_secs: 1, rounds: 1, starts: 1, extra_plugins: 5 }
     } else {
-        Settings { iterations: 2000, load_secs: 10, starts: 5, extra_plugins: 50 }
+        Settings { iterations: 2000, load_secs: 10, rounds: 3, starts: 5, extra_plugins: 50 }
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(run(s));
+}
+
+/// Latency iterations run before measuring, to open pooled connections.
+const WARM_UP: usize = 20;
+
+/// One throughput round: each variant for `load_secs`.
+struct Round {
+    api_rps: f64,
+    api_errors: u64,
+    api_cpu: f64,
+    native_rps: f64,
+    native_errors: u64,
+    hop_rps: f64,
+    hop_errors: u64,
+    hop_cpu: f64,
+}
+
+/// Median, minimum and maximum.
+fn median_and_range(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (values[values.len() / 2], values[0], values[values.len() - 1])
 }
 
 fn stats(mut samples: Vec<Duration>) -> (Duration, Duration) {
@@ -120,7 +142,9 @@ async fn run(s: Settings) {
     let (m, p) = stats(verify_times);
     println!("| instantiate + `verify()` without I/O (test component) | {} | {} |", us(m), us(p));
 
-    // 2. verify end to end through the HTTP API vs the native baseline.
+    // 2. verify end to end through the HTTP API vs the native baselines.
+    // The variants take turns within each iteration, so a change in this
+    // shared machine's load shifts all of them alike instead of one.
     let mut host = Host::start(&[], true).await;
     let client = reqwest::Client::new();
     let body = serde_json::json!({"credentials": {"token": TOKEN, "base_url": fake}}).to_string();
@@ -137,44 +161,44 @@ async fn run(s: Settings) {
             _ => false,
         }
     };
-    let mut sandboxed = Vec::new();
-    for _ in 0..s.iterations {
-        let t = Instant::now();
-        assert!(api_verify(client.clone(), host.base.clone(), body.clone()).await);
-        sandboxed.push(t.elapsed());
-    }
     // The API hop alone (authenticated, no connector call): what the native
     // baseline does not pay and the sandbox does not cause.
-    let mut hop = Vec::new();
-    for _ in 0..s.iterations {
-        let t = Instant::now();
-        let r =
-            client.get(format!("{}/api/v1/providers/gitlab-pat", host.base)).bearer_auth(API_KEY).send().await.unwrap();
+    let api_hop = |client: reqwest::Client, base: String| async move {
+        let r = client.get(format!("{base}/api/v1/providers/gitlab-pat")).bearer_auth(API_KEY).send().await.unwrap();
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
-        hop.push(t.elapsed());
-    }
+    };
     install_native_transport();
     let native_verify = |fake: String| {
         let creds = gatehouse_plugin::Credentials::new(vec![("token".into(), TOKEN.into()), ("base_url".into(), fake)]);
         gitlab_pat::GitlabPat::verify(&creds).is_ok()
     };
-    let mut native_times = Vec::new();
-    for _ in 0..s.iterations {
-        let fake = fake.clone();
-        let t = Instant::now();
-        assert!(tokio::task::spawn_blocking(move || native_verify(fake)).await.unwrap());
-        native_times.push(t.elapsed());
-    }
     // The same native call behind an HTTP endpoint of the same shape: the
     // sandboxed path without the sandbox (and without Gatehouse's store,
     // policy and problem mapping).
     let (mut hop_server, hop_base) = native_behind_http();
-    let mut hop_native_times = Vec::new();
-    for _ in 0..s.iterations {
+    let (mut sandboxed, mut hop, mut native_times, mut hop_native_times) = (vec![], vec![], vec![], vec![]);
+    // The first rounds open the pooled connections; they are not measured.
+    for i in 0..s.iterations + WARM_UP {
+        let t = Instant::now();
+        assert!(api_verify(client.clone(), host.base.clone(), body.clone()).await);
+        let sandboxed_time = t.elapsed();
+        let t = Instant::now();
+        api_hop(client.clone(), host.base.clone()).await;
+        let hop_time = t.elapsed();
+        let fake = fake.clone();
+        let t = Instant::now();
+        assert!(tokio::task::spawn_blocking(move || native_verify(fake)).await.unwrap());
+        let native_time = t.elapsed();
         let t = Instant::now();
         assert!(api_verify(client.clone(), hop_base.clone(), body.clone()).await);
-        hop_native_times.push(t.elapsed());
+        let hop_native_time = t.elapsed();
+        if i >= WARM_UP {
+            sandboxed.push(sandboxed_time);
+            hop.push(hop_time);
+            native_times.push(native_time);
+            hop_native_times.push(hop_native_time);
+        }
     }
     let (sm, sp) = stats(sandboxed);
     let (nm, np) = stats(native_times);
@@ -191,36 +215,61 @@ async fn run(s: Settings) {
         ms(hp)
     );
 
-    // 3. throughput, 64 concurrent clients.
+    // 3. throughput, 64 concurrent clients: the three variants in turn, for
+    // several rounds; each figure is the median over the rounds and each
+    // ratio the median of the rounds' ratios (with their range).
     let rss_idle = host.rss_kib();
-    let cpu_before = cpu_time(host.child.id());
-    let (api_rps, api_errors) = {
-        let (client, base, body) = (client.clone(), host.base.clone(), body.clone());
-        throughput(s.load_secs, move || api_verify(client.clone(), base.clone(), body.clone())).await
-    };
-    let api_cpu = (cpu_time(host.child.id()) - cpu_before) / (api_rps * s.load_secs as f64);
-    let rss_peak = host.peak_rss_kib();
-    let (native_rps, native_errors) = {
-        let fake = fake.clone();
-        throughput(s.load_secs, move || {
+    let mut rounds = Vec::new();
+    for _ in 0..s.rounds {
+        let cpu_before = cpu_time(host.child.id());
+        let (api_rps, api_errors) = {
+            let (client, base, body) = (client.clone(), host.base.clone(), body.clone());
+            throughput(s.load_secs, move || api_verify(client.clone(), base.clone(), body.clone())).await
+        };
+        let api_cpu = (cpu_time(host.child.id()) - cpu_before) / (api_rps * s.load_secs as f64);
+        let (native_rps, native_errors) = {
             let fake = fake.clone();
-            async move { tokio::task::spawn_blocking(move || native_verify(fake)).await.unwrap_or(false) }
-        })
-        .await
-    };
-    let cpu_before = cpu_time(hop_server.id());
-    let (hop_rps, hop_errors) = {
-        let (client, base, body) = (client.clone(), hop_base.clone(), body.clone());
-        throughput(s.load_secs, move || api_verify(client.clone(), base.clone(), body.clone())).await
-    };
-    let hop_cpu = (cpu_time(hop_server.id()) - cpu_before) / (hop_rps * s.load_secs as f64);
+            throughput(s.load_secs, move || {
+                let fake = fake.clone();
+                async move { tokio::task::spawn_blocking(move || native_verify(fake)).await.unwrap_or(false) }
+            })
+            .await
+        };
+        let cpu_before = cpu_time(hop_server.id());
+        let (hop_rps, hop_errors) = {
+            let (client, base, body) = (client.clone(), hop_base.clone(), body.clone());
+            throughput(s.load_secs, move || api_verify(client.clone(), base.clone(), body.clone())).await
+        };
+        let hop_cpu = (cpu_time(hop_server.id()) - cpu_before) / (hop_rps * s.load_secs as f64);
+        rounds.push(Round { api_rps, api_errors, api_cpu, native_rps, native_errors, hop_rps, hop_errors, hop_cpu });
+    }
+    let rss_peak = host.peak_rss_kib();
     let _ = hop_server.kill();
     let _ = hop_server.wait();
-    println!("| throughput, 64 clients, sandboxed via HTTP API | {api_rps:.0} req/s | {api_errors} errors |");
-    println!("| throughput, 64 clients, native baseline | {native_rps:.0} req/s | {native_errors} errors |");
-    println!("| throughput ratio sandboxed / native | {:.2}× | |", api_rps / native_rps);
-    println!("| throughput, 64 clients, native behind HTTP | {hop_rps:.0} req/s | {hop_errors} errors |");
-    println!("| throughput ratio sandboxed / native behind HTTP | {:.2}× | |", api_rps / hop_rps);
+    let over = |f: fn(&Round) -> f64| median_and_range(rounds.iter().map(f).collect());
+    let errors = |f: fn(&Round) -> u64| rounds.iter().map(f).sum::<u64>();
+    let note = format!("median of {} rounds of {} s", s.rounds, s.load_secs);
+    let (api_rps, ..) = over(|r| r.api_rps);
+    let (native_rps, ..) = over(|r| r.native_rps);
+    let (hop_rps, ..) = over(|r| r.hop_rps);
+    let (to_native, lo_native, hi_native) = over(|r| r.api_rps / r.native_rps);
+    let (to_hop, lo_hop, hi_hop) = over(|r| r.api_rps / r.hop_rps);
+    let (api_cpu, ..) = over(|r| r.api_cpu);
+    let (hop_cpu, ..) = over(|r| r.hop_cpu);
+    println!(
+        "| throughput, 64 clients, sandboxed via HTTP API | {api_rps:.0} req/s | {} errors, {note} |",
+        errors(|r| r.api_errors)
+    );
+    println!(
+        "| throughput, 64 clients, native baseline | {native_rps:.0} req/s | {} errors, {note} |",
+        errors(|r| r.native_errors)
+    );
+    println!("| throughput ratio sandboxed / native | {to_native:.2}× | rounds {lo_native:.2}–{hi_native:.2}× |");
+    println!(
+        "| throughput, 64 clients, native behind HTTP | {hop_rps:.0} req/s | {} errors, {note} |",
+        errors(|r| r.hop_errors)
+    );
+    println!("| throughput ratio sandboxed / native behind HTTP | {to_hop:.2}× | rounds {lo_hop:.2}–{hi_hop:.2}× |");
     println!(
         "| server CPU per request under load: Gatehouse / native behind HTTP | {:.0} µs / {:.0} µs | user + system |",
         api_cpu * 1e6,
