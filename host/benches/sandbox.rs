@@ -46,7 +46,8 @@ struct Settings {
     load_secs: u64,
     rounds: usize,
     starts: usize,
-    extra_plugins: usize,
+    /// Counts of extra components to start with.
+    extra_plugins: &'static [usize],
 }
 
 fn main() {
@@ -55,9 +56,9 @@ fn main() {
     }
     let smoke = std::env::args().any(|a| a == "--smoke");
     let s = if smoke {
-        Settings { iterations: 50, load_secs: 1, rounds: 1, starts: 1, extra_plugins: 5 }
+        Settings { iterations: 50, load_secs: 1, rounds: 1, starts: 1, extra_plugins: &[5] }
     } else {
-        Settings { iterations: 2000, load_secs: 10, rounds: 3, starts: 5, extra_plugins: 50 }
+        Settings { iterations: 2000, load_secs: 10, rounds: 3, starts: 5, extra_plugins: &[10, 25, 50] }
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(run(s));
@@ -296,22 +297,58 @@ async fn run(s: Settings) {
     println!("| cold start to healthy, no cache (first start) | {} | {} starts |", ms(c), s.starts);
     println!("| cold start to healthy, with the component cache | {} | {} starts |", ms(w), s.starts);
 
-    // 5. many third-party components.
+    // 5. many third-party components: start time and memory at several
+    // counts, then load spread over all of them against load on one.
     let dir = tempfile::tempdir().unwrap();
-    let plugins = variants_of_hostile(dir.path(), s.extra_plugins);
-    let data = tempfile::tempdir().unwrap();
-    let (t1, mut h) = Host::timed_start(data.path(), &plugins, true).await;
-    let rss_many = h.rss_kib();
-    h.stop();
-    let (t2, mut h) = Host::timed_start(data.path(), &plugins, true).await;
-    h.stop();
+    let most = s.extra_plugins.iter().copied().max().unwrap_or(0);
+    let plugins = variants_of_hostile(dir.path(), most);
+    let mut last = None;
+    for &n in s.extra_plugins {
+        if let Some((mut previous, _)) = last.take() {
+            Host::stop(&mut previous);
+        }
+        let data = tempfile::tempdir().unwrap();
+        let (uncached, mut h) = Host::timed_start(data.path(), &plugins[..n], true).await;
+        let rss_uncached = h.rss_kib();
+        h.stop();
+        let (cached, h) = Host::timed_start(data.path(), &plugins[..n], true).await;
+        println!(
+            "| start with {n} extra components: uncached / cached | {} / {} | RSS idle {:.1} MiB (uncached start), {:.1} MiB (cached) |",
+            ms(uncached),
+            ms(cached),
+            rss_uncached as f64 / 1024.0,
+            h.rss_kib() as f64 / 1024.0
+        );
+        last = Some((h, data));
+    }
+    let Some((mut many, _data)) = last else { return };
+    // Each request calls the next component in turn (no upstream I/O), so
+    // every one of them is instantiated over and over; against the same
+    // load on a single component.
+    let spread_over = |components: usize| {
+        let (client, base, next) = (client.clone(), many.base.clone(), Arc::new(AtomicU64::new(0)));
+        let body = serde_json::json!({"credentials": {"mode": "ok", "base_url": fake}}).to_string();
+        move || {
+            let i = next.fetch_add(1, Ordering::Relaxed) as usize % components;
+            let url = format!("{base}/api/v1/providers/hostile-{i:04}/verify");
+            let request = client.post(url).bearer_auth(API_KEY).header("content-type", "application/json");
+            let body = body.clone();
+            async move {
+                match request.body(body).send().await {
+                    Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|t| t.contains("\"valid\":true")),
+                    _ => false,
+                }
+            }
+        }
+    };
+    let (one_rps, one_errors) = throughput(s.load_secs, spread_over(1)).await;
+    let (all_rps, all_errors) = throughput(s.load_secs, spread_over(most)).await;
     println!(
-        "| start with {} extra components: uncached / cached | {} / {} | RSS {:.1} MiB |",
-        s.extra_plugins,
-        ms(t1),
-        ms(t2),
-        rss_many as f64 / 1024.0
+        "| load on 1 of the {most} components / spread over all {most} (64 clients, no upstream) | {one_rps:.0} / {all_rps:.0} req/s | {} errors, RSS peak {:.1} MiB |",
+        one_errors + all_errors,
+        many.peak_rss_kib() as f64 / 1024.0
     );
+    many.stop();
 }
 
 /// Runs `request` in 64 concurrent loops for `secs` seconds; returns
