@@ -6,8 +6,9 @@
 //! instantiate + call on a pooled component; verify end to end through the
 //! HTTP API versus the same connector source compiled natively (reqwest);
 //! throughput with 64 concurrent clients; cold start with and without the
-//! compiled-component cache; RSS idle and under load; and start time and
-//! memory with 50 third-party components.
+//! compiled-component cache; RSS idle and under load; start time and
+//! memory with 10, 25 and 50 third-party components, and load spread over
+//! all of them.
 
 use std::{
     path::{Path, PathBuf},
@@ -302,10 +303,10 @@ async fn run(s: Settings) {
     let dir = tempfile::tempdir().unwrap();
     let most = s.extra_plugins.iter().copied().max().unwrap_or(0);
     let plugins = variants_of_hostile(dir.path(), most);
-    let mut last = None;
+    let mut last: Option<(Host, tempfile::TempDir)> = None;
     for &n in s.extra_plugins {
         if let Some((mut previous, _)) = last.take() {
-            Host::stop(&mut previous);
+            previous.stop();
         }
         let data = tempfile::tempdir().unwrap();
         let (uncached, mut h) = Host::timed_start(data.path(), &plugins[..n], true).await;
