@@ -41,6 +41,7 @@ mod gitlab_pat;
 const HOSTILE: &str = env!("GATEHOUSE_TEST_HOSTILE_WASM");
 const API_KEY: &str = "bench-api-key";
 const TOKEN: &str = "glpat-benchmark-token-0123456789";
+const PAT: &str = "gitlab-pat";
 
 struct Settings {
     iterations: usize,
@@ -84,6 +85,22 @@ struct Round {
 fn median_and_range(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
     (values[values.len() / 2], values[0], values[values.len() - 1])
+}
+
+/// `POST /api/v1/providers/{provider}/verify`; whether it answered 200 with
+/// `valid: true`.
+async fn api_verify(client: reqwest::Client, base: String, provider: impl std::fmt::Display, body: String) -> bool {
+    let r = client
+        .post(format!("{base}/api/v1/providers/{provider}/verify"))
+        .bearer_auth(API_KEY)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    match r {
+        Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|t| t.contains("\"valid\":true")),
+        _ => false,
+    }
 }
 
 fn stats(mut samples: Vec<Duration>) -> (Duration, Duration) {
@@ -150,19 +167,6 @@ async fn run(s: Settings) {
     let mut host = Host::start(&[], true).await;
     let client = reqwest::Client::new();
     let body = serde_json::json!({"credentials": {"token": TOKEN, "base_url": fake}}).to_string();
-    let api_verify = move |client: reqwest::Client, base: String, body: String| async move {
-        let r = client
-            .post(format!("{base}/api/v1/providers/gitlab-pat/verify"))
-            .bearer_auth(API_KEY)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await;
-        match r {
-            Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|t| t.contains("\"valid\":true")),
-            _ => false,
-        }
-    };
     // The API hop alone (authenticated, no connector call): what the native
     // baseline does not pay and the sandbox does not cause.
     let api_hop = |client: reqwest::Client, base: String| async move {
@@ -183,7 +187,7 @@ async fn run(s: Settings) {
     // The first rounds open the pooled connections; they are not measured.
     for i in 0..s.iterations + WARM_UP {
         let t = Instant::now();
-        assert!(api_verify(client.clone(), host.base.clone(), body.clone()).await);
+        assert!(api_verify(client.clone(), host.base.clone(), PAT, body.clone()).await);
         let sandboxed_time = t.elapsed();
         let t = Instant::now();
         api_hop(client.clone(), host.base.clone()).await;
@@ -193,7 +197,7 @@ async fn run(s: Settings) {
         assert!(tokio::task::spawn_blocking(move || native_verify(fake)).await.unwrap());
         let native_time = t.elapsed();
         let t = Instant::now();
-        assert!(api_verify(client.clone(), hop_base.clone(), body.clone()).await);
+        assert!(api_verify(client.clone(), hop_base.clone(), PAT, body.clone()).await);
         let hop_native_time = t.elapsed();
         if i >= WARM_UP {
             sandboxed.push(sandboxed_time);
@@ -226,7 +230,7 @@ async fn run(s: Settings) {
         let cpu_before = cpu_time(host.child.id());
         let (api_rps, api_errors) = {
             let (client, base, body) = (client.clone(), host.base.clone(), body.clone());
-            throughput(s.load_secs, move || api_verify(client.clone(), base.clone(), body.clone())).await
+            throughput(s.load_secs, move || api_verify(client.clone(), base.clone(), PAT, body.clone())).await
         };
         let api_cpu = (cpu_time(host.child.id()) - cpu_before) / (api_rps * s.load_secs as f64);
         let (native_rps, native_errors) = {
@@ -240,7 +244,7 @@ async fn run(s: Settings) {
         let cpu_before = cpu_time(hop_server.id());
         let (hop_rps, hop_errors) = {
             let (client, base, body) = (client.clone(), hop_base.clone(), body.clone());
-            throughput(s.load_secs, move || api_verify(client.clone(), base.clone(), body.clone())).await
+            throughput(s.load_secs, move || api_verify(client.clone(), base.clone(), PAT, body.clone())).await
         };
         let hop_cpu = (cpu_time(hop_server.id()) - cpu_before) / (hop_rps * s.load_secs as f64);
         rounds.push(Round { api_rps, api_errors, api_cpu, native_rps, native_errors, hop_rps, hop_errors, hop_cpu });
@@ -303,16 +307,13 @@ async fn run(s: Settings) {
     let dir = tempfile::tempdir().unwrap();
     let most = s.extra_plugins.iter().copied().max().unwrap_or(0);
     let plugins = variants_of_hostile(dir.path(), most);
-    let mut last: Option<(Host, tempfile::TempDir)> = None;
+    let mut many = None;
     for &n in s.extra_plugins {
-        if let Some((mut previous, _)) = last.take() {
-            previous.stop();
-        }
         let data = tempfile::tempdir().unwrap();
         let (uncached, mut h) = Host::timed_start(data.path(), &plugins[..n], true).await;
         let rss_uncached = h.rss_kib();
         h.stop();
-        let (cached, h) = Host::timed_start(data.path(), &plugins[..n], true).await;
+        let (cached, mut h) = Host::timed_start(data.path(), &plugins[..n], true).await;
         println!(
             "| start with {n} extra components: uncached / cached | {} / {} | RSS idle {:.1} MiB (uncached start), {:.1} MiB (cached) |",
             ms(uncached),
@@ -320,9 +321,14 @@ async fn run(s: Settings) {
             rss_uncached as f64 / 1024.0,
             h.rss_kib() as f64 / 1024.0
         );
-        last = Some((h, data));
+        // The host with the most components stays up for the load test.
+        if n == most && many.is_none() {
+            many = Some((h, data));
+        } else {
+            h.stop();
+        }
     }
-    let Some((mut many, _data)) = last else { return };
+    let Some((mut many, _data)) = many else { return };
     // Each request calls the next component in turn (no upstream I/O), so
     // every one of them is instantiated over and over; against the same
     // load on a single component.
@@ -331,15 +337,7 @@ async fn run(s: Settings) {
         let body = serde_json::json!({"credentials": {"mode": "ok", "base_url": fake}}).to_string();
         move || {
             let i = next.fetch_add(1, Ordering::Relaxed) as usize % components;
-            let url = format!("{base}/api/v1/providers/hostile-{i:04}/verify");
-            let request = client.post(url).bearer_auth(API_KEY).header("content-type", "application/json");
-            let body = body.clone();
-            async move {
-                match request.body(body).send().await {
-                    Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|t| t.contains("\"valid\":true")),
-                    _ => false,
-                }
-            }
+            api_verify(client.clone(), base.clone(), format!("hostile-{i:04}"), body.clone())
         }
     };
     let (one_rps, one_errors) = throughput(s.load_secs, spread_over(1)).await;
