@@ -24,7 +24,7 @@ pub mod oauth;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "provider",
-        path: "../../wit",
+        path: "../../wit/v0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_provider",
         default_bindings_module: "::gatehouse_plugin::bindings",
