@@ -98,6 +98,36 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub oauth: OAuthConfig,
+
+    #[command(flatten)]
+    pub proxy: ProxyConfig,
+}
+
+/// The authenticated proxy (`/api/v1/integrations/{id}/proxy/{path}`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProxyConfig {
+    /// Deadline of one proxied exchange with the provider, body included.
+    #[arg(long, env = "GATEHOUSE_PROXY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub proxy_timeout: Duration,
+
+    /// Largest request body the proxy forwards, in bytes.
+    #[arg(long, env = "GATEHOUSE_PROXY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub proxy_max_body_bytes: usize,
+
+    /// Longest `Retry-After` the proxy waits out when a caller asks for
+    /// retries (`Gatehouse-Retries`); a longer one is answered as is.
+    #[arg(long, env = "GATEHOUSE_PROXY_MAX_RETRY_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub proxy_max_retry_wait: Duration,
+}
+
+impl ProxyConfig {
+    pub fn settings(&self) -> crate::proxy::ProxySettings {
+        crate::proxy::ProxySettings {
+            timeout: self.proxy_timeout,
+            max_body_bytes: self.proxy_max_body_bytes,
+            max_retry_wait: self.proxy_max_retry_wait,
+        }
+    }
 }
 
 /// The OAuth 2.0 client: where the provider redirects back to, applications

@@ -218,6 +218,8 @@ pub struct OutboundRequest {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Whether the host should add the connection's credential.
+    pub authenticate: bool,
 }
 
 pub struct OutboundResponse {
@@ -248,24 +250,137 @@ pub enum SendError {
 const FORBIDDEN_HEADERS: &[&str] =
     &["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"];
 
+/// Scheme, lowercase host and port: what "the same server" means here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin(String, String, u16);
+
+impl Origin {
+    pub fn of(url: &Url) -> Option<Self> {
+        Some(Self(url.scheme().to_string(), url.host_str()?.to_ascii_lowercase(), url.port_or_known_default()?))
+    }
+}
+
+/// The credential header the host adds to authenticated requests, and the
+/// only origin it is ever sent to. The secret values it was made from are
+/// kept to scrub them from answers, so a connector cannot read the
+/// credential back through an upstream that echoes requests.
+pub struct CredentialHeader {
+    origin: Origin,
+    name: reqwest::header::HeaderName,
+    value: reqwest::header::HeaderValue,
+    secrets: Vec<secrecy::SecretString>,
+}
+
+impl std::fmt::Debug for CredentialHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialHeader").field("origin", &self.origin).field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+impl CredentialHeader {
+    /// `value` is the rendered header value; `secrets` the credential
+    /// values it holds.
+    pub fn new(
+        base_url: &Url,
+        name: &str,
+        value: &secrecy::SecretString,
+        secrets: Vec<secrecy::SecretString>,
+    ) -> Result<Self, String> {
+        use secrecy::ExposeSecret;
+        let origin = Origin::of(base_url).ok_or("the base URL has no host")?;
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{name:?} is not a header name"))?;
+        let mut value = reqwest::header::HeaderValue::from_str(value.expose_secret())
+            .map_err(|_| format!("the stored credential cannot be sent in the {name} header"))?;
+        value.set_sensitive(true);
+        Ok(Self { origin, name, value, secrets })
+    }
+
+    pub fn header_name(&self) -> &reqwest::header::HeaderName {
+        &self.name
+    }
+
+    /// Length of the longest value `scrub` looks for.
+    pub fn longest_secret(&self) -> usize {
+        use secrecy::ExposeSecret;
+        self.secrets.iter().map(|s| s.expose_secret().len()).max().unwrap_or(0)
+    }
+
+    /// Replaces every credential value in `bytes` with `[redacted]`.
+    pub fn scrub(&self, bytes: &mut Vec<u8>) {
+        use secrecy::ExposeSecret;
+        for secret in &self.secrets {
+            let needle = secret.expose_secret().as_bytes();
+            if needle.len() < 4 {
+                continue;
+            }
+            while let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+                bytes.splice(at..at + needle.len(), b"[redacted]".iter().copied());
+            }
+        }
+    }
+}
+
+impl Egress {
+    /// The one check every outbound request passes, whoever sends it: the
+    /// target is on an allowed origin, plain http only when allowed, and an
+    /// IP literal (which bypasses the resolver) is an acceptable address.
+    /// Names are checked after resolution, by the client's resolver.
+    fn check_target(&self, url: &Url, allowed: &[Origin]) -> Result<(), SendError> {
+        let origin = Origin::of(url).ok_or_else(|| SendError::InvalidRequest("the URL has no host".into()))?;
+        if !allowed.contains(&origin) {
+            return Err(SendError::Denied(format!(
+                "{}://{} is not the base URL's host; connectors may only reach the host of the credentials' base URL",
+                origin.0, origin.1
+            )));
+        }
+        if url.scheme() == "http" && !self.policy.allow_http {
+            return Err(SendError::Denied("plain http is refused; start the server with --allow-http".into()));
+        }
+        if let Some(ip) = url.host_str().and_then(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().ok()) {
+            self.policy.ip_allowed(ip).map_err(|e| SendError::Denied(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Sends a proxied request with the credential added; the answer is
+    /// returned unread so its body can be streamed to the client. Only the
+    /// credential's own origin is reachable.
+    pub async fn forward(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        headers: reqwest::header::HeaderMap,
+        body: Vec<u8>,
+        credential: &CredentialHeader,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, SendError> {
+        self.check_target(&url, std::slice::from_ref(&credential.origin))?;
+        let mut headers = headers;
+        headers.insert(credential.name.clone(), credential.value.clone());
+        let mut builder = self.client.request(method, url).headers(headers).timeout(timeout);
+        if !body.is_empty() {
+            builder = builder.body(body);
+        }
+        builder.send().await.map_err(classify)
+    }
+}
+
 /// What one connector call may reach.
 pub struct CallEgress {
     egress: Arc<Egress>,
-    allowed_origins: Vec<(String, String, u16)>,
+    allowed_origins: Vec<Origin>,
+    credential: Option<CredentialHeader>,
     requests_made: u32,
 }
 
 impl CallEgress {
     /// `allowed` are the URLs whose origins this call may reach (the
-    /// credentials' url fields).
-    pub fn new(egress: Arc<Egress>, allowed: &[Url]) -> Self {
-        let allowed_origins = allowed
-            .iter()
-            .filter_map(|u| {
-                Some((u.scheme().to_string(), u.host_str()?.to_ascii_lowercase(), u.port_or_known_default()?))
-            })
-            .collect();
-        Self { egress, allowed_origins, requests_made: 0 }
+    /// credentials' url fields); `credential`, what authenticated requests
+    /// carry.
+    pub fn new(egress: Arc<Egress>, allowed: &[Url], credential: Option<CredentialHeader>) -> Self {
+        let allowed_origins = allowed.iter().filter_map(Origin::of).collect();
+        Self { egress, allowed_origins, credential, requests_made: 0 }
     }
 
     pub async fn send(&mut self, req: OutboundRequest) -> Result<OutboundResponse, SendError> {
@@ -276,24 +391,21 @@ impl CallEgress {
         self.requests_made += 1;
 
         let url = Url::parse(&req.url).map_err(|_| SendError::InvalidRequest("the URL is not absolute".into()))?;
-        let origin = (
-            url.scheme().to_string(),
-            url.host_str().unwrap_or_default().to_ascii_lowercase(),
-            url.port_or_known_default().unwrap_or(0),
-        );
-        if !self.allowed_origins.contains(&origin) {
-            return Err(SendError::Denied(format!(
-                "{}://{} is not the base URL's host; connectors may only reach the host of the credentials' base URL",
-                origin.0, origin.1
-            )));
-        }
-        if url.scheme() == "http" && !self.egress.policy.allow_http {
-            return Err(SendError::Denied("plain http is refused; start the server with --allow-http".into()));
-        }
-        if let Some(ip) = url.host_str().and_then(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().ok()) {
-            // IP literals bypass the resolver, so check them here.
-            self.egress.policy.ip_allowed(ip).map_err(|e| SendError::Denied(e.to_string()))?;
-        }
+        self.egress.check_target(&url, &self.allowed_origins)?;
+        let credential = match (&self.credential, req.authenticate) {
+            (_, false) => None,
+            (None, true) => {
+                return Err(SendError::Denied(
+                    "the host has no credential to present in this call (the manifest declares no credential-presentation)".into(),
+                ));
+            }
+            (Some(c), true) if Origin::of(&url).as_ref() != Some(&c.origin) => {
+                return Err(SendError::Denied(
+                    "the host authenticates only requests to the connection's base URL".into(),
+                ));
+            }
+            (Some(c), true) => Some(c),
+        };
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .ok()
             .filter(|m| ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&m.as_str()))
@@ -306,10 +418,17 @@ impl CallEgress {
             }
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| SendError::InvalidRequest(format!("bad header name {name:?}")))?;
+            // The host's credential replaces a guess of the connector's.
+            if credential.is_some_and(|c| c.name == name) {
+                continue;
+            }
             // The value may be a credential: never echo it.
             let value = reqwest::header::HeaderValue::from_str(value)
                 .map_err(|_| SendError::InvalidRequest(format!("bad value for header {name}")))?;
             builder = builder.header(name, value);
+        }
+        if let Some(c) = credential {
+            builder = builder.header(c.name.clone(), c.value.clone());
         }
         if !req.body.is_empty() {
             builder = builder.body(req.body);
@@ -317,7 +436,7 @@ impl CallEgress {
 
         let response = builder.send().await.map_err(classify)?;
         let status = response.status().as_u16();
-        let headers = response
+        let mut headers: Vec<(String, String)> = response
             .headers()
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
@@ -333,6 +452,14 @@ impl CallEgress {
                 return Err(SendError::TooLarge);
             }
             body.extend_from_slice(&chunk);
+        }
+        if let Some(c) = credential {
+            c.scrub(&mut body);
+            for (_, value) in &mut headers {
+                let mut bytes = std::mem::take(value).into_bytes();
+                c.scrub(&mut bytes);
+                *value = String::from_utf8_lossy(&bytes).into_owned();
+            }
         }
         Ok(OutboundResponse { status, headers, body })
     }
@@ -407,8 +534,8 @@ mod tests {
         let limits = HttpLimits { timeout: Duration::from_secs(1), max_response_bytes: 10, max_requests_per_call: 1 };
         let egress = Arc::new(Egress::new(LAX, limits, None).unwrap());
         let base = Url::parse("http://127.0.0.1:9").unwrap();
-        let mut call = CallEgress::new(egress, &[base]);
-        let req = |url: &str| OutboundRequest { method: "GET".into(), url: url.into(), headers: vec![], body: vec![] };
+        let mut call = CallEgress::new(egress, &[base], None);
+        let req = |url: &str| OutboundRequest { method: "GET".into(), url: url.into(), headers: vec![], body: vec![], authenticate: false };
         assert!(matches!(call.send(req("http://169.254.169.254/")).await, Err(SendError::Denied(_))));
         assert!(matches!(call.send(req("http://127.0.0.1:9/")).await, Err(SendError::BudgetExhausted(1))));
     }
@@ -419,9 +546,9 @@ mod tests {
         let strict_http = Policy { allow_private_networks: false, allow_http: true };
         let egress = Arc::new(Egress::new(strict_http, limits, None).unwrap());
         let base = Url::parse("http://localhost:9").unwrap();
-        let mut call = CallEgress::new(egress, std::slice::from_ref(&base));
+        let mut call = CallEgress::new(egress, std::slice::from_ref(&base), None);
         let req =
-            OutboundRequest { method: "GET".into(), url: "http://localhost:9/x".into(), headers: vec![], body: vec![] };
+            OutboundRequest { method: "GET".into(), url: "http://localhost:9/x".into(), headers: vec![], body: vec![], authenticate: false };
         match call.send(req).await {
             Err(SendError::Denied(why)) => assert!(why.contains("localhost"), "{why}"),
             other => panic!("expected a denial, got {:?}", other.err()),
@@ -433,12 +560,13 @@ mod tests {
     async fn forbidden_headers_and_methods_are_refused() {
         let limits = HttpLimits { timeout: Duration::from_secs(1), max_response_bytes: 10, max_requests_per_call: 8 };
         let egress = Arc::new(Egress::new(LAX, limits, None).unwrap());
-        let mut call = CallEgress::new(egress, &[Url::parse("http://127.0.0.1:9").unwrap()]);
+        let mut call = CallEgress::new(egress, &[Url::parse("http://127.0.0.1:9").unwrap()], None);
         let host_header = OutboundRequest {
             method: "GET".into(),
             url: "http://127.0.0.1:9/".into(),
             headers: vec![("Host".into(), "metadata.internal".into())],
             body: vec![],
+            authenticate: false,
         };
         assert!(matches!(call.send(host_header).await, Err(SendError::InvalidRequest(_))));
         let connect = OutboundRequest {
@@ -446,6 +574,7 @@ mod tests {
             url: "http://127.0.0.1:9/".into(),
             headers: vec![],
             body: vec![],
+            authenticate: false,
         };
         assert!(matches!(call.send(connect).await, Err(SendError::InvalidRequest(_))));
     }

@@ -5,7 +5,7 @@ use crate::{
     crypto::CryptoError,
     runtime::{
         CallError,
-        model::{OAuthError, VerifyError},
+        model::{OAuthError, ProviderError, VerifyError},
     },
     store::StoreError,
 };
@@ -40,6 +40,19 @@ pub enum AppError {
     NotRefreshable(String),
     #[error("{0:?}")]
     OAuth(OAuthError),
+    /// An action failed at the provider (or the connector has no such
+    /// action).
+    #[error("{0:?}")]
+    Provider(ProviderError),
+    /// A JSON body does not match its schema (`pointer` names where).
+    #[error("{detail}")]
+    Schema { detail: String, pointer: String },
+    /// The connector's answer does not match its declared schema.
+    #[error("{detail}")]
+    BadOutput { detail: String, pointer: String },
+    /// The connector cannot be used through the proxy.
+    #[error("{0}")]
+    ProxyUnsupported(String),
     #[error(transparent)]
     Plugin(#[from] CallError),
     #[error(transparent)]
@@ -70,6 +83,11 @@ pub struct Problem {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u32>,
+    /// JSON pointer of the value that fails its schema (`validation_error`
+    /// for an action's input, `plugin_failed` for its output).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
 }
 
 impl AppError {
@@ -107,6 +125,20 @@ impl AppError {
                 OAuthError::UpstreamTimeout => "upstream_timeout",
                 OAuthError::EgressDenied(_) => "egress_denied",
             },
+            Self::Provider(e) => match e {
+                ProviderError::InvalidInput(_) => "validation_error",
+                ProviderError::NotFound(_) | ProviderError::Unsupported(_) => "not_found",
+                ProviderError::Unauthorized(_) => "invalid_token",
+                ProviderError::Forbidden(_) => "provider_forbidden",
+                ProviderError::RateLimited(_) => "rate_limited",
+                ProviderError::UpstreamError(_) => "upstream_error",
+                ProviderError::UpstreamUnreachable(_) => "upstream_unreachable",
+                ProviderError::UpstreamTimeout => "upstream_timeout",
+                ProviderError::EgressDenied(_) => "egress_denied",
+            },
+            Self::Schema { .. } => "validation_error",
+            Self::BadOutput { .. } => "plugin_failed",
+            Self::ProxyUnsupported(_) => "proxy_unsupported",
             Self::Plugin(CallError::Timeout(_)) => "plugin_timeout",
             Self::Plugin(CallError::Failed(_)) => "plugin_failed",
             Self::Store(_) => "internal_error",
@@ -123,9 +155,9 @@ impl AppError {
             | "oauth_not_configured"
             | "oauth_unsupported" => 400,
             "unauthorized" => 401,
-            "egress_denied" => 403,
+            "egress_denied" | "provider_forbidden" => 403,
             "not_found" => 404,
-            "account_mismatch" | "not_refreshable" => 409,
+            "account_mismatch" | "not_refreshable" | "proxy_unsupported" => 409,
             "invalid_token"
             | "token_expired"
             | "token_revoked"
@@ -164,6 +196,8 @@ impl AppError {
             "invalid_grant" => "The provider refused the grant",
             "oauth_client_invalid" => "The provider refused the OAuth application",
             "plugin_failed" => "The connector failed",
+            "provider_forbidden" => "The provider does not allow this for the connected account",
+            "proxy_unsupported" => "The connector cannot be used through the proxy",
             "plugin_timeout" => "The connector did not finish in time",
             "secret_unavailable" => "Stored credentials cannot be decrypted",
             _ => "Internal error",
@@ -179,7 +213,28 @@ impl AppError {
             | Self::OAuthState(s)
             | Self::OAuthDenied(s)
             | Self::OAuthNotConfigured(s)
-            | Self::NotRefreshable(s) => s.clone(),
+            | Self::NotRefreshable(s)
+            | Self::ProxyUnsupported(s) => s.clone(),
+            Self::Schema { detail, .. } | Self::BadOutput { detail, .. } => detail.clone(),
+            Self::Provider(e) => match e {
+                ProviderError::InvalidInput(s) => with_next_step(s, "Fix the input and send it again."),
+                ProviderError::NotFound(s) | ProviderError::Unsupported(s) => s.clone(),
+                ProviderError::Unauthorized(s) => with_next_step(
+                    s,
+                    "The provider refused the stored credential: re-verify the integration, and replace the token or reconnect if it is no longer valid.",
+                ),
+                ProviderError::Forbidden(s) => with_next_step(
+                    s,
+                    "The connected account lacks the permission or scope for this; use an account or token that has it.",
+                ),
+                ProviderError::RateLimited(after) => Self::Verify(VerifyError::RateLimited(*after)).detail(),
+                ProviderError::UpstreamError(s) => Self::Verify(VerifyError::UpstreamError(s.clone())).detail(),
+                ProviderError::UpstreamUnreachable(s) => {
+                    Self::Verify(VerifyError::UpstreamUnreachable(s.clone())).detail()
+                }
+                ProviderError::UpstreamTimeout => Self::Verify(VerifyError::UpstreamTimeout).detail(),
+                ProviderError::EgressDenied(s) => format!("{s}."),
+            },
             Self::OAuth(e) => match e {
                 OAuthError::Unsupported => {
                     "This connector does not do OAuth; connect it with its credential fields instead.".into()
@@ -238,10 +293,14 @@ impl AppError {
     pub fn problem(&self) -> Problem {
         let (missing_scopes, retry_after) = match self {
             Self::Verify(VerifyError::InsufficientScope { missing_scopes, .. }) => (Some(missing_scopes.clone()), None),
-            Self::Verify(VerifyError::RateLimited(after)) | Self::OAuth(OAuthError::RateLimited(after)) => {
-                (None, *after)
-            }
+            Self::Verify(VerifyError::RateLimited(after))
+            | Self::OAuth(OAuthError::RateLimited(after))
+            | Self::Provider(ProviderError::RateLimited(after)) => (None, *after),
             _ => (None, None),
+        };
+        let pointer = match self {
+            Self::Schema { pointer, .. } | Self::BadOutput { pointer, .. } => Some(pointer.clone()),
+            _ => None,
         };
         Problem {
             kind: format!("https://gatehouse.invalid/problems/{}", self.code()),
@@ -251,6 +310,7 @@ impl AppError {
             code: self.code().into(),
             missing_scopes,
             retry_after,
+            pointer,
         }
     }
 }

@@ -352,6 +352,83 @@ impl Integrations {
     }
 }
 
+/// A connection ready to be used: its row (refreshed first when its access
+/// token was due), its connector, its opened credentials and base URL.
+pub struct InUse {
+    pub row: IntegrationRow,
+    pub plugin: Arc<Plugin>,
+    pub credentials: Credentials,
+    pub base_url: Url,
+}
+
+impl InUse {
+    /// What an action or sync may know of the connection: never a secret.
+    pub fn connection(&self) -> crate::runtime::model::Connection {
+        let settings = self
+            .plugin
+            .manifest
+            .fields
+            .iter()
+            .filter(|f| f.kind != FieldKind::Secret)
+            .filter_map(|f| self.credentials.get(&f.key).map(|v| (f.key.clone(), v.to_string())))
+            .collect();
+        crate::runtime::model::Connection {
+            base_url: base_url_text(Some(&self.base_url)),
+            account_id: self.row.account_id.clone(),
+            settings,
+        }
+    }
+}
+
+impl Integrations {
+    /// Opens a connection for use by the proxy or an action. An access
+    /// token due for refresh is refreshed first (under the integration's
+    /// lock, so concurrent uses spend the refresh token once).
+    pub async fn for_use(&self, id: &str) -> Result<InUse, AppError> {
+        let mut row = self.get(id).await?;
+        if self.due_for_refresh(&row) {
+            let _guard = self.lock(id).await;
+            row = match self.refresh_if_due(self.get(id).await?).await? {
+                crate::oauth::Refreshed::Current(row)
+                | crate::oauth::Refreshed::Renewed(row)
+                | crate::oauth::Refreshed::Failed(row) => row,
+            };
+        }
+        self.in_use(row).await
+    }
+
+    /// After the provider refused `used`'s credential: refreshes once if
+    /// the integration can be refreshed (or takes the credentials another
+    /// use refreshed meanwhile). None when there is nothing newer to try.
+    pub async fn refresh_after_rejection(&self, used: &IntegrationRow) -> Result<Option<InUse>, AppError> {
+        if used.refresh.is_none() {
+            return Ok(None);
+        }
+        let _guard = self.lock(&used.id).await;
+        let current = self.get(&used.id).await?;
+        if current.secret.ciphertext != used.secret.ciphertext {
+            return Ok(Some(self.in_use(current).await?));
+        }
+        match self.renew(current).await? {
+            crate::oauth::Refreshed::Renewed(row) => Ok(Some(self.in_use(row).await?)),
+            crate::oauth::Refreshed::Current(_) | crate::oauth::Refreshed::Failed(_) => Ok(None),
+        }
+    }
+
+    async fn in_use(&self, row: IntegrationRow) -> Result<InUse, AppError> {
+        let plugin = self.plugin(&row.provider)?;
+        let credentials = self.open_credentials(&row)?;
+        let base_url = self.stored_base_url(&plugin, &credentials)?.ok_or_else(|| {
+            AppError::ProxyUnsupported(format!(
+                "The connector {} has no base URL field, so Gatehouse cannot tell where its API is.",
+                plugin.manifest.id
+            ))
+        })?;
+        self.policy.check_reachable(&base_url).await.map_err(|e| AppError::EgressDenied(e.to_string()))?;
+        Ok(InUse { row, plugin, credentials, base_url })
+    }
+}
+
 /// Checks submitted credentials against the manifest: no unknown keys,
 /// defaults applied, required fields present, url fields acceptable.
 pub fn prepare(

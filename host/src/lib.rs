@@ -5,6 +5,7 @@
 // path of a request; boxing them would buy nothing measurable.
 #![allow(clippy::result_large_err)]
 
+pub mod actions;
 pub mod api;
 pub mod config;
 pub mod crypto;
@@ -12,6 +13,7 @@ pub mod egress;
 pub mod error;
 pub mod integrations;
 pub mod oauth;
+pub mod proxy;
 pub mod registry;
 pub mod runtime;
 pub mod store;

@@ -82,7 +82,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if !config.oauth.refresh_interval.is_zero() {
         tokio::spawn(oauth::refresh_in_background(integrations.clone(), config.oauth.refresh_interval));
     }
-    let app = api::routes(integrations, api_key_hash, config.limits.max_body_bytes);
+    let app = api::routes(integrations, api_key_hash, config.limits.max_body_bytes, config.proxy.settings());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -205,11 +205,13 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
             let bytes = std::fs::read(&file)?;
             let plugin = runtime.load(&file.display().to_string(), &bytes).await?;
             println!(
-                "{}: ok — implements gatehouse:plugin/provider@{} as {:?} {}; starts with {} KiB of linear memory",
+                "{}: ok — implements gatehouse:plugin@{} as {:?} {} (exports {}; {} actions); starts with {} KiB of linear memory",
                 file.display(),
                 plugin.wit_version,
                 plugin.manifest.id,
                 plugin.manifest.version,
+                plugin.exports().join(", "),
+                plugin.manifest.actions.len(),
                 plugin.initial_memory_bytes / 1024
             );
             // `runtime` runs with the default limits, so this is the default's answer.

@@ -286,6 +286,12 @@ impl Integrations {
         }
     }
 
+    /// Whether the row's access token expires within the refresh window and
+    /// it holds a refresh token.
+    pub(crate) fn due_for_refresh(&self, row: &IntegrationRow) -> bool {
+        row.refresh.is_some() && expires_within(row.token_expires_at.as_deref(), self.oauth.refresh_window)
+    }
+
     /// Refreshes when the access token expires within the refresh window.
     /// The caller holds the integration's lock.
     pub(crate) async fn refresh_if_due(&self, row: IntegrationRow) -> Result<Refreshed, AppError> {
@@ -295,7 +301,7 @@ impl Integrations {
         self.renew(row).await
     }
 
-    async fn renew(&self, row: IntegrationRow) -> Result<Refreshed, AppError> {
+    pub(crate) async fn renew(&self, row: IntegrationRow) -> Result<Refreshed, AppError> {
         let Some(spent) = row.refresh.clone() else {
             return Ok(Refreshed::Current(row));
         };

@@ -95,6 +95,9 @@ struct State {
     /// Who is signed in at the authorize page; None: the user declines.
     signed_in: Option<u64>,
     token_lifetime: i64,
+    /// Projects, issues and notes, for using connections.
+    api: crate::fake_gitlab_api::Data,
+    base_url: String,
 }
 
 #[derive(Clone)]
@@ -115,7 +118,9 @@ impl FakeGitlab {
             async move { handle(state, req).await }
         });
         tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
-        Self { url: format!("http://127.0.0.1:{port}"), state }
+        let url = format!("http://127.0.0.1:{port}");
+        state.lock().unwrap().base_url = url.clone();
+        Self { url, state }
     }
 
     pub fn add_user(&self, username: &str, bot: bool) -> u64 {
@@ -189,6 +194,11 @@ impl FakeGitlab {
     /// Every refresh token issued, spent or not.
     pub fn refresh_tokens(&self) -> Vec<String> {
         self.state.lock().unwrap().refresh_tokens.keys().cloned().collect()
+    }
+
+    /// The projects, issues and notes behind `/api/v4/projects`.
+    pub fn api<R>(&self, f: impl FnOnce(&mut crate::fake_gitlab_api::Data) -> R) -> R {
+        f(&mut self.state.lock().unwrap().api)
     }
 
     pub fn hits(&self, path: &str) -> usize {
@@ -446,6 +456,24 @@ async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
     }
 
     let user = user.expect("tokens belong to users");
+    if path.starts_with("/api/v4/projects") || path == "/echo-headers" {
+        let method = req.method().to_string();
+        let query = req.uri().query().unwrap_or_default().to_string();
+        let body = req.take_body().into_vec().await.unwrap_or_default();
+        let mut s = state.lock().unwrap();
+        let base_url = s.base_url.clone();
+        let caller = crate::fake_gitlab_api::Caller {
+            base_url: &base_url,
+            user: token.user,
+            username: &user.username,
+            scopes: &token.scopes,
+        };
+        if let Some(response) =
+            crate::fake_gitlab_api::route(&mut s.api, &method, &path, &query, &body, req.headers(), &caller)
+        {
+            return response;
+        }
+    }
     match path.as_str() {
         "/api/v4/personal_access_tokens/self" if token.kind == Kind::Pat => json_response(
             200,

@@ -2,8 +2,10 @@
 //! fake GitLab on loopback.
 
 mod fake_gitlab;
+mod fake_gitlab_api;
 mod harness;
 
+mod actions;
 mod api;
 mod browser;
 mod cache;
@@ -12,6 +14,7 @@ mod egress;
 mod errors;
 mod example;
 mod oauth;
+mod proxy;
 mod python;
 mod reload;
 mod sandbox;

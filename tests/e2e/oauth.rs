@@ -30,7 +30,7 @@ fn query(url: &str) -> std::collections::HashMap<String, String> {
 
 /// The fake with an application whose redirect URI points at `g`, and the
 /// same application added to `g`.
-async fn setup(g: &Gatehouse, fake: &FakeGitlab) {
+pub(crate) async fn setup(g: &Gatehouse, fake: &FakeGitlab) {
     let redirect_uri = format!("{}/api/v1/oauth/gitlab-oauth/callback", g.base);
     fake.register_app(CLIENT_ID, CLIENT_SECRET, &redirect_uri);
     let r = g
@@ -71,7 +71,7 @@ async fn deliver(g: &Gatehouse, callback_url: &str) -> (u16, Value) {
     (r.status, body)
 }
 
-async fn connect_through_oauth(g: &Gatehouse, fake: &FakeGitlab) -> String {
+pub(crate) async fn connect_through_oauth(g: &Gatehouse, fake: &FakeGitlab) -> String {
     let callback = approve(&start(g, fake).await).await;
     let (status, location) = deliver(g, &callback).await;
     assert_eq!(status, 302, "{location}");

@@ -17,7 +17,13 @@ use poem_openapi::{
     payload::Json,
 };
 
-use crate::{crypto, error::AppError, integrations::Integrations};
+use crate::{
+    actions::Actions,
+    crypto,
+    error::AppError,
+    integrations::Integrations,
+    proxy::{Proxy, ProxyRequest, ProxySettings},
+};
 use models::*;
 use problem::ApiError;
 
@@ -45,6 +51,8 @@ enum ApiTags {
     /// OAuth 2.0: applications, authorization and callback.
     #[oai(rename = "OAuth")]
     OAuth,
+    /// Using a connection: typed actions (and the proxy, described in the README).
+    Use,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -95,6 +103,7 @@ pub enum Deleted {
 
 pub struct Api {
     integrations: Arc<Integrations>,
+    actions: Actions,
 }
 
 impl Api {
@@ -296,6 +305,24 @@ impl Api {
         Ok(CallbackResponse::Connected(format!("/?connected={}", row.id), "no-store".into()))
     }
 
+    /// Run a typed action of the integration's connector. The body is the
+    /// action's input, validated against its JSON Schema (400
+    /// `validation_error` with `pointer` naming the failing value); the
+    /// answer is its output, validated against its schema. The connector
+    /// never receives the stored credential: Gatehouse adds it to the
+    /// connector's requests. `GET /api/v1/providers/{provider_id}` lists
+    /// the actions and their schemas.
+    #[oai(path = "/integrations/:id/actions/:name", method = "post", tag = "ApiTags::Use")]
+    async fn action(
+        &self,
+        _auth: ApiKey,
+        id: Path<uuid::Uuid>,
+        name: Path<String>,
+        body: Json<serde_json::Value>,
+    ) -> ApiResult<Json<serde_json::Value>> {
+        Ok(Json(self.actions.run(&id.0.to_string(), &name.0, body.0).await?))
+    }
+
     /// Rotate: verify a new token for the same account and replace the old one.
     #[oai(path = "/integrations/:id/credentials", method = "put", tag = "ApiTags::Integrations")]
     async fn rotate(
@@ -333,22 +360,12 @@ fn stylesheet() -> poem::Response {
     page("text/css; charset=utf-8", include_str!("page/settings.css"))
 }
 
-/// Reads at most `max` bytes of any body (with or without Content-Length)
-/// before a handler sees it, so an oversized request cannot tie up memory.
+/// Bounds the body before a handler sees it, so an oversized request
+/// cannot tie up memory.
 async fn limit_body<E: poem::Endpoint>(ep: Arc<E>, mut req: Request, max: usize) -> poem::Result<poem::Response> {
-    use tokio::io::AsyncReadExt;
     let body = req.take_body();
     if !body.is_empty() {
-        let mut reader = body.into_async_read();
-        let mut bytes = Vec::new();
-        (&mut reader).take(max as u64 + 1).read_to_end(&mut bytes).await.map_err(poem::error::ReadBodyError::Io)?;
-        if bytes.len() > max {
-            // Read (and drop) a bounded rest, so the client is not reset
-            // while still sending and does see the 413; a bigger body just
-            // gets the connection closed.
-            let _ = tokio::io::copy(&mut reader.take(DRAIN_AFTER_TOO_LARGE), &mut tokio::io::sink()).await;
-            return Err(poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE));
-        }
+        let bytes = read_limited(body, max).await?;
         req.set_body(bytes);
     }
     ep.call(req).await.map(poem::IntoResponse::into_response)
@@ -356,22 +373,125 @@ async fn limit_body<E: poem::Endpoint>(ep: Arc<E>, mut req: Request, max: usize)
 
 const DRAIN_AFTER_TOO_LARGE: u64 = 4 * 1024 * 1024;
 
-pub fn routes(integrations: Arc<Integrations>, api_key_hash: String, max_body_bytes: usize) -> impl poem::Endpoint {
-    let service = OpenApiService::new(Api { integrations }, "Gatehouse", env!("CARGO_PKG_VERSION"))
-        .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors.");
+pub fn routes(
+    integrations: Arc<Integrations>,
+    api_key_hash: String,
+    max_body_bytes: usize,
+    proxy: ProxySettings,
+) -> impl poem::Endpoint {
+    let api = Api { actions: Actions::new(integrations.clone()), integrations: integrations.clone() };
+    let service = OpenApiService::new(api, "Gatehouse", env!("CARGO_PKG_VERSION"))
+        .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors, and use them: an authenticated proxy, typed actions.");
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
-    Route::new()
+    let api_key_hash = Arc::new(ApiKeyHash(api_key_hash));
+    let everything_else = Route::new()
         .at("/", poem::get(index))
         .at("/assets/settings.js", poem::get(script))
         .at("/assets/settings.css", poem::get(stylesheet))
         .at("/api/openapi.json", spec)
         .nest("/docs", docs)
         .nest_no_strip("/api/v1", service.around(move |ep, req| limit_body(ep, req, max_body_bytes)))
-        .data(Arc::new(ApiKeyHash(api_key_hash)))
-        .with(NormalizePath::new(TrailingSlash::Trim))
+        .with(NormalizePath::new(TrailingSlash::Trim));
+    // The proxy sees the path exactly as sent: normalising it (merging
+    // slashes, trimming the last one) would change what reaches the provider
+    // and hide a `//host` it must refuse.
+    let proxy = Arc::new(Proxy::new(integrations, proxy));
+    Route::new()
+        .at("/api/v1/integrations/:id/proxy/*path", poem::endpoint::make(move |req| proxy_endpoint(proxy.clone(), req)))
+        .nest("/", everything_else)
+        .data(api_key_hash)
         .catch_all_error(problem::render)
         .around(log_request)
+}
+
+/// `ANY /api/v1/integrations/{id}/proxy/{path}`: authenticated by the API
+/// key, forwarded to the provider with the connection's credential.
+async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request) -> poem::Result<poem::Response> {
+    use poem::IntoResponse;
+    let authorized = match (req.data::<Arc<ApiKeyHash>>(), req.headers().get("authorization")) {
+        (Some(expected), Some(value)) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|key| crypto::constant_time_eq(&crypto::hash_api_key(key.trim()), &expected.0)),
+        _ => false,
+    };
+    if !authorized {
+        return Ok(ApiError::from(AppError::Unauthorized).into_response());
+    }
+    let method = req.method().clone();
+    if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+        return Err(poem::Error::from_status(poem::http::StatusCode::METHOD_NOT_ALLOWED));
+    }
+    // The raw path, still percent-encoded: `{id}` then `/proxy/` then the rest.
+    let raw = req.uri().path().to_string();
+    let rest = raw.strip_prefix("/api/v1/integrations/").unwrap_or_default();
+    let (id, path) = rest.split_once("/proxy/").unwrap_or((rest, ""));
+    let Ok(id) = id.parse::<uuid::Uuid>() else {
+        return Ok(ApiError::from(AppError::Validation("The id in the path is not a valid UUID.".into())).into_response());
+    };
+    let max = proxy.settings().max_body_bytes;
+    let body = match read_limited(req.take_body(), max).await {
+        Ok(body) => body,
+        Err(e) => return Err(e),
+    };
+    let request = ProxyRequest {
+        method: reqwest::Method::from_bytes(method.as_str().as_bytes()).expect("a known method"),
+        path: path.to_string(),
+        query: req.uri().query().map(str::to_string),
+        headers: to_reqwest_headers(req.headers()),
+        body,
+    };
+    match proxy.forward(&id.to_string(), request).await {
+        Ok(answer) => {
+            let mut response = poem::Response::builder()
+                .status(poem::http::StatusCode::from_u16(answer.status.as_u16()).expect("a valid status"))
+                .body(poem::Body::from_bytes_stream(answer.body));
+            for (name, value) in &answer.headers {
+                if let (Ok(name), Ok(value)) = (
+                    poem::http::HeaderName::from_bytes(name.as_str().as_bytes()),
+                    poem::http::HeaderValue::from_bytes(value.as_bytes()),
+                ) {
+                    response.headers_mut().append(name, value);
+                }
+            }
+            Ok(response)
+        }
+        Err(e) => Ok(ApiError::from(e).into_response()),
+    }
+}
+
+fn to_reqwest_headers(headers: &poem::http::HeaderMap) -> reqwest::header::HeaderMap {
+    let mut out = reqwest::header::HeaderMap::new();
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes()),
+            reqwest::header::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append(name, value);
+        }
+    }
+    out
+}
+
+/// Reads at most `max` bytes of any body (with or without Content-Length);
+/// more is a 413 after reading (and dropping) a bounded rest, so the client
+/// is not reset while still sending and does see the 413; a bigger body
+/// just gets the connection closed.
+async fn read_limited(body: poem::Body, max: usize) -> poem::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut reader = body.into_async_read();
+    let mut bytes = Vec::new();
+    (&mut reader).take(max as u64 + 1).read_to_end(&mut bytes).await.map_err(poem::error::ReadBodyError::Io)?;
+    if bytes.len() > max {
+        let _ = tokio::io::copy(&mut reader.take(DRAIN_AFTER_TOO_LARGE), &mut tokio::io::sink()).await;
+        return Err(poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE));
+    }
+    Ok(bytes)
 }
 
 /// One log line per request: method, path, status, duration. Never bodies,

@@ -100,6 +100,43 @@ pub struct ProviderManifest {
     /// Present when the connector runs the OAuth 2.0 authorization-code flow
     /// (`GET /api/v1/oauth/{provider_id}/authorize`).
     pub oauth: Option<OAuthSettings>,
+    /// How Gatehouse presents the stored credential to the provider for the
+    /// proxy, actions and syncs. Absent: connections can only be verified.
+    pub credential_presentation: Option<CredentialPresentation>,
+    /// Typed operations: `POST /api/v1/integrations/{id}/actions/{name}`.
+    pub actions: Vec<ActionDefinition>,
+    /// Data the connector's syncs mirror.
+    pub sync_models: Vec<SyncModel>,
+}
+
+/// One header Gatehouse adds to requests bound for the base URL.
+#[derive(Debug, Object)]
+pub struct CredentialPresentation {
+    /// Header name, e.g. `private-token`.
+    pub header: String,
+    /// Template of the value; `{key}` stands for the credential field `key`.
+    pub value: String,
+}
+
+#[derive(Debug, Object)]
+pub struct ActionDefinition {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema (draft 2020-12) the request body must match.
+    pub input_schema: serde_json::Value,
+    /// JSON Schema (draft 2020-12) of the answer.
+    pub output_schema: serde_json::Value,
+}
+
+#[derive(Debug, Object)]
+pub struct SyncModel {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema (draft 2020-12) of one record.
+    pub record_schema: serde_json::Value,
+    pub default_interval_seconds: u32,
+    /// Whether runs resume from a checkpoint (true) or read everything.
+    pub incremental: bool,
 }
 
 #[derive(Debug, Object)]
@@ -337,6 +374,31 @@ impl From<&Plugin> for ProviderManifest {
                 url_field: o.url_field.clone(),
                 token_field: o.token_field.clone(),
             }),
+            credential_presentation: m
+                .credential_presentation
+                .as_ref()
+                .map(|p| CredentialPresentation { header: p.header.clone(), value: p.value.clone() }),
+            actions: m
+                .actions
+                .iter()
+                .map(|a| ActionDefinition {
+                    name: a.name.clone(),
+                    description: a.description.clone(),
+                    input_schema: a.input_schema.clone(),
+                    output_schema: a.output_schema.clone(),
+                })
+                .collect(),
+            sync_models: m
+                .sync_models
+                .iter()
+                .map(|s| SyncModel {
+                    name: s.name.clone(),
+                    description: s.description.clone(),
+                    record_schema: s.record_schema.clone(),
+                    default_interval_seconds: s.default_interval_seconds,
+                    incremental: s.incremental,
+                })
+                .collect(),
         }
     }
 }

@@ -15,13 +15,13 @@ pub enum ApiError {
     /// `unauthorized`
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
-    /// `egress_denied`
+    /// `egress_denied`, `provider_forbidden`
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// `not_found`
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
-    /// `account_mismatch`
+    /// `account_mismatch`, `not_refreshable`, `proxy_unsupported`
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
     /// `invalid_token`, `token_expired`, `token_revoked`, `insufficient_scope`
@@ -122,6 +122,7 @@ pub async fn render(err: poem::Error) -> Response {
         code: code.into(),
         missing_scopes: None,
         retry_after: None,
+        pointer: None,
     };
     let body = serde_json::to_vec(&problem).expect("a problem serialises");
     Response::builder().status(status).content_type("application/problem+json").body(body)

@@ -22,9 +22,12 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::{
     crypto::sha256_hex,
-    egress::{CallEgress, Egress, OutboundRequest, OutboundResponse, SendError},
+    egress::{CallEgress, CredentialHeader, Egress, OutboundRequest, OutboundResponse, SendError},
 };
-use model::{Credentials, FieldKind, Manifest, OAuthClient, OAuthError, TokenGrant, Verification, VerifyError};
+use model::{
+    Connection, Credentials, FieldKind, Manifest, OAuthClient, OAuthError, ProviderError, TokenGrant, Verification,
+    VerifyError,
+};
 
 /// How often the epoch advances; the granularity of deadlines and of
 /// yielding a busy connector back to the scheduler.
@@ -68,6 +71,7 @@ pub enum CallError {
 enum Bindings {
     V0_1_0(wit::v0_1_0::ProviderPre<CallState>),
     V0_2_0(wit::v0_2_0::ProviderPre<CallState>),
+    V0_3_0(wit::v0_3_0::Pre),
 }
 
 /// One call into a connector in the host's terms; each WIT version module
@@ -93,6 +97,11 @@ pub(crate) enum Call<'a> {
         client: &'a OAuthClient,
         refresh_token: &'a str,
     },
+    Action {
+        name: &'a str,
+        input: &'a str,
+        connection: &'a Connection,
+    },
 }
 
 pub(crate) enum Answer {
@@ -100,6 +109,13 @@ pub(crate) enum Answer {
     Verify(Result<Verification, VerifyError>),
     AuthorizeUrl(Result<String, OAuthError>),
     Grant(Result<TokenGrant, OAuthError>),
+    Action(Result<String, ProviderError>),
+}
+
+/// An action's schemas, compiled once at load.
+pub struct ActionSchemas {
+    pub input: jsonschema::Validator,
+    pub output: jsonschema::Validator,
 }
 
 /// A loaded connector.
@@ -111,7 +127,32 @@ pub struct Plugin {
     pub source: String,
     /// Linear memory a fresh instance starts with (largest memory).
     pub initial_memory_bytes: u64,
+    /// Compiled schemas of each action, by name.
+    pub action_schemas: BTreeMap<String, ActionSchemas>,
     bindings: Bindings,
+}
+
+impl Plugin {
+    /// The interfaces the component exports, for people reading `plugins
+    /// validate`.
+    pub fn exports(&self) -> Vec<&'static str> {
+        let (oauth, actions, syncs) = self.optional_exports();
+        [("connector", true), ("oauth", oauth), ("actions", actions), ("syncs", syncs)]
+            .into_iter()
+            .filter_map(|(name, has)| has.then_some(name))
+            .collect()
+    }
+
+    /// What the component exports beyond `connector`, whatever its WIT
+    /// version: (oauth, actions, syncs).
+    fn optional_exports(&self) -> (bool, bool, bool) {
+        match &self.bindings {
+            Bindings::V0_1_0(_) => (false, false, false),
+            // 0.2.0 has OAuth inside `connector`.
+            Bindings::V0_2_0(_) => (true, false, false),
+            Bindings::V0_3_0(pre) => (pre.exports_oauth(), pre.exports_actions(), pre.exports_syncs()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -288,6 +329,11 @@ impl Runtime {
         plugin.initial_memory_bytes <= self.limits.keep_resident_bytes as u64
     }
 
+    /// The shared outbound client and policy, for the proxy.
+    pub fn egress(&self) -> &Arc<Egress> {
+        &self.egress
+    }
+
     pub fn keep_resident_kib(&self) -> usize {
         self.limits.keep_resident_bytes / 1024
     }
@@ -328,6 +374,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         wit::v0_1_0::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         wit::v0_2_0::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        wit::v0_3_0::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let weak = engine.weak();
         std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
@@ -358,7 +405,7 @@ impl Runtime {
     }
 
     pub fn supported_wit_versions() -> &'static [&'static str] {
-        &[wit::v0_1_0::VERSION, wit::v0_2_0::VERSION]
+        &[wit::v0_1_0::VERSION, wit::v0_2_0::VERSION, wit::v0_3_0::VERSION]
     }
 
     /// Compiles, links and asks for the manifest. Every connector, builtin
@@ -386,7 +433,11 @@ impl Runtime {
         };
         let exports: Vec<String> =
             component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect();
-        let (bindings, wit_version) = if exports.iter().any(|e| e == wit::v0_2_0::CONNECTOR_EXPORT) {
+        let (bindings, wit_version) = if exports.iter().any(|e| e == wit::v0_3_0::CONNECTOR_EXPORT) {
+            let pre = self.linker.instantiate_pre(&component).map_err(|e| wrong_world(format!("{e:#}")))?;
+            let pre = wit::v0_3_0::Pre::new(pre).map_err(|e| wrong_world(format!("{e:#}")))?;
+            (Bindings::V0_3_0(pre), wit::v0_3_0::VERSION)
+        } else if exports.iter().any(|e| e == wit::v0_2_0::CONNECTOR_EXPORT) {
             let pre = self.linker.instantiate_pre(&component).map_err(|e| wrong_world(format!("{e:#}")))?;
             let pre = wit::v0_2_0::ProviderPre::new(pre).map_err(|e| wrong_world(format!("{e:#}")))?;
             (Bindings::V0_2_0(pre), wit::v0_2_0::VERSION)
@@ -411,6 +462,7 @@ impl Runtime {
             wit_version,
             source: source_name.to_string(),
             initial_memory_bytes,
+            action_schemas: BTreeMap::new(),
             bindings,
         };
         if !self.fits_resident_slot(&plugin) {
@@ -426,8 +478,19 @@ impl Runtime {
             .manifest(&plugin)
             .await
             .map_err(|e| LoadError::Manifest { source_name: source_name.to_string(), why: e.to_string() })?;
-        validate_manifest(&manifest)
-            .map_err(|why| LoadError::InvalidManifest { source_name: source_name.to_string(), why })?;
+        let invalid = |why| LoadError::InvalidManifest { source_name: source_name.to_string(), why };
+        validate_manifest(&manifest).map_err(invalid)?;
+        let (oauth, actions, syncs) = plugin.optional_exports();
+        if manifest.oauth.is_some() && !oauth {
+            return Err(invalid("it declares oauth but does not export gatehouse:plugin/oauth".into()));
+        }
+        if !manifest.actions.is_empty() && !actions {
+            return Err(invalid("it lists actions but does not export gatehouse:plugin/actions".into()));
+        }
+        if !manifest.sync_models.is_empty() && !syncs {
+            return Err(invalid("it lists sync models but does not export gatehouse:plugin/syncs".into()));
+        }
+        plugin.action_schemas = compile_action_schemas(&manifest).map_err(invalid)?;
         plugin.manifest = manifest;
         Ok(plugin)
     }
@@ -435,7 +498,7 @@ impl Runtime {
     /// Calls `manifest()` in a fresh instance (the loaded manifest is cached
     /// on the plugin; this is for measuring the call itself).
     pub async fn manifest(&self, plugin: &Plugin) -> Result<Manifest, CallError> {
-        let egress = CallEgress::new(self.egress.clone(), &[]);
+        let egress = CallEgress::new(self.egress.clone(), &[], None);
         let (answer, _) =
             self.invoke(plugin, "(loading)", Call::Manifest, egress, Vec::new(), MANIFEST_TIMEOUT).await?;
         match answer {
@@ -452,16 +515,15 @@ impl Runtime {
         credentials: &Credentials,
         allowed: &[Url],
     ) -> Result<Result<Verification, VerifyError>, CallError> {
-        let secrets = plugin
-            .manifest
-            .fields
-            .iter()
-            .filter(|f| f.kind == FieldKind::Secret)
-            .filter_map(|f| credentials.get(&f.key))
-            .map(|s| SecretString::from(s.to_string()))
-            .collect();
+        let secrets = secret_values(plugin, credentials);
         let pairs: Vec<(String, String)> = credentials.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (answer, last_send_error) = self.guarded(plugin, Call::Verify(&pairs), allowed, secrets).await?;
+        // `authenticate` in verify presents the credentials being verified.
+        let credential = match allowed.first() {
+            Some(base) => credential_header(&plugin.manifest, credentials, base).ok(),
+            None => None,
+        };
+        let (answer, last_send_error) =
+            self.guarded(plugin, Call::Verify(&pairs), allowed, credential, secrets).await?;
         let Answer::Verify(result) = answer else {
             return Err(CallError::Failed("verify() answered something else".into()));
         };
@@ -494,7 +556,7 @@ impl Runtime {
             code_challenge,
         };
         // The state is a bearer secret until the callback spends it.
-        match self.guarded(plugin, call, &[], vec![state.clone()]).await?.0 {
+        match self.guarded(plugin, call, &[], None, vec![state.clone()]).await?.0 {
             Answer::AuthorizeUrl(result) => Ok(result),
             _ => Err(CallError::Failed("authorize-url() answered something else".into())),
         }
@@ -541,7 +603,8 @@ impl Runtime {
         base_url: &Url,
         secrets: Vec<SecretString>,
     ) -> Result<Result<TokenGrant, OAuthError>, CallError> {
-        let (answer, last_send_error) = self.guarded(plugin, call, std::slice::from_ref(base_url), secrets).await?;
+        let (answer, last_send_error) =
+            self.guarded(plugin, call, std::slice::from_ref(base_url), None, secrets).await?;
         let Answer::Grant(result) = answer else {
             return Err(CallError::Failed("the token call answered something else".into()));
         };
@@ -553,16 +616,46 @@ impl Runtime {
         }))
     }
 
+    /// Runs an action for a connection. The connector gets the connection's
+    /// non-secret settings; requests it marks `authenticate` carry the
+    /// stored credential, which it never sees. `secrets` are scrubbed from
+    /// whatever it returns.
+    pub async fn run_action(
+        &self,
+        plugin: &Plugin,
+        name: &str,
+        input: &str,
+        connection: &Connection,
+        credentials: &Credentials,
+        base_url: &Url,
+    ) -> Result<Result<String, ProviderError>, CallError> {
+        let credential = credential_header(&plugin.manifest, credentials, base_url).map_err(CallError::Failed)?;
+        let call = Call::Action { name, input, connection };
+        let secrets = secret_values(plugin, credentials);
+        let (answer, last_send_error) =
+            self.guarded(plugin, call, std::slice::from_ref(base_url), Some(credential), secrets).await?;
+        let Answer::Action(result) = answer else {
+            return Err(CallError::Failed("the action answered something else".into()));
+        };
+        Ok(result.map_err(|e| match (last_send_error, e) {
+            (Some(SendError::Denied(why)), ProviderError::UpstreamError(_) | ProviderError::UpstreamUnreachable(_)) => {
+                ProviderError::EgressDenied(why)
+            }
+            (_, e) => e,
+        }))
+    }
+
     /// A call that takes a concurrency slot and the per-call timeout.
     async fn guarded(
         &self,
         plugin: &Plugin,
         call: Call<'_>,
         allowed: &[Url],
+        credential: Option<CredentialHeader>,
         secrets: Vec<SecretString>,
     ) -> Result<(Answer, Option<SendError>), CallError> {
         let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
-        let egress = CallEgress::new(self.egress.clone(), allowed);
+        let egress = CallEgress::new(self.egress.clone(), allowed, credential);
         self.invoke(plugin, &plugin.manifest.id, call, egress, secrets, self.limits.call_timeout).await
     }
 
@@ -581,6 +674,7 @@ impl Runtime {
             match &plugin.bindings {
                 Bindings::V0_1_0(pre) => wit::v0_1_0::call(pre, &mut store, call).await,
                 Bindings::V0_2_0(pre) => wit::v0_2_0::call(pre, &mut store, call).await,
+                Bindings::V0_3_0(pre) => wit::v0_3_0::call(pre, &mut store, call).await,
             }
         };
         let outcome = tokio::time::timeout(timeout, run).await;
@@ -644,6 +738,59 @@ fn finish<R>(
     }
 }
 
+/// The values of the credentials' secret fields.
+fn secret_values(plugin: &Plugin, credentials: &Credentials) -> Vec<SecretString> {
+    plugin
+        .manifest
+        .fields
+        .iter()
+        .filter(|f| f.kind == FieldKind::Secret)
+        .filter_map(|f| credentials.get(&f.key))
+        .map(|s| SecretString::from(s.to_string()))
+        .collect()
+}
+
+/// The header the manifest's credential presentation makes of
+/// `credentials`, bound to `base_url`'s origin.
+pub fn credential_header(
+    manifest: &Manifest,
+    credentials: &Credentials,
+    base_url: &Url,
+) -> Result<CredentialHeader, String> {
+    let presentation = manifest
+        .credential_presentation
+        .as_ref()
+        .ok_or_else(|| format!("the connector {} declares no credential presentation", manifest.id))?;
+    let mut value = String::new();
+    let mut used = Vec::new();
+    let mut rest = presentation.value.as_str();
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').map(|c| open + c).ok_or("unbalanced { in the credential presentation")?;
+        value.push_str(&rest[..open]);
+        let key = &rest[open + 1..close];
+        let field_value = credentials.get(key).ok_or_else(|| format!("the credential field {key:?} is empty"))?;
+        value.push_str(field_value);
+        used.push(SecretString::from(field_value.to_string()));
+        rest = &rest[close + 1..];
+    }
+    value.push_str(rest);
+    CredentialHeader::new(base_url, &presentation.header, &SecretString::from(value), used)
+}
+
+fn compile_action_schemas(m: &Manifest) -> Result<BTreeMap<String, ActionSchemas>, String> {
+    let compile = |what: String, schema: &serde_json::Value| {
+        jsonschema::validator_for(schema).map_err(|e| format!("{what} is not a usable JSON Schema: {e}"))
+    };
+    m.actions
+        .iter()
+        .map(|a| {
+            let input = compile(format!("the input schema of action {:?}", a.name), &a.input_schema)?;
+            let output = compile(format!("the output schema of action {:?}", a.name), &a.output_schema)?;
+            Ok((a.name.clone(), ActionSchemas { input, output }))
+        })
+        .collect()
+}
+
 fn base_url_text(url: &Url) -> String {
     url.as_str().trim_end_matches('/').to_string()
 }
@@ -666,6 +813,9 @@ fn placeholder_manifest() -> Manifest {
         required_scopes_rule: model::ScopeRule::AllOf,
         version: String::new(),
         oauth: None,
+        credential_presentation: None,
+        actions: Vec::new(),
+        sync_models: Vec::new(),
     }
 }
 
@@ -726,5 +876,159 @@ pub fn validate_manifest(m: &Manifest) -> Result<(), String> {
             }
         }
     }
+    if let Some(p) = &m.credential_presentation {
+        validate_presentation(m, p)?;
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for a in &m.actions {
+        let ok = !a.name.is_empty()
+            && a.name.len() <= 64
+            && a.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            return Err(format!("action name {:?} must be 1-64 lowercase letters, digits or dashes", a.name));
+        }
+        if !names.insert(a.name.as_str()) {
+            return Err(format!("action {:?} is listed twice", a.name));
+        }
+    }
+    if !m.actions.is_empty() && m.credential_presentation.is_none() {
+        return Err("it lists actions but declares no credential presentation, so they could not authenticate".into());
+    }
+    let mut models = std::collections::BTreeSet::new();
+    for s in &m.sync_models {
+        let ok = !s.name.is_empty()
+            && s.name.len() <= 64
+            && s.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok {
+            return Err(format!("sync model name {:?} must be 1-64 lowercase letters, digits or underscores", s.name));
+        }
+        if !models.insert(s.name.as_str()) {
+            return Err(format!("sync model {:?} is listed twice", s.name));
+        }
+    }
     Ok(())
+}
+
+/// The header must be one the host may set, and the template may only name
+/// declared fields: a presentation is how a secret leaves the host.
+fn validate_presentation(m: &Manifest, p: &model::CredentialPresentation) -> Result<(), String> {
+    let header = p.header.to_ascii_lowercase();
+    let is_token = !header.is_empty() && header.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+    if !is_token || ["host", "content-length", "transfer-encoding", "connection", "cookie", "te"].contains(&&*header) {
+        return Err(format!("credential presentation header {:?} is not a header the host may set", p.header));
+    }
+    let mut rest = p.value.as_str();
+    let mut placeholders = 0;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}').map(|c| open + c) else {
+            return Err("credential presentation value has an unclosed {".into());
+        };
+        let key = &rest[open + 1..close];
+        if !m.fields.iter().any(|f| f.key == key && f.kind == FieldKind::Secret) {
+            return Err(format!("credential presentation names {key:?}, which is not a secret field"));
+        }
+        placeholders += 1;
+        rest = &rest[close + 1..];
+    }
+    if placeholders == 0 {
+        return Err("credential presentation value names no secret field (e.g. \"Bearer {access_token}\")".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            id: "acme".into(),
+            fields: vec![
+                model::Field {
+                    key: "token".into(),
+                    label: "Token".into(),
+                    kind: FieldKind::Secret,
+                    required: true,
+                    default: None,
+                    placeholder: None,
+                    help: None,
+                },
+                model::Field {
+                    key: "base_url".into(),
+                    label: "Base URL".into(),
+                    kind: FieldKind::Url,
+                    required: false,
+                    default: Some("https://acme.example".into()),
+                    placeholder: None,
+                    help: None,
+                },
+            ],
+            credential_presentation: Some(model::CredentialPresentation {
+                header: "authorization".into(),
+                value: "Bearer {token}".into(),
+            }),
+            ..placeholder_manifest()
+        }
+    }
+
+    fn presenting(header: &str, value: &str) -> Manifest {
+        Manifest {
+            credential_presentation: Some(model::CredentialPresentation { header: header.into(), value: value.into() }),
+            ..manifest()
+        }
+    }
+
+    #[test]
+    fn a_presentation_may_only_name_secret_fields_in_a_settable_header() {
+        assert!(validate_manifest(&manifest()).is_ok());
+        for (header, value) in [
+            ("authorization", "Bearer {base_url}"),
+            ("authorization", "Bearer {nope}"),
+            ("authorization", "Bearer static"),
+            ("authorization", "Bearer {token"),
+            ("host", "{token}"),
+            ("content-length", "{token}"),
+            ("bad header", "{token}"),
+        ] {
+            assert!(validate_manifest(&presenting(header, value)).is_err(), "{header}: {value}");
+        }
+    }
+
+    #[test]
+    fn the_presentation_renders_the_stored_secret_for_its_origin_only() {
+        let mut credentials = Credentials::default();
+        credentials.insert("token".into(), "acme-secret-0123456789".into());
+        let base = Url::parse("https://acme.example/api").unwrap();
+        let header = credential_header(&manifest(), &credentials, &base).unwrap();
+        assert_eq!(header.header_name().as_str(), "authorization");
+        assert!(!format!("{header:?}").contains("acme-secret"), "{header:?}");
+        let mut echoed = b"{\"authorization\":\"Bearer acme-secret-0123456789\"}".to_vec();
+        header.scrub(&mut echoed);
+        assert_eq!(echoed, b"{\"authorization\":\"Bearer [redacted]\"}");
+        assert!(credential_header(&manifest(), &Credentials::default(), &base).is_err());
+    }
+
+    #[test]
+    fn actions_need_a_presentation_and_unique_names() {
+        let action = |name: &str| model::ActionDefinition {
+            name: name.into(),
+            description: String::new(),
+            input_schema: serde_json::json!({"type": "object"}),
+            output_schema: serde_json::json!({"type": "object"}),
+        };
+        let ok = Manifest { actions: vec![action("create-issue")], ..manifest() };
+        assert!(validate_manifest(&ok).is_ok());
+        let twice = Manifest { actions: vec![action("a"), action("a")], ..manifest() };
+        assert!(validate_manifest(&twice).is_err());
+        let bad_name = Manifest { actions: vec![action("Create Issue")], ..manifest() };
+        assert!(validate_manifest(&bad_name).is_err());
+        let no_presentation =
+            Manifest { actions: vec![action("a")], credential_presentation: None, ..manifest() };
+        assert!(validate_manifest(&no_presentation).is_err());
+        let bad_schema = Manifest {
+            actions: vec![model::ActionDefinition { input_schema: serde_json::json!({"type": 7}), ..action("a") }],
+            ..manifest()
+        };
+        assert!(compile_action_schemas(&bad_schema).is_err());
+    }
 }

@@ -50,6 +50,64 @@ pub struct Manifest {
     pub version: String,
     /// Present when the connector runs the OAuth 2.0 authorization-code flow.
     pub oauth: Option<OAuthSettings>,
+    /// How the host presents a stored credential; None: the connection can
+    /// be verified but not used through the proxy, actions or syncs.
+    pub credential_presentation: Option<CredentialPresentation>,
+    pub actions: Vec<ActionDefinition>,
+    pub sync_models: Vec<SyncModel>,
+}
+
+/// One header the host adds to authenticated requests. `value` is a
+/// template whose `{key}` placeholders name credential fields.
+#[derive(Debug, Clone)]
+pub struct CredentialPresentation {
+    pub header: String,
+    pub value: String,
+}
+
+/// A typed operation a connector offers; the schemas are JSON Schema
+/// documents (draft 2020-12).
+#[derive(Debug, Clone)]
+pub struct ActionDefinition {
+    pub name: String,
+    pub description: String,
+    pub input_schema: serde_json::Value,
+    pub output_schema: serde_json::Value,
+}
+
+/// A kind of record a connector's syncs mirror.
+#[derive(Debug, Clone)]
+pub struct SyncModel {
+    pub name: String,
+    pub description: String,
+    pub record_schema: serde_json::Value,
+    pub default_interval_seconds: u32,
+    pub incremental: bool,
+}
+
+/// What an action or sync learns of the connection it runs for: never a
+/// secret.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub base_url: String,
+    pub account_id: String,
+    pub settings: Vec<(String, String)>,
+}
+
+/// Why an action (or a sync page) did not succeed; sentences already
+/// redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderError {
+    InvalidInput(String),
+    NotFound(String),
+    Unauthorized(String),
+    Forbidden(String),
+    RateLimited(Option<u32>),
+    UpstreamError(String),
+    UpstreamUnreachable(String),
+    UpstreamTimeout,
+    EgressDenied(String),
+    Unsupported(String),
 }
 
 #[derive(Debug, Clone)]

@@ -1,9 +1,10 @@
-//! One module per supported WIT version of `gatehouse:plugin`, each turning
-//! its generated types into [`super::model`] at the edge. `latest` names the
-//! version new connectors should target.
+//! One module per supported WIT version of `gatehouse:plugin`. `latest`
+//! holds the bindings, the host imports and the conversions into
+//! [`super::model`]; an older version's module holds only conversions of
+//! its types into the latest ones and host imports that forward there.
 
 pub mod v0_1_0;
 pub mod v0_2_0;
+pub mod v0_3_0;
 
-#[allow(unused_imports)]
-pub use v0_2_0 as latest;
+pub use v0_3_0 as latest;

@@ -1,11 +1,15 @@
-//! `gatehouse:plugin@0.1.0`: bindings, host imports and conversions. A
-//! 0.1.0 connector has no OAuth: it answers those calls `unsupported`
-//! without being instantiated.
+//! `gatehouse:plugin@0.1.0`, frozen: its types converted into the latest
+//! version's, and its `http` and `log` imports forwarded to the latest
+//! implementation. A 0.1.0 connector has no OAuth, actions, syncs or
+//! credential presentation: those calls are answered without
+//! instantiating it.
 
 use wasmtime::component::HasSelf;
 
-use super::super::{Answer, Call, CallState, model};
-use crate::egress::{OutboundRequest, SendError};
+use super::{
+    super::{Answer, Call, CallState, model},
+    latest,
+};
 
 wasmtime::component::bindgen!({
     world: "provider",
@@ -33,96 +37,110 @@ pub(crate) async fn call(
         Call::ExchangeCode { .. } | Call::RefreshToken { .. } => {
             return Ok(Answer::Grant(Err(model::OAuthError::Unsupported)));
         }
+        Call::Action { .. } => {
+            return Ok(Answer::Action(Err(model::ProviderError::Unsupported(
+                "The connector implements gatehouse:plugin@0.1.0, which has no actions.".into(),
+            ))));
+        }
         Call::Manifest | Call::Verify(_) => {}
     }
     let instance = pre.instantiate_async(&mut *store).await?;
     let connector = instance.gatehouse_plugin_connector();
     Ok(match call {
         Call::Verify(credentials) => {
-            Answer::Verify(verify(connector.call_verify(&mut *store, credentials).await?, store.data()))
+            let result = connector.call_verify(&mut *store, credentials).await?;
+            let state = store.data();
+            Answer::Verify(latest::verify_result(result.map(Into::into).map_err(Into::into), &|s| state.redact(&s)))
         }
-        _ => Answer::Manifest(manifest(connector.call_manifest(&mut *store).await?)),
+        _ => Answer::Manifest(latest::manifest(connector.call_manifest(&mut *store).await?.into())?),
     })
 }
 
-fn manifest(m: types::ProviderManifest) -> model::Manifest {
-    model::Manifest {
-        id: m.id,
-        name: m.name,
-        vendor: m.vendor,
-        auth_method: match m.auth_method {
-            types::AuthMethod::Oauth2 => model::AuthMethod::OAuth2,
-            types::AuthMethod::PersonalAccessToken => model::AuthMethod::PersonalAccessToken,
-        },
-        description: m.description,
-        notes: m.notes,
-        fields: m
-            .fields
-            .into_iter()
-            .map(|f| model::Field {
-                key: f.key,
-                label: f.label,
-                kind: match f.kind {
-                    types::FieldKind::Text => model::FieldKind::Text,
-                    types::FieldKind::Secret => model::FieldKind::Secret,
-                    types::FieldKind::Url => model::FieldKind::Url,
-                },
-                required: f.required,
-                default: f.default,
-                placeholder: f.placeholder,
-                help: f.help,
-            })
-            .collect(),
-        required_scopes: m.required_scopes,
-        required_scopes_rule: match m.required_scopes_rule {
-            types::ScopeRule::AllOf => model::ScopeRule::AllOf,
-            types::ScopeRule::AnyOf => model::ScopeRule::AnyOf,
-        },
-        version: m.version,
-        oauth: None,
+use latest::types as l;
+
+impl From<types::ProviderManifest> for l::ProviderManifest {
+    fn from(m: types::ProviderManifest) -> Self {
+        Self {
+            id: m.id,
+            name: m.name,
+            vendor: m.vendor,
+            auth_method: match m.auth_method {
+                types::AuthMethod::Oauth2 => l::AuthMethod::Oauth2,
+                types::AuthMethod::PersonalAccessToken => l::AuthMethod::PersonalAccessToken,
+            },
+            description: m.description,
+            notes: m.notes,
+            fields: m.fields.into_iter().map(Into::into).collect(),
+            required_scopes: m.required_scopes,
+            required_scopes_rule: m.required_scopes_rule.into(),
+            version: m.version,
+            oauth: None,
+            credential_presentation: None,
+            actions: Vec::new(),
+            sync_models: Vec::new(),
+        }
     }
 }
 
-fn verify(
-    result: Result<types::Verification, types::VerifyError>,
-    state: &CallState,
-) -> Result<model::Verification, model::VerifyError> {
-    let redact = |s: String| state.redact(&s);
-    match result {
-        Ok(v) => Ok(model::Verification {
-            account: account(v.account),
-            scopes: v.scopes,
-            expires_at: v.expires_at,
-            token_kind: v.token_kind,
-        }),
-        Err(e) => Err(match e {
-            types::VerifyError::InvalidInput(s) => model::VerifyError::InvalidInput(redact(s)),
-            types::VerifyError::InvalidToken(s) => model::VerifyError::InvalidToken(redact(s)),
-            types::VerifyError::TokenExpired(s) => model::VerifyError::TokenExpired(redact(s)),
-            types::VerifyError::TokenRevoked(s) => model::VerifyError::TokenRevoked(redact(s)),
-            types::VerifyError::InsufficientScope(p) => model::VerifyError::InsufficientScope {
-                account: p.account.map(account),
+impl From<types::Field> for l::Field {
+    fn from(f: types::Field) -> Self {
+        Self {
+            key: f.key,
+            label: f.label,
+            kind: match f.kind {
+                types::FieldKind::Text => l::FieldKind::Text,
+                types::FieldKind::Secret => l::FieldKind::Secret,
+                types::FieldKind::Url => l::FieldKind::Url,
+            },
+            required: f.required,
+            default: f.default,
+            placeholder: f.placeholder,
+            help: f.help,
+        }
+    }
+}
+
+impl From<types::ScopeRule> for l::ScopeRule {
+    fn from(r: types::ScopeRule) -> Self {
+        match r {
+            types::ScopeRule::AllOf => Self::AllOf,
+            types::ScopeRule::AnyOf => Self::AnyOf,
+        }
+    }
+}
+
+impl From<types::Account> for l::Account {
+    fn from(a: types::Account) -> Self {
+        Self { id: a.id, username: a.username, name: a.name, email: a.email, web_url: a.web_url, avatar_url: a.avatar_url }
+    }
+}
+
+impl From<types::Verification> for l::Verification {
+    fn from(v: types::Verification) -> Self {
+        Self { account: v.account.into(), scopes: v.scopes, expires_at: v.expires_at, token_kind: v.token_kind }
+    }
+}
+
+impl From<types::VerifyError> for l::VerifyError {
+    fn from(e: types::VerifyError) -> Self {
+        use types::VerifyError as V;
+        match e {
+            V::InvalidInput(s) => Self::InvalidInput(s),
+            V::InvalidToken(s) => Self::InvalidToken(s),
+            V::TokenExpired(s) => Self::TokenExpired(s),
+            V::TokenRevoked(s) => Self::TokenRevoked(s),
+            V::InsufficientScope(p) => Self::InsufficientScope(l::ScopeProblem {
+                account: p.account.map(Into::into),
                 scopes: p.scopes,
                 missing_scopes: p.missing_scopes,
-                detail: redact(p.detail),
-            },
-            types::VerifyError::RateLimited(after) => model::VerifyError::RateLimited(after),
-            types::VerifyError::UpstreamError(s) => model::VerifyError::UpstreamError(redact(s)),
-            types::VerifyError::UpstreamUnreachable(s) => model::VerifyError::UpstreamUnreachable(redact(s)),
-            types::VerifyError::UpstreamTimeout => model::VerifyError::UpstreamTimeout,
-            types::VerifyError::EgressDenied(s) => model::VerifyError::EgressDenied(redact(s)),
-        }),
-    }
-}
-
-fn account(a: types::Account) -> model::Account {
-    model::Account {
-        id: a.id,
-        username: a.username,
-        name: a.name,
-        email: a.email,
-        web_url: a.web_url,
-        avatar_url: a.avatar_url,
+                detail: p.detail,
+            }),
+            V::RateLimited(after) => Self::RateLimited(after),
+            V::UpstreamError(s) => Self::UpstreamError(s),
+            V::UpstreamUnreachable(s) => Self::UpstreamUnreachable(s),
+            V::UpstreamTimeout => Self::UpstreamTimeout,
+            V::EgressDenied(s) => Self::EgressDenied(s),
+        }
     }
 }
 
@@ -130,18 +148,24 @@ impl types::Host for CallState {}
 
 impl http::Host for CallState {
     async fn send(&mut self, req: http::Request) -> wasmtime::Result<Result<http::Response, http::Error>> {
-        let request = OutboundRequest { method: req.method, url: req.url, headers: req.headers, body: req.body };
-        Ok(CallState::send(self, request)
-            .await?
-            .map(|r| http::Response { status: r.status, headers: r.headers, body: r.body })
-            .map_err(|e| match e {
-                SendError::Denied(why) => http::Error::Denied(why),
-                SendError::Timeout => http::Error::Timeout,
-                SendError::Unreachable(why) => http::Error::Unreachable(why),
-                SendError::TooLarge => http::Error::TooLarge,
-                SendError::InvalidRequest(why) => http::Error::InvalidRequest(why),
-                SendError::BudgetExhausted(n) => http::Error::InvalidRequest(format!("request budget of {n} spent")),
-            }))
+        let request = latest::http::Request {
+            method: req.method,
+            url: req.url,
+            headers: req.headers,
+            body: req.body,
+            authenticate: false,
+        };
+        let result = <Self as latest::http::Host>::send(self, request).await?;
+        Ok(result.map(|r| http::Response { status: r.status, headers: r.headers, body: r.body }).map_err(|e| {
+            use latest::http::Error as E;
+            match e {
+                E::Denied(why) => http::Error::Denied(why),
+                E::Timeout => http::Error::Timeout,
+                E::Unreachable(why) => http::Error::Unreachable(why),
+                E::TooLarge => http::Error::TooLarge,
+                E::InvalidRequest(why) => http::Error::InvalidRequest(why),
+            }
+        }))
     }
 }
 
@@ -153,13 +177,12 @@ impl log::Host for CallState {
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
         let level = match level {
-            log::Level::Trace => tracing::Level::TRACE,
-            log::Level::Debug => tracing::Level::DEBUG,
-            log::Level::Info => tracing::Level::INFO,
-            log::Level::Warn => tracing::Level::WARN,
-            log::Level::Error => tracing::Level::ERROR,
+            log::Level::Trace => latest::log::Level::Trace,
+            log::Level::Debug => latest::log::Level::Debug,
+            log::Level::Info => latest::log::Level::Info,
+            log::Level::Warn => latest::log::Level::Warn,
+            log::Level::Error => latest::log::Level::Error,
         };
-        self.plugin_log(level, &message, &fields);
-        Ok(())
+        <Self as latest::log::Host>::write(self, level, message, fields).await
     }
 }

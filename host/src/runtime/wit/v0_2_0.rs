@@ -1,14 +1,18 @@
-//! `gatehouse:plugin@0.2.0` (latest): bindings, host imports and
-//! conversions. Adds OAuth 2.0 to 0.1.0.
+//! `gatehouse:plugin@0.2.0`, frozen: its types converted into the latest
+//! version's, and its `http` and `log` imports forwarded to the latest
+//! implementation. A 0.2.0 connector has OAuth in `connector` and no
+//! actions, syncs or credential presentation.
 
 use wasmtime::component::HasSelf;
 
-use super::super::{Answer, Call, CallState, model};
-use crate::egress::{OutboundRequest, SendError};
+use super::{
+    super::{Answer, Call, CallState, model},
+    latest,
+};
 
 wasmtime::component::bindgen!({
     world: "provider",
-    path: "../wit",
+    path: "../wit/v0.2.0",
     imports: { default: async | trappable },
     exports: { default: async },
 });
@@ -27,152 +31,170 @@ pub(crate) async fn call(
     store: &mut wasmtime::Store<CallState>,
     call: Call<'_>,
 ) -> wasmtime::Result<Answer> {
+    if let Call::Action { .. } = call {
+        return Ok(Answer::Action(Err(model::ProviderError::Unsupported(
+            "The connector implements gatehouse:plugin@0.2.0, which has no actions.".into(),
+        ))));
+    }
     let instance = pre.instantiate_async(&mut *store).await?;
     let connector = instance.gatehouse_plugin_connector();
     Ok(match call {
-        Call::Manifest => Answer::Manifest(manifest(connector.call_manifest(&mut *store).await?)),
+        Call::Manifest => Answer::Manifest(latest::manifest(connector.call_manifest(&mut *store).await?.into())?),
         Call::Verify(credentials) => {
             let result = connector.call_verify(&mut *store, credentials).await?;
             let state = store.data();
-            Answer::Verify(result.map(verification).map_err(|e| verify_error(e, &|s| state.redact(&s))))
+            Answer::Verify(latest::verify_result(result.map(Into::into).map_err(Into::into), &|s| state.redact(&s)))
         }
         Call::AuthorizeUrl { base_url, client_id, redirect_uri, state, code_challenge } => {
             let result = connector
                 .call_authorize_url(&mut *store, base_url, client_id, redirect_uri, state, code_challenge)
                 .await?;
             let data = store.data();
-            Answer::AuthorizeUrl(result.map_err(|e| oauth_error(e, &|s| data.redact(&s))))
+            Answer::AuthorizeUrl(result.map_err(|e| latest::oauth_error(e.into(), &|s| data.redact(&s))))
         }
         Call::ExchangeCode { base_url, client, code, verifier } => {
-            let result =
-                connector.call_exchange_code(&mut *store, base_url, &oauth_client(client), code, verifier).await?;
+            let client = latest::oauth_client(client).into();
+            let result = connector.call_exchange_code(&mut *store, base_url, &client, code, verifier).await?;
             let data = store.data();
-            Answer::Grant(result.map(token_grant).map_err(|e| oauth_error(e, &|s| data.redact(&s))))
+            Answer::Grant(
+                result
+                    .map(|g| latest::token_grant(g.into()))
+                    .map_err(|e| latest::oauth_error(e.into(), &|s| data.redact(&s))),
+            )
         }
         Call::RefreshToken { base_url, client, refresh_token } => {
-            let result =
-                connector.call_refresh_token(&mut *store, base_url, &oauth_client(client), refresh_token).await?;
+            let client = latest::oauth_client(client).into();
+            let result = connector.call_refresh_token(&mut *store, base_url, &client, refresh_token).await?;
             let data = store.data();
-            Answer::Grant(result.map(token_grant).map_err(|e| oauth_error(e, &|s| data.redact(&s))))
+            Answer::Grant(
+                result
+                    .map(|g| latest::token_grant(g.into()))
+                    .map_err(|e| latest::oauth_error(e.into(), &|s| data.redact(&s))),
+            )
         }
+        Call::Action { .. } => unreachable!("answered above"),
     })
 }
 
-fn manifest(m: types::ProviderManifest) -> model::Manifest {
-    model::Manifest {
-        id: m.id,
-        name: m.name,
-        vendor: m.vendor,
-        auth_method: match m.auth_method {
-            types::AuthMethod::Oauth2 => model::AuthMethod::OAuth2,
-            types::AuthMethod::PersonalAccessToken => model::AuthMethod::PersonalAccessToken,
-        },
-        description: m.description,
-        notes: m.notes,
-        fields: m
-            .fields
-            .into_iter()
-            .map(|f| model::Field {
-                key: f.key,
-                label: f.label,
-                kind: match f.kind {
-                    types::FieldKind::Text => model::FieldKind::Text,
-                    types::FieldKind::Secret => model::FieldKind::Secret,
-                    types::FieldKind::Url => model::FieldKind::Url,
-                },
-                required: f.required,
-                default: f.default,
-                placeholder: f.placeholder,
-                help: f.help,
-            })
-            .collect(),
-        required_scopes: m.required_scopes,
-        required_scopes_rule: match m.required_scopes_rule {
-            types::ScopeRule::AllOf => model::ScopeRule::AllOf,
-            types::ScopeRule::AnyOf => model::ScopeRule::AnyOf,
-        },
-        version: m.version,
-        oauth: m.oauth.map(|o| model::OAuthSettings {
-            authorize_path: o.authorize_path,
-            token_path: o.token_path,
-            scopes: o.scopes,
-            url_field: o.url_field,
-            token_field: o.token_field,
-        }),
+use latest::types as l;
+
+impl From<types::ProviderManifest> for l::ProviderManifest {
+    fn from(m: types::ProviderManifest) -> Self {
+        Self {
+            id: m.id,
+            name: m.name,
+            vendor: m.vendor,
+            auth_method: match m.auth_method {
+                types::AuthMethod::Oauth2 => l::AuthMethod::Oauth2,
+                types::AuthMethod::PersonalAccessToken => l::AuthMethod::PersonalAccessToken,
+            },
+            description: m.description,
+            notes: m.notes,
+            fields: m.fields.into_iter().map(Into::into).collect(),
+            required_scopes: m.required_scopes,
+            required_scopes_rule: m.required_scopes_rule.into(),
+            version: m.version,
+            oauth: m.oauth.map(|o| l::OauthSettings {
+                authorize_path: o.authorize_path,
+                token_path: o.token_path,
+                scopes: o.scopes,
+                url_field: o.url_field,
+                token_field: o.token_field,
+            }),
+            credential_presentation: None,
+            actions: Vec::new(),
+            sync_models: Vec::new(),
+        }
     }
 }
 
-fn verification(v: types::Verification) -> model::Verification {
-    model::Verification {
-        account: account(v.account),
-        scopes: v.scopes,
-        expires_at: v.expires_at,
-        token_kind: v.token_kind,
+impl From<types::Field> for l::Field {
+    fn from(f: types::Field) -> Self {
+        Self {
+            key: f.key,
+            label: f.label,
+            kind: match f.kind {
+                types::FieldKind::Text => l::FieldKind::Text,
+                types::FieldKind::Secret => l::FieldKind::Secret,
+                types::FieldKind::Url => l::FieldKind::Url,
+            },
+            required: f.required,
+            default: f.default,
+            placeholder: f.placeholder,
+            help: f.help,
+        }
     }
 }
 
-fn verify_error(e: types::VerifyError, redact: &dyn Fn(String) -> String) -> model::VerifyError {
-    use model::VerifyError as M;
-    use types::VerifyError as V;
-    match e {
-        V::InvalidInput(s) => M::InvalidInput(redact(s)),
-        V::InvalidToken(s) => M::InvalidToken(redact(s)),
-        V::TokenExpired(s) => M::TokenExpired(redact(s)),
-        V::TokenRevoked(s) => M::TokenRevoked(redact(s)),
-        V::InsufficientScope(p) => M::InsufficientScope {
-            account: p.account.map(account),
-            scopes: p.scopes,
-            missing_scopes: p.missing_scopes,
-            detail: redact(p.detail),
-        },
-        V::RateLimited(after) => M::RateLimited(after),
-        V::UpstreamError(s) => M::UpstreamError(redact(s)),
-        V::UpstreamUnreachable(s) => M::UpstreamUnreachable(redact(s)),
-        V::UpstreamTimeout => M::UpstreamTimeout,
-        V::EgressDenied(s) => M::EgressDenied(redact(s)),
+impl From<types::ScopeRule> for l::ScopeRule {
+    fn from(r: types::ScopeRule) -> Self {
+        match r {
+            types::ScopeRule::AllOf => Self::AllOf,
+            types::ScopeRule::AnyOf => Self::AnyOf,
+        }
     }
 }
 
-fn account(a: types::Account) -> model::Account {
-    model::Account {
-        id: a.id,
-        username: a.username,
-        name: a.name,
-        email: a.email,
-        web_url: a.web_url,
-        avatar_url: a.avatar_url,
+impl From<types::Account> for l::Account {
+    fn from(a: types::Account) -> Self {
+        Self { id: a.id, username: a.username, name: a.name, email: a.email, web_url: a.web_url, avatar_url: a.avatar_url }
     }
 }
 
-fn oauth_client(c: &model::OAuthClient) -> types::OauthClient {
-    types::OauthClient {
-        client_id: c.client_id.clone(),
-        client_secret: secrecy::ExposeSecret::expose_secret(&c.client_secret).to_string(),
-        redirect_uri: c.redirect_uri.clone(),
+impl From<types::Verification> for l::Verification {
+    fn from(v: types::Verification) -> Self {
+        Self { account: v.account.into(), scopes: v.scopes, expires_at: v.expires_at, token_kind: v.token_kind }
     }
 }
 
-fn token_grant(g: types::TokenGrant) -> model::TokenGrant {
-    model::TokenGrant {
-        access_token: g.access_token.into(),
-        refresh_token: g.refresh_token.map(Into::into),
-        expires_in: g.expires_in,
-        scopes: g.scopes,
+impl From<types::VerifyError> for l::VerifyError {
+    fn from(e: types::VerifyError) -> Self {
+        use types::VerifyError as V;
+        match e {
+            V::InvalidInput(s) => Self::InvalidInput(s),
+            V::InvalidToken(s) => Self::InvalidToken(s),
+            V::TokenExpired(s) => Self::TokenExpired(s),
+            V::TokenRevoked(s) => Self::TokenRevoked(s),
+            V::InsufficientScope(p) => Self::InsufficientScope(l::ScopeProblem {
+                account: p.account.map(Into::into),
+                scopes: p.scopes,
+                missing_scopes: p.missing_scopes,
+                detail: p.detail,
+            }),
+            V::RateLimited(after) => Self::RateLimited(after),
+            V::UpstreamError(s) => Self::UpstreamError(s),
+            V::UpstreamUnreachable(s) => Self::UpstreamUnreachable(s),
+            V::UpstreamTimeout => Self::UpstreamTimeout,
+            V::EgressDenied(s) => Self::EgressDenied(s),
+        }
     }
 }
 
-fn oauth_error(e: types::OauthError, redact: &dyn Fn(String) -> String) -> model::OAuthError {
-    use model::OAuthError as M;
-    use types::OauthError as O;
-    match e {
-        O::Unsupported => M::Unsupported,
-        O::InvalidGrant(s) => M::InvalidGrant(redact(s)),
-        O::InvalidClient(s) => M::InvalidClient(redact(s)),
-        O::RateLimited(after) => M::RateLimited(after),
-        O::UpstreamError(s) => M::UpstreamError(redact(s)),
-        O::UpstreamUnreachable(s) => M::UpstreamUnreachable(redact(s)),
-        O::UpstreamTimeout => M::UpstreamTimeout,
-        O::EgressDenied(s) => M::EgressDenied(redact(s)),
+impl From<l::OauthClient> for types::OauthClient {
+    fn from(c: l::OauthClient) -> Self {
+        Self { client_id: c.client_id, client_secret: c.client_secret, redirect_uri: c.redirect_uri }
+    }
+}
+
+impl From<types::TokenGrant> for l::TokenGrant {
+    fn from(g: types::TokenGrant) -> Self {
+        Self { access_token: g.access_token, refresh_token: g.refresh_token, expires_in: g.expires_in, scopes: g.scopes }
+    }
+}
+
+impl From<types::OauthError> for l::OauthError {
+    fn from(e: types::OauthError) -> Self {
+        use types::OauthError as O;
+        match e {
+            O::Unsupported => Self::Unsupported,
+            O::InvalidGrant(s) => Self::InvalidGrant(s),
+            O::InvalidClient(s) => Self::InvalidClient(s),
+            O::RateLimited(after) => Self::RateLimited(after),
+            O::UpstreamError(s) => Self::UpstreamError(s),
+            O::UpstreamUnreachable(s) => Self::UpstreamUnreachable(s),
+            O::UpstreamTimeout => Self::UpstreamTimeout,
+            O::EgressDenied(s) => Self::EgressDenied(s),
+        }
     }
 }
 
@@ -180,19 +202,24 @@ impl types::Host for CallState {}
 
 impl http::Host for CallState {
     async fn send(&mut self, req: http::Request) -> wasmtime::Result<Result<http::Response, http::Error>> {
-        let request = OutboundRequest { method: req.method, url: req.url, headers: req.headers, body: req.body };
-        Ok(CallState::send(self, request)
-            .await?
-            .map(|r| http::Response { status: r.status, headers: r.headers, body: r.body })
-            .map_err(|e| match e {
-                SendError::Denied(why) => http::Error::Denied(why),
-                SendError::Timeout => http::Error::Timeout,
-                SendError::Unreachable(why) => http::Error::Unreachable(why),
-                SendError::TooLarge => http::Error::TooLarge,
-                SendError::InvalidRequest(why) => http::Error::InvalidRequest(why),
-                // `CallState::send` traps instead; kept total for the compiler.
-                SendError::BudgetExhausted(n) => http::Error::InvalidRequest(format!("request budget of {n} spent")),
-            }))
+        let request = latest::http::Request {
+            method: req.method,
+            url: req.url,
+            headers: req.headers,
+            body: req.body,
+            authenticate: false,
+        };
+        let result = <Self as latest::http::Host>::send(self, request).await?;
+        Ok(result.map(|r| http::Response { status: r.status, headers: r.headers, body: r.body }).map_err(|e| {
+            use latest::http::Error as E;
+            match e {
+                E::Denied(why) => http::Error::Denied(why),
+                E::Timeout => http::Error::Timeout,
+                E::Unreachable(why) => http::Error::Unreachable(why),
+                E::TooLarge => http::Error::TooLarge,
+                E::InvalidRequest(why) => http::Error::InvalidRequest(why),
+            }
+        }))
     }
 }
 
@@ -204,13 +231,12 @@ impl log::Host for CallState {
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
         let level = match level {
-            log::Level::Trace => tracing::Level::TRACE,
-            log::Level::Debug => tracing::Level::DEBUG,
-            log::Level::Info => tracing::Level::INFO,
-            log::Level::Warn => tracing::Level::WARN,
-            log::Level::Error => tracing::Level::ERROR,
+            log::Level::Trace => latest::log::Level::Trace,
+            log::Level::Debug => latest::log::Level::Debug,
+            log::Level::Info => latest::log::Level::Info,
+            log::Level::Warn => latest::log::Level::Warn,
+            log::Level::Error => latest::log::Level::Error,
         };
-        self.plugin_log(level, &message, &fields);
-        Ok(())
+        <Self as latest::log::Host>::write(self, level, message, fields).await
     }
 }
