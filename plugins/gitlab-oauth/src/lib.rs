@@ -7,7 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 use gatehouse_plugin::{
-    AuthMethod, Connector, Credentials, FieldKind, Manifest, OAuthClient, OAuthError, OAuthSettings, TokenGrant,
+    AuthMethod, Connection, Connector, CredentialPresentation, Credentials, FieldKind, Manifest, OAuthClient, OAuthError, OAuthSettings, ProviderError, TokenGrant,
     Verification, VerifyError, field, http, oauth, register, unix_to_rfc3339,
 };
 use gitlab_common as gitlab;
@@ -74,6 +74,12 @@ impl Connector for GitlabOauth {
                 url_field: "base_url".into(),
                 token_field: "access_token".into(),
             }),
+            credential_presentation: Some(CredentialPresentation {
+                header: "authorization".into(),
+                value: "Bearer {access_token}".into(),
+            }),
+            actions: gitlab::actions::definitions(),
+            sync_models: vec![],
         }
     }
 
@@ -130,9 +136,13 @@ impl Connector for GitlabOauth {
     fn refresh_token(base_url: &str, client: &OAuthClient, refresh_token: &str) -> Result<TokenGrant, OAuthError> {
         oauth::refresh(&format!("{base_url}{TOKEN_PATH}"), client, refresh_token)
     }
+
+    fn run_action(name: &str, input: &str, connection: &Connection) -> Result<String, ProviderError> {
+        gitlab::actions::run(name, input, connection)
+    }
 }
 
-register!(GitlabOauth);
+register!(GitlabOauth, oauth, actions);
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 use gatehouse_plugin::{
-    AuthMethod, Connector, Credentials, FieldKind, Manifest, Verification, VerifyError, field, http, register,
+    AuthMethod, Connection, Connector, CredentialPresentation, Credentials, ProviderError, FieldKind, Manifest, Verification, VerifyError, field, http, register,
 };
 use gitlab_common as gitlab;
 use serde::Deserialize;
@@ -55,6 +55,12 @@ impl Connector for GitlabPat {
             required_scopes_rule: gitlab::SCOPE_RULE,
             version: env!("CARGO_PKG_VERSION").into(),
             oauth: None,
+            credential_presentation: Some(CredentialPresentation {
+                header: "private-token".into(),
+                value: "{token}".into(),
+            }),
+            actions: gitlab::actions::definitions(),
+            sync_models: vec![],
         }
     }
 
@@ -82,6 +88,10 @@ impl Connector for GitlabPat {
             token_kind: if bot { "bot".into() } else { "personal".into() },
         })
     }
+
+    fn run_action(name: &str, input: &str, connection: &Connection) -> Result<String, ProviderError> {
+        gitlab::actions::run(name, input, connection)
+    }
 }
 
 fn check_state(info: &TokenSelf) -> Result<(), VerifyError> {
@@ -97,7 +107,7 @@ fn check_state(info: &TokenSelf) -> Result<(), VerifyError> {
     Ok(())
 }
 
-register!(GitlabPat);
+register!(GitlabPat, actions);
 
 #[cfg(test)]
 mod tests {
