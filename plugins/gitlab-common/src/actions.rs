@@ -311,7 +311,9 @@ impl Action for ListProjects {
     }
 }
 
-#[cfg(test)]
+// The tests answer through the SDK's native transport, which exists only
+// outside the sandbox.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use std::cell::RefCell;
 
@@ -328,7 +330,12 @@ mod tests {
 
     /// Answers the next request with `status`, `headers`, `body`; returns
     /// the requests sent meanwhile by `f`'s result.
-    fn with_gitlab<T>(status: u16, headers: &[(&str, &str)], body: &str, f: impl FnOnce() -> T) -> (T, Vec<native::Request>) {
+    fn with_gitlab<T>(
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &str,
+        f: impl FnOnce() -> T,
+    ) -> (T, Vec<native::Request>) {
         native::set_transport(|request| {
             SEEN.with(|seen| seen.borrow_mut().push(request.clone()));
             REPLY.with(|reply| reply.borrow_mut().take()).ok_or(native::Error::Unreachable("no answer scripted".into()))
@@ -357,7 +364,8 @@ mod tests {
 
     #[test]
     fn create_issue_posts_to_the_encoded_project_path() {
-        let input = r#"{"project":"group/sub group/p.x","title":"Broken build","labels":["bug","ci"],"confidential":true}"#;
+        let input =
+            r#"{"project":"group/sub group/p.x","title":"Broken build","labels":["bug","ci"],"confidential":true}"#;
         let (out, seen) = with_gitlab(201, &[], ISSUE, || run("create-issue", input, &connection()));
         let out: serde_json::Value = serde_json::from_str(&out.unwrap()).unwrap();
         assert_eq!(out["iid"], 7);
@@ -402,11 +410,14 @@ mod tests {
                 run("create-issue", input, &connection())
             });
         assert!(matches!(out, Err(ProviderError::InvalidInput(m)) if m.contains("is too long")));
-        let (out, _) = with_gitlab(401, &[], r#"{"message":"401 Unauthorized"}"#, || run("create-issue", input, &connection()));
+        let (out, _) =
+            with_gitlab(401, &[], r#"{"message":"401 Unauthorized"}"#, || run("create-issue", input, &connection()));
         assert!(matches!(out, Err(ProviderError::Unauthorized(_))));
-        let (out, _) = with_gitlab(403, &[], r#"{"message":"403 Forbidden"}"#, || run("create-issue", input, &connection()));
+        let (out, _) =
+            with_gitlab(403, &[], r#"{"message":"403 Forbidden"}"#, || run("create-issue", input, &connection()));
         assert!(matches!(out, Err(ProviderError::Forbidden(_))));
-        let (out, _) = with_gitlab(429, &[("retry-after", "30")], "Retry later", || run("create-issue", input, &connection()));
+        let (out, _) =
+            with_gitlab(429, &[("retry-after", "30")], "Retry later", || run("create-issue", input, &connection()));
         assert!(matches!(out, Err(ProviderError::RateLimited(Some(30)))));
         let (out, _) = with_gitlab(201, &[], "<html>proxy</html>", || run("create-issue", input, &connection()));
         assert!(matches!(out, Err(ProviderError::UpstreamError(_))));
@@ -434,7 +445,10 @@ mod tests {
             serde_json::json!({"id": 3001, "body": "LGTM", "author_username": "jdoe", "created_at": "2026-11-26T10:01:00.000Z", "merge_request_iid": 9})
         );
         assert_eq!(seen[0].url, "https://gitlab.example.com/api/v4/projects/g%2Fp/merge_requests/9/notes");
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&seen[0].body).unwrap(), serde_json::json!({"body": "LGTM"}));
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&seen[0].body).unwrap(),
+            serde_json::json!({"body": "LGTM"})
+        );
         assert!(seen[0].authenticate);
     }
 
@@ -442,7 +456,8 @@ mod tests {
     fn list_projects_builds_the_query_and_pages_with_x_next_page() {
         let page = r#"[{"id":1,"name":"A","path_with_namespace":"g/a","web_url":"https://gitlab.example.com/g/a","default_branch":"main","description":"x"},{"id":2,"name":"B","path_with_namespace":"g/b","web_url":"https://gitlab.example.com/g/b","default_branch":null}]"#;
         let input = r#"{"search":"a b&c","per_page":2,"cursor":"3"}"#;
-        let (out, seen) = with_gitlab(200, &[("x-next-page", "4")], page, || run("list-projects", input, &connection()));
+        let (out, seen) =
+            with_gitlab(200, &[("x-next-page", "4")], page, || run("list-projects", input, &connection()));
         let out: serde_json::Value = serde_json::from_str(&out.unwrap()).unwrap();
         assert_eq!(out["next_cursor"], "4");
         assert_eq!(out["projects"][1]["default_branch"], serde_json::Value::Null);

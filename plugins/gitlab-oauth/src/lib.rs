@@ -7,8 +7,9 @@
 #![allow(clippy::result_large_err)]
 
 use gatehouse_plugin::{
-    AuthMethod, Connection, Connector, CredentialPresentation, Credentials, FieldKind, Manifest, OAuthClient, OAuthError, OAuthSettings, ProviderError, TokenGrant,
-    Verification, VerifyError, field, http, oauth, register, unix_to_rfc3339,
+    AuthMethod, Connection, Connector, CredentialPresentation, Credentials, FieldKind, Manifest, OAuthClient,
+    OAuthError, OAuthSettings, ProviderError, TokenGrant, Verification, VerifyError, field, http, oauth, register,
+    unix_to_rfc3339,
 };
 use gitlab_common as gitlab;
 use serde::Deserialize;

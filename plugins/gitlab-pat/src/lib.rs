@@ -6,7 +6,8 @@
 #![allow(clippy::result_large_err)]
 
 use gatehouse_plugin::{
-    AuthMethod, Connection, Connector, CredentialPresentation, Credentials, ProviderError, FieldKind, Manifest, Verification, VerifyError, field, http, register,
+    AuthMethod, Connection, Connector, CredentialPresentation, Credentials, FieldKind, Manifest, ProviderError,
+    Verification, VerifyError, field, http, register,
 };
 use gitlab_common as gitlab;
 use serde::Deserialize;

@@ -239,10 +239,12 @@ pub fn transport_error(e: Error) -> VerifyError {
     match e {
         Error::Denied(why) => VerifyError::EgressDenied(why),
         Error::Timeout => VerifyError::UpstreamTimeout,
-        Error::Unreachable(why) => VerifyError::UpstreamUnreachable(format!("The provider could not be reached: {why}")),
-        Error::TooLarge => {
-            VerifyError::UpstreamError("The provider's answer is larger than the host allows; check the base URL".into())
+        Error::Unreachable(why) => {
+            VerifyError::UpstreamUnreachable(format!("The provider could not be reached: {why}"))
         }
+        Error::TooLarge => VerifyError::UpstreamError(
+            "The provider's answer is larger than the host allows; check the base URL".into(),
+        ),
         Error::InvalidRequest(why) => VerifyError::InvalidInput(format!("The request could not be built: {why}")),
     }
 }
@@ -261,7 +263,9 @@ impl From<Error> for ProviderError {
             Error::Unreachable(why) => {
                 ProviderError::UpstreamUnreachable(format!("The provider could not be reached: {why}"))
             }
-            Error::TooLarge => ProviderError::UpstreamError("The provider's answer is larger than the host allows.".into()),
+            Error::TooLarge => {
+                ProviderError::UpstreamError("The provider's answer is larger than the host allows.".into())
+            }
             Error::InvalidRequest(why) => ProviderError::InvalidInput(format!("The request could not be built: {why}")),
         }
     }
@@ -280,7 +284,9 @@ impl ProviderError {
         let status = response.status;
         let quoted = provider_message(response).map(|m| format!(": {m}")).unwrap_or_default();
         match status {
-            400 | 422 => ProviderError::InvalidInput(format!("The provider refused the request (HTTP {status}){quoted}.")),
+            400 | 422 => {
+                ProviderError::InvalidInput(format!("The provider refused the request (HTTP {status}){quoted}."))
+            }
             401 => ProviderError::Unauthorized(format!(
                 "The provider does not accept the connection's credential (HTTP 401){quoted}; reconnect with a valid one."
             )),
@@ -289,8 +295,12 @@ impl ProviderError {
                 "The provider has no such object, or the account cannot see it (HTTP 404){quoted}."
             )),
             429 => ProviderError::RateLimited(response.retry_after()),
-            200..=299 => ProviderError::UpstreamError(format!("The provider answered HTTP {status} with an unusable body.")),
-            500..=599 => ProviderError::UpstreamError(format!("The provider failed with HTTP {status} (server error).")),
+            200..=299 => {
+                ProviderError::UpstreamError(format!("The provider answered HTTP {status} with an unusable body."))
+            }
+            500..=599 => {
+                ProviderError::UpstreamError(format!("The provider failed with HTTP {status} (server error)."))
+            }
             _ => ProviderError::UpstreamError(format!("The provider answered an unexpected HTTP {status}{quoted}.")),
         }
     }
@@ -301,13 +311,13 @@ impl ProviderError {
 /// plain-text body.
 fn provider_message(response: &Response) -> Option<String> {
     let message = match serde_json::from_slice::<serde_json::Value>(&response.body) {
-        Ok(serde_json::Value::Object(body)) => ["message", "error_description", "error"].iter().find_map(|key| {
-            match body.get(*key)? {
+        Ok(serde_json::Value::Object(body)) => {
+            ["message", "error_description", "error"].iter().find_map(|key| match body.get(*key)? {
                 serde_json::Value::String(s) => Some(s.clone()),
                 serde_json::Value::Null => None,
                 other => Some(other.to_string()),
-            }
-        })?,
+            })?
+        }
         Ok(_) => return None,
         Err(_) => {
             let text = std::str::from_utf8(&response.body).ok()?.trim();
@@ -341,7 +351,9 @@ mod tests {
         let e = ProviderError::from_response(&response(422, &[], r#"{"error":"title is missing"}"#));
         assert!(matches!(&e, ProviderError::InvalidInput(m) if m.contains("title is missing")), "{e:?}");
         let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(400));
-        assert!(matches!(ProviderError::from_response(&response(400, &[], &long)), ProviderError::InvalidInput(m) if !m.contains("xxx")));
+        assert!(
+            matches!(ProviderError::from_response(&response(400, &[], &long)), ProviderError::InvalidInput(m) if !m.contains("xxx"))
+        );
         let html = response(400, &[("content-type", "text/html")], "<html>Bad</html>");
         assert!(matches!(ProviderError::from_response(&html), ProviderError::InvalidInput(m) if !m.contains("html")));
         assert!(matches!(ProviderError::from_response(&response(401, &[], "")), ProviderError::Unauthorized(_)));

@@ -50,8 +50,8 @@ pub use action::{Action, action_definition, run_typed};
 pub use oauth::{OAuthClient, OAuthError, OAuthSettings, TokenGrant};
 
 pub use bindings::gatehouse::plugin::types::{
-    Account, ActionDefinition, AuthMethod, Connection, CredentialPresentation, Field, FieldKind,
-    ProviderError, ProviderManifest as Manifest, ScopeProblem, ScopeRule, SyncModel, Verification, VerifyError,
+    Account, ActionDefinition, AuthMethod, Connection, CredentialPresentation, Field, FieldKind, ProviderError,
+    ProviderManifest as Manifest, ScopeProblem, ScopeRule, SyncModel, Verification, VerifyError,
 };
 
 /// A provider connector. The host calls each function in a fresh instance,

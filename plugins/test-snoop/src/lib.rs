@@ -76,8 +76,9 @@ impl connector::Guest for Snoop {
             name: "Snooping test connector".into(),
             vendor: "Gatehouse tests".into(),
             auth_method: AuthMethod::PersonalAccessToken,
-            description: "Its actions try to learn the stored credential; exports only connector and actions. Test use only."
-                .into(),
+            description:
+                "Its actions try to learn the stored credential; exports only connector and actions. Test use only."
+                    .into(),
             notes: vec![],
             fields: vec![field("token", "Token", FieldKind::Secret), field("base_url", "Base URL", FieldKind::Url)],
             required_scopes: vec![],
@@ -96,7 +97,12 @@ impl connector::Guest for Snoop {
                     object_of("found"),
                 ),
                 action("whoami", "Returns the account's username.", empty_input(), object_of("username")),
-                action("bad-output", "Answers a number where its schema says string.", empty_input(), object_of("found")),
+                action(
+                    "bad-output",
+                    "Answers a number where its schema says string.",
+                    empty_input(),
+                    object_of("found"),
+                ),
                 action(
                     "fail",
                     "Fails with the provider-error named in the input.",
@@ -125,7 +131,10 @@ impl connector::Guest for Snoop {
             other => VerifyError::UpstreamUnreachable(format!("The provider could not be reached: {other:?}")),
         })?;
         if !(200..300).contains(&response.status) {
-            return Err(VerifyError::InvalidToken(format!("The provider refused the token (HTTP {}).", response.status)));
+            return Err(VerifyError::InvalidToken(format!(
+                "The provider refused the token (HTTP {}).",
+                response.status
+            )));
         }
         let user: serde_json::Value = serde_json::from_slice(&response.body)
             .map_err(|_| VerifyError::UpstreamError("The answer is not JSON.".into()))?;
@@ -205,21 +214,23 @@ fn whoami(connection: &Connection) -> Result<String, ProviderError> {
     let status = response.status;
     match status {
         200..=299 => {}
-        400 | 422 => return Err(ProviderError::InvalidInput(format!("The provider refused the request (HTTP {status})."))),
+        400 | 422 => {
+            return Err(ProviderError::InvalidInput(format!("The provider refused the request (HTTP {status}).")));
+        }
         401 => return Err(ProviderError::Unauthorized("The provider refused the credential (HTTP 401).".into())),
         403 => return Err(ProviderError::Forbidden("The account may not do this (HTTP 403).".into())),
         404 => return Err(ProviderError::NotFound("The provider has no such user (HTTP 404).".into())),
         429 => {
-            let retry = response.headers.iter().find(|(k, _)| k == "retry-after").and_then(|(_, v)| v.trim().parse().ok());
+            let retry =
+                response.headers.iter().find(|(k, _)| k == "retry-after").and_then(|(_, v)| v.trim().parse().ok());
             return Err(ProviderError::RateLimited(retry));
         }
         _ => return Err(ProviderError::UpstreamError(format!("The provider answered HTTP {status}."))),
     }
     let user: serde_json::Value = serde_json::from_slice(&response.body)
         .map_err(|_| ProviderError::UpstreamError("The answer is not JSON.".into()))?;
-    let username = user["username"]
-        .as_str()
-        .ok_or_else(|| ProviderError::UpstreamError("The answer has no username.".into()))?;
+    let username =
+        user["username"].as_str().ok_or_else(|| ProviderError::UpstreamError("The answer has no username.".into()))?;
     Ok(json!({ "username": username }).to_string())
 }
 
