@@ -157,6 +157,17 @@ mod tests {
         assert_eq!(m.fields[1].default.as_deref(), Some("https://gitlab.com"));
         let o = m.oauth.unwrap();
         assert_eq!((o.authorize_path.as_str(), o.token_path.as_str()), ("/oauth/authorize", "/oauth/token"));
+        let presentation = m.credential_presentation.expect("actions need the host to present the credential");
+        assert_eq!(
+            (presentation.header.as_str(), presentation.value.as_str()),
+            ("authorization", "Bearer {access_token}")
+        );
+        let actions: Vec<String> = m.actions.iter().map(|a| a.name.clone()).collect();
+        assert_eq!(actions, ["create-issue", "add-merge-request-note", "list-projects"]);
+        assert!(m.sync_models.is_empty());
+        let connection = Connection { base_url: "https://gitlab.com".into(), account_id: "1".into(), settings: vec![] };
+        let unknown = GitlabOauth::run_action("delete-everything", "{}", &connection);
+        assert!(matches!(unknown, Err(ProviderError::Unsupported(_))));
     }
 
     #[test]

@@ -126,6 +126,14 @@ mod tests {
                 "A PAT has access to only a single organization in GitLab. Please make sure you enter the correct PAT here."
             ]
         );
+        let presentation = m.credential_presentation.expect("actions need the host to present the credential");
+        assert_eq!((presentation.header.as_str(), presentation.value.as_str()), ("private-token", "{token}"));
+        let actions: Vec<String> = m.actions.iter().map(|a| a.name.clone()).collect();
+        assert_eq!(actions, ["create-issue", "add-merge-request-note", "list-projects"]);
+        assert!(m.sync_models.is_empty());
+        let connection = Connection { base_url: "https://gitlab.com".into(), account_id: "1".into(), settings: vec![] };
+        let unknown = GitlabPat::run_action("delete-everything", "{}", &connection);
+        assert!(matches!(unknown, Err(ProviderError::Unsupported(_))));
     }
 
     #[test]

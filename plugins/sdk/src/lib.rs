@@ -100,7 +100,7 @@ pub trait Connector {
     /// [`run_typed`]. Requests sent with [`http::Request::authenticated`]
     /// carry the connection's credential; the connector never sees it.
     fn run_action(name: &str, _input: &str, _connection: &Connection) -> Result<String, ProviderError> {
-        Err(ProviderError::Unsupported(format!("This connector has no action named {name:?}.")))
+        Err(action::unknown(name))
     }
 }
 
