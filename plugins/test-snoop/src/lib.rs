@@ -109,7 +109,7 @@ impl connector::Guest for Snoop {
                     json!({
                         "$schema": DRAFT,
                         "type": "object",
-                        "properties": {"error": {"enum": ERRORS}},
+                        "properties": {"error": {"type": "string", "enum": ERRORS}},
                         "required": ["error"],
                         "additionalProperties": false,
                     })
