@@ -1,7 +1,8 @@
 """Gitea / Forgejo access-token connector for Gatehouse, in Python.
 
-Built from ../../wit alone with componentize-py (see README.md here); it
-shows that a connector needs nothing from the host's source code.
+Built from ../../wit (gatehouse:plugin@0.3.0, world `provider`) alone with
+componentize-py (see README.md here); it shows that a connector needs
+nothing from the host's source code.
 """
 
 import json
@@ -17,7 +18,9 @@ def _fail(error):
 
 def _get(url, headers):
     try:
-        return http.send(http.Request(method="GET", url=url, headers=headers, body=b""))
+        # `authenticate` stays off: verify sets its own header from the
+        # credentials it is given.
+        return http.send(http.Request(method="GET", url=url, headers=headers, body=b"", authenticate=False))
     except Err as e:
         err = e.value
         if isinstance(err, http.Error_Denied):
@@ -56,8 +59,13 @@ class Connector(exports.Connector):
             ],
             required_scopes=[],
             required_scopes_rule=types.ScopeRule.ALL_OF,
-            version="0.2.0",
+            version="0.3.0",
             oauth=None,
+            # How the host presents the stored token on authenticated
+            # requests (gatehouse:plugin@0.3.0).
+            credential_presentation=types.CredentialPresentation(header="authorization", value="token {token}"),
+            actions=[],
+            sync_models=[],
         )
 
     def verify(self, credentials) -> types.Verification:
@@ -89,14 +97,3 @@ class Connector(exports.Connector):
             _fail(types.VerifyError_UpstreamError("The answer is not Gitea API JSON; check the base URL"))
         log.write(log.Level.INFO, "verified", [("user", account.username)])
         return types.Verification(account=account, scopes=[], expires_at=None, token_kind="access_token")
-
-    # No OAuth here (the manifest's `oauth` is None); the host never calls
-    # these, but the 0.2.0 world has them.
-    def authorize_url(self, base_url, client_id, redirect_uri, state, code_challenge) -> str:
-        _fail(types.OauthError_Unsupported())
-
-    def exchange_code(self, base_url, client, code, code_verifier) -> types.TokenGrant:
-        _fail(types.OauthError_Unsupported())
-
-    def refresh_token(self, base_url, client, refresh_token) -> types.TokenGrant:
-        _fail(types.OauthError_Unsupported())

@@ -5,8 +5,8 @@
 #![allow(clippy::result_large_err)]
 
 use gatehouse_plugin::{
-    Account, AuthMethod, Connector, Credentials, FieldKind, Manifest, ScopeRule, Verification, VerifyError, field,
-    http, register,
+    Account, AuthMethod, Connector, CredentialPresentation, Credentials, FieldKind, Manifest, ScopeRule, Verification,
+    VerifyError, field, http, register,
 };
 
 pub struct AcmeToken;
@@ -31,6 +31,12 @@ impl Connector for AcmeToken {
             required_scopes_rule: ScopeRule::AllOf,
             version: env!("CARGO_PKG_VERSION").into(),
             oauth: None,
+            credential_presentation: Some(CredentialPresentation {
+                header: "authorization".into(),
+                value: "Bearer {token}".into(),
+            }),
+            actions: vec![],
+            sync_models: vec![],
         }
     }
 

@@ -1,8 +1,11 @@
 //! What both GitLab connectors know about GitLab: the base URL field, the
-//! scope rule, the `/api/v4/user` shape, and how GitLab says no.
+//! scope rule, the `/api/v4/user` shape, how GitLab says no, and the
+//! actions ([`actions`]).
 
 // `VerifyError` is the WIT contract's type; its size is not ours to choose.
 #![allow(clippy::result_large_err)]
+
+pub mod actions;
 
 use gatehouse_plugin::{
     Account, Field, FieldKind, ScopeProblem, ScopeRule, VerifyError, field,

@@ -7,8 +7,9 @@
 #![allow(clippy::result_large_err)]
 
 use gatehouse_plugin::{
-    AuthMethod, Connector, Credentials, FieldKind, Manifest, OAuthClient, OAuthError, OAuthSettings, TokenGrant,
-    Verification, VerifyError, field, http, oauth, register, unix_to_rfc3339,
+    AuthMethod, Connection, Connector, CredentialPresentation, Credentials, FieldKind, Manifest, OAuthClient,
+    OAuthError, OAuthSettings, ProviderError, TokenGrant, Verification, VerifyError, field, http, oauth, register,
+    unix_to_rfc3339,
 };
 use gitlab_common as gitlab;
 use serde::Deserialize;
@@ -74,6 +75,12 @@ impl Connector for GitlabOauth {
                 url_field: "base_url".into(),
                 token_field: "access_token".into(),
             }),
+            credential_presentation: Some(CredentialPresentation {
+                header: "authorization".into(),
+                value: "Bearer {access_token}".into(),
+            }),
+            actions: gitlab::actions::definitions(),
+            sync_models: vec![],
         }
     }
 
@@ -130,9 +137,13 @@ impl Connector for GitlabOauth {
     fn refresh_token(base_url: &str, client: &OAuthClient, refresh_token: &str) -> Result<TokenGrant, OAuthError> {
         oauth::refresh(&format!("{base_url}{TOKEN_PATH}"), client, refresh_token)
     }
+
+    fn run_action(name: &str, input: &str, connection: &Connection) -> Result<String, ProviderError> {
+        gitlab::actions::run(name, input, connection)
+    }
 }
 
-register!(GitlabOauth);
+register!(GitlabOauth, oauth, actions);
 
 #[cfg(test)]
 mod tests {
@@ -146,6 +157,17 @@ mod tests {
         assert_eq!(m.fields[1].default.as_deref(), Some("https://gitlab.com"));
         let o = m.oauth.unwrap();
         assert_eq!((o.authorize_path.as_str(), o.token_path.as_str()), ("/oauth/authorize", "/oauth/token"));
+        let presentation = m.credential_presentation.expect("actions need the host to present the credential");
+        assert_eq!(
+            (presentation.header.as_str(), presentation.value.as_str()),
+            ("authorization", "Bearer {access_token}")
+        );
+        let actions: Vec<String> = m.actions.iter().map(|a| a.name.clone()).collect();
+        assert_eq!(actions, ["create-issue", "add-merge-request-note", "list-projects"]);
+        assert!(m.sync_models.is_empty());
+        let connection = Connection { base_url: "https://gitlab.com".into(), account_id: "1".into(), settings: vec![] };
+        let unknown = GitlabOauth::run_action("delete-everything", "{}", &connection);
+        assert!(matches!(unknown, Err(ProviderError::Unsupported(_))));
     }
 
     #[test]

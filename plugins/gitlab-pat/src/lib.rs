@@ -6,7 +6,8 @@
 #![allow(clippy::result_large_err)]
 
 use gatehouse_plugin::{
-    AuthMethod, Connector, Credentials, FieldKind, Manifest, Verification, VerifyError, field, http, register,
+    AuthMethod, Connection, Connector, CredentialPresentation, Credentials, FieldKind, Manifest, ProviderError,
+    Verification, VerifyError, field, http, register,
 };
 use gitlab_common as gitlab;
 use serde::Deserialize;
@@ -55,6 +56,12 @@ impl Connector for GitlabPat {
             required_scopes_rule: gitlab::SCOPE_RULE,
             version: env!("CARGO_PKG_VERSION").into(),
             oauth: None,
+            credential_presentation: Some(CredentialPresentation {
+                header: "private-token".into(),
+                value: "{token}".into(),
+            }),
+            actions: gitlab::actions::definitions(),
+            sync_models: vec![],
         }
     }
 
@@ -82,6 +89,10 @@ impl Connector for GitlabPat {
             token_kind: if bot { "bot".into() } else { "personal".into() },
         })
     }
+
+    fn run_action(name: &str, input: &str, connection: &Connection) -> Result<String, ProviderError> {
+        gitlab::actions::run(name, input, connection)
+    }
 }
 
 fn check_state(info: &TokenSelf) -> Result<(), VerifyError> {
@@ -97,7 +108,7 @@ fn check_state(info: &TokenSelf) -> Result<(), VerifyError> {
     Ok(())
 }
 
-register!(GitlabPat);
+register!(GitlabPat, actions);
 
 #[cfg(test)]
 mod tests {
@@ -115,6 +126,14 @@ mod tests {
                 "A PAT has access to only a single organization in GitLab. Please make sure you enter the correct PAT here."
             ]
         );
+        let presentation = m.credential_presentation.expect("actions need the host to present the credential");
+        assert_eq!((presentation.header.as_str(), presentation.value.as_str()), ("private-token", "{token}"));
+        let actions: Vec<String> = m.actions.iter().map(|a| a.name.clone()).collect();
+        assert_eq!(actions, ["create-issue", "add-merge-request-note", "list-projects"]);
+        assert!(m.sync_models.is_empty());
+        let connection = Connection { base_url: "https://gitlab.com".into(), account_id: "1".into(), settings: vec![] };
+        let unknown = GitlabPat::run_action("delete-everything", "{}", &connection);
+        assert!(matches!(unknown, Err(ProviderError::Unsupported(_))));
     }
 
     #[test]

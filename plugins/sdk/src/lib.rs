@@ -1,53 +1,71 @@
 //! The Gatehouse plugin SDK: implement [`Connector`] for a type and call
 //! [`register!`] once. Everything else — the WIT bindings, the host's `http`
-//! and `log` imports — is wrapped here so a connector reads like plain Rust.
+//! and `log` imports, JSON Schemas for typed actions — is wrapped here so a
+//! connector reads like plain Rust.
 //!
 //! ```ignore
 //! struct MyProvider;
 //! impl gatehouse_plugin::Connector for MyProvider {
 //!     fn manifest() -> gatehouse_plugin::Manifest { /* … */ }
 //!     fn verify(c: &gatehouse_plugin::Credentials) -> Result<gatehouse_plugin::Verification, gatehouse_plugin::VerifyError> { /* … */ }
+//!     fn run_action(name: &str, input: &str, c: &gatehouse_plugin::Connection) -> Result<String, gatehouse_plugin::ProviderError> { /* … */ }
 //! }
-//! gatehouse_plugin::register!(MyProvider);
+//! gatehouse_plugin::register!(MyProvider, actions);
 //! ```
 
 // `VerifyError` is the WIT contract's type; its size is not ours to choose.
 #![allow(clippy::result_large_err)]
 
+pub mod action;
 pub mod http;
 pub mod log;
 pub mod oauth;
 
-/// The raw bindings of `gatehouse:plugin/provider`, for what the SDK does
-/// not wrap.
+/// The raw bindings of `gatehouse:plugin@0.3.0`, world `full`, for what the
+/// SDK does not wrap. One set of types serves every connector; `register!`
+/// picks which exports a component gets.
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "provider",
-        path: "../../wit/v0.2.0",
+        world: "full",
+        path: "../../wit",
+        // `gatehouse:host` lives in `wit/deps`; its bindings belong here too.
+        generate_all,
+        // The export glue is expanded in the connector's crate by
+        // `register!`, one interface at a time.
         pub_export_macro: true,
-        export_macro_name: "__export_provider",
+        export_macro_name: "__export_full",
         default_bindings_module: "::gatehouse_plugin::bindings",
     });
 }
 
+/// Component-type metadata of each world `register!` can pick, encoded by
+/// the build script.
+#[doc(hidden)]
+pub mod __worlds {
+    include!(concat!(env!("OUT_DIR"), "/worlds.rs"));
+}
+
+pub use action::{Action, action_definition, run_typed};
 pub use oauth::{OAuthClient, OAuthError, OAuthSettings, TokenGrant};
 
 pub use bindings::gatehouse::plugin::types::{
-    Account, AuthMethod, Field, FieldKind, ProviderManifest as Manifest, ScopeProblem, ScopeRule, Verification,
-    VerifyError,
+    Account, ActionDefinition, AuthMethod, Connection, CredentialPresentation, Field, FieldKind, ProviderError,
+    ProviderManifest as Manifest, ScopeProblem, ScopeRule, SyncModel, Verification, VerifyError,
 };
 
 /// A provider connector. The host calls each function in a fresh instance,
 /// so there is no state to keep between calls.
 pub trait Connector {
-    /// Static description: id, fields, scopes. Must not perform requests.
+    /// Static description: id, fields, scopes, actions. Must not perform
+    /// requests.
     fn manifest() -> Manifest;
     /// Checks the credentials against the provider.
     fn verify(credentials: &Credentials) -> Result<Verification, VerifyError>;
 
-    /// OAuth only (declare `oauth` in the manifest): the URL the user's
-    /// browser goes to. See [`oauth::authorize_url`].
+    /// OAuth only (declare `oauth` in the manifest and register with
+    /// `oauth`): the URL the user's browser goes to. See
+    /// [`oauth::authorize_url`].
     fn authorize_url(
         _base_url: &str,
         _client_id: &str,
@@ -74,17 +92,71 @@ pub trait Connector {
     fn refresh_token(_base_url: &str, _client: &OAuthClient, _refresh_token: &str) -> Result<TokenGrant, OAuthError> {
         Err(OAuthError::Unsupported)
     }
+
+    /// Actions only (list them in the manifest's `actions` and register
+    /// with `actions`): runs the action `name` on `input`, JSON the host
+    /// already validated against the action's input schema, and answers
+    /// JSON matching its output schema. Dispatch typed actions with
+    /// [`run_typed`]. Requests sent with [`http::Request::authenticated`]
+    /// carry the connection's credential; the connector never sees it.
+    fn run_action(name: &str, _input: &str, _connection: &Connection) -> Result<String, ProviderError> {
+        Err(action::unknown(name))
+    }
 }
 
-/// Exports a [`Connector`] as the component's `connector` interface. Call
-/// it once, at the crate root. On native targets it expands to nothing, so
-/// the connector's logic can be unit-tested with a plain `cargo test`.
+/// Exports a [`Connector`] as a component. Call it once, at the crate root,
+/// naming the optional interfaces the connector has:
+///
+/// - `register!(MyConnector)`: world `provider` (manifest and verify);
+/// - `register!(MyConnector, oauth)`: `provider-with-oauth`;
+/// - `register!(MyConnector, actions)`: `provider-with-actions`;
+/// - `register!(MyConnector, oauth, actions)`: `provider-with-oauth-and-actions`.
+///
+/// The component exports exactly those interfaces, so the host sees what
+/// the connector really has; the trait's defaults of the others are never
+/// exported. On native targets it expands to nothing, so the connector's
+/// logic can be unit-tested with a plain `cargo test`.
 #[macro_export]
 macro_rules! register {
     ($connector:ident) => {
+        $crate::__register!($connector, PROVIDER, "component-type:gatehouse-plugin:provider";);
+    };
+    ($connector:ident, oauth) => {
+        $crate::__register!(
+            $connector,
+            PROVIDER_WITH_OAUTH,
+            "component-type:gatehouse-plugin:provider-with-oauth";
+            __register_oauth
+        );
+    };
+    ($connector:ident, actions) => {
+        $crate::__register!(
+            $connector,
+            PROVIDER_WITH_ACTIONS,
+            "component-type:gatehouse-plugin:provider-with-actions";
+            __register_actions
+        );
+    };
+    ($connector:ident, oauth, actions) => {
+        $crate::__register!(
+            $connector,
+            PROVIDER_WITH_OAUTH_AND_ACTIONS,
+            "component-type:gatehouse-plugin:provider-with-oauth-and-actions";
+            __register_oauth __register_actions
+        );
+    };
+}
+
+/// The body of [`register!`]: the `connector` export, the optional exports
+/// named, and the metadata of the world they make up.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register {
+    ($connector:ident, $world:ident, $section:literal; $($optional:ident)*) => {
         #[cfg(target_arch = "wasm32")]
         mod __gatehouse_export {
-            struct Exported;
+            pub struct Exported;
+
             impl $crate::bindings::exports::gatehouse::plugin::connector::Guest for Exported {
                 fn manifest() -> $crate::Manifest {
                     <super::$connector as $crate::Connector>::manifest()
@@ -94,39 +166,79 @@ macro_rules! register {
                 ) -> ::std::result::Result<$crate::Verification, $crate::VerifyError> {
                     <super::$connector as $crate::Connector>::verify(&$crate::Credentials::new(credentials))
                 }
-                fn authorize_url(
-                    base_url: ::std::string::String,
-                    client_id: ::std::string::String,
-                    redirect_uri: ::std::string::String,
-                    state: ::std::string::String,
-                    code_challenge: ::std::string::String,
-                ) -> ::std::result::Result<::std::string::String, $crate::OAuthError> {
-                    <super::$connector as $crate::Connector>::authorize_url(
-                        &base_url,
-                        &client_id,
-                        &redirect_uri,
-                        &state,
-                        &code_challenge,
-                    )
-                }
-                fn exchange_code(
-                    base_url: ::std::string::String,
-                    client: $crate::OAuthClient,
-                    code: ::std::string::String,
-                    code_verifier: ::std::string::String,
-                ) -> ::std::result::Result<$crate::TokenGrant, $crate::OAuthError> {
-                    <super::$connector as $crate::Connector>::exchange_code(&base_url, &client, &code, &code_verifier)
-                }
-                fn refresh_token(
-                    base_url: ::std::string::String,
-                    client: $crate::OAuthClient,
-                    refresh_token: ::std::string::String,
-                ) -> ::std::result::Result<$crate::TokenGrant, $crate::OAuthError> {
-                    <super::$connector as $crate::Connector>::refresh_token(&base_url, &client, &refresh_token)
-                }
             }
-            $crate::bindings::__export_provider!(Exported with_types_in $crate::bindings);
+            $crate::bindings::exports::gatehouse::plugin::connector::__export_gatehouse_plugin_connector_0_3_0_cabi!(
+                Exported with_types_in $crate::bindings::exports::gatehouse::plugin::connector
+            );
+            $($crate::$optional!($connector);)*
+
+            // What the component exports: wit-component reads the world
+            // from this section when it turns the module into a component.
+            #[unsafe(link_section = $section)]
+            #[used]
+            static COMPONENT_TYPE: [u8; $crate::__worlds::$world.len()] = *$crate::__worlds::$world;
         }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_oauth {
+    ($connector:ident) => {
+        impl $crate::bindings::exports::gatehouse::plugin::oauth::Guest for Exported {
+            fn authorize_url(
+                base_url: ::std::string::String,
+                client_id: ::std::string::String,
+                redirect_uri: ::std::string::String,
+                state: ::std::string::String,
+                code_challenge: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, $crate::OAuthError> {
+                <super::$connector as $crate::Connector>::authorize_url(
+                    &base_url,
+                    &client_id,
+                    &redirect_uri,
+                    &state,
+                    &code_challenge,
+                )
+            }
+            fn exchange_code(
+                base_url: ::std::string::String,
+                client: $crate::OAuthClient,
+                code: ::std::string::String,
+                code_verifier: ::std::string::String,
+            ) -> ::std::result::Result<$crate::TokenGrant, $crate::OAuthError> {
+                <super::$connector as $crate::Connector>::exchange_code(&base_url, &client, &code, &code_verifier)
+            }
+            fn refresh_token(
+                base_url: ::std::string::String,
+                client: $crate::OAuthClient,
+                refresh_token: ::std::string::String,
+            ) -> ::std::result::Result<$crate::TokenGrant, $crate::OAuthError> {
+                <super::$connector as $crate::Connector>::refresh_token(&base_url, &client, &refresh_token)
+            }
+        }
+        $crate::bindings::exports::gatehouse::plugin::oauth::__export_gatehouse_plugin_oauth_0_3_0_cabi!(
+            Exported with_types_in $crate::bindings::exports::gatehouse::plugin::oauth
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_actions {
+    ($connector:ident) => {
+        impl $crate::bindings::exports::gatehouse::plugin::actions::Guest for Exported {
+            fn run(
+                name: ::std::string::String,
+                input: ::std::string::String,
+                connection: $crate::Connection,
+            ) -> ::std::result::Result<::std::string::String, $crate::ProviderError> {
+                <super::$connector as $crate::Connector>::run_action(&name, &input, &connection)
+            }
+        }
+        $crate::bindings::exports::gatehouse::plugin::actions::__export_gatehouse_plugin_actions_0_3_0_cabi!(
+            Exported with_types_in $crate::bindings::exports::gatehouse::plugin::actions
+        );
     };
 }
 
@@ -154,6 +266,18 @@ impl Credentials {
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.0.iter().map(|(k, _)| k)).finish()
+    }
+}
+
+impl Connection {
+    /// The value of a non-secret credential field, e.g. `base_url`.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// `path` (starting with `/`) on the connection's base URL.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url.trim_end_matches('/'))
     }
 }
 

@@ -9,7 +9,7 @@ pub use crate::bindings::gatehouse::plugin::types::{
     OauthClient as OAuthClient, OauthError as OAuthError, OauthSettings as OAuthSettings, TokenGrant,
 };
 use crate::{
-    bindings::gatehouse::plugin::http::Error as HostError,
+    bindings::gatehouse::host::http::Error as HostError,
     http::{self, Response},
 };
 

@@ -33,6 +33,9 @@ impl Connector for Hostile {
             required_scopes_rule: ScopeRule::AllOf,
             version: env!("CARGO_PKG_VERSION").into(),
             oauth: None,
+            credential_presentation: None,
+            actions: vec![],
+            sync_models: vec![],
         }
     }
 
