@@ -39,14 +39,7 @@ impl Actions {
             let outcome = self
                 .integrations
                 .runtime
-                .run_action(
-                    &in_use.plugin,
-                    name,
-                    &input,
-                    &in_use.connection(),
-                    &in_use.credentials,
-                    &in_use.base_url,
-                )
+                .run_action(&in_use.plugin, name, &input, &in_use.connection(), &in_use.credentials, &in_use.base_url)
                 .await?;
             match outcome {
                 Ok(text) => break text,
@@ -121,8 +114,7 @@ mod tests {
         });
         let validator = jsonschema::validator_for(&schema).unwrap();
         assert!(check(&validator, &serde_json::json!({"title": "x"})).is_ok());
-        let (detail, pointer) =
-            check(&validator, &serde_json::json!({"title": "x", "labels": ["ok", 7]})).unwrap_err();
+        let (detail, pointer) = check(&validator, &serde_json::json!({"title": "x", "labels": ["ok", 7]})).unwrap_err();
         assert_eq!(pointer, "/labels/1");
         assert!(detail.contains("/labels/1"), "{detail}");
         let (detail, _) = check(&validator, &serde_json::json!({"title": ["glpat-secret-value"]})).unwrap_err();

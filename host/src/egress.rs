@@ -273,7 +273,10 @@ pub struct CredentialHeader {
 
 impl std::fmt::Debug for CredentialHeader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CredentialHeader").field("origin", &self.origin).field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("CredentialHeader")
+            .field("origin", &self.origin)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -535,7 +538,13 @@ mod tests {
         let egress = Arc::new(Egress::new(LAX, limits, None).unwrap());
         let base = Url::parse("http://127.0.0.1:9").unwrap();
         let mut call = CallEgress::new(egress, &[base], None);
-        let req = |url: &str| OutboundRequest { method: "GET".into(), url: url.into(), headers: vec![], body: vec![], authenticate: false };
+        let req = |url: &str| OutboundRequest {
+            method: "GET".into(),
+            url: url.into(),
+            headers: vec![],
+            body: vec![],
+            authenticate: false,
+        };
         assert!(matches!(call.send(req("http://169.254.169.254/")).await, Err(SendError::Denied(_))));
         assert!(matches!(call.send(req("http://127.0.0.1:9/")).await, Err(SendError::BudgetExhausted(1))));
     }
@@ -547,8 +556,13 @@ mod tests {
         let egress = Arc::new(Egress::new(strict_http, limits, None).unwrap());
         let base = Url::parse("http://localhost:9").unwrap();
         let mut call = CallEgress::new(egress, std::slice::from_ref(&base), None);
-        let req =
-            OutboundRequest { method: "GET".into(), url: "http://localhost:9/x".into(), headers: vec![], body: vec![], authenticate: false };
+        let req = OutboundRequest {
+            method: "GET".into(),
+            url: "http://localhost:9/x".into(),
+            headers: vec![],
+            body: vec![],
+            authenticate: false,
+        };
         match call.send(req).await {
             Err(SendError::Denied(why)) => assert!(why.contains("localhost"), "{why}"),
             other => panic!("expected a denial, got {:?}", other.err()),

@@ -354,10 +354,8 @@ mod tests {
         let credential = CredentialHeader::new(&base, "private-token", &secret, vec![secret.clone()]).unwrap();
         let chunks: Vec<reqwest::Result<Bytes>> =
             vec![Ok(Bytes::from_static(b"{\"echo\":\"glpat-abcdef")), Ok(Bytes::from_static(b"ghijklmnop\"}"))];
-        let out: Vec<u8> = scrubbed(futures::stream::iter(chunks), credential)
-            .map(|c| c.unwrap().to_vec())
-            .concat()
-            .await;
+        let out: Vec<u8> =
+            scrubbed(futures::stream::iter(chunks), credential).map(|c| c.unwrap().to_vec()).concat().await;
         assert_eq!(String::from_utf8(out).unwrap(), "{\"echo\":\"[redacted]\"}");
     }
 }

@@ -92,10 +92,8 @@ pub fn route(
     caller: &Caller,
 ) -> Option<Response> {
     if path == "/echo-headers" {
-        let echoed: BTreeMap<String, String> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
-            .collect();
+        let echoed: BTreeMap<String, String> =
+            headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string())).collect();
         return Some(json_response(200, json!({"headers": echoed})));
     }
     let rest = path.strip_prefix("/api/v4/projects")?;
@@ -131,9 +129,10 @@ pub fn route(
         ("GET", []) => list_projects(data, query, caller),
         (_, [project, tail @ ..]) => {
             let decoded = percent_decode(project);
-            let id = decoded.parse::<u64>().ok().or_else(|| {
-                data.projects.iter().find(|(_, p)| p.path_with_namespace == decoded).map(|(id, _)| *id)
-            });
+            let id = decoded
+                .parse::<u64>()
+                .ok()
+                .or_else(|| data.projects.iter().find(|(_, p)| p.path_with_namespace == decoded).map(|(id, _)| *id));
             let Some(id) = id.filter(|id| data.projects.get(id).is_some_and(|p| p.members.contains(&caller.user)))
             else {
                 return Some(not_found("Project"));
@@ -141,7 +140,9 @@ pub fn route(
             match (method, tail) {
                 ("POST", ["issues"]) => create_issue(data, id, body, caller),
                 ("POST", ["merge_requests", iid, "notes"]) => add_note(data, id, iid, body, caller),
-                ("GET", []) => project_json(data, id).map(|p| json_response(200, p)).unwrap_or_else(|| not_found("Project")),
+                ("GET", []) => {
+                    project_json(data, id).map(|p| json_response(200, p)).unwrap_or_else(|| not_found("Project"))
+                }
                 _ => json_response(404, json!({"error": "404 Not Found"})),
             }
         }

@@ -40,15 +40,19 @@ async fn get_and_post_carry_the_injected_credential() {
     let g = Gatehouse::start(Options::lax()).await;
     let (id, token) = connected(&g, &fake, &["api"]).await;
 
-    let r = g.get(&proxy(&id, "api/v4/projects?membership=true&simple=true&per_page=2")).await;
+    let r = g.get_proxied(&proxy(&id, "api/v4/projects?membership=true&simple=true&per_page=2")).await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let names: Vec<&str> = r.body.as_array().unwrap().iter().map(|p| p["path_with_namespace"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        r.body.as_array().unwrap().iter().map(|p| p["path_with_namespace"].as_str().unwrap()).collect();
     assert_eq!(names, ["acme/api", "acme/web"]);
     assert_eq!(r.headers["x-next-page"], "2");
     assert_eq!(r.headers["x-total"], "3");
     // Pagination links lead back through the proxy, never straight to the provider.
     let link = r.headers["link"].to_str().unwrap();
-    assert!(link.contains(&format!("</api/v1/integrations/{id}/proxy/api/v4/projects?membership=true&page=2")), "{link}");
+    assert!(
+        link.contains(&format!("</api/v1/integrations/{id}/proxy/api/v4/projects?membership=true&page=2")),
+        "{link}"
+    );
     assert!(!link.contains(&fake.url), "{link}");
     let seen = fake.api(|d| d.requests.last().cloned().unwrap());
     assert_eq!((seen.method.as_str(), seen.auth_header.as_str()), ("GET", "private-token"));
@@ -56,7 +60,13 @@ async fn get_and_post_carry_the_injected_credential() {
 
     // A project path with an encoded slash reaches GitLab as GitLab names it.
     let r = g
-        .post(&proxy(&id, "api/v4/projects/acme%2Finfra%2Fterraform/issues"), json!({"title": "Rotate the state bucket key"}))
+        .send_proxied(
+            g.client()
+                .post(format!("{}{}", g.base, proxy(&id, "api/v4/projects/acme%2Finfra%2Fterraform/issues")))
+                .bearer_auth(API_KEY)
+                .header("content-type", "application/json")
+                .body(json!({"title": "Rotate the state bucket key"}).to_string()),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body["references"]["full"], "acme/infra/terraform#1");
@@ -66,13 +76,13 @@ async fn get_and_post_carry_the_injected_credential() {
     assert_eq!(serde_json::from_str::<Value>(&seen.body).unwrap()["title"], "Rotate the state bucket key");
 
     // The provider's own errors come back as the provider sent them.
-    let r = g.get(&proxy(&id, "api/v4/projects/4")).await;
+    let r = g.get_proxied(&proxy(&id, "api/v4/projects/4")).await;
     assert_eq!((r.status, r.body["message"].as_str()), (404, Some("404 Project Not Found")));
 
     // What reaches the provider: the credential, not the API key, cookies
     // or hop-by-hop headers; and the credential cannot come back.
     let r = g
-        .send(
+        .send_proxied(
             g.client()
                 .get(format!("{}{}", g.base, proxy(&id, "echo-headers")))
                 .bearer_auth(API_KEY)
@@ -85,7 +95,10 @@ async fn get_and_post_carry_the_injected_credential() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let echoed = &r.body["headers"];
-    assert_eq!(echoed["private-token"], "[redacted]", "the host's credential replaced the caller's, and is scrubbed: {echoed}");
+    assert_eq!(
+        echoed["private-token"], "[redacted]",
+        "the host's credential replaced the caller's, and is scrubbed: {echoed}"
+    );
     assert_eq!(echoed["x-request-id"], "req-42");
     for gone in ["authorization", "cookie", "x-hop", "gatehouse-retries"] {
         assert!(echoed.get(gone).is_none(), "{gone} reached the provider: {echoed}");
@@ -146,9 +159,9 @@ async fn errors_of_the_proxy_itself_are_problems() {
     let r = g.call("GET", &proxy(&id, "api/v4/projects"), None, Some("wrong-key")).await;
     assert_eq!((r.status, r.code()), (401, "unauthorized"));
     let unknown = "0b7e3e2c-5d2a-4f7e-9a55-3f1f6d2b8c11";
-    let r = g.get(&proxy(unknown, "api/v4/projects")).await;
+    let r = g.get_proxied(&proxy(unknown, "api/v4/projects")).await;
     assert_eq!((r.status, r.code()), (404, "not_found"));
-    let r = g.get(&proxy("not-a-uuid", "api/v4/projects")).await;
+    let r = g.get_proxied(&proxy("not-a-uuid", "api/v4/projects")).await;
     assert_eq!((r.status, r.code()), (400, "validation_error"));
     let r = g.call("OPTIONS", &proxy(&id, "api/v4/projects"), None, Some(API_KEY)).await;
     assert_eq!(r.status, 405);
@@ -173,7 +186,7 @@ async fn rate_limits_pass_through_or_are_waited_out_on_request() {
     let g = Gatehouse::start(Options::lax()).await;
     let (id, token) = connected(&g, &fake, &["api"]).await;
     fake.api(|d| d.fail_next = vec![429]);
-    let r = g.get(&proxy(&id, "api/v4/projects")).await;
+    let r = g.get_proxied(&proxy(&id, "api/v4/projects")).await;
     assert_eq!(r.status, 429, "{}", r.body);
     assert_eq!(r.headers["retry-after"], "1");
     assert_eq!(r.headers["ratelimit-remaining"], "0");
@@ -182,7 +195,7 @@ async fn rate_limits_pass_through_or_are_waited_out_on_request() {
     fake.api(|d| d.fail_next = vec![429, 503]);
     let started = std::time::Instant::now();
     let r = g
-        .send(
+        .send_proxied(
             g.client()
                 .get(format!("{}{}", g.base, proxy(&id, "api/v4/projects")))
                 .bearer_auth(API_KEY)
@@ -211,7 +224,7 @@ async fn a_connector_without_a_credential_presentation_cannot_be_proxied() {
     let creds = json!({"token": token, "base_url": fake.url});
     let c = g.post("/api/v1/integrations", json!({"provider": "legacy-v2", "credentials": creds})).await;
     assert_eq!(c.status, 201, "{}", c.body);
-    let r = g.get(&proxy(c.body["id"].as_str().unwrap(), "v1/me")).await;
+    let r = g.get_proxied(&proxy(c.body["id"].as_str().unwrap(), "v1/me")).await;
     assert_eq!((r.status, r.code()), (409, "proxy_unsupported"));
     g.finish(&[token]);
 }
@@ -233,7 +246,7 @@ async fn an_oauth_connection_is_refreshed_when_due_and_after_a_401() {
     for t in fake.all_tokens().iter().filter(|t| t.starts_with("gloas-")) {
         fake.set_state(t, TokenState::Revoked);
     }
-    let r = g.get(&proxy(&id, "api/v4/projects")).await;
+    let r = g.get_proxied(&proxy(&id, "api/v4/projects")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(refreshes(), after_connect + 1);
     assert_eq!(fake.hits("/api/v4/projects"), 2, "one refused request, one retried");
@@ -244,7 +257,7 @@ async fn an_oauth_connection_is_refreshed_when_due_and_after_a_401() {
     let r = g.post(&format!("/api/v1/integrations/{id}/refresh"), json!({})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let before = refreshes();
-    let r = g.get(&proxy(&id, "api/v4/projects")).await;
+    let r = g.get_proxied(&proxy(&id, "api/v4/projects")).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(refreshes(), before + 1, "the due token was refreshed before use");
     assert_eq!(fake.hits("/api/v4/projects"), 3, "and the request went out once");
@@ -254,7 +267,7 @@ async fn an_oauth_connection_is_refreshed_when_due_and_after_a_401() {
     for t in fake.all_tokens().iter().filter(|t| t.starts_with("gloas-")) {
         fake.set_state(t, TokenState::Revoked);
     }
-    let r = g.get(&proxy(&id, "api/v4/projects")).await;
+    let r = g.get_proxied(&proxy(&id, "api/v4/projects")).await;
     assert_eq!(r.status, 401, "{}", r.body);
     assert_eq!(g.get(&format!("/api/v1/integrations/{id}")).await.body["status"], "expired");
     g.finish(&fake.all_tokens());

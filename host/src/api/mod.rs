@@ -429,7 +429,9 @@ async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request) -> poem::Result<poe
     let rest = raw.strip_prefix("/api/v1/integrations/").unwrap_or_default();
     let (id, path) = rest.split_once("/proxy/").unwrap_or((rest, ""));
     let Ok(id) = id.parse::<uuid::Uuid>() else {
-        return Ok(ApiError::from(AppError::Validation("The id in the path is not a valid UUID.".into())).into_response());
+        return Ok(
+            ApiError::from(AppError::Validation("The id in the path is not a valid UUID.".into())).into_response()
+        );
     };
     let max = proxy.settings().max_body_bytes;
     let body = match read_limited(req.take_body(), max).await {

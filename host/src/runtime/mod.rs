@@ -1022,8 +1022,7 @@ mod tests {
         assert!(validate_manifest(&twice).is_err());
         let bad_name = Manifest { actions: vec![action("Create Issue")], ..manifest() };
         assert!(validate_manifest(&bad_name).is_err());
-        let no_presentation =
-            Manifest { actions: vec![action("a")], credential_presentation: None, ..manifest() };
+        let no_presentation = Manifest { actions: vec![action("a")], credential_presentation: None, ..manifest() };
         assert!(validate_manifest(&no_presentation).is_err());
         let bad_schema = Manifest {
             actions: vec![model::ActionDefinition { input_schema: serde_json::json!({"type": 7}), ..action("a") }],

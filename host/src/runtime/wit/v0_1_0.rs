@@ -111,7 +111,14 @@ impl From<types::ScopeRule> for l::ScopeRule {
 
 impl From<types::Account> for l::Account {
     fn from(a: types::Account) -> Self {
-        Self { id: a.id, username: a.username, name: a.name, email: a.email, web_url: a.web_url, avatar_url: a.avatar_url }
+        Self {
+            id: a.id,
+            username: a.username,
+            name: a.name,
+            email: a.email,
+            web_url: a.web_url,
+            avatar_url: a.avatar_url,
+        }
     }
 }
 

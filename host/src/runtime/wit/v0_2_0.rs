@@ -137,7 +137,14 @@ impl From<types::ScopeRule> for l::ScopeRule {
 
 impl From<types::Account> for l::Account {
     fn from(a: types::Account) -> Self {
-        Self { id: a.id, username: a.username, name: a.name, email: a.email, web_url: a.web_url, avatar_url: a.avatar_url }
+        Self {
+            id: a.id,
+            username: a.username,
+            name: a.name,
+            email: a.email,
+            web_url: a.web_url,
+            avatar_url: a.avatar_url,
+        }
     }
 }
 
@@ -178,7 +185,12 @@ impl From<l::OauthClient> for types::OauthClient {
 
 impl From<types::TokenGrant> for l::TokenGrant {
     fn from(g: types::TokenGrant) -> Self {
-        Self { access_token: g.access_token, refresh_token: g.refresh_token, expires_in: g.expires_in, scopes: g.scopes }
+        Self {
+            access_token: g.access_token,
+            refresh_token: g.refresh_token,
+            expires_in: g.expires_in,
+            scopes: g.scopes,
+        }
     }
 }
 

@@ -72,7 +72,11 @@ impl Pre {
     }
 }
 
-pub(crate) async fn call(pre: &Pre, store: &mut wasmtime::Store<CallState>, call: Call<'_>) -> wasmtime::Result<Answer> {
+pub(crate) async fn call(
+    pre: &Pre,
+    store: &mut wasmtime::Store<CallState>,
+    call: Call<'_>,
+) -> wasmtime::Result<Answer> {
     // What the component does not export is answered without instantiating.
     match (&call, &pre.oauth, &pre.actions) {
         (Call::AuthorizeUrl { .. }, None, _) => return Ok(Answer::AuthorizeUrl(Err(model::OAuthError::Unsupported))),
