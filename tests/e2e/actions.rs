@@ -225,7 +225,7 @@ async fn provider_refusals_become_stable_codes() {
     }
     let r = g2.post(&action(id, "bad-output"), json!({})).await;
     assert_eq!((r.status, r.code(), r.body["pointer"].as_str()), (502, "plugin_failed", Some("/found")), "{}", r.body);
-    g2.finish(&[token.clone()]);
+    g2.finish(std::slice::from_ref(&token));
     g.finish(&[read_only, writer, token]);
 }
 
