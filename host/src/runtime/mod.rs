@@ -25,8 +25,8 @@ use crate::{
     egress::{CallEgress, CredentialHeader, Egress, OutboundRequest, OutboundResponse, SendError},
 };
 use model::{
-    Connection, Credentials, FieldKind, Manifest, OAuthClient, OAuthError, ProviderError, TokenGrant, Verification,
-    VerifyError,
+    Connection, Credentials, FieldKind, Manifest, OAuthClient, OAuthError, ProviderError, RateBudget, SyncPage,
+    TokenGrant, Verification, VerifyError,
 };
 
 /// How often the epoch advances; the granularity of deadlines and of
@@ -102,6 +102,12 @@ pub(crate) enum Call<'a> {
         input: &'a str,
         connection: &'a Connection,
     },
+    Sync {
+        model: &'a str,
+        checkpoint: Option<&'a str>,
+        run_started_at: &'a str,
+        connection: &'a Connection,
+    },
 }
 
 pub(crate) enum Answer {
@@ -110,6 +116,13 @@ pub(crate) enum Answer {
     AuthorizeUrl(Result<String, OAuthError>),
     Grant(Result<TokenGrant, OAuthError>),
     Action(Result<String, ProviderError>),
+    Sync(Result<SyncPage, ProviderError>),
+}
+
+/// A page of a sync, and the lowest rate-limit budget seen while making it.
+pub struct SyncOutcome {
+    pub page: Result<SyncPage, ProviderError>,
+    pub budget: Option<RateBudget>,
 }
 
 /// An action's schemas, compiled once at load.
@@ -129,6 +142,8 @@ pub struct Plugin {
     pub initial_memory_bytes: u64,
     /// Compiled schemas of each action, by name.
     pub action_schemas: BTreeMap<String, ActionSchemas>,
+    /// Compiled record schema of each sync model, by name.
+    pub record_schemas: BTreeMap<String, jsonschema::Validator>,
     bindings: Bindings,
 }
 
@@ -179,6 +194,8 @@ pub struct CallState {
     /// The last transport failure, so a connector that misreports it is
     /// still answered with the right code.
     last_send_error: Option<SendError>,
+    /// The lowest rate-limit budget the provider reported in this call.
+    budget: Option<RateBudget>,
 }
 
 impl WasiView for CallState {
@@ -215,7 +232,15 @@ impl CallState {
                 self.last_send_error = Some(e.clone());
                 Ok(Err(e))
             }
-            Ok(r) => Ok(Ok(r)),
+            Ok(r) => {
+                if let Some(seen) = rate_budget(&r.headers) {
+                    self.budget = Some(match self.budget {
+                        Some(b) if b.remaining <= seen.remaining => b,
+                        _ => seen,
+                    });
+                }
+                Ok(Ok(r))
+            }
         }
     }
 
@@ -463,6 +488,7 @@ impl Runtime {
             source: source_name.to_string(),
             initial_memory_bytes,
             action_schemas: BTreeMap::new(),
+            record_schemas: BTreeMap::new(),
             bindings,
         };
         if !self.fits_resident_slot(&plugin) {
@@ -491,6 +517,7 @@ impl Runtime {
             return Err(invalid("it lists sync models but does not export gatehouse:plugin/syncs".into()));
         }
         plugin.action_schemas = compile_action_schemas(&manifest).map_err(invalid)?;
+        plugin.record_schemas = compile_record_schemas(&manifest).map_err(invalid)?;
         plugin.manifest = manifest;
         Ok(plugin)
     }
@@ -499,7 +526,7 @@ impl Runtime {
     /// on the plugin; this is for measuring the call itself).
     pub async fn manifest(&self, plugin: &Plugin) -> Result<Manifest, CallError> {
         let egress = CallEgress::new(self.egress.clone(), &[], None);
-        let (answer, _) =
+        let (answer, _, _) =
             self.invoke(plugin, "(loading)", Call::Manifest, egress, Vec::new(), MANIFEST_TIMEOUT).await?;
         match answer {
             Answer::Manifest(m) => Ok(m),
@@ -522,7 +549,7 @@ impl Runtime {
             Some(base) => credential_header(&plugin.manifest, credentials, base).ok(),
             None => None,
         };
-        let (answer, last_send_error) =
+        let (answer, last_send_error, _) =
             self.guarded(plugin, Call::Verify(&pairs), allowed, credential, secrets).await?;
         let Answer::Verify(result) = answer else {
             return Err(CallError::Failed("verify() answered something else".into()));
@@ -603,7 +630,7 @@ impl Runtime {
         base_url: &Url,
         secrets: Vec<SecretString>,
     ) -> Result<Result<TokenGrant, OAuthError>, CallError> {
-        let (answer, last_send_error) =
+        let (answer, last_send_error, _) =
             self.guarded(plugin, call, std::slice::from_ref(base_url), None, secrets).await?;
         let Answer::Grant(result) = answer else {
             return Err(CallError::Failed("the token call answered something else".into()));
@@ -632,7 +659,7 @@ impl Runtime {
         let credential = credential_header(&plugin.manifest, credentials, base_url).map_err(CallError::Failed)?;
         let call = Call::Action { name, input, connection };
         let secrets = secret_values(plugin, credentials);
-        let (answer, last_send_error) =
+        let (answer, last_send_error, _) =
             self.guarded(plugin, call, std::slice::from_ref(base_url), Some(credential), secrets).await?;
         let Answer::Action(result) = answer else {
             return Err(CallError::Failed("the action answered something else".into()));
@@ -645,6 +672,37 @@ impl Runtime {
         }))
     }
 
+    /// Asks for one page of a sync run. Like actions, the connector gets
+    /// the connection without its secret and the host authenticates its
+    /// requests.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run_sync(
+        &self,
+        plugin: &Plugin,
+        model: &str,
+        checkpoint: Option<&str>,
+        run_started_at: &str,
+        connection: &Connection,
+        credentials: &Credentials,
+        base_url: &Url,
+    ) -> Result<SyncOutcome, CallError> {
+        let credential = credential_header(&plugin.manifest, credentials, base_url).map_err(CallError::Failed)?;
+        let call = Call::Sync { model, checkpoint, run_started_at, connection };
+        let secrets = secret_values(plugin, credentials);
+        let (answer, last_send_error, budget) =
+            self.guarded(plugin, call, std::slice::from_ref(base_url), Some(credential), secrets).await?;
+        let Answer::Sync(page) = answer else {
+            return Err(CallError::Failed("the sync answered something else".into()));
+        };
+        let page = page.map_err(|e| match (last_send_error, e) {
+            (Some(SendError::Denied(why)), ProviderError::UpstreamError(_) | ProviderError::UpstreamUnreachable(_)) => {
+                ProviderError::EgressDenied(why)
+            }
+            (_, e) => e,
+        });
+        Ok(SyncOutcome { page, budget })
+    }
+
     /// A call that takes a concurrency slot and the per-call timeout.
     async fn guarded(
         &self,
@@ -653,7 +711,7 @@ impl Runtime {
         allowed: &[Url],
         credential: Option<CredentialHeader>,
         secrets: Vec<SecretString>,
-    ) -> Result<(Answer, Option<SendError>), CallError> {
+    ) -> Result<(Answer, Option<SendError>, Option<RateBudget>), CallError> {
         let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
         let egress = CallEgress::new(self.egress.clone(), allowed, credential);
         self.invoke(plugin, &plugin.manifest.id, call, egress, secrets, self.limits.call_timeout).await
@@ -668,7 +726,7 @@ impl Runtime {
         egress: CallEgress,
         secrets: Vec<SecretString>,
         timeout: Duration,
-    ) -> Result<(Answer, Option<SendError>), CallError> {
+    ) -> Result<(Answer, Option<SendError>, Option<RateBudget>), CallError> {
         let mut store = self.new_store(plugin_id, egress, secrets, timeout);
         let run = async {
             match &plugin.bindings {
@@ -679,7 +737,8 @@ impl Runtime {
         };
         let outcome = tokio::time::timeout(timeout, run).await;
         let answer = finish(outcome, &store, timeout)?;
-        Ok((answer, store.into_data().last_send_error))
+        let data = store.into_data();
+        Ok((answer, data.last_send_error, data.budget))
     }
 
     fn new_store(
@@ -700,6 +759,7 @@ impl Runtime {
             secrets,
             violation: None,
             last_send_error: None,
+            budget: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -775,6 +835,29 @@ pub fn credential_header(
     }
     value.push_str(rest);
     CredentialHeader::new(base_url, &presentation.header, &SecretString::from(value), used)
+}
+
+/// The IETF `RateLimit-Remaining` / `RateLimit-Reset` header fields (GitLab
+/// sends them). A reset larger than a day of seconds is a Unix time, else a
+/// delay.
+fn rate_budget(headers: &[(String, String)]) -> Option<RateBudget> {
+    let get = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim());
+    let remaining = get("ratelimit-remaining")?.parse().ok()?;
+    let reset_at = get("ratelimit-reset").and_then(|v| v.parse::<i64>().ok()).map(|v| {
+        if v > 86_400 { v } else { time::OffsetDateTime::now_utc().unix_timestamp() + v }
+    });
+    Some(RateBudget { remaining, reset_at })
+}
+
+fn compile_record_schemas(m: &Manifest) -> Result<BTreeMap<String, jsonschema::Validator>, String> {
+    m.sync_models
+        .iter()
+        .map(|s| {
+            jsonschema::validator_for(&s.record_schema)
+                .map(|v| (s.name.clone(), v))
+                .map_err(|e| format!("the record schema of sync model {:?} is not a usable JSON Schema: {e}", s.name))
+        })
+        .collect()
 }
 
 fn compile_action_schemas(m: &Manifest) -> Result<BTreeMap<String, ActionSchemas>, String> {

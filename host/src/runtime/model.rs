@@ -94,6 +94,25 @@ pub struct Connection {
     pub settings: Vec<(String, String)>,
 }
 
+/// One page of a sync run, as the connector answered it.
+#[derive(Debug, Clone)]
+pub struct SyncPage {
+    /// (external id, record JSON text)
+    pub records: Vec<(String, String)>,
+    pub deleted: Vec<String>,
+    pub checkpoint: Option<String>,
+    pub has_more: bool,
+}
+
+/// The provider's rate-limit budget as its answers during one call showed
+/// it (the `RateLimit-Remaining` / `RateLimit-Reset` header fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateBudget {
+    pub remaining: u64,
+    /// Unix seconds when the budget resets, when the provider said.
+    pub reset_at: Option<i64>,
+}
+
 /// Why an action (or a sync page) did not succeed; sentences already
 /// redacted.
 #[derive(Debug, Clone, PartialEq, Eq)]

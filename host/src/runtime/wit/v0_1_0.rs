@@ -42,6 +42,11 @@ pub(crate) async fn call(
                 "The connector implements gatehouse:plugin@0.1.0, which has no actions.".into(),
             ))));
         }
+        Call::Sync { .. } => {
+            return Ok(Answer::Sync(Err(model::ProviderError::Unsupported(
+                "The connector implements gatehouse:plugin@0.1.0, which has no syncs.".into(),
+            ))));
+        }
         Call::Manifest | Call::Verify(_) => {}
     }
     let instance = pre.instantiate_async(&mut *store).await?;

@@ -31,10 +31,18 @@ pub(crate) async fn call(
     store: &mut wasmtime::Store<CallState>,
     call: Call<'_>,
 ) -> wasmtime::Result<Answer> {
-    if let Call::Action { .. } = call {
-        return Ok(Answer::Action(Err(model::ProviderError::Unsupported(
-            "The connector implements gatehouse:plugin@0.2.0, which has no actions.".into(),
-        ))));
+    match call {
+        Call::Action { .. } => {
+            return Ok(Answer::Action(Err(model::ProviderError::Unsupported(
+                "The connector implements gatehouse:plugin@0.2.0, which has no actions.".into(),
+            ))));
+        }
+        Call::Sync { .. } => {
+            return Ok(Answer::Sync(Err(model::ProviderError::Unsupported(
+                "The connector implements gatehouse:plugin@0.2.0, which has no syncs.".into(),
+            ))));
+        }
+        _ => {}
     }
     let instance = pre.instantiate_async(&mut *store).await?;
     let connector = instance.gatehouse_plugin_connector();
@@ -72,7 +80,7 @@ pub(crate) async fn call(
                     .map_err(|e| latest::oauth_error(e.into(), &|s| data.redact(&s))),
             )
         }
-        Call::Action { .. } => unreachable!("answered above"),
+        Call::Action { .. } | Call::Sync { .. } => unreachable!("answered above"),
     })
 }
 

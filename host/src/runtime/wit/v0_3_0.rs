@@ -78,6 +78,9 @@ pub(crate) async fn call(
     call: Call<'_>,
 ) -> wasmtime::Result<Answer> {
     // What the component does not export is answered without instantiating.
+    if let (Call::Sync { .. }, None) = (&call, &pre.syncs) {
+        return Ok(Answer::Sync(Err(model::ProviderError::Unsupported("The connector does not export syncs.".into()))));
+    }
     match (&call, &pre.oauth, &pre.actions) {
         (Call::AuthorizeUrl { .. }, None, _) => return Ok(Answer::AuthorizeUrl(Err(model::OAuthError::Unsupported))),
         (Call::ExchangeCode { .. } | Call::RefreshToken { .. }, None, _) => {
@@ -138,6 +141,23 @@ pub(crate) async fn call(
             let result = actions.call_run(&mut *store, name, input, &self::connection(connection)).await?;
             let data = store.data();
             Answer::Action(result.map(|out| data.redact(&out)).map_err(|e| provider_error(e, &|s| data.redact(&s))))
+        }
+        Call::Sync { model, checkpoint, run_started_at, connection } => {
+            let syncs = pre.syncs.as_ref().expect("checked above").load(&mut *store, &instance)?;
+            let result =
+                syncs.call_run(&mut *store, model, checkpoint, run_started_at, &self::connection(connection)).await?;
+            let data = store.data();
+            let redact = |s: String| data.redact(&s);
+            Answer::Sync(
+                result
+                    .map(|page| model::SyncPage {
+                        records: page.records.into_iter().map(|r| (redact(r.id), redact(r.data))).collect(),
+                        deleted: page.deleted.into_iter().map(redact).collect(),
+                        checkpoint: page.checkpoint.map(redact),
+                        has_more: page.has_more,
+                    })
+                    .map_err(|e| provider_error(e, &redact)),
+            )
         }
     })
 }

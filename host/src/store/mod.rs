@@ -1,6 +1,10 @@
 //! Persistence: the SQLite database (WAL, migrations at start) holding
 //! integrations with their sealed credentials and refresh tokens, OAuth
-//! applications, authorizations in flight, and server settings.
+//! applications, authorizations in flight, server settings; sync state and
+//! mirrored records (`syncs`), outgoing webhooks (`webhooks`).
+
+pub mod syncs;
+pub mod webhooks;
 
 use std::{path::Path, str::FromStr, time::Duration};
 

@@ -1,0 +1,524 @@
+//! Sync state, mirrored records and the change feed. Every page of a run is
+//! one transaction: its records, its checkpoint and the lease renewal
+//! commit together or not at all, and only while this process still holds
+//! the lease, so a crash resumes from the last committed page and a page is
+//! never counted twice.
+
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{Store, StoreError};
+
+/// One (connection, model) as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SyncRow {
+    pub integration_id: String,
+    pub model: String,
+    pub enabled: bool,
+    pub interval_seconds: Option<i64>,
+    pub state: String,
+    pub checkpoint: Option<String>,
+    pub run_id: Option<String>,
+    pub run_started_at: Option<String>,
+    pub run_added: i64,
+    pub run_updated: i64,
+    pub run_deleted: i64,
+    pub run_cursor: Option<i64>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub next_run_at: i64,
+    pub paused_until: Option<i64>,
+    pub last_started_at: Option<String>,
+    pub last_finished_at: Option<String>,
+    pub last_added: i64,
+    pub last_updated: i64,
+    pub last_deleted: i64,
+    pub last_error_json: Option<String>,
+}
+
+/// A mirrored record, as the change feed serves it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecordRow {
+    pub model: String,
+    pub external_id: String,
+    pub data_json: String,
+    pub action: String,
+    pub seq: i64,
+    pub first_seen_at: String,
+    pub last_modified_at: String,
+}
+
+/// What a page brings: records (id, JSON text, content hash) and ids the
+/// provider said were deleted.
+pub struct Page {
+    pub records: Vec<(String, String, String)>,
+    pub deleted: Vec<String>,
+    pub checkpoint: Option<String>,
+}
+
+/// Who commits the page and until when its lease then runs.
+pub struct Holder<'a> {
+    pub integration_id: &'a str,
+    pub model: &'a str,
+    pub owner: &'a str,
+    pub run_id: &'a str,
+    pub lease_until: i64,
+    pub now_text: &'a str,
+    pub now_unix: i64,
+}
+
+/// How a run ends with its last page.
+pub struct Finish {
+    /// Records the run did not see are deleted (non-incremental models).
+    pub detect_deletions: bool,
+    pub next_run_at: i64,
+}
+
+/// The run's totals after a page.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub added: i64,
+    pub updated: i64,
+    pub deleted: i64,
+    /// The feed position before the run's first change.
+    pub cursor: i64,
+}
+
+impl Totals {
+    pub fn changed(&self) -> bool {
+        self.added + self.updated + self.deleted > 0
+    }
+}
+
+/// A webhook delivery to enqueue with the commit that caused it.
+pub struct NewDelivery {
+    pub id: String,
+    pub webhook_id: String,
+    pub event_type: String,
+    pub payload_json: String,
+}
+
+impl Store {
+    /// Makes sure every (integration, model) has a row; new ones are due now.
+    pub async fn ensure_syncs(&self, integration_id: &str, models: &[String], now: i64) -> Result<(), StoreError> {
+        for model in models {
+            sqlx::query(
+                "INSERT INTO syncs (integration_id, model, next_run_at) VALUES (?, ?, ?)
+                 ON CONFLICT (integration_id, model) DO NOTHING",
+            )
+            .bind(integration_id)
+            .bind(model)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn syncs(&self, integration_id: &str) -> Result<Vec<SyncRow>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM syncs WHERE integration_id = ? ORDER BY model")
+            .bind(integration_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn sync(&self, integration_id: &str, model: &str) -> Result<Option<SyncRow>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM syncs WHERE integration_id = ? AND model = ?")
+            .bind(integration_id)
+            .bind(model)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Changes what the operator controls; `interval` Some(None) goes back
+    /// to the manifest's default.
+    pub async fn configure_sync(
+        &self,
+        integration_id: &str,
+        model: &str,
+        enabled: Option<bool>,
+        interval: Option<Option<i64>>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE syncs SET enabled = COALESCE(?, enabled),
+                interval_seconds = CASE WHEN ? THEN ? ELSE interval_seconds END
+             WHERE integration_id = ? AND model = ?",
+        )
+        .bind(enabled)
+        .bind(interval.is_some())
+        .bind(interval.flatten())
+        .bind(integration_id)
+        .bind(model)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Makes the sync due now (a run in progress or a rate-limit pause is
+    /// not interrupted).
+    pub async fn request_sync_run(&self, integration_id: &str, model: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE syncs SET next_run_at = ? WHERE integration_id = ? AND model = ?")
+            .bind(now)
+            .bind(integration_id)
+            .bind(model)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Syncs that are due and not leased by a live process.
+    pub async fn due_syncs(&self, now: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT integration_id, model FROM syncs
+             WHERE enabled = 1 AND next_run_at <= ?1
+               AND (lease_expires_at IS NULL OR lease_expires_at < ?1)
+               AND (paused_until IS NULL OR paused_until <= ?1)
+             ORDER BY next_run_at LIMIT ?2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("integration_id")?, r.try_get("model")?))).collect()
+    }
+
+    /// Takes the lease of a due sync in one statement (so two processes
+    /// cannot both win) and starts a run, or continues the one a dead
+    /// process left (same run id, its checkpoint). None: someone else holds
+    /// it, or it is not due.
+    pub async fn claim_sync(
+        &self,
+        integration_id: &str,
+        model: &str,
+        owner: &str,
+        new_run_id: &str,
+        now_text: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<SyncRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "UPDATE syncs SET lease_owner = ?1, lease_expires_at = ?2, state = 'running', paused_until = NULL,
+                last_started_at = CASE WHEN run_id IS NULL THEN ?3 ELSE last_started_at END,
+                run_started_at = CASE WHEN run_id IS NULL THEN ?3 ELSE run_started_at END,
+                run_added = CASE WHEN run_id IS NULL THEN 0 ELSE run_added END,
+                run_updated = CASE WHEN run_id IS NULL THEN 0 ELSE run_updated END,
+                run_deleted = CASE WHEN run_id IS NULL THEN 0 ELSE run_deleted END,
+                run_cursor = CASE WHEN run_id IS NULL THEN NULL ELSE run_cursor END,
+                run_id = COALESCE(run_id, ?4)
+             WHERE integration_id = ?5 AND model = ?6 AND enabled = 1 AND next_run_at <= ?7
+               AND (lease_expires_at IS NULL OR lease_expires_at < ?7)
+               AND (paused_until IS NULL OR paused_until <= ?7)
+             RETURNING *",
+        )
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now_text)
+        .bind(new_run_id)
+        .bind(integration_id)
+        .bind(model)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Commits one page: records, checkpoint and lease in one transaction,
+    /// only while `holder` still holds the lease of this run. With `finish`,
+    /// the run ends: deletions detected, state idle, the next run scheduled,
+    /// and `deliveries` (made from the run's totals) enqueued in the same
+    /// transaction. None: the lease was lost (disconnected, taken over).
+    pub async fn commit_page(
+        &self,
+        holder: &Holder<'_>,
+        page: &Page,
+        finish: Option<&Finish>,
+        deliveries: impl FnOnce(Totals) -> Vec<NewDelivery>,
+    ) -> Result<Option<Totals>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Taking the counter first makes this transaction the writer at
+        // once, so sequence numbers follow commit order.
+        let upper = page.records.len() as i64 + page.deleted.len() as i64 + 1;
+        let last: i64 = sqlx::query_scalar("UPDATE counters SET value = value + ? WHERE name = 'records' RETURNING value")
+            .bind(upper)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut next_seq = last - upper + 1;
+        let held: Option<SyncRow> = sqlx::query_as(
+            "SELECT * FROM syncs WHERE integration_id = ? AND model = ? AND lease_owner = ? AND run_id = ?",
+        )
+        .bind(holder.integration_id)
+        .bind(holder.model)
+        .bind(holder.owner)
+        .bind(holder.run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(held) = held else {
+            return Ok(None);
+        };
+        let mut totals = Totals {
+            added: held.run_added,
+            updated: held.run_updated,
+            deleted: held.run_deleted,
+            cursor: held.run_cursor.unwrap_or(next_seq - 1),
+        };
+        for (external_id, data, hash) in &page.records {
+            let change = upsert_record(&mut tx, holder, external_id, data, hash, next_seq).await?;
+            match change {
+                Some("added") => totals.added += 1,
+                Some(_) => totals.updated += 1,
+                None => continue,
+            }
+            next_seq += 1;
+        }
+        for external_id in &page.deleted {
+            if mark_deleted(&mut tx, holder, Some(external_id), next_seq).await? > 0 {
+                totals.deleted += 1;
+                next_seq += 1;
+            }
+        }
+        if let Some(finish) = finish
+            && finish.detect_deletions
+        {
+            // Every record this (completed) run did not see, one sequence
+            // number each, in a stable order.
+            let gone: Vec<String> = sqlx::query_scalar(
+                "SELECT external_id FROM records WHERE integration_id = ? AND model = ? AND action != 'deleted'
+                   AND (seen_run IS NULL OR seen_run != ?) ORDER BY external_id",
+            )
+            .bind(holder.integration_id)
+            .bind(holder.model)
+            .bind(holder.run_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            if !gone.is_empty() {
+                let more = gone.len() as i64;
+                let last: i64 =
+                    sqlx::query_scalar("UPDATE counters SET value = value + ? WHERE name = 'records' RETURNING value")
+                        .bind(more)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                next_seq = last - more + 1;
+                for external_id in &gone {
+                    mark_deleted(&mut tx, holder, Some(external_id), next_seq).await?;
+                    next_seq += 1;
+                    totals.deleted += 1;
+                }
+            }
+        }
+        match finish {
+            None => {
+                sqlx::query(
+                    "UPDATE syncs SET checkpoint = ?, run_added = ?, run_updated = ?, run_deleted = ?, run_cursor = ?,
+                        lease_expires_at = ?, last_error_json = NULL
+                     WHERE integration_id = ? AND model = ?",
+                )
+                .bind(&page.checkpoint)
+                .bind(totals.added)
+                .bind(totals.updated)
+                .bind(totals.deleted)
+                .bind(totals.cursor)
+                .bind(holder.lease_until)
+                .bind(holder.integration_id)
+                .bind(holder.model)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Some(finish) => {
+                sqlx::query(
+                    "UPDATE syncs SET checkpoint = ?, state = 'idle', run_id = NULL, run_started_at = NULL,
+                        run_added = 0, run_updated = 0, run_deleted = 0, run_cursor = NULL,
+                        lease_owner = NULL, lease_expires_at = NULL, next_run_at = ?, last_finished_at = ?,
+                        last_added = ?, last_updated = ?, last_deleted = ?, last_error_json = NULL
+                     WHERE integration_id = ? AND model = ?",
+                )
+                .bind(&page.checkpoint)
+                .bind(finish.next_run_at)
+                .bind(holder.now_text)
+                .bind(totals.added)
+                .bind(totals.updated)
+                .bind(totals.deleted)
+                .bind(holder.integration_id)
+                .bind(holder.model)
+                .execute(&mut *tx)
+                .await?;
+                for d in deliveries(totals) {
+                    insert_delivery(&mut tx, &d, holder.now_text, holder.now_unix).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(totals))
+    }
+
+    /// Ends a run attempt without a page: `state` is `failed` or `paused`.
+    /// The run id and checkpoint stay, so the next attempt continues the
+    /// same run. Deliveries (a failure event) are enqueued with it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn release_sync(
+        &self,
+        holder: &Holder<'_>,
+        state: &str,
+        error_json: &str,
+        next_run_at: i64,
+        paused_until: Option<i64>,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE syncs SET state = ?, last_error_json = ?, next_run_at = ?, paused_until = ?,
+                lease_owner = NULL, lease_expires_at = NULL, last_finished_at = ?
+             WHERE integration_id = ? AND model = ? AND lease_owner = ? AND run_id = ?",
+        )
+        .bind(state)
+        .bind(error_json)
+        .bind(next_run_at)
+        .bind(paused_until)
+        .bind(holder.now_text)
+        .bind(holder.integration_id)
+        .bind(holder.model)
+        .bind(holder.owner)
+        .bind(holder.run_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            for d in &deliveries {
+                insert_delivery(&mut tx, d, holder.now_text, holder.now_unix).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records in commit order after `after_seq`, for one model or all.
+    pub async fn feed(
+        &self,
+        integration_id: &str,
+        model: Option<&str>,
+        after_seq: i64,
+        modified_after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT model, external_id, data_json, action, seq, first_seen_at, last_modified_at FROM records
+             WHERE integration_id = ?1 AND (?2 IS NULL OR model = ?2) AND seq > ?3
+               AND (?4 IS NULL OR last_modified_unix > ?4)
+             ORDER BY seq LIMIT ?5",
+        )
+        .bind(integration_id)
+        .bind(model)
+        .bind(after_seq)
+        .bind(modified_after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records held for a connection and model (deleted ones excepted).
+    pub async fn record_count(&self, integration_id: &str, model: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM records WHERE integration_id = ? AND model = ? AND action != 'deleted'",
+        )
+        .bind(integration_id)
+        .bind(model)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
+
+/// Inserts or updates one record; Some(action) when it changed.
+async fn upsert_record(
+    tx: &mut Transaction<'_, Sqlite>,
+    holder: &Holder<'_>,
+    external_id: &str,
+    data: &str,
+    hash: &str,
+    seq: i64,
+) -> Result<Option<&'static str>, StoreError> {
+    let existing: Option<(String, String)> = sqlx::query_as(
+        "SELECT content_hash, action FROM records WHERE integration_id = ? AND model = ? AND external_id = ?",
+    )
+    .bind(holder.integration_id)
+    .bind(holder.model)
+    .bind(external_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let action = match &existing {
+        None => "added",
+        // Unchanged: only remember that this run saw it.
+        Some((old, action)) if old == hash && action != "deleted" => {
+            sqlx::query("UPDATE records SET seen_run = ? WHERE integration_id = ? AND model = ? AND external_id = ?")
+                .bind(holder.run_id)
+                .bind(holder.integration_id)
+                .bind(holder.model)
+                .bind(external_id)
+                .execute(&mut **tx)
+                .await?;
+            return Ok(None);
+        }
+        // Back after a deletion: new again for the consumer.
+        Some((_, action)) if action == "deleted" => "added",
+        Some(_) => "updated",
+    };
+    sqlx::query(
+        "INSERT INTO records (integration_id, model, external_id, data_json, content_hash, action, seq, first_seen_at,
+            last_modified_at, last_modified_unix, seen_run)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)
+         ON CONFLICT (integration_id, model, external_id) DO UPDATE SET data_json = excluded.data_json,
+            content_hash = excluded.content_hash, action = excluded.action, seq = excluded.seq,
+            last_modified_at = excluded.last_modified_at, last_modified_unix = excluded.last_modified_unix,
+            seen_run = excluded.seen_run",
+    )
+    .bind(holder.integration_id)
+    .bind(holder.model)
+    .bind(external_id)
+    .bind(data)
+    .bind(hash)
+    .bind(action)
+    .bind(seq)
+    .bind(holder.now_text)
+    .bind(holder.now_unix)
+    .bind(holder.run_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Some(action))
+}
+
+async fn mark_deleted(
+    tx: &mut Transaction<'_, Sqlite>,
+    holder: &Holder<'_>,
+    external_id: Option<&String>,
+    seq: i64,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE records SET action = 'deleted', seq = ?, last_modified_at = ?, last_modified_unix = ?
+         WHERE integration_id = ? AND model = ? AND external_id = ? AND action != 'deleted'",
+    )
+    .bind(seq)
+    .bind(holder.now_text)
+    .bind(holder.now_unix)
+    .bind(holder.integration_id)
+    .bind(holder.model)
+    .bind(external_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+async fn insert_delivery(
+    tx: &mut Transaction<'_, Sqlite>,
+    d: &NewDelivery,
+    now_text: &str,
+    now_unix: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, webhook_id, event_type, payload_json, status, next_attempt_at, created_at)
+         VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+    )
+    .bind(&d.id)
+    .bind(&d.webhook_id)
+    .bind(&d.event_type)
+    .bind(&d.payload_json)
+    .bind(now_unix)
+    .bind(now_text)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

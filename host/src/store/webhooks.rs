@@ -1,0 +1,147 @@
+//! Outgoing webhooks and their delivery log. Deliveries are claimed through
+//! a lease (one statement), so each attempt is made by one process.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+use crate::crypto::Sealed;
+
+#[derive(Clone)]
+pub struct WebhookRow {
+    pub id: String,
+    pub url: String,
+    pub created_at: String,
+    pub secret: Sealed,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub webhook_id: String,
+    pub event_type: String,
+    pub payload_json: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
+/// How an attempt ended.
+pub struct Attempted<'a> {
+    pub status: &'a str,
+    pub next_attempt_at: i64,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub delivered_at: Option<&'a str>,
+}
+
+fn webhook_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<WebhookRow, StoreError> {
+    Ok(WebhookRow {
+        id: row.try_get("id")?,
+        url: row.try_get("url")?,
+        created_at: row.try_get("created_at")?,
+        secret: Sealed {
+            key_id: row.try_get("secret_key_id")?,
+            nonce: row.try_get("secret_nonce")?,
+            ciphertext: row.try_get("secret_ciphertext")?,
+        },
+    })
+}
+
+impl Store {
+    pub async fn insert_webhook(&self, w: &WebhookRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webhooks (id, url, created_at, secret_key_id, secret_nonce, secret_ciphertext)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&w.id)
+        .bind(&w.url)
+        .bind(&w.created_at)
+        .bind(&w.secret.key_id)
+        .bind(&w.secret.nonce)
+        .bind(&w.secret.ciphertext)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM webhooks ORDER BY created_at, id").fetch_all(&self.pool).await?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    pub async fn webhook(&self, id: &str) -> Result<Option<WebhookRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM webhooks WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(webhook_from_row).transpose()
+    }
+
+    /// Deletes the webhook; its secret and delivery log go with it.
+    pub async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM webhooks WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes up to `limit` due deliveries for this process until
+    /// `lease_until`.
+    pub async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<(DeliveryRow, WebhookRow)>, StoreError> {
+        let claimed: Vec<DeliveryRow> = sqlx::query_as(
+            "UPDATE webhook_deliveries SET lease_expires_at = ?1
+             WHERE id IN (SELECT id FROM webhook_deliveries
+                          WHERE status = 'pending' AND next_attempt_at <= ?2
+                            AND (lease_expires_at IS NULL OR lease_expires_at < ?2)
+                          ORDER BY next_attempt_at LIMIT ?3)
+             RETURNING id, webhook_id, event_type, payload_json, status, attempts, next_attempt_at,
+                       last_status_code, last_error, created_at, delivered_at",
+        )
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for d in claimed {
+            if let Some(w) = self.webhook(&d.webhook_id).await? {
+                out.push((d, w));
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn record_attempt(&self, id: &str, a: &Attempted<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,
+                last_status_code = ?, last_error = ?, delivered_at = ?, lease_expires_at = NULL
+             WHERE id = ?",
+        )
+        .bind(a.status)
+        .bind(a.next_attempt_at)
+        .bind(a.status_code.map(i64::from))
+        .bind(&a.error)
+        .bind(a.delivered_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest deliveries of a webhook first.
+    pub async fn deliveries(&self, webhook_id: &str, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, webhook_id, event_type, payload_json, status, attempts, next_attempt_at, last_status_code,
+                    last_error, created_at, delivered_at
+             FROM webhook_deliveries WHERE webhook_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(webhook_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
