@@ -101,6 +101,37 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub proxy: ProxyConfig,
+
+    #[command(flatten)]
+    pub syncs: SyncConfig,
+}
+
+/// Syncs and outgoing webhooks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncConfig {
+    /// How often this process looks for due syncs and webhook deliveries;
+    /// 0 turns syncs off in this process (it still serves the API).
+    #[arg(long, env = "GATEHOUSE_SYNC_POLL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub sync_poll: Duration,
+
+    /// Syncs this process runs at once.
+    #[arg(long, env = "GATEHOUSE_SYNC_CONCURRENCY", default_value_t = 4)]
+    pub sync_concurrency: usize,
+
+    /// A failed sync run is retried after this long (it continues from its
+    /// last committed page).
+    #[arg(long, env = "GATEHOUSE_SYNC_RETRY", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub sync_retry: Duration,
+
+    /// Pause a connection's syncs until the provider's rate limit resets
+    /// when its `RateLimit-Remaining` falls to this.
+    #[arg(long, env = "GATEHOUSE_SYNC_PAUSE_BELOW_REMAINING", default_value_t = 10)]
+    pub sync_pause_below_remaining: u64,
+
+    /// Delay before a failed webhook delivery is retried; each later retry
+    /// waits five times longer, 8 attempts in all.
+    #[arg(long, env = "GATEHOUSE_WEBHOOK_RETRY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub webhook_retry: Duration,
 }
 
 /// The authenticated proxy (`/api/v1/integrations/{id}/proxy/{path}`).

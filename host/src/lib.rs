@@ -17,6 +17,8 @@ pub mod proxy;
 pub mod registry;
 pub mod runtime;
 pub mod store;
+pub mod syncs;
+pub mod webhooks;
 
 /// First-party connectors, built from `plugins/` and embedded by build.rs.
 pub mod builtin {

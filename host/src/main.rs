@@ -14,7 +14,7 @@ use gatehouse::{
     config::{Cli, Command, PluginsCommand, SandboxLimits, ServeConfig},
     crypto,
     egress::Policy,
-    integrations, oauth, registry, store,
+    integrations, oauth, registry, store, syncs, webhooks,
 };
 
 // glibc's malloc serialises on its arena locks when many tasks allocate
@@ -82,7 +82,28 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if !config.oauth.refresh_interval.is_zero() {
         tokio::spawn(oauth::refresh_in_background(integrations.clone(), config.oauth.refresh_interval));
     }
-    let app = api::routes(integrations, api_key_hash, config.limits.max_body_bytes, config.proxy.settings());
+    let webhooks = Arc::new(webhooks::Webhooks::new(integrations.clone(), config.syncs.webhook_retry)?);
+    let sync_settings = syncs::SyncSettings {
+        poll: config.syncs.sync_poll,
+        concurrency: config.syncs.sync_concurrency,
+        // A lease outlives the longest page call, so a live run keeps it.
+        lease: (config.limits.plugin_timeout * 2).max(std::time::Duration::from_secs(60)),
+        retry_after_failure: config.syncs.sync_retry,
+        pause_below_remaining: config.syncs.sync_pause_below_remaining,
+    };
+    let syncs = Arc::new(syncs::Syncs::new(integrations.clone(), webhooks.clone(), sync_settings));
+    if !config.syncs.sync_poll.is_zero() {
+        tokio::spawn(syncs.clone().run_scheduler());
+        tokio::spawn(webhooks.clone().deliver_in_background(config.syncs.sync_poll));
+    }
+    let app = api::routes(
+        integrations,
+        syncs,
+        webhooks,
+        api_key_hash,
+        config.limits.max_body_bytes,
+        config.proxy.settings(),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -23,6 +23,8 @@ use crate::{
     error::AppError,
     integrations::Integrations,
     proxy::{Proxy, ProxyRequest, ProxySettings},
+    syncs::Syncs,
+    webhooks::Webhooks,
 };
 use models::*;
 use problem::ApiError;
@@ -53,6 +55,8 @@ enum ApiTags {
     OAuth,
     /// Using a connection: typed actions (and the proxy, described in the README).
     Use,
+    /// Syncs: mirrored data, the change feed and webhooks.
+    Syncs,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -104,6 +108,22 @@ pub enum Deleted {
 pub struct Api {
     integrations: Arc<Integrations>,
     actions: Actions,
+    syncs: Arc<Syncs>,
+    webhooks: Arc<Webhooks>,
+}
+
+#[derive(ApiResponse)]
+pub enum RunResponse {
+    /// The run is due now; `GET …/syncs` shows its progress.
+    #[oai(status = 202)]
+    Accepted(Json<Sync>),
+}
+
+#[derive(ApiResponse)]
+pub enum WebhookCreated {
+    /// Registered; the secret is shown only here.
+    #[oai(status = 201)]
+    Created(Json<CreatedWebhook>),
 }
 
 impl Api {
@@ -323,6 +343,102 @@ impl Api {
         Ok(Json(self.actions.run(&id.0.to_string(), &name.0, body.0).await?))
     }
 
+    /// Sync state per model: enabled, interval, state (idle, running,
+    /// failed, paused for a rate limit), last start and finish, what the
+    /// last run added, updated and deleted, the last error, the next run.
+    #[oai(path = "/integrations/:id/syncs", method = "get", tag = "ApiTags::Syncs")]
+    async fn syncs(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<SyncList>> {
+        let syncs = self.syncs.list(&id.0.to_string()).await?;
+        Ok(Json(SyncList { syncs: syncs.into_iter().map(Sync::try_from).collect::<Result<_, AppError>>()? }))
+    }
+
+    /// Enable or disable one model's sync, or change its interval.
+    #[oai(path = "/integrations/:id/syncs/:model", method = "patch", tag = "ApiTags::Syncs")]
+    async fn configure_sync(
+        &self,
+        _auth: ApiKey,
+        id: Path<uuid::Uuid>,
+        model: Path<String>,
+        body: Json<SyncSettingsRequest>,
+    ) -> ApiResult<Json<Sync>> {
+        use poem_openapi::types::MaybeUndefined;
+        let interval = match body.0.interval_seconds {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(v) => Some(Some(v)),
+        };
+        let status = self.syncs.configure(&id.0.to_string(), &model.0, body.0.enabled, interval).await?;
+        Ok(Json(Sync::try_from(status)?))
+    }
+
+    /// Run one model's sync now (202); a run in progress or a rate-limit
+    /// pause is not interrupted.
+    #[oai(path = "/integrations/:id/syncs/:model/run", method = "post", tag = "ApiTags::Syncs")]
+    async fn run_sync(&self, _auth: ApiKey, id: Path<uuid::Uuid>, model: Path<String>) -> ApiResult<RunResponse> {
+        let status = self.syncs.run_now(&id.0.to_string(), &model.0).await?;
+        Ok(RunResponse::Accepted(Json(Sync::try_from(status)?)))
+    }
+
+    /// The change feed: mirrored records in commit order, each with its
+    /// last change (`added`, `updated`, `deleted`). Start without a cursor,
+    /// then pass `next_cursor`; every change appears once.
+    #[oai(path = "/integrations/:id/records", method = "get", tag = "ApiTags::Syncs")]
+    async fn records(
+        &self,
+        _auth: ApiKey,
+        id: Path<uuid::Uuid>,
+        /// One model; all models when left out.
+        model: Query<Option<String>>,
+        /// Where to continue: a `next_cursor` (or a record's `cursor`) from an earlier page.
+        cursor: Query<Option<String>>,
+        /// Records per page, 1 to 1000 (default 100).
+        limit: Query<Option<u32>>,
+        /// Only records changed after this RFC 3339 time.
+        modified_after: Query<Option<String>>,
+    ) -> ApiResult<Json<RecordPage>> {
+        let page = self
+            .syncs
+            .feed(&id.0.to_string(), model.0.as_deref(), cursor.0.as_deref(), limit.0, modified_after.0.as_deref())
+            .await?;
+        let records = page.records.into_iter().map(RecordItem::try_from).collect::<Result<_, AppError>>()?;
+        Ok(Json(RecordPage { records, next_cursor: page.next_cursor.to_string() }))
+    }
+
+    /// Register a webhook: a signed POST (Standard Webhooks) when a sync
+    /// changes something or fails. The signing secret is in this answer only.
+    #[oai(path = "/webhooks", method = "post", tag = "ApiTags::Syncs")]
+    async fn create_webhook(&self, _auth: ApiKey, body: Json<WebhookRequest>) -> ApiResult<WebhookCreated> {
+        let (row, secret) = self.webhooks.create(&body.0.url).await?;
+        let w = Webhook::try_from(row)?;
+        Ok(WebhookCreated::Created(Json(CreatedWebhook {
+            id: w.id,
+            url: w.url,
+            created_at: w.created_at,
+            secret: secrecy::ExposeSecret::expose_secret(&secret).to_string(),
+        })))
+    }
+
+    #[oai(path = "/webhooks", method = "get", tag = "ApiTags::Syncs")]
+    async fn webhooks(&self, _auth: ApiKey) -> ApiResult<Json<WebhookList>> {
+        let rows = self.webhooks.list().await?;
+        Ok(Json(WebhookList { webhooks: rows.into_iter().map(Webhook::try_from).collect::<Result<_, AppError>>()? }))
+    }
+
+    /// Remove a webhook; its secret and delivery log are erased.
+    #[oai(path = "/webhooks/:id", method = "delete", tag = "ApiTags::Syncs")]
+    async fn delete_webhook(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
+        self.webhooks.delete(&id.0.to_string()).await?;
+        Ok(Deleted::NoContent)
+    }
+
+    /// The delivery log of a webhook, newest first: every event, its
+    /// attempts, the receiver's last status and when it is tried next.
+    #[oai(path = "/webhooks/:id/deliveries", method = "get", tag = "ApiTags::Syncs")]
+    async fn deliveries(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<DeliveryList>> {
+        let rows = self.webhooks.deliveries(&id.0.to_string(), 200).await?;
+        Ok(Json(DeliveryList { deliveries: rows.into_iter().map(Delivery::try_from).collect::<Result<_, AppError>>()? }))
+    }
+
     /// Rotate: verify a new token for the same account and replace the old one.
     #[oai(path = "/integrations/:id/credentials", method = "put", tag = "ApiTags::Integrations")]
     async fn rotate(
@@ -375,11 +491,13 @@ const DRAIN_AFTER_TOO_LARGE: u64 = 4 * 1024 * 1024;
 
 pub fn routes(
     integrations: Arc<Integrations>,
+    syncs: Arc<Syncs>,
+    webhooks: Arc<Webhooks>,
     api_key_hash: String,
     max_body_bytes: usize,
     proxy: ProxySettings,
 ) -> impl poem::Endpoint {
-    let api = Api { actions: Actions::new(integrations.clone()), integrations: integrations.clone() };
+    let api = Api { actions: Actions::new(integrations.clone()), integrations: integrations.clone(), syncs, webhooks };
     let service = OpenApiService::new(api, "Gatehouse", env!("CARGO_PKG_VERSION"))
         .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors, and use them: an authenticated proxy, typed actions.");
     let spec = service.spec_endpoint();

@@ -489,3 +489,249 @@ impl TryFrom<IntegrationRow> for Integration {
         })
     }
 }
+
+#[derive(Debug, Enum, Clone, Copy)]
+#[oai(rename_all = "snake_case")]
+pub enum SyncState {
+    Idle,
+    Running,
+    Failed,
+    /// Waiting for the provider's rate limit to reset.
+    Paused,
+}
+
+#[derive(Debug, Object)]
+pub struct SyncCounts {
+    pub added: i64,
+    pub updated: i64,
+    pub deleted: i64,
+}
+
+/// One model's sync on one connection.
+#[derive(Debug, Object)]
+pub struct Sync {
+    pub model: String,
+    pub description: String,
+    /// Runs resume from the last checkpoint (true), or read everything and
+    /// delete what they did not see (false).
+    pub incremental: bool,
+    pub enabled: bool,
+    pub state: SyncState,
+    /// Seconds between runs in effect.
+    pub interval_seconds: i64,
+    /// The connector's default, used while `interval_seconds` is not overridden.
+    pub default_interval_seconds: u32,
+    /// Records held (deleted ones excepted).
+    pub records: i64,
+    pub last_started_at: Option<String>,
+    pub last_finished_at: Option<String>,
+    /// What the last completed run changed.
+    pub last_run: SyncCounts,
+    /// Progress of the run in progress (or interrupted and to be continued).
+    pub current_run: Option<SyncCounts>,
+    pub last_error: Option<Problem>,
+    pub next_run_at: Option<String>,
+    pub paused_until: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct SyncList {
+    pub syncs: Vec<Sync>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct SyncSettingsRequest {
+    pub enabled: Option<bool>,
+    /// Seconds between runs (10 to 2592000); `null` goes back to the connector's default.
+    pub interval_seconds: poem_openapi::types::MaybeUndefined<u32>,
+}
+
+#[derive(Debug, Enum, Clone, Copy)]
+#[oai(rename_all = "snake_case")]
+pub enum RecordAction {
+    Added,
+    Updated,
+    Deleted,
+}
+
+/// A mirrored record with its last change.
+#[derive(Debug, Object)]
+pub struct RecordItem {
+    /// The provider's id of the record.
+    pub id: String,
+    pub model: String,
+    pub action: RecordAction,
+    /// The record (for a deleted one, as last seen).
+    pub data: serde_json::Value,
+    pub first_seen_at: String,
+    pub last_modified_at: String,
+    /// Continue the feed after this record with `cursor=<this>`.
+    pub cursor: String,
+}
+
+#[derive(Debug, Object)]
+pub struct RecordPage {
+    pub records: Vec<RecordItem>,
+    /// Pass as `cursor` to read what changed after this page (the same
+    /// cursor when nothing did).
+    pub next_cursor: String,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct WebhookRequest {
+    /// Where events are POSTed, e.g. `https://app.example.com/hooks/gatehouse`.
+    pub url: String,
+}
+
+#[derive(Debug, Object)]
+pub struct Webhook {
+    pub id: uuid::Uuid,
+    pub url: String,
+    pub created_at: String,
+}
+
+/// A new webhook and its signing secret, shown only in this answer.
+#[derive(Debug, Object)]
+pub struct CreatedWebhook {
+    pub id: uuid::Uuid,
+    pub url: String,
+    pub created_at: String,
+    /// `whsec_<base64>`: verify `webhook-signature` with it (Standard Webhooks).
+    pub secret: String,
+}
+
+#[derive(Debug, Object)]
+pub struct WebhookList {
+    pub webhooks: Vec<Webhook>,
+}
+
+#[derive(Debug, Object)]
+pub struct Delivery {
+    /// Also the `webhook-id` header, the same on every attempt.
+    pub id: String,
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed` (given up after 8 attempts).
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, Object)]
+pub struct DeliveryList {
+    pub deliveries: Vec<Delivery>,
+}
+
+fn unix_text(t: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+}
+
+impl TryFrom<crate::syncs::SyncStatus> for Sync {
+    type Error = AppError;
+
+    fn try_from(s: crate::syncs::SyncStatus) -> Result<Self, AppError> {
+        let row = s.row;
+        let corrupt = |why: &str| {
+            AppError::Store(crate::store::StoreError::Corrupt { id: row.integration_id.clone(), why: why.into() })
+        };
+        let state = match row.state.as_str() {
+            "idle" => SyncState::Idle,
+            "running" => SyncState::Running,
+            "failed" => SyncState::Failed,
+            "paused" => SyncState::Paused,
+            _ => return Err(corrupt("sync state")),
+        };
+        let last_error = match &row.last_error_json {
+            Some(text) => Some(serde_json::from_str::<Problem>(text).map_err(|_| corrupt("sync error"))?),
+            None => None,
+        };
+        Ok(Self {
+            description: s.model.description.clone(),
+            incremental: s.model.incremental,
+            enabled: row.enabled,
+            state,
+            interval_seconds: row.interval_seconds.unwrap_or(i64::from(s.model.default_interval_seconds)),
+            default_interval_seconds: s.model.default_interval_seconds,
+            records: s.records,
+            last_started_at: row.last_started_at.clone(),
+            last_finished_at: row.last_finished_at.clone(),
+            last_run: SyncCounts { added: row.last_added, updated: row.last_updated, deleted: row.last_deleted },
+            current_run: row.run_id.as_ref().map(|_| SyncCounts {
+                added: row.run_added,
+                updated: row.run_updated,
+                deleted: row.run_deleted,
+            }),
+            last_error,
+            next_run_at: if row.enabled { unix_text(row.next_run_at) } else { None },
+            paused_until: row.paused_until.and_then(unix_text),
+            model: row.model,
+        })
+    }
+}
+
+impl TryFrom<crate::store::syncs::RecordRow> for RecordItem {
+    type Error = AppError;
+
+    fn try_from(r: crate::store::syncs::RecordRow) -> Result<Self, AppError> {
+        let corrupt = |why: &str| {
+            AppError::Store(crate::store::StoreError::Corrupt { id: r.external_id.clone(), why: why.into() })
+        };
+        Ok(Self {
+            action: match r.action.as_str() {
+                "added" => RecordAction::Added,
+                "updated" => RecordAction::Updated,
+                "deleted" => RecordAction::Deleted,
+                _ => return Err(corrupt("record action")),
+            },
+            data: serde_json::from_str(&r.data_json).map_err(|_| corrupt("record data"))?,
+            cursor: r.seq.to_string(),
+            id: r.external_id,
+            model: r.model,
+            first_seen_at: r.first_seen_at,
+            last_modified_at: r.last_modified_at,
+        })
+    }
+}
+
+impl TryFrom<crate::store::webhooks::DeliveryRow> for Delivery {
+    type Error = AppError;
+
+    fn try_from(d: crate::store::webhooks::DeliveryRow) -> Result<Self, AppError> {
+        Ok(Self {
+            payload: serde_json::from_str(&d.payload_json).map_err(|_| {
+                AppError::Store(crate::store::StoreError::Corrupt { id: d.id.clone(), why: "delivery payload".into() })
+            })?,
+            next_attempt_at: (d.status == "pending").then(|| unix_text(d.next_attempt_at)).flatten(),
+            id: d.id,
+            event_type: d.event_type,
+            status: d.status,
+            attempts: d.attempts,
+            last_status_code: d.last_status_code,
+            last_error: d.last_error,
+            created_at: d.created_at,
+            delivered_at: d.delivered_at,
+        })
+    }
+}
+
+impl TryFrom<crate::store::webhooks::WebhookRow> for Webhook {
+    type Error = AppError;
+
+    fn try_from(w: crate::store::webhooks::WebhookRow) -> Result<Self, AppError> {
+        Ok(Self {
+            id: w.id.parse().map_err(|_| {
+                AppError::Store(crate::store::StoreError::Corrupt { id: w.id.clone(), why: "webhook id".into() })
+            })?,
+            url: w.url,
+            created_at: w.created_at,
+        })
+    }
+}

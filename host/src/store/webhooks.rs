@@ -30,12 +30,12 @@ pub struct DeliveryRow {
 }
 
 /// How an attempt ended.
-pub struct Attempted<'a> {
-    pub status: &'a str,
+pub struct Attempted {
+    pub status: &'static str,
     pub next_attempt_at: i64,
     pub status_code: Option<u16>,
     pub error: Option<String>,
-    pub delivered_at: Option<&'a str>,
+    pub delivered_at: Option<String>,
 }
 
 fn webhook_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<WebhookRow, StoreError> {
@@ -115,7 +115,7 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn record_attempt(&self, id: &str, a: &Attempted<'_>) -> Result<(), StoreError> {
+    pub async fn record_attempt(&self, id: &str, a: &Attempted) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,
                 last_status_code = ?, last_error = ?, delivered_at = ?, lease_expires_at = NULL
@@ -125,7 +125,7 @@ impl Store {
         .bind(a.next_attempt_at)
         .bind(a.status_code.map(i64::from))
         .bind(&a.error)
-        .bind(a.delivered_at)
+        .bind(&a.delivered_at)
         .bind(id)
         .execute(&self.pool)
         .await?;
