@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 #[derive(Default)]
 pub struct Data {
     projects: BTreeMap<u64, Project>,
+    groups: BTreeMap<u64, Group>,
     next_issue_id: u64,
     next_note_id: u64,
     /// Every request that reached these routes: method, path and query,
@@ -37,7 +38,39 @@ struct Project {
     issues: Vec<Value>,
     merge_requests: Vec<u64>,
     notes: Vec<Value>,
+    /// Unix seconds; what `updated_after` and `order_by=updated_at` read.
+    updated_at: i64,
 }
+
+struct Group {
+    full_path: String,
+    members: Vec<u64>,
+}
+
+/// GitLab's timestamp format, milliseconds and `Z`.
+pub fn gitlab_time(unix: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn parse_time(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok().map(|t| t.unix_timestamp())
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// When fixtures were last changed, before any sync ran.
+const CREATED: i64 = 1_767_607_200;
 
 impl Data {
     pub fn add_project(&mut self, id: u64, path_with_namespace: &str, members: &[u64], merge_requests: &[u64]) {
@@ -49,8 +82,55 @@ impl Data {
                 issues: Vec::new(),
                 merge_requests: merge_requests.to_vec(),
                 notes: Vec::new(),
+                updated_at: CREATED,
             },
         );
+    }
+
+    /// `count` projects `bulk/project-<id>` from `first_id` on, all `member`'s.
+    pub fn add_many_projects(&mut self, first_id: u64, count: u64, member: u64) {
+        for id in first_id..first_id + count {
+            self.add_project(id, &format!("bulk/project-{id}"), &[member], &[]);
+        }
+    }
+
+    pub fn add_group(&mut self, id: u64, full_path: &str, members: &[u64]) {
+        self.groups.insert(id, Group { full_path: full_path.into(), members: members.to_vec() });
+    }
+
+    pub fn remove_group(&mut self, id: u64) {
+        self.groups.remove(&id);
+    }
+
+    /// The project changes now (as a push or a settings change would).
+    pub fn touch_project(&mut self, id: u64, new_path: Option<&str>) {
+        let p = self.projects.get_mut(&id).unwrap();
+        p.updated_at = now();
+        if let Some(path) = new_path {
+            p.path_with_namespace = path.into();
+        }
+    }
+
+    /// An issue authored by `author` in `project`, last updated `updated_at`.
+    pub fn add_issue(&mut self, project: u64, title: &str, author: (u64, &str), updated_at: i64) -> u64 {
+        self.next_issue_id += 1;
+        let id = 1000 + self.next_issue_id;
+        let p = self.projects.get_mut(&project).unwrap();
+        let iid = p.issues.len() as u64 + 1;
+        p.issues.push(issue_json(id, iid, project, &p.path_with_namespace, title, author, updated_at));
+        id
+    }
+
+    /// The issue changes now.
+    pub fn touch_issue(&mut self, id: u64, title: &str) {
+        for p in self.projects.values_mut() {
+            for issue in &mut p.issues {
+                if issue["id"] == id {
+                    issue["title"] = json!(title);
+                    issue["updated_at"] = json!(gitlab_time(now()));
+                }
+            }
+        }
     }
 
     pub fn issues(&self, project: u64) -> Vec<Value> {
@@ -96,7 +176,11 @@ pub fn route(
             headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string())).collect();
         return Some(json_response(200, json!({"headers": echoed})));
     }
-    let rest = path.strip_prefix("/api/v4/projects")?;
+    let owned = ["/api/v4/groups", "/api/v4/issues", "/api/v4/merge_requests"].contains(&path)
+        || path.starts_with("/api/v4/projects");
+    if !owned {
+        return None;
+    }
     let auth_header = ["private-token", "authorization"]
         .iter()
         .find(|h| headers.contains_key(**h))
@@ -124,6 +208,21 @@ pub fn route(
             }),
         ));
     }
+    let q: BTreeMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let scope_all = q.get("scope").map(String::as_str) == Some("all");
+    match (method, path) {
+        ("GET", "/api/v4/groups") => return Some(list_groups(data, query, caller)),
+        ("GET", "/api/v4/issues") => {
+            let items = by_update(visible_work(data, caller, scope_all, false), &q);
+            return Some(offset_page(items, &q, caller.base_url, path, query));
+        }
+        ("GET", "/api/v4/merge_requests") => {
+            let items = by_update(visible_work(data, caller, scope_all, true), &q);
+            return Some(offset_page(items, &q, caller.base_url, path, query));
+        }
+        _ => {}
+    }
+    let rest = path.strip_prefix("/api/v4/projects")?;
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     Some(match (method, segments.as_slice()) {
         ("GET", []) => list_projects(data, query, caller),
@@ -141,13 +240,129 @@ pub fn route(
                 ("POST", ["issues"]) => create_issue(data, id, body, caller),
                 ("POST", ["merge_requests", iid, "notes"]) => add_note(data, id, iid, body, caller),
                 ("GET", []) => {
-                    project_json(data, id).map(|p| json_response(200, p)).unwrap_or_else(|| not_found("Project"))
+                    project_json(data, id, false).map(|p| json_response(200, p)).unwrap_or_else(|| not_found("Project"))
                 }
                 _ => json_response(404, json!({"error": "404 Not Found"})),
             }
         }
         _ => json_response(405, json!({"error": "405 Method Not Allowed"})),
     })
+}
+
+fn issue_json(id: u64, iid: u64, project: u64, path: &str, title: &str, author: (u64, &str), updated_at: i64) -> Value {
+    json!({
+        "id": id, "iid": iid, "project_id": project, "title": title, "description": null, "state": "opened",
+        "created_at": gitlab_time(CREATED), "updated_at": gitlab_time(updated_at),
+        "closed_at": null, "closed_by": null, "labels": [], "milestone": null, "assignees": [],
+        "author": {"id": author.0, "username": author.1, "name": format!("{} Example", author.1), "state": "active"},
+        "type": "ISSUE", "user_notes_count": 0, "upvotes": 0, "downvotes": 0, "due_date": null,
+        "confidential": false, "discussion_locked": null,
+        "web_url": format!("https://gitlab.example.com/{path}/-/issues/{iid}"),
+        "references": {"short": format!("#{iid}"), "relative": format!("#{iid}"), "full": format!("{path}#{iid}")}
+    })
+}
+
+fn mr_json(project: u64, path: &str, iid: u64, author: (u64, &str), updated_at: i64) -> Value {
+    json!({
+        "id": 700_000 + project * 1000 + iid, "iid": iid, "project_id": project, "title": format!("Change {iid}"),
+        "description": "", "state": "opened", "created_at": gitlab_time(CREATED), "updated_at": gitlab_time(updated_at),
+        "merged_at": null, "closed_at": null, "target_branch": "main", "source_branch": format!("feature-{iid}"),
+        "author": {"id": author.0, "username": author.1, "name": format!("{} Example", author.1), "state": "active"},
+        "draft": false, "merge_status": "can_be_merged", "sha": "0123456789abcdef0123456789abcdef01234567",
+        "web_url": format!("https://gitlab.example.com/{path}/-/merge_requests/{iid}"),
+        "references": {"short": format!("!{iid}"), "full": format!("{path}!{iid}")}
+    })
+}
+
+/// Offset pagination as GitLab answers it: `X-Page`, `X-Per-Page`,
+/// `X-Next-Page`, `X-Prev-Page`, a `Link` header, and `X-Total` /
+/// `X-Total-Pages` only up to 10,000 rows (GitLab drops them beyond).
+fn offset_page(items: Vec<Value>, q: &BTreeMap<String, String>, base: &str, path: &str, query: &str) -> Response {
+    let page: usize = q.get("page").and_then(|p| p.parse().ok()).filter(|p| *p >= 1).unwrap_or(1);
+    let per_page: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(20).clamp(1, 100);
+    let total = items.len();
+    let total_pages = total.div_ceil(per_page).max(1);
+    let body: Vec<Value> = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    let next = if page < total_pages { (page + 1).to_string() } else { String::new() };
+    let mut response = json_response(200, Value::Array(body));
+    let h = response.headers_mut();
+    h.insert("x-page", page.to_string().parse().unwrap());
+    h.insert("x-per-page", per_page.to_string().parse().unwrap());
+    h.insert("x-next-page", next.parse().unwrap());
+    h.insert("x-prev-page", if page > 1 { (page - 1).to_string() } else { String::new() }.parse().unwrap());
+    if total <= 10_000 {
+        h.insert("x-total", total.to_string().parse().unwrap());
+        h.insert("x-total-pages", total_pages.to_string().parse().unwrap());
+    }
+    if !next.is_empty() {
+        let others: Vec<(String, String)> =
+            url::form_urlencoded::parse(query.as_bytes()).into_owned().filter(|(k, _)| k != "page").collect();
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &others {
+            q.append_pair(k, v);
+        }
+        q.append_pair("page", &next);
+        let link = format!("<{base}{path}?{}>; rel=\"next\"", q.finish());
+        h.insert("link", link.parse().unwrap());
+    }
+    response
+}
+
+/// `updated_after` and `order_by=updated_at&sort=asc` over JSON items with
+/// an `updated_at` field (GitLab's default order is newest first by
+/// creation; only the asked order is modelled).
+fn by_update(mut items: Vec<Value>, q: &BTreeMap<String, String>) -> Vec<Value> {
+    let at = |v: &Value| parse_time(v["updated_at"].as_str().unwrap_or_default()).unwrap_or(0);
+    if let Some(after) = q.get("updated_after").and_then(|t| parse_time(t)) {
+        items.retain(|v| at(v) > after);
+    }
+    if q.get("order_by").map(String::as_str) == Some("updated_at") {
+        items.sort_by_key(|v| (at(v), v["id"].as_u64().unwrap_or(0)));
+        if q.get("sort").map(String::as_str) == Some("desc") {
+            items.reverse();
+        }
+    }
+    items
+}
+
+fn list_groups(data: &Data, query: &str, caller: &Caller) -> Response {
+    let q: BTreeMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let items: Vec<Value> = data
+        .groups
+        .iter()
+        .filter(|(_, g)| g.members.contains(&caller.user))
+        .map(|(id, g)| {
+            let name = g.full_path.rsplit('/').next().unwrap_or_default();
+            let parent = g.full_path.rsplit_once('/').and_then(|(parent, _)| {
+                data.groups.iter().find(|(_, p)| p.full_path == parent).map(|(id, _)| *id)
+            });
+            json!({
+                "id": id, "web_url": format!("https://gitlab.example.com/groups/{}", g.full_path), "name": name,
+                "path": name, "description": "", "visibility": "private", "full_name": g.full_path.replace('/', " / "),
+                "full_path": g.full_path, "parent_id": parent, "created_at": gitlab_time(CREATED)
+            })
+        })
+        .collect();
+    offset_page(items, &q, caller.base_url, "/api/v4/groups", query)
+}
+
+fn visible_work(data: &Data, caller: &Caller, scope_all: bool, merge_requests: bool) -> Vec<Value> {
+    let mut items = Vec::new();
+    for (id, p) in &data.projects {
+        if !p.members.contains(&caller.user) {
+            continue;
+        }
+        if merge_requests {
+            items.extend(p.merge_requests.iter().map(|iid| mr_json(*id, &p.path_with_namespace, *iid, (caller.user, caller.username), CREATED)));
+        } else {
+            items.extend(p.issues.iter().cloned());
+        }
+    }
+    // Without scope=all GitLab lists only what the user created.
+    if !scope_all {
+        items.retain(|v| v["author"]["id"] == caller.user);
+    }
+    items
 }
 
 fn failure(status: u16) -> Response {
@@ -165,30 +380,39 @@ fn failure(status: u16) -> Response {
     }
 }
 
-fn project_json(data: &Data, id: u64) -> Option<Value> {
+fn project_json(data: &Data, id: u64, simple: bool) -> Option<Value> {
     let p = data.projects.get(&id)?;
     let name = p.path_with_namespace.rsplit('/').next().unwrap_or_default();
-    Some(json!({
+    let mut v = json!({
         "id": id, "description": null, "name": name,
         "name_with_namespace": p.path_with_namespace.replace('/', " / "),
         "path": name, "path_with_namespace": p.path_with_namespace,
-        "created_at": "2026-01-05T10:00:00.000Z", "default_branch": "main", "tag_list": [], "topics": [],
+        "created_at": gitlab_time(CREATED), "default_branch": "main", "tag_list": [], "topics": [],
         "ssh_url_to_repo": format!("git@gitlab.example.com:{}.git", p.path_with_namespace),
         "http_url_to_repo": format!("https://gitlab.example.com/{}.git", p.path_with_namespace),
         "web_url": format!("https://gitlab.example.com/{}", p.path_with_namespace),
         "readme_url": null, "forks_count": 0, "avatar_url": null, "star_count": 0,
-        "last_activity_at": "2026-11-20T08:00:00.000Z",
+        "last_activity_at": gitlab_time(p.updated_at),
         "namespace": {"id": 9, "name": "acme", "path": "acme", "kind": "group", "full_path": "acme", "parent_id": null}
-    }))
+    });
+    if !simple {
+        v["visibility"] = json!("private");
+        v["archived"] = json!(false);
+        v["updated_at"] = json!(gitlab_time(p.updated_at));
+        v["open_issues_count"] = json!(p.issues.len());
+    }
+    Some(v)
 }
 
-/// `GET /projects?membership=true&page=&per_page=&search=` with GitLab's
-/// offset-pagination headers.
+/// `GET /projects?membership=true`: offset pagination (`page`, `per_page`,
+/// `search`, `updated_after`, `order_by=updated_at`) or keyset pagination
+/// (`pagination=keyset&order_by=id&sort=asc`, `id_after`, next page only in
+/// `Link`), as GitLab answers them.
 fn list_projects(data: &Data, query: &str, caller: &Caller) -> Response {
     let q: BTreeMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-    let page: usize = q.get("page").and_then(|p| p.parse().ok()).filter(|p| *p >= 1).unwrap_or(1);
-    let per_page: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(20).clamp(1, 100);
+    let simple = q.get("simple").map(String::as_str) == Some("true");
     let search = q.get("search").map(|s| s.to_lowercase());
+    let per_page: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(20).clamp(1, 100);
     let visible: Vec<u64> = data
         .projects
         .iter()
@@ -196,26 +420,31 @@ fn list_projects(data: &Data, query: &str, caller: &Caller) -> Response {
         .filter(|(_, p)| search.as_ref().is_none_or(|s| p.path_with_namespace.to_lowercase().contains(s)))
         .map(|(id, _)| *id)
         .collect();
-    let total_pages = visible.len().div_ceil(per_page).max(1);
-    let items: Vec<Value> =
-        visible.iter().skip((page - 1) * per_page).take(per_page).filter_map(|id| project_json(data, *id)).collect();
-    let next = if page < total_pages { (page + 1).to_string() } else { String::new() };
-    let mut response = json_response(200, Value::Array(items));
-    let h = response.headers_mut();
-    h.insert("x-page", page.to_string().parse().unwrap());
-    h.insert("x-per-page", per_page.to_string().parse().unwrap());
-    h.insert("x-next-page", next.parse().unwrap());
-    h.insert("x-prev-page", if page > 1 { (page - 1).to_string() } else { String::new() }.parse().unwrap());
-    h.insert("x-total", visible.len().to_string().parse().unwrap());
-    h.insert("x-total-pages", total_pages.to_string().parse().unwrap());
-    if !next.is_empty() {
-        let base = caller.base_url;
-        let link = format!(
-            "<{base}/api/v4/projects?membership=true&page={next}&per_page={per_page}>; rel=\"next\", <{base}/api/v4/projects?membership=true&page=1&per_page={per_page}>; rel=\"first\""
-        );
-        h.insert("link", link.parse().unwrap());
+    if q.get("pagination").map(String::as_str) == Some("keyset") {
+        if q.get("order_by").map(String::as_str) != Some("id") {
+            return json_response(405, json!({"error": "Keyset pagination is not yet available for this type of request"}));
+        }
+        let after: u64 = q.get("id_after").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let rest: Vec<u64> = visible.into_iter().filter(|id| *id > after).collect();
+        let page: Vec<Value> = rest.iter().take(per_page).filter_map(|id| project_json(data, *id, simple)).collect();
+        let mut response = json_response(200, Value::Array(page));
+        if rest.len() > per_page {
+            let last = rest[per_page - 1];
+            let others: Vec<(String, String)> =
+                url::form_urlencoded::parse(query.as_bytes()).into_owned().filter(|(k, _)| k != "id_after").collect();
+            let mut next = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &others {
+                next.append_pair(k, v);
+            }
+            next.append_pair("id_after", &last.to_string());
+            let link = format!("<{}/api/v4/projects?{}>; rel=\"next\"", caller.base_url, next.finish());
+            response.headers_mut().insert("link", link.parse().unwrap());
+        }
+        return response;
     }
-    response
+    let items: Vec<Value> = visible.iter().filter_map(|id| project_json(data, *id, simple)).collect();
+    let items = by_update(items, &q);
+    offset_page(items, &q, caller.base_url, "/api/v4/projects", query)
 }
 
 fn create_issue(data: &mut Data, project: u64, body: &[u8], caller: &Caller) -> Response {

@@ -49,10 +49,8 @@ async fn get_and_post_carry_the_injected_credential() {
     assert_eq!(r.headers["x-total"], "3");
     // Pagination links lead back through the proxy, never straight to the provider.
     let link = r.headers["link"].to_str().unwrap();
-    assert!(
-        link.contains(&format!("</api/v1/integrations/{id}/proxy/api/v4/projects?membership=true&page=2")),
-        "{link}"
-    );
+    assert!(link.starts_with(&format!("</api/v1/integrations/{id}/proxy/api/v4/projects?membership=true&")), "{link}");
+    assert!(link.contains("page=2>"), "{link}");
     assert!(!link.contains(&fake.url), "{link}");
     let seen = fake.api(|d| d.requests.last().cloned().unwrap());
     assert_eq!((seen.method.as_str(), seen.auth_header.as_str()), ("GET", "private-token"));
