@@ -403,7 +403,12 @@ pub fn rfc3339_to_unix(text: &str) -> Option<(i64, u32)> {
         let part = text.get(range)?;
         (!part.is_empty() && part.bytes().all(|c| c.is_ascii_digit())).then(|| part.parse().ok())?
     };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':'
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
     {
         return None;
     }
@@ -467,7 +472,14 @@ mod tests {
             let secs = t * 7_919_993;
             assert_eq!(rfc3339_to_unix(&unix_to_rfc3339(secs)), Some((secs, 0)));
         }
-        for bad in ["", "2023-11-14", "2023-11-14T22:13:20", "2023-13-14T22:13:20Z", "2023-11-14T22:13:20.Z", "2023-11-14T22:13:20+2:00"] {
+        for bad in [
+            "",
+            "2023-11-14",
+            "2023-11-14T22:13:20",
+            "2023-13-14T22:13:20Z",
+            "2023-11-14T22:13:20.Z",
+            "2023-11-14T22:13:20+2:00",
+        ] {
             assert_eq!(rfc3339_to_unix(bad), None, "{bad}");
         }
     }

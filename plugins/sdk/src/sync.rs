@@ -144,7 +144,10 @@ pub fn encode_checkpoint<C: Serialize>(checkpoint: &C) -> Result<String, Provide
 /// The checkpoint the host passed, parsed; `invalid-input` when it is not
 /// one this model wrote (e.g. left by an older connector version), so the
 /// operator knows to reset the sync rather than retry it.
-pub fn decode_checkpoint<C: DeserializeOwned>(model: &str, checkpoint: Option<&str>) -> Result<Option<C>, ProviderError> {
+pub fn decode_checkpoint<C: DeserializeOwned>(
+    model: &str,
+    checkpoint: Option<&str>,
+) -> Result<Option<C>, ProviderError> {
     checkpoint
         .map(|text| {
             serde_json::from_str(text).map_err(|e| {
@@ -293,7 +296,11 @@ mod tests {
         fn run(checkpoint: Option<Cursor>, started: &str, c: &Connection) -> Result<Page<Repo, Cursor>, ProviderError> {
             let page = checkpoint.map_or(1, |c| c.page);
             let record = Repo { id: u64::from(page), name: format!("{started} {}", c.base_url), description: None };
-            Ok(if page < 2 { Page::more(vec![record], Cursor { page: page + 1 }) } else { Page::last(vec![record], None) })
+            Ok(if page < 2 {
+                Page::more(vec![record], Cursor { page: page + 1 })
+            } else {
+                Page::last(vec![record], None)
+            })
         }
     }
 
@@ -321,7 +328,9 @@ mod tests {
         assert_eq!((last.records[0].id.as_str(), last.checkpoint, last.has_more), ("r2", None, false));
         for bad in ["{", r#"{"page":"x"}"#, r#"{"page":1,"other":2}"#] {
             match run_typed::<Repos>(Some(bad), "t", &connection()) {
-                Err(ProviderError::InvalidInput(why)) => assert!(why.contains("checkpoint") && why.contains("unusable")),
+                Err(ProviderError::InvalidInput(why)) => {
+                    assert!(why.contains("checkpoint") && why.contains("unusable"))
+                }
                 other => panic!("{bad}: {other:?}"),
             }
         }
@@ -337,7 +346,10 @@ mod tests {
         // Quoted values with commas and semicolons, several rels, no quotes.
         let odd = r#"<https://a/1>; title="x, y; z"; rel="prev", <https://a/2>; crossorigin; REL="Next last", <https://a/3>;rel=first"#;
         let links = parse_links(odd);
-        assert_eq!(links.iter().map(|l| l.url.as_str()).collect::<Vec<_>>(), ["https://a/1", "https://a/2", "https://a/3"]);
+        assert_eq!(
+            links.iter().map(|l| l.url.as_str()).collect::<Vec<_>>(),
+            ["https://a/1", "https://a/2", "https://a/3"]
+        );
         assert_eq!(links[1].rels, ["next", "last"]);
         assert_eq!(links[2].rels, ["first"]);
         let response = |link: &str| Response { status: 200, headers: vec![("link".into(), link.into())], body: vec![] };
@@ -348,7 +360,8 @@ mod tests {
 
     #[test]
     fn x_next_page_and_paths() {
-        let response = |v: &str| Response { status: 200, headers: vec![("x-next-page".into(), v.into())], body: vec![] };
+        let response =
+            |v: &str| Response { status: 200, headers: vec![("x-next-page".into(), v.into())], body: vec![] };
         assert_eq!(x_next_page(&response("3")), Some(3));
         assert_eq!(x_next_page(&response("")), None);
         assert_eq!(x_next_page(&response("0")), None);
