@@ -196,8 +196,7 @@ pub struct Link {
 pub fn parse_links(header: &str) -> Vec<Link> {
     let mut links = Vec::new();
     let mut rest = header;
-    loop {
-        let Some(open) = rest.find('<') else { break };
+    while let Some(open) = rest.find('<') {
         let Some(close) = rest[open..].find('>').map(|c| open + c) else { break };
         let url = rest[open + 1..close].trim().to_string();
         rest = &rest[close + 1..];
@@ -231,11 +230,10 @@ pub fn parse_links(header: &str) -> Vec<Link> {
             rest = remainder;
         }
         links.push(Link { url, rels });
-        match rest.trim_start().strip_prefix(',') {
-            Some(next) => rest = next,
-            None if rest.trim().is_empty() => break,
-            // Garbage after an entry: look for the next `<`.
-            None => {}
+        // The comma ending the entry; after garbage, the next `<` is
+        // looked for all the same.
+        if let Some(next) = rest.trim_start().strip_prefix(',') {
+            rest = next;
         }
     }
     links
