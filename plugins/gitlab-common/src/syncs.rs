@@ -16,7 +16,9 @@
 //! through that timestamp with `page=N` instead.
 
 use gatehouse_plugin::{
-    Connection, Page, ProviderError, SyncModel, SyncPage, SyncedModel, rfc3339_to_unix, run_sync_typed,
+    Connection, Page, ProviderError, SyncModel, SyncPage, SyncedModel,
+    http::{Request, Response},
+    rfc3339_to_unix, run_sync_typed,
     sync::{self, next_link, path_and_query, seconds_before, unusable_checkpoint, x_next_page},
     sync_model_definition,
 };
@@ -61,11 +63,9 @@ pub fn run(
 fn get_rows<T: DeserializeOwned>(
     connection: &Connection,
     path_and_query: &str,
-) -> Result<(Vec<T>, gatehouse_plugin::http::Response), ProviderError> {
-    let response = gatehouse_plugin::http::Request::get(connection.url(path_and_query))
-        .header("accept", "application/json")
-        .authenticated()
-        .send()?;
+) -> Result<(Vec<T>, Response), ProviderError> {
+    let response =
+        Request::get(connection.url(path_and_query)).header("accept", "application/json").authenticated().send()?;
     let rows = response.decode()?;
     Ok((rows, response))
 }
@@ -258,7 +258,9 @@ pub struct ProjectRecord {
     pub name: String,
     pub path_with_namespace: String,
     pub web_url: String,
-    /// None for an empty repository.
+    /// None for an empty repository, or when the account cannot read the
+    /// repository (GitLab then leaves the field out).
+    #[serde(default)]
     pub default_branch: Option<String>,
     /// `public`, `internal` or `private`.
     #[serde(default)]
