@@ -314,7 +314,7 @@ impl Action for ListProjects {
 // The tests answer through the SDK's native transport, which exists only
 // outside the sandbox.
 #[cfg(all(test, not(target_arch = "wasm32")))]
-mod tests {
+pub(crate) mod tests {
     use std::cell::RefCell;
 
     use gatehouse_plugin::http::native;
@@ -329,8 +329,9 @@ mod tests {
     }
 
     /// Answers the next request with `status`, `headers`, `body`; returns
-    /// the requests sent meanwhile by `f`'s result.
-    fn with_gitlab<T>(
+    /// the requests sent meanwhile by `f`'s result. The syncs' tests share
+    /// it: the transport is installed once per process.
+    pub(crate) fn with_gitlab<T>(
         status: u16,
         headers: &[(&str, &str)],
         body: &str,
@@ -352,7 +353,7 @@ mod tests {
         (out, SEEN.with(|seen| seen.borrow_mut().drain(..).collect()))
     }
 
-    fn connection() -> Connection {
+    pub(crate) fn connection() -> Connection {
         Connection {
             base_url: "https://gitlab.example.com".into(),
             account_id: "42".into(),

@@ -1,11 +1,12 @@
 //! What both GitLab connectors know about GitLab: the base URL field, the
-//! scope rule, the `/api/v4/user` shape, how GitLab says no, and the
-//! actions ([`actions`]).
+//! scope rule, the `/api/v4/user` shape, how GitLab says no, the actions
+//! ([`actions`]) and the sync models ([`syncs`]).
 
 // `VerifyError` is the WIT contract's type; its size is not ours to choose.
 #![allow(clippy::result_large_err)]
 
 pub mod actions;
+pub mod syncs;
 
 use gatehouse_plugin::{
     Account, Field, FieldKind, ScopeProblem, ScopeRule, VerifyError, field,

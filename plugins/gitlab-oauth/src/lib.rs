@@ -8,8 +8,8 @@
 
 use gatehouse_plugin::{
     AuthMethod, Connection, Connector, CredentialPresentation, Credentials, FieldKind, Manifest, OAuthClient,
-    OAuthError, OAuthSettings, ProviderError, TokenGrant, Verification, VerifyError, field, http, oauth, register,
-    unix_to_rfc3339,
+    OAuthError, OAuthSettings, ProviderError, SyncPage, TokenGrant, Verification, VerifyError, field, http, oauth,
+    register, unix_to_rfc3339,
 };
 use gitlab_common as gitlab;
 use serde::Deserialize;
@@ -80,7 +80,7 @@ impl Connector for GitlabOauth {
                 value: "Bearer {access_token}".into(),
             }),
             actions: gitlab::actions::definitions(),
-            sync_models: vec![],
+            sync_models: gitlab::syncs::definitions(),
         }
     }
 
@@ -141,9 +141,18 @@ impl Connector for GitlabOauth {
     fn run_action(name: &str, input: &str, connection: &Connection) -> Result<String, ProviderError> {
         gitlab::actions::run(name, input, connection)
     }
+
+    fn run_sync(
+        model: &str,
+        checkpoint: Option<&str>,
+        run_started_at: &str,
+        connection: &Connection,
+    ) -> Result<SyncPage, ProviderError> {
+        gitlab::syncs::run(model, checkpoint, run_started_at, connection)
+    }
 }
 
-register!(GitlabOauth, oauth, actions);
+register!(GitlabOauth, oauth, actions, syncs);
 
 #[cfg(test)]
 mod tests {
@@ -164,9 +173,12 @@ mod tests {
         );
         let actions: Vec<String> = m.actions.iter().map(|a| a.name.clone()).collect();
         assert_eq!(actions, ["create-issue", "add-merge-request-note", "list-projects"]);
-        assert!(m.sync_models.is_empty());
+        let models: Vec<String> = m.sync_models.iter().map(|s| s.name.clone()).collect();
+        assert_eq!(models, ["groups", "projects", "issues", "merge_requests"]);
         let connection = Connection { base_url: "https://gitlab.com".into(), account_id: "1".into(), settings: vec![] };
         let unknown = GitlabOauth::run_action("delete-everything", "{}", &connection);
+        assert!(matches!(unknown, Err(ProviderError::Unsupported(_))));
+        let unknown = GitlabOauth::run_sync("pipelines", None, "2026-11-26T10:00:00Z", &connection);
         assert!(matches!(unknown, Err(ProviderError::Unsupported(_))));
     }
 

@@ -7,7 +7,7 @@
 
 use gatehouse_plugin::{
     AuthMethod, Connection, Connector, CredentialPresentation, Credentials, FieldKind, Manifest, ProviderError,
-    Verification, VerifyError, field, http, register,
+    SyncPage, Verification, VerifyError, field, http, register,
 };
 use gitlab_common as gitlab;
 use serde::Deserialize;
@@ -61,7 +61,7 @@ impl Connector for GitlabPat {
                 value: "{token}".into(),
             }),
             actions: gitlab::actions::definitions(),
-            sync_models: vec![],
+            sync_models: gitlab::syncs::definitions(),
         }
     }
 
@@ -93,6 +93,15 @@ impl Connector for GitlabPat {
     fn run_action(name: &str, input: &str, connection: &Connection) -> Result<String, ProviderError> {
         gitlab::actions::run(name, input, connection)
     }
+
+    fn run_sync(
+        model: &str,
+        checkpoint: Option<&str>,
+        run_started_at: &str,
+        connection: &Connection,
+    ) -> Result<SyncPage, ProviderError> {
+        gitlab::syncs::run(model, checkpoint, run_started_at, connection)
+    }
 }
 
 fn check_state(info: &TokenSelf) -> Result<(), VerifyError> {
@@ -108,7 +117,7 @@ fn check_state(info: &TokenSelf) -> Result<(), VerifyError> {
     Ok(())
 }
 
-register!(GitlabPat, actions);
+register!(GitlabPat, actions, syncs);
 
 #[cfg(test)]
 mod tests {
@@ -130,9 +139,12 @@ mod tests {
         assert_eq!((presentation.header.as_str(), presentation.value.as_str()), ("private-token", "{token}"));
         let actions: Vec<String> = m.actions.iter().map(|a| a.name.clone()).collect();
         assert_eq!(actions, ["create-issue", "add-merge-request-note", "list-projects"]);
-        assert!(m.sync_models.is_empty());
+        let models: Vec<String> = m.sync_models.iter().map(|s| s.name.clone()).collect();
+        assert_eq!(models, ["groups", "projects", "issues", "merge_requests"]);
         let connection = Connection { base_url: "https://gitlab.com".into(), account_id: "1".into(), settings: vec![] };
         let unknown = GitlabPat::run_action("delete-everything", "{}", &connection);
+        assert!(matches!(unknown, Err(ProviderError::Unsupported(_))));
+        let unknown = GitlabPat::run_sync("pipelines", None, "2026-11-26T10:00:00Z", &connection);
         assert!(matches!(unknown, Err(ProviderError::Unsupported(_))));
     }
 

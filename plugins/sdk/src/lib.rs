@@ -20,6 +20,7 @@ pub mod action;
 pub mod http;
 pub mod log;
 pub mod oauth;
+pub mod sync;
 
 /// The raw bindings of `gatehouse:plugin@0.3.0`, world `full`, for what the
 /// SDK does not wrap. One set of types serves every connector; `register!`
@@ -48,10 +49,11 @@ pub mod __worlds {
 
 pub use action::{Action, action_definition, run_typed};
 pub use oauth::{OAuthClient, OAuthError, OAuthSettings, TokenGrant};
+pub use sync::{Page, SyncedModel, definition as sync_model_definition, run_typed as run_sync_typed};
 
 pub use bindings::gatehouse::plugin::types::{
     Account, ActionDefinition, AuthMethod, Connection, CredentialPresentation, Field, FieldKind, ProviderError,
-    ProviderManifest as Manifest, ScopeProblem, ScopeRule, SyncModel, Verification, VerifyError,
+    ProviderManifest as Manifest, ScopeProblem, ScopeRule, SyncModel, SyncPage, SyncRecord, Verification, VerifyError,
 };
 
 /// A provider connector. The host calls each function in a fresh instance,
@@ -102,6 +104,22 @@ pub trait Connector {
     fn run_action(name: &str, _input: &str, _connection: &Connection) -> Result<String, ProviderError> {
         Err(action::unknown(name))
     }
+
+    /// Syncs only (list the models in the manifest's `sync_models` and
+    /// register with `syncs`): reads one page of `model` starting at
+    /// `checkpoint` (the previous page's, or the last completed run's; None
+    /// on the very first run). `run_started_at` is the run's start (RFC
+    /// 3339, UTC), the same for every page of a run. Dispatch typed models
+    /// with [`run_sync_typed`]; send requests with
+    /// [`http::Request::authenticated`].
+    fn run_sync(
+        model: &str,
+        _checkpoint: Option<&str>,
+        _run_started_at: &str,
+        _connection: &Connection,
+    ) -> Result<SyncPage, ProviderError> {
+        Err(sync::unknown(model))
+    }
 }
 
 /// Exports a [`Connector`] as a component. Call it once, at the crate root,
@@ -110,7 +128,14 @@ pub trait Connector {
 /// - `register!(MyConnector)`: world `provider` (manifest and verify);
 /// - `register!(MyConnector, oauth)`: `provider-with-oauth`;
 /// - `register!(MyConnector, actions)`: `provider-with-actions`;
-/// - `register!(MyConnector, oauth, actions)`: `provider-with-oauth-and-actions`.
+/// - `register!(MyConnector, oauth, actions)`: `provider-with-oauth-and-actions`;
+/// - `register!(MyConnector, syncs)`: `provider` plus `syncs`;
+/// - `register!(MyConnector, oauth, syncs)`: `provider` plus `oauth` and `syncs`;
+/// - `register!(MyConnector, actions, syncs)`: `provider` plus `actions` and `syncs`;
+/// - `register!(MyConnector, oauth, actions, syncs)`: `full`.
+///
+/// (The WIT defines no world for the three `provider` plus … forms; the
+/// SDK's build script synthesizes them.)
 ///
 /// The component exports exactly those interfaces, so the host sees what
 /// the connector really has; the trait's defaults of the others are never
@@ -143,6 +168,38 @@ macro_rules! register {
             PROVIDER_WITH_OAUTH_AND_ACTIONS,
             "component-type:gatehouse-plugin:provider-with-oauth-and-actions";
             __register_oauth __register_actions
+        );
+    };
+    ($connector:ident, syncs) => {
+        $crate::__register!(
+            $connector,
+            PROVIDER_WITH_SYNCS,
+            "component-type:gatehouse-plugin:provider-with-syncs";
+            __register_syncs
+        );
+    };
+    ($connector:ident, oauth, syncs) => {
+        $crate::__register!(
+            $connector,
+            PROVIDER_WITH_OAUTH_AND_SYNCS,
+            "component-type:gatehouse-plugin:provider-with-oauth-and-syncs";
+            __register_oauth __register_syncs
+        );
+    };
+    ($connector:ident, actions, syncs) => {
+        $crate::__register!(
+            $connector,
+            PROVIDER_WITH_ACTIONS_AND_SYNCS,
+            "component-type:gatehouse-plugin:provider-with-actions-and-syncs";
+            __register_actions __register_syncs
+        );
+    };
+    ($connector:ident, oauth, actions, syncs) => {
+        $crate::__register!(
+            $connector,
+            FULL,
+            "component-type:gatehouse-plugin:full";
+            __register_oauth __register_actions __register_syncs
         );
     };
 }
@@ -242,6 +299,31 @@ macro_rules! __register_actions {
     };
 }
 
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_syncs {
+    ($connector:ident) => {
+        impl $crate::bindings::exports::gatehouse::plugin::syncs::Guest for Exported {
+            fn run(
+                model: ::std::string::String,
+                checkpoint: ::std::option::Option<::std::string::String>,
+                run_started_at: ::std::string::String,
+                connection: $crate::Connection,
+            ) -> ::std::result::Result<$crate::SyncPage, $crate::ProviderError> {
+                <super::$connector as $crate::Connector>::run_sync(
+                    &model,
+                    checkpoint.as_deref(),
+                    &run_started_at,
+                    &connection,
+                )
+            }
+        }
+        $crate::bindings::exports::gatehouse::plugin::syncs::__export_gatehouse_plugin_syncs_0_3_0_cabi!(
+            Exported with_types_in $crate::bindings::exports::gatehouse::plugin::syncs
+        );
+    };
+}
+
 /// The credentials the host passed: every manifest field, defaults applied,
 /// url values without a trailing slash.
 pub struct Credentials(Vec<(String, String)>);
@@ -313,9 +395,94 @@ pub fn unix_to_rfc3339(secs: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// Parses an RFC 3339 date-time (`2026-11-26T10:00:00Z`,
+/// `2026-11-26T10:00:00.123+01:00`) into Unix seconds and nanoseconds.
+pub fn rfc3339_to_unix(text: &str) -> Option<(i64, u32)> {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        (!part.is_empty() && part.bytes().all(|c| c.is_ascii_digit())).then(|| part.parse().ok())?
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut nanos = 0u32;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let len = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if len == 0 {
+            return None;
+        }
+        let kept = &fraction[..len.min(9)];
+        nanos = kept.parse::<u32>().ok()? * 10u32.pow(9 - kept.len() as u32);
+        rest = &fraction[len..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && rest.as_bytes()[3] == b':' => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = (digits(text.len() - 5..text.len() - 3)?, digits(text.len() - 2..text.len())?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm), the inverse of
+    // `unix_to_rfc3339`.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + hour * 3600 + minute * 60 + second - offset, nanos))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_to_unix_parses_fractions_and_offsets() {
+        assert_eq!(rfc3339_to_unix("1970-01-01T00:00:00Z"), Some((0, 0)));
+        assert_eq!(rfc3339_to_unix("2023-11-14T22:13:20Z"), Some((1_700_000_000, 0)));
+        assert_eq!(rfc3339_to_unix("2000-02-29T00:00:00Z"), Some((951_782_400, 0)));
+        assert_eq!(rfc3339_to_unix("2023-11-14T22:13:20.5Z"), Some((1_700_000_000, 500_000_000)));
+        assert_eq!(rfc3339_to_unix("2023-11-15T00:13:20.123+02:00"), Some((1_700_000_000, 123_000_000)));
+        assert_eq!(rfc3339_to_unix("2023-11-14T21:13:20-01:00"), Some((1_700_000_000, 0)));
+        for t in 0..200 {
+            let secs = t * 7_919_993;
+            assert_eq!(rfc3339_to_unix(&unix_to_rfc3339(secs)), Some((secs, 0)));
+        }
+        for bad in [
+            "",
+            "2023-11-14",
+            "2023-11-14T22:13:20",
+            "2023-13-14T22:13:20Z",
+            "2023-11-14T22:13:20.Z",
+            "2023-11-14T22:13:20+2:00",
+        ] {
+            assert_eq!(rfc3339_to_unix(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn scope_rules() {
