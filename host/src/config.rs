@@ -123,6 +123,12 @@ pub struct SyncConfig {
     #[arg(long, env = "GATEHOUSE_SYNC_RETRY", default_value = "5m", value_parser = humantime::parse_duration)]
     pub sync_retry: Duration,
 
+    /// How long a sync's lease lasts without a committed page; after a
+    /// crash, another process (or this one restarted) continues the run
+    /// once it expires. Keep it above --plugin-timeout.
+    #[arg(long, env = "GATEHOUSE_SYNC_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub sync_lease: Duration,
+
     /// Pause a connection's syncs until the provider's rate limit resets
     /// when its `RateLimit-Remaining` falls to this.
     #[arg(long, env = "GATEHOUSE_SYNC_PAUSE_BELOW_REMAINING", default_value_t = 10)]

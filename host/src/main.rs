@@ -86,24 +86,22 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let sync_settings = syncs::SyncSettings {
         poll: config.syncs.sync_poll,
         concurrency: config.syncs.sync_concurrency,
-        // A lease outlives the longest page call, so a live run keeps it.
-        lease: (config.limits.plugin_timeout * 2).max(std::time::Duration::from_secs(60)),
+        lease: config.syncs.sync_lease,
         retry_after_failure: config.syncs.sync_retry,
         pause_below_remaining: config.syncs.sync_pause_below_remaining,
     };
+    if config.syncs.sync_lease <= config.limits.plugin_timeout {
+        tracing::warn!(
+            "--sync-lease is not longer than --plugin-timeout: a slow page may lose its lease and the run start over from its last page"
+        );
+    }
     let syncs = Arc::new(syncs::Syncs::new(integrations.clone(), webhooks.clone(), sync_settings));
     if !config.syncs.sync_poll.is_zero() {
         tokio::spawn(syncs.clone().run_scheduler());
         tokio::spawn(webhooks.clone().deliver_in_background(config.syncs.sync_poll));
     }
-    let app = api::routes(
-        integrations,
-        syncs,
-        webhooks,
-        api_key_hash,
-        config.limits.max_body_bytes,
-        config.proxy.settings(),
-    );
+    let app =
+        api::routes(integrations, syncs, webhooks, api_key_hash, config.limits.max_body_bytes, config.proxy.settings());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -129,10 +129,7 @@ impl Syncs {
                     .into(),
             ));
         }
-        self.integrations
-            .store
-            .configure_sync(id, model, enabled, interval.map(|i| i.map(i64::from)))
-            .await?;
+        self.integrations.store.configure_sync(id, model, enabled, interval.map(|i| i.map(i64::from))).await?;
         self.wake.notify_one();
         self.status(id, model).await
     }
@@ -163,7 +160,9 @@ impl Syncs {
         let after = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
             None => 0,
             Some(c) => c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                AppError::Validation("cursor is not one this API gave out; start without one to read from the beginning.".into())
+                AppError::Validation(
+                    "cursor is not one this API gave out; start without one to read from the beginning.".into(),
+                )
             })?,
         };
         let limit = limit.unwrap_or(100);
@@ -182,8 +181,7 @@ impl Syncs {
                     .unix_timestamp(),
             ),
         };
-        let records =
-            self.integrations.store.feed(id, model, after, modified_after, i64::from(limit)).await?;
+        let records = self.integrations.store.feed(id, model, after, modified_after, i64::from(limit)).await?;
         let next_cursor = records.last().map(|r| r.seq).unwrap_or(after);
         Ok(FeedPage { records, next_cursor })
     }
@@ -224,8 +222,11 @@ impl Syncs {
             let (now, now_text) = self::now();
             let lease_until = now + self.settings.lease.as_secs() as i64;
             let run_id = uuid::Uuid::new_v4().to_string();
-            let claimed =
-                self.integrations.store.claim_sync(&id, &model, &self.owner, &run_id, &now_text, now, lease_until).await?;
+            let claimed = self
+                .integrations
+                .store
+                .claim_sync(&id, &model, &self.owner, &run_id, &now_text, now, lease_until)
+                .await?;
             if let Some(row) = claimed {
                 let this = self.clone();
                 tokio::spawn(async move {

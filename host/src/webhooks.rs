@@ -55,7 +55,9 @@ impl Webhooks {
     /// Registers a URL; answers the row and the secret, shown this once.
     pub async fn create(&self, url: &str) -> Result<(WebhookRow, SecretString), AppError> {
         let parsed = url::Url::parse(url.trim()).map_err(|_| {
-            AppError::Validation("url must be an absolute http(s) URL such as https://app.example.com/hooks/gatehouse.".into())
+            AppError::Validation(
+                "url must be an absolute http(s) URL such as https://app.example.com/hooks/gatehouse.".into(),
+            )
         })?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() || parsed.fragment().is_some() {
             return Err(AppError::Validation("url must be an absolute http(s) URL without a fragment.".into()));

@@ -459,6 +459,10 @@ async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
     let api_path = path.starts_with("/api/v4/projects")
         || ["/api/v4/groups", "/api/v4/issues", "/api/v4/merge_requests", "/echo-headers"].contains(&path.as_str());
     if api_path {
+        let slow = state.lock().unwrap().api.slow;
+        if req.method() == "GET" && !slow.is_zero() {
+            tokio::time::sleep(slow).await;
+        }
         let method = req.method().to_string();
         let query = req.uri().query().unwrap_or_default().to_string();
         let body = req.take_body().into_vec().await.unwrap_or_default();

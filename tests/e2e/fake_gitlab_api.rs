@@ -21,6 +21,13 @@ pub struct Data {
     pub requests: Vec<Seen>,
     /// Statuses to answer instead of the next requests (429, 500, …).
     pub fail_next: Vec<u16>,
+    /// Only requests to this path fail (all when None).
+    pub fail_only: Option<String>,
+    /// `RateLimit-Remaining` and `RateLimit-Reset` (Unix seconds) to send
+    /// on successful answers, as GitLab does.
+    pub rate_limit: Option<(u64, i64)>,
+    /// Each list answer takes this long.
+    pub slow: std::time::Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -193,10 +200,23 @@ pub fn route(
         auth_header,
         body: String::from_utf8_lossy(body).into_owned(),
     });
-    if !data.fail_next.is_empty() {
+    if !data.fail_next.is_empty() && data.fail_only.as_deref().is_none_or(|only| only == path) {
         let status = data.fail_next.remove(0);
         return Some(failure(status));
     }
+    let mut response = answer(data, method, path, query, body, caller)?;
+    if let Some((remaining, reset)) = data.rate_limit
+        && response.status().is_success()
+    {
+        let h = response.headers_mut();
+        h.insert("ratelimit-limit", "600".parse().unwrap());
+        h.insert("ratelimit-remaining", remaining.to_string().parse().unwrap());
+        h.insert("ratelimit-reset", reset.to_string().parse().unwrap());
+    }
+    Some(response)
+}
+
+fn answer(data: &mut Data, method: &str, path: &str, query: &str, body: &[u8], caller: &Caller) -> Option<Response> {
     let writes = method != "GET" && method != "HEAD";
     if writes && !caller.scopes.iter().any(|s| s == "api") {
         return Some(json_response(
@@ -313,8 +333,9 @@ fn offset_page(items: Vec<Value>, q: &BTreeMap<String, String>, base: &str, path
 /// creation; only the asked order is modelled).
 fn by_update(mut items: Vec<Value>, q: &BTreeMap<String, String>) -> Vec<Value> {
     let at = |v: &Value| parse_time(v["updated_at"].as_str().unwrap_or_default()).unwrap_or(0);
+    // GitLab: "updated on or after the given time".
     if let Some(after) = q.get("updated_after").and_then(|t| parse_time(t)) {
-        items.retain(|v| at(v) > after);
+        items.retain(|v| at(v) >= after);
     }
     if q.get("order_by").map(String::as_str) == Some("updated_at") {
         items.sort_by_key(|v| (at(v), v["id"].as_u64().unwrap_or(0)));
@@ -333,9 +354,10 @@ fn list_groups(data: &Data, query: &str, caller: &Caller) -> Response {
         .filter(|(_, g)| g.members.contains(&caller.user))
         .map(|(id, g)| {
             let name = g.full_path.rsplit('/').next().unwrap_or_default();
-            let parent = g.full_path.rsplit_once('/').and_then(|(parent, _)| {
-                data.groups.iter().find(|(_, p)| p.full_path == parent).map(|(id, _)| *id)
-            });
+            let parent = g
+                .full_path
+                .rsplit_once('/')
+                .and_then(|(parent, _)| data.groups.iter().find(|(_, p)| p.full_path == parent).map(|(id, _)| *id));
             json!({
                 "id": id, "web_url": format!("https://gitlab.example.com/groups/{}", g.full_path), "name": name,
                 "path": name, "description": "", "visibility": "private", "full_name": g.full_path.replace('/', " / "),
@@ -353,7 +375,11 @@ fn visible_work(data: &Data, caller: &Caller, scope_all: bool, merge_requests: b
             continue;
         }
         if merge_requests {
-            items.extend(p.merge_requests.iter().map(|iid| mr_json(*id, &p.path_with_namespace, *iid, (caller.user, caller.username), CREATED)));
+            items.extend(
+                p.merge_requests
+                    .iter()
+                    .map(|iid| mr_json(*id, &p.path_with_namespace, *iid, (caller.user, caller.username), CREATED)),
+            );
         } else {
             items.extend(p.issues.iter().cloned());
         }
@@ -422,7 +448,10 @@ fn list_projects(data: &Data, query: &str, caller: &Caller) -> Response {
         .collect();
     if q.get("pagination").map(String::as_str) == Some("keyset") {
         if q.get("order_by").map(String::as_str) != Some("id") {
-            return json_response(405, json!({"error": "Keyset pagination is not yet available for this type of request"}));
+            return json_response(
+                405,
+                json!({"error": "Keyset pagination is not yet available for this type of request"}),
+            );
         }
         let after: u64 = q.get("id_after").and_then(|v| v.parse().ok()).unwrap_or(0);
         let rest: Vec<u64> = visible.into_iter().filter(|id| *id > after).collect();

@@ -156,6 +156,16 @@ impl Gatehouse {
         panic!("gatehouse did not stop within 15 s of SIGTERM");
     }
 
+    /// SIGKILL, as a crash or an OOM kill would: no graceful shutdown, no
+    /// WAL checkpoint. Then start again on the same data dir.
+    pub async fn kill_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        self.spawn().await;
+    }
+
     pub async fn restart(&mut self) {
         self.stop();
         self.spawn().await;

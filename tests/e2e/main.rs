@@ -19,4 +19,5 @@ mod python;
 mod reload;
 mod sandbox;
 mod secrets;
+mod syncs;
 mod versions;

@@ -436,7 +436,9 @@ impl Api {
     #[oai(path = "/webhooks/:id/deliveries", method = "get", tag = "ApiTags::Syncs")]
     async fn deliveries(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<DeliveryList>> {
         let rows = self.webhooks.deliveries(&id.0.to_string(), 200).await?;
-        Ok(Json(DeliveryList { deliveries: rows.into_iter().map(Delivery::try_from).collect::<Result<_, AppError>>()? }))
+        Ok(Json(DeliveryList {
+            deliveries: rows.into_iter().map(Delivery::try_from).collect::<Result<_, AppError>>()?,
+        }))
     }
 
     /// Rotate: verify a new token for the same account and replace the old one.

@@ -843,9 +843,9 @@ pub fn credential_header(
 fn rate_budget(headers: &[(String, String)]) -> Option<RateBudget> {
     let get = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim());
     let remaining = get("ratelimit-remaining")?.parse().ok()?;
-    let reset_at = get("ratelimit-reset").and_then(|v| v.parse::<i64>().ok()).map(|v| {
-        if v > 86_400 { v } else { time::OffsetDateTime::now_utc().unix_timestamp() + v }
-    });
+    let reset_at = get("ratelimit-reset")
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(|v| if v > 86_400 { v } else { time::OffsetDateTime::now_utc().unix_timestamp() + v });
     Some(RateBudget { remaining, reset_at })
 }
 

@@ -236,10 +236,11 @@ impl Store {
         // Taking the counter first makes this transaction the writer at
         // once, so sequence numbers follow commit order.
         let upper = page.records.len() as i64 + page.deleted.len() as i64 + 1;
-        let last: i64 = sqlx::query_scalar("UPDATE counters SET value = value + ? WHERE name = 'records' RETURNING value")
-            .bind(upper)
-            .fetch_one(&mut *tx)
-            .await?;
+        let last: i64 =
+            sqlx::query_scalar("UPDATE counters SET value = value + ? WHERE name = 'records' RETURNING value")
+                .bind(upper)
+                .fetch_one(&mut *tx)
+                .await?;
         let mut next_seq = last - upper + 1;
         let held: Option<SyncRow> = sqlx::query_as(
             "SELECT * FROM syncs WHERE integration_id = ? AND model = ? AND lease_owner = ? AND run_id = ?",

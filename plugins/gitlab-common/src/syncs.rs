@@ -8,12 +8,12 @@
 //! the `Link` header (keyset pagination), or by a short page.
 //!
 //! Incremental models use "keyset on updated_at": rows are read in
-//! ascending `updated_at` with `updated_after=T` (GitLab's filter is
-//! inclusive), and T advances to the largest `updated_at` of each full
-//! page. Rows at that boundary are read twice, which is harmless because
-//! the host drops records whose content did not change. When a whole page
-//! shares the timestamp T, advancing T would not move, so the run pages
-//! through that timestamp with `page=N` instead.
+//! ascending `updated_at` with `updated_after=T`, and T advances to one
+//! second before the largest `updated_at` of each full page, so rows that
+//! share the boundary timestamp are read again whether GitLab's filter is
+//! inclusive or strict. Rows read twice are harmless: the host drops
+//! records whose content did not change. When T would not move (a page
+//! full of one timestamp), the run pages through it with `page=N` instead.
 
 use gatehouse_plugin::{
     Connection, Page, ProviderError, SyncModel, SyncPage, SyncedModel,
@@ -170,16 +170,22 @@ fn next_position<T: Updated>(
             "GitLab sent a page of the sync model {model:?} without any updated_at, so the sync cannot advance."
         )));
     };
-    // Compared as instants: the first page's T comes from the host's clock,
-    // later ones from GitLab, and the two format the same instant apart.
+    // The next T is one second before the page's latest `updated_at`: rows
+    // sharing that timestamp beyond this page are read whether GitLab's
+    // filter is inclusive (issues, merge requests: "on or after") or
+    // strict. Compared as instants: the first page's T comes from the
+    // host's clock, later ones from GitLab, and the two format the same
+    // instant apart. When T would not move, page through it instead.
+    let _ = latest;
+    let next = instant.0 - 1;
     match at {
-        Some(at) if rfc3339_to_unix(&at.updated_after) == Some(instant) => Ok(UpdatedAfter {
+        Some(at) if rfc3339_to_unix(&at.updated_after).is_some_and(|(t, _)| next <= t) => Ok(UpdatedAfter {
             updated_after: at.updated_after.clone(),
             page: Some(at.page.unwrap_or(1).checked_add(1).ok_or_else(|| {
                 ProviderError::UpstreamError(format!("The sync model {model:?} ran out of pages for one timestamp."))
             })?),
         }),
-        _ => Ok(UpdatedAfter { updated_after: latest.to_string(), page: None }),
+        _ => Ok(UpdatedAfter { updated_after: gatehouse_plugin::unix_to_rfc3339(next), page: None }),
     }
 }
 
@@ -741,10 +747,7 @@ mod tests {
             ]
         );
         assert_eq!(out.records.len(), PER_PAGE);
-        assert_eq!(
-            (checkpoint(&out), out.has_more),
-            (Some(json!({"updated_after": "2026-11-26T09:30:00.000Z"})), true)
-        );
+        assert_eq!((checkpoint(&out), out.has_more), (Some(json!({"updated_after": "2026-11-26T09:29:59Z"})), true));
 
         // A short page ends the run one second before it started.
         let body = serde_json::to_string(&[project(5, "2026-11-26T10:00:05.000Z")]).unwrap();
@@ -769,11 +772,18 @@ mod tests {
         assert!(urls[0].ends_with("&order_by=updated_at&sort=asc&per_page=100&page=2"), "{}", urls[0]);
         assert_eq!(checkpoint(&out), Some(json!({"updated_after": "2026-11-26T09:00:00Z", "page": 3})));
 
-        // Page 3 reaches later rows: back to page one of the later timestamp.
+        // Page 3 reaches rows one second later: T would move back onto
+        // itself, so the run keeps paging.
         let mixed = full_page(project, 40, "2026-11-26T09:00:00.000Z", "2026-11-26T09:00:01.000Z");
         let (out, urls) = page("projects", out.checkpoint.as_deref(), &[], &mixed);
         assert!(urls[0].ends_with("&page=3"), "{}", urls[0]);
-        assert_eq!(checkpoint(&out.unwrap()), Some(json!({"updated_after": "2026-11-26T09:00:01.000Z"})));
+        let out = out.unwrap();
+        assert_eq!(checkpoint(&out), Some(json!({"updated_after": "2026-11-26T09:00:00Z", "page": 4})));
+
+        // Rows further on: back to page one, one second before the latest.
+        let later = full_page(project, 40, "2026-11-26T09:00:00.000Z", "2026-11-26T09:05:00.000Z");
+        let (out, _) = page("projects", out.checkpoint.as_deref(), &[], &later);
+        assert_eq!(checkpoint(&out.unwrap()), Some(json!({"updated_after": "2026-11-26T09:04:59Z"})));
     }
 
     #[test]
@@ -793,13 +803,13 @@ mod tests {
                    "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-11-01T08:00:00.000Z"})
         );
         let next = checkpoint(&out).unwrap();
-        assert_eq!(next, json!({"updated_after": "2026-11-02T08:00:00.000Z"}));
+        assert_eq!(next, json!({"updated_after": "2026-11-02T07:59:59Z"}));
 
         let (out, urls) = page("issues", out.checkpoint.as_deref(), &[], "[]");
         assert_eq!(
             urls,
             [
-                "https://gitlab.example.com/api/v4/issues?scope=all&order_by=updated_at&sort=asc&per_page=100&updated_after=2026-11-02T08%3A00%3A00.000Z"
+                "https://gitlab.example.com/api/v4/issues?scope=all&order_by=updated_at&sort=asc&per_page=100&updated_after=2026-11-02T07%3A59%3A59Z"
             ]
         );
         let out = out.unwrap();
