@@ -115,6 +115,8 @@ async fn hanging_upstream_times_out_within_the_deadline() {
     g.finish(&fake.all_tokens());
 }
 
+/// The fake's oversized answer is a valid one padded past 5 MiB: only the
+/// 4 MiB response limit refuses it, and with a higher limit it verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_upstream_body_is_refused_and_the_host_lives() {
     let (fake, jane, mut g) = setup().await;
@@ -122,11 +124,17 @@ async fn oversized_upstream_body_is_refused_and_the_host_lives() {
     fake.set_behavior(&huge, Behavior::Huge);
     let r = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&huge, &fake.url)).await;
     assert_eq!((r.status, r.code()), (502, "upstream_error"), "{}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains("response size limit (--max-response-bytes)"), "{}", r.body);
     assert!(g.is_running());
     let fine = fake.pat(jane);
     let r = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&fine, &fake.url)).await;
     assert_eq!(r.body["valid"], true);
     g.finish(&fake.all_tokens());
+
+    let roomy = Gatehouse::start(Options::lax().arg("--max-response-bytes").arg("8388608")).await;
+    let r = roomy.post("/api/v1/providers/gitlab-pat/verify", pat_body(&huge, &fake.url)).await;
+    assert_eq!(r.body["valid"], true, "the padded answer is a valid one: {}", r.body);
+    roomy.finish(&fake.all_tokens());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

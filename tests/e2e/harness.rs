@@ -1,6 +1,9 @@
 //! Starts the real `gatehouse` binary on a free loopback port with a temp
-//! data dir, talks to it over HTTP, and on `finish` stops it and checks that
-//! no token leaked into the data dir, the logs or any response body.
+//! data dir, talks to it over HTTP, and on `finish` checks that no secret
+//! leaked — in plain text, base64 (also inside e.g. a Basic `id:secret`),
+//! hex or URL encoding — into the data dir (read while the host still runs,
+//! so SQLite's WAL is there, and again after it stopped), the logs, or any
+//! response's headers or body. The API key is always among the secrets.
 
 use std::{
     path::{Path, PathBuf},
@@ -182,7 +185,9 @@ impl Gatehouse {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        self.bodies.lock().unwrap().push(text.clone());
+        let mut seen: String = headers.iter().map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes()))).collect();
+        seen.push_str(&text);
+        self.bodies.lock().unwrap().push(seen);
         assert_ne!(status, 500, "a 500 is a bug: {text}");
         let body =
             if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
@@ -218,21 +223,85 @@ impl Gatehouse {
         &self.client
     }
 
-    /// Stops the host and checks that none of `secrets` appears in any file
-    /// of the data dir (SQLite, WAL, key file), the logs, or any response.
-    pub fn finish(mut self, secrets: &[String]) {
+    /// Checks that none of `secrets` (nor the API key) appears in any form
+    /// in the data dir (SQLite, its WAL, the key file), the logs or any
+    /// response, then stops the host and checks the data dir again.
+    pub fn finish(self, secrets: &[String]) {
+        self.finish_scan(secrets, &[]);
+    }
+
+    /// Like [`finish`](Self::finish); `unstored` may legitimately appear in
+    /// responses (an OAuth state is in the authorize redirect) but never in
+    /// the data dir or the logs.
+    pub fn finish_scan(mut self, secrets: &[String], unstored: &[String]) {
+        let mut secrets = secrets.to_vec();
+        secrets.push(API_KEY.to_string());
+        let everything: Vec<String> = secrets.iter().chain(unstored).cloned().collect();
+        // Unless the test stopped the host itself, read the files it has open.
+        if self.is_running() {
+            let live = files_under(&self.data_dir());
+            assert!(
+                live.iter().any(|f| f.to_string_lossy().ends_with("-wal")),
+                "the running host has no SQLite WAL to scan: {live:?}"
+            );
+            scan_files(&live, &everything);
+        }
         self.stop();
-        let logs = self.logs();
-        let bodies = self.bodies.lock().unwrap().join("\n");
+        scan_files(&files_under(&self.data_dir()), &everything);
+        scan_text("the logs", &self.logs(), &everything);
+        scan_text("a response", &self.bodies.lock().unwrap().join("\n"), &secrets);
+    }
+}
+
+/// The forms a secret can leak in: as is, hex, URL-encoded, and base64
+/// (standard and URL-safe) at each of the three alignments, so it is found
+/// inside the base64 of a longer text too (e.g. Basic `client_id:secret`).
+pub fn leak_forms(secret: &str) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    let bytes = secret.as_bytes();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut forms = vec![
+        ("plain", secret.to_string()),
+        ("hex", hex.clone()),
+        ("HEX", hex.to_uppercase()),
+        ("url-encoded", url::form_urlencoded::byte_serialize(bytes).collect()),
+    ];
+    for shift in 0..3 {
+        let mut shifted = vec![0u8; shift];
+        shifted.extend_from_slice(bytes);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&shifted);
+        // Only the 4-character groups made of the secret's bytes alone.
+        let start = if shift == 0 { 0 } else { 4 };
+        let end = shifted.len() / 3 * 4;
+        if end > start + 8 {
+            let core = encoded[start..end].to_string();
+            forms.push(("base64url", core.replace('+', "-").replace('/', "_")));
+            forms.push(("base64", core));
+        }
+    }
+    forms
+}
+
+/// Fails if any form of any of `secrets` appears in `text`.
+pub fn scan_text(place: &str, text: &str, secrets: &[String]) {
+    for secret in secrets {
+        for (form, needle) in leak_forms(secret) {
+            if let Some(line) = text.lines().find(|l| l.contains(&needle)) {
+                panic!("a secret appears ({form}) in {place}: {line}");
+            }
+        }
+    }
+}
+
+fn scan_files(files: &[PathBuf], secrets: &[String]) {
+    for file in files {
+        // A file can vanish between listing and reading (the WAL at stop).
+        let Ok(bytes) = std::fs::read(file) else { continue };
         for secret in secrets {
-            let leaked: Vec<&str> = logs.lines().filter(|l| l.contains(secret.as_str())).collect();
-            assert!(leaked.is_empty(), "a token appears in the logs: {leaked:#?}");
-            assert!(!bodies.contains(secret.as_str()), "a token appears in a response body");
-            for file in files_under(&self.data_dir()) {
-                let bytes = std::fs::read(&file).unwrap();
+            for (form, needle) in leak_forms(secret) {
                 assert!(
-                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                    "a token appears in plain text in {}",
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "a secret appears ({form}) in {}",
                     file.display()
                 );
             }

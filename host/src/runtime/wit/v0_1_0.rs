@@ -94,14 +94,15 @@ fn verify(
             scopes: v.scopes,
             expires_at: v.expires_at,
             token_kind: v.token_kind,
-        }),
+        }
+        .redacted(&redact)),
         Err(e) => Err(match e {
             types::VerifyError::InvalidInput(s) => model::VerifyError::InvalidInput(redact(s)),
             types::VerifyError::InvalidToken(s) => model::VerifyError::InvalidToken(redact(s)),
             types::VerifyError::TokenExpired(s) => model::VerifyError::TokenExpired(redact(s)),
             types::VerifyError::TokenRevoked(s) => model::VerifyError::TokenRevoked(redact(s)),
             types::VerifyError::InsufficientScope(p) => model::VerifyError::InsufficientScope {
-                account: p.account.map(account),
+                account: p.account.map(|a| account(a).redacted(&redact)),
                 scopes: p.scopes,
                 missing_scopes: p.missing_scopes,
                 detail: redact(p.detail),

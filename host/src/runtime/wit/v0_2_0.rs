@@ -34,7 +34,8 @@ pub(crate) async fn call(
         Call::Verify(credentials) => {
             let result = connector.call_verify(&mut *store, credentials).await?;
             let state = store.data();
-            Answer::Verify(result.map(verification).map_err(|e| verify_error(e, &|s| state.redact(&s))))
+            let redact = |s: String| state.redact(&s);
+            Answer::Verify(result.map(|v| verification(v).redacted(&redact)).map_err(|e| verify_error(e, &redact)))
         }
         Call::AuthorizeUrl { base_url, client_id, redirect_uri, state, code_challenge } => {
             let result = connector
@@ -120,7 +121,7 @@ fn verify_error(e: types::VerifyError, redact: &dyn Fn(String) -> String) -> mod
         V::TokenExpired(s) => M::TokenExpired(redact(s)),
         V::TokenRevoked(s) => M::TokenRevoked(redact(s)),
         V::InsufficientScope(p) => M::InsufficientScope {
-            account: p.account.map(account),
+            account: p.account.map(|a| account(a).redacted(redact)),
             scopes: p.scopes,
             missing_scopes: p.missing_scopes,
             detail: redact(p.detail),
