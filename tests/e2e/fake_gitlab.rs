@@ -46,6 +46,8 @@ pub enum Behavior {
     Huge,
     RateLimited,
     Status(u16),
+    /// A 200 HTML page, as a captive portal or a wrong base URL answers.
+    NotGitlab,
 }
 
 #[derive(Clone)]
@@ -501,6 +503,12 @@ async fn route(state: Arc<Mutex<State>>, mut req: Request) -> Response {
                 .header("RateLimit-Reset", "1893456000")
                 .header("RateLimit-ResetTime", "Tue, 01 Jan 2030 00:00:00 GMT")
                 .body("Retry later\n");
+        }
+        Behavior::NotGitlab => {
+            return Response::builder()
+                .status(StatusCode::OK)
+                .content_type("text/html; charset=utf-8")
+                .body("<!DOCTYPE html><html><head><title>Sign in to the network</title></head><body></body></html>");
         }
         Behavior::Status(502) => {
             return Response::builder()

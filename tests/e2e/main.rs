@@ -16,4 +16,5 @@ mod python;
 mod reload;
 mod sandbox;
 mod secrets;
+mod tls;
 mod versions;

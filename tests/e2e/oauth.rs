@@ -347,3 +347,46 @@ async fn an_aged_token_keeps_its_expiry_across_reverifies() {
     close_to_expected(&g.get(&format!("/api/v1/integrations/{id}")).await.body);
     g.finish(&fake.all_tokens());
 }
+
+/// `invalid_grant` (422) when GitLab refuses a refresh token or a code that
+/// was already exchanged; `oauth_client_invalid` (422) when it refuses the
+/// application on refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_refresh_tokens_reused_codes_and_a_rotated_client_secret() {
+    let fake = FakeGitlab::start().await;
+    let jane = fake.add_user("jane", false);
+    fake.sign_in(Some(jane));
+    let g = Gatehouse::start(Options::lax()).await;
+    setup(&g, &fake).await;
+
+    // A code is exchanged once; delivered again with a fresh state, GitLab
+    // refuses it.
+    let first = approve(&start(&g, &fake).await).await;
+    let (status, location) = deliver(&g, &first).await;
+    assert_eq!(status, 302, "{location}");
+    let id = location.as_str().unwrap().strip_prefix("/?connected=").unwrap().to_string();
+    let second = approve(&start(&g, &fake).await).await;
+    let reused =
+        format!("/api/v1/oauth/gitlab-oauth/callback?code={}&state={}", query(&first)["code"], query(&second)["state"]);
+    let (status, p) = deliver(&g, &reused).await;
+    assert_eq!((status, p["code"].as_str().unwrap()), (422, "invalid_grant"), "{p}");
+
+    // GitLab no longer knows the application's secret: refresh is refused
+    // as the application's fault, and the refresh token is kept.
+    let refresh = format!("/api/v1/integrations/{id}/refresh");
+    let redirect_uri = format!("{}/api/v1/oauth/gitlab-oauth/callback", g.base);
+    fake.register_app(CLIENT_ID, "rotated-at-gitlab", &redirect_uri);
+    let r = g.post(&refresh, json!({})).await;
+    assert_eq!((r.status, r.code()), (422, "oauth_client_invalid"), "{}", r.body);
+    fake.register_app(CLIENT_ID, CLIENT_SECRET, &redirect_uri);
+    let r = g.post(&refresh, json!({})).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("connected")), "{}", r.body);
+
+    // The user revoked the application: the refresh token is refused.
+    fake.revoke_refresh_tokens();
+    let r = g.post(&refresh, json!({})).await;
+    assert_eq!((r.status, r.code()), (422, "invalid_grant"), "{}", r.body);
+    let mut secrets = fake.all_tokens();
+    secrets.push(CLIENT_SECRET.into());
+    g.finish_scan(&secrets, &fake.oauth_states());
+}
