@@ -28,6 +28,7 @@ async fn settings_page_in_a_real_browser() {
     let jane = fake.add_user("jane", false);
     let tokens = serde_json::json!({
         "pat": fake.pat(jane),
+        "pat2": fake.pat(jane),
         "oauth": fake.token(jane, Kind::OAuth, &["api"]),
         "read_user": fake.token(jane, Kind::Pat, &["read_user"]),
         "bad": "glpat-not-a-real-token-000000",
@@ -41,9 +42,11 @@ async fn settings_page_in_a_real_browser() {
     assert_eq!(g.post("/api/v1/oauth-apps", app).await.status, 201);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
+    let traffic = tempfile::NamedTempFile::new().unwrap();
     let out = tokio::task::spawn_blocking({
         let (base, fake_url, tokens, shot) =
             (g.base.clone(), fake.url.clone(), tokens.to_string(), shots.join("settings.png"));
+        let traffic = traffic.path().to_path_buf();
         move || {
             Command::new("node")
                 .arg("settings.mjs")
@@ -54,6 +57,7 @@ async fn settings_page_in_a_real_browser() {
                 .env("API_KEY", API_KEY)
                 .env("TOKENS", tokens)
                 .env("SCREENSHOT", shot)
+                .env("TRAFFIC", traffic)
                 .output()
                 .expect("node runs: run tests/setup.sh")
         }
@@ -66,5 +70,10 @@ async fn settings_page_in_a_real_browser() {
     let mut secrets = fake.all_tokens();
     secrets.push("glpat-not-a-real-token-000000".into());
     secrets.push(secret.into());
-    g.finish(&secrets);
+    let seen = std::fs::read_to_string(traffic.path()).unwrap();
+    let mut received = secrets.clone();
+    received.push(API_KEY.into());
+    assert!(seen.contains("integrations"), "the browser's traffic was recorded");
+    crate::harness::scan_text("what the browser received", &seen, &received);
+    g.finish_scan(&secrets, &fake.oauth_states());
 }

@@ -18,7 +18,7 @@ impl Connector for Hostile {
             name: "Hostile test connector".into(),
             vendor: "Gatehouse tests".into(),
             auth_method: AuthMethod::PersonalAccessToken,
-            description: "Misbehaves on purpose (loop, alloc, alloc-<MiB>, trap, recurse, egress, flood, leak, echo, remember) to test the sandbox. Test use only."
+            description: "Misbehaves on purpose (loop, announce-loop, alloc, alloc-<MiB>, trap, recurse, egress, flood, leak, echo, remember) to test the sandbox. Test use only."
                 .into(),
             notes: vec![],
             fields: vec![
@@ -65,7 +65,12 @@ impl Connector for Hostile {
                     token_kind: token.into(),
                 });
             }
-            "loop" => {
+            "loop" | "announce-loop" => {
+                if mode == "announce-loop" {
+                    // Tells the test (through its fake upstream) that the
+                    // call is running, then spins.
+                    let _ = http::get(&format!("{base_url}/hostile/started"), &[]);
+                }
                 let mut n: u64 = 0;
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
