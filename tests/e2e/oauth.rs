@@ -382,10 +382,14 @@ async fn refused_refresh_tokens_reused_codes_and_a_rotated_client_secret() {
     let r = g.post(&refresh, json!({})).await;
     assert_eq!((r.status, r.body["status"].as_str()), (200, Some("connected")), "{}", r.body);
 
-    // The user revoked the application: the refresh token is refused.
+    // The user revoked the application: the refresh token is refused, and
+    // the integration says so (as documented: expired, with the 422
+    // invalid_grant problem as its last error).
     fake.revoke_refresh_tokens();
     let r = g.post(&refresh, json!({})).await;
-    assert_eq!((r.status, r.code()), (422, "invalid_grant"), "{}", r.body);
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("expired")), "{}", r.body);
+    assert_eq!((&r.body["last_error"]["code"], &r.body["last_error"]["status"]), (&json!("invalid_grant"), &json!(422)));
+    assert_eq!(r.body["refreshable"], false);
     let mut secrets = fake.all_tokens();
     secrets.push(CLIENT_SECRET.into());
     g.finish_scan(&secrets, &fake.oauth_states());

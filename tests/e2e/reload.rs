@@ -39,7 +39,7 @@ async fn reload_adds_replaces_and_removes() {
     let r = g.post("/api/v1/plugins/reload", json!({})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["loaded"], json!(["hostile-test"]));
-    let ok = json!({"credentials": {"mode": "ok"}});
+    let ok = json!({"credentials": {"mode": "ok", "base_url": crate::sandbox::NOWHERE}});
     assert_eq!(g.post("/api/v1/providers/hostile-test/verify", ok.clone()).await.body["valid"], true);
     let (first_name, first_sha) = name(g.clone()).await;
     assert_eq!(first_name, "Hostile test connector");

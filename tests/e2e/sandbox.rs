@@ -11,6 +11,10 @@ use crate::{
 };
 
 const HOSTILE: &str = env!("GATEHOUSE_TEST_HOSTILE_WASM");
+/// A base URL for hostile calls that reach nothing: an IP literal, so the
+/// host's reachability check asks no resolver (the connector's default,
+/// example.invalid, would be a DNS query leaving the machine).
+pub const NOWHERE: &str = "http://127.0.0.1:9";
 const WRONG_WORLD: &str = env!("GATEHOUSE_TEST_WRONG_WORLD_WASM");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,12 +48,12 @@ async fn hostile_connectors_fail_alone() {
             assert_eq!(fake.hits("/api/v4/user") - before, 16, "the request budget stopped the flood");
         }
 
-        let ok = g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "ok"}})).await;
+        let ok = g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "ok", "base_url": NOWHERE}})).await;
         assert_eq!((ok.status, &ok.body["valid"]), (200, &json!(true)), "after {mode}: {}", ok.body);
         let pat = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&token, &fake.url)).await;
         assert_eq!(pat.body["valid"], true, "after {mode}");
     }
-    let under = g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "alloc-48"}})).await;
+    let under = g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "alloc-48", "base_url": NOWHERE}})).await;
     assert_eq!((under.status, &under.body["valid"]), (200, &json!(true)), "48 MiB fits in 64: {}", under.body);
     g.finish(&fake.all_tokens());
 }
@@ -65,14 +69,14 @@ async fn other_calls_flow_while_a_call_loops() {
     let looping = {
         let g = g.clone();
         tokio::spawn(async move {
-            g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "loop"}})).await
+            g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "loop", "base_url": NOWHERE}})).await
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut answered = 0;
     while !looping.is_finished() {
         let started = Instant::now();
-        let ok = g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "ok"}})).await;
+        let ok = g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "ok", "base_url": NOWHERE}})).await;
         assert_eq!(ok.body["valid"], true, "{}", ok.body);
         let pat = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&token, &fake.url)).await;
         assert_eq!(pat.body["valid"], true, "{}", pat.body);
@@ -93,7 +97,7 @@ async fn a_call_never_sees_an_earlier_calls_memory() {
     let g = Gatehouse::start(Options::lax().plugin(HOSTILE).arg("--max-concurrent-calls").arg("1")).await;
     let tokens: Vec<String> = (0..20).map(|i| format!("remembered-{i}-{}", uuid::Uuid::new_v4().simple())).collect();
     for token in &tokens {
-        let body = json!({"credentials": {"mode": "remember", "token": token}});
+        let body = json!({"credentials": {"mode": "remember", "token": token, "base_url": NOWHERE}});
         let r = g.post("/api/v1/providers/hostile-test/verify", body).await;
         assert_eq!((r.status, &r.body["valid"]), (200, &json!(true)), "{}", r.body);
     }
@@ -104,7 +108,7 @@ async fn a_call_never_sees_an_earlier_calls_memory() {
 async fn connector_text_is_scrubbed_of_credentials() {
     let secret = format!("sekrit-{}", uuid::Uuid::new_v4().simple());
     let g = Gatehouse::start(Options::lax().plugin(HOSTILE)).await;
-    let body = json!({"credentials": {"mode": "leak", "token": secret}});
+    let body = json!({"credentials": {"mode": "leak", "token": secret, "base_url": NOWHERE}});
     let r = g.post("/api/v1/providers/hostile-test/verify", body).await;
     assert_eq!(r.status, 200);
     assert!(r.body["error"]["detail"].as_str().unwrap().contains("[redacted]"));
@@ -112,7 +116,7 @@ async fn connector_text_is_scrubbed_of_credentials() {
 
     // A connector that answers with the token as the account, verified and
     // then stored: every field comes back, and is kept, redacted.
-    let echo = json!({"mode": "echo", "token": secret});
+    let echo = json!({"mode": "echo", "token": secret, "base_url": NOWHERE});
     let v = g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": echo})).await;
     assert_eq!((v.status, &v.body["valid"]), (200, &json!(true)), "{}", v.body);
     assert_eq!(v.body["account"]["username"], "[redacted]", "{}", v.body);
