@@ -64,6 +64,10 @@ pub struct Gatehouse {
     options: Options,
     client: reqwest::Client,
     bodies: Mutex<Vec<String>>,
+    /// The database files (SQLite, WAL, key file) as they were just before
+    /// each stop: a secret that passed through the WAL and was gone after a
+    /// restart's checkpoint is still found.
+    snapshots: Vec<(PathBuf, Vec<u8>)>,
     starts: usize,
 }
 
@@ -82,6 +86,7 @@ impl Gatehouse {
             options,
             client: reqwest::Client::new(),
             bodies: Mutex::new(Vec::new()),
+            snapshots: Vec::new(),
             starts: 0,
         };
         g.spawn().await;
@@ -145,6 +150,16 @@ impl Gatehouse {
 
     /// SIGTERM, then wait for a graceful exit.
     pub fn stop(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
+        // Compiled components (cache/) are derived from the plugins, not data.
+        let cache = self.data_dir().join("cache");
+        for file in files_under(&self.data_dir()).into_iter().filter(|f| !f.starts_with(&cache)) {
+            if let Ok(bytes) = std::fs::read(&file) {
+                self.snapshots.push((file, bytes));
+            }
+        }
         let Some(mut child) = self.child.take() else { return };
         let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -248,6 +263,7 @@ impl Gatehouse {
         }
         self.stop();
         scan_files(&files_under(&self.data_dir()), &everything);
+        scan_snapshots(&self.snapshots, &everything);
         scan_text("the logs", &self.logs(), &everything);
         scan_text("a response", &self.bodies.lock().unwrap().join("\n"), &secrets);
     }
@@ -290,6 +306,15 @@ pub fn scan_text(place: &str, text: &str, secrets: &[String]) {
             if let Some(line) = text.lines().find(|l| l.contains(&needle)) {
                 panic!("a secret appears ({form}) in {place}: {line}");
             }
+        }
+    }
+}
+
+fn scan_snapshots(snapshots: &[(PathBuf, Vec<u8>)], secrets: &[String]) {
+    for (form, needle) in secrets.iter().flat_map(|s| leak_forms(s)) {
+        let finder = memchr::memmem::Finder::new(needle.as_bytes());
+        for (file, bytes) in snapshots {
+            assert!(finder.find(bytes).is_none(), "a secret appears ({form}) in {} before a stop", file.display());
         }
     }
 }
