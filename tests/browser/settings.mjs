@@ -26,6 +26,12 @@ page.on("dialog", (dialog) => dialog.accept());
 const requests = [];
 const answers = [];
 page.on("request", (request) => requests.push(request.url()));
+// Requests the page's Content-Security-Policy stopped never reach "request":
+// Chromium reports them on the console.
+const refused = [];
+page.on("console", (message) => {
+  if (/Content Security Policy/i.test(message.text())) refused.push(message.text());
+});
 page.on("response", async (response) => {
   if (!response.url().startsWith(base)) return;
   const body = await response.text().catch(() => "");
@@ -140,6 +146,7 @@ try {
   step("no request left loopback: only Gatehouse and the fake GitLab");
   const foreign = requests.filter((url) => !url.startsWith(base + "/") && !url.startsWith(fake + "/"));
   assert.deepEqual(foreign, [], "requests to other places");
+  assert.deepEqual(refused, [], "requests the Content-Security-Policy refused");
   assert.ok(requests.some((url) => url.startsWith(base + "/api/v1/integrations")), "the page used the API");
   writeFileSync(env("TRAFFIC"), answers.join("\n"));
   console.log("browser test passed");
