@@ -30,7 +30,8 @@ async fn compiled_components_are_cached_and_damage_is_survived() {
         let g = &g;
         async move { g.get(&format!("/api/v1/providers/{id}")).await.body["plugin"]["sha256"].as_str().unwrap().to_string() }
     };
-    let named = |sha: &str| files.iter().find(|f| f.file_name().unwrap().to_string_lossy().starts_with(sha)).unwrap().clone();
+    let named =
+        |sha: &str| files.iter().find(|f| f.file_name().unwrap().to_string_lossy().starts_with(sha)).unwrap().clone();
     let (pat_file, oauth_file) = (named(&sha("gitlab-pat").await), named(&sha("gitlab-oauth").await));
     let pat_code = std::fs::read(&pat_file).unwrap();
     // Only while the host is stopped: it maps these files into memory.

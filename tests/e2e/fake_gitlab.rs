@@ -559,7 +559,8 @@ async fn route(state: Arc<Mutex<State>>, mut req: Request) -> Response {
 fn answer(path: &str, token: &Token, user: &User) -> (u16, Value) {
     match path {
         "/api/v4/personal_access_tokens/self" if token.kind == Kind::Pat => {
-            let expires = time::OffsetDateTime::from_unix_timestamp(token.created_at + token.lifetime.unwrap()).unwrap();
+            let expires =
+                time::OffsetDateTime::from_unix_timestamp(token.created_at + token.lifetime.unwrap()).unwrap();
             (
                 200,
                 json!({

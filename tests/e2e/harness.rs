@@ -200,7 +200,8 @@ impl Gatehouse {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        let mut seen: String = headers.iter().map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes()))).collect();
+        let mut seen: String =
+            headers.iter().map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes()))).collect();
         seen.push_str(&text);
         self.bodies.lock().unwrap().push(seen);
         assert_ne!(status, 500, "a 500 is a bug: {text}");

@@ -388,7 +388,10 @@ async fn refused_refresh_tokens_reused_codes_and_a_rotated_client_secret() {
     fake.revoke_refresh_tokens();
     let r = g.post(&refresh, json!({})).await;
     assert_eq!((r.status, r.body["status"].as_str()), (200, Some("expired")), "{}", r.body);
-    assert_eq!((&r.body["last_error"]["code"], &r.body["last_error"]["status"]), (&json!("invalid_grant"), &json!(422)));
+    assert_eq!(
+        (&r.body["last_error"]["code"], &r.body["last_error"]["status"]),
+        (&json!("invalid_grant"), &json!(422))
+    );
     assert_eq!(r.body["refreshable"], false);
     let mut secrets = fake.all_tokens();
     secrets.push(CLIENT_SECRET.into());

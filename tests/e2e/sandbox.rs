@@ -48,12 +48,19 @@ async fn hostile_connectors_fail_alone() {
             assert_eq!(fake.hits("/api/v4/user") - before, 16, "the request budget stopped the flood");
         }
 
-        let ok = g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "ok", "base_url": NOWHERE}})).await;
+        let ok = g
+            .post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "ok", "base_url": NOWHERE}}))
+            .await;
         assert_eq!((ok.status, &ok.body["valid"]), (200, &json!(true)), "after {mode}: {}", ok.body);
         let pat = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&token, &fake.url)).await;
         assert_eq!(pat.body["valid"], true, "after {mode}");
     }
-    let under = g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "alloc-48", "base_url": NOWHERE}})).await;
+    let under = g
+        .post(
+            "/api/v1/providers/hostile-test/verify",
+            json!({"credentials": {"mode": "alloc-48", "base_url": NOWHERE}}),
+        )
+        .await;
     assert_eq!((under.status, &under.body["valid"]), (200, &json!(true)), "48 MiB fits in 64: {}", under.body);
     g.finish(&fake.all_tokens());
 }
@@ -69,14 +76,20 @@ async fn other_calls_flow_while_a_call_loops() {
     let looping = {
         let g = g.clone();
         tokio::spawn(async move {
-            g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "loop", "base_url": NOWHERE}})).await
+            g.post(
+                "/api/v1/providers/hostile-test/verify",
+                json!({"credentials": {"mode": "loop", "base_url": NOWHERE}}),
+            )
+            .await
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut answered = 0;
     while !looping.is_finished() {
         let started = Instant::now();
-        let ok = g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "ok", "base_url": NOWHERE}})).await;
+        let ok = g
+            .post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "ok", "base_url": NOWHERE}}))
+            .await;
         assert_eq!(ok.body["valid"], true, "{}", ok.body);
         let pat = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&token, &fake.url)).await;
         assert_eq!(pat.body["valid"], true, "{}", pat.body);
