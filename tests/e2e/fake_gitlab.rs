@@ -1,11 +1,17 @@
 //! A fake GitLab on loopback that answers like GitLab does: the endpoints the
-//! connectors use, GitLab's JSON shapes, status codes and headers, plus
-//! misbehaviour on demand (hang, oversized body, 429, 5xx). It also answers
-//! Gitea's `GET /api/v1/user`, for the connector written in Python, and
-//! GitLab's OAuth provider: `/oauth/authorize` (redirects back with a code
-//! for the signed-in user) and `/oauth/token` (checks client credentials,
-//! redirect URI and PKCE verifier; issues 2-hour tokens; rotates refresh
-//! tokens and refuses a spent one with `invalid_grant`).
+//! connectors use, GitLab's JSON shapes, status codes and headers (every
+//! answer carries `Date`), plus misbehaviour on demand (hang, oversized
+//! body, non-GitLab page, 429, 5xx). Credentials are taken only where the
+//! real server takes them: `PRIVATE-TOKEN` for PATs on `/api/v4`, Bearer
+//! for PATs and OAuth tokens there, Bearer OAuth tokens only on
+//! `/oauth/token/info` (whose `expires_in` is the lifetime that remains).
+//! Token times are relative to now, so the suite does not expire. It also
+//! answers Gitea's `GET /api/v1/user` (`token …` or Bearer), for the
+//! connector written in Python, and GitLab's OAuth provider:
+//! `/oauth/authorize` (redirects back with a code for the signed-in user)
+//! and `/oauth/token` (checks client credentials, redirect URI and PKCE
+//! verifier; issues 2-hour tokens; rotates refresh tokens and refuses a
+//! spent one with `invalid_grant`).
 
 use std::{
     collections::HashMap,
