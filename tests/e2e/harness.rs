@@ -265,8 +265,11 @@ impl Gatehouse {
         self.stop();
         scan_files(&files_under(&self.data_dir()), &everything);
         scan_snapshots(&self.snapshots, &everything);
-        scan_text("the logs", &self.logs(), &everything);
-        scan_text("a response", &self.bodies.lock().unwrap().join("\n"), &secrets);
+        // The master key lives in the data dir, but nowhere else.
+        let master_key = std::fs::read_to_string(self.data_dir().join("master.key")).unwrap_or_default();
+        let master_key: Vec<String> = Some(master_key.trim().to_string()).filter(|k| !k.is_empty()).into_iter().collect();
+        scan_text("the logs", &self.logs(), &[everything.clone(), master_key.clone()].concat());
+        scan_text("a response", &self.bodies.lock().unwrap().join("\n"), &[secrets, master_key].concat());
     }
 }
 
