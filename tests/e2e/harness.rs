@@ -267,7 +267,8 @@ impl Gatehouse {
         scan_snapshots(&self.snapshots, &everything);
         // The master key lives in the data dir, but nowhere else.
         let master_key = std::fs::read_to_string(self.data_dir().join("master.key")).unwrap_or_default();
-        let master_key: Vec<String> = Some(master_key.trim().to_string()).filter(|k| !k.is_empty()).into_iter().collect();
+        let master_key: Vec<String> =
+            Some(master_key.trim().to_string()).filter(|k| !k.is_empty()).into_iter().collect();
         scan_text("the logs", &self.logs(), &[everything.clone(), master_key.clone()].concat());
         scan_text("a response", &self.bodies.lock().unwrap().join("\n"), &[secrets, master_key].concat());
     }
