@@ -247,6 +247,9 @@ async fn run(s: Settings) {
             throughput(s.load_secs, move || api_verify(client.clone(), base.clone(), PAT, body.clone())).await
         };
         let hop_cpu = (cpu_time(hop_server.id()) - cpu_before) / (hop_rps * s.load_secs as f64);
+        check_load("sandboxed via HTTP API", api_rps, api_errors);
+        check_load("native baseline", native_rps, native_errors);
+        check_load("native behind HTTP", hop_rps, hop_errors);
         rounds.push(Round { api_rps, api_errors, api_cpu, native_rps, native_errors, hop_rps, hop_errors, hop_cpu });
     }
     let rss_peak = host.peak_rss_kib();
@@ -311,9 +314,11 @@ async fn run(s: Settings) {
     for &n in s.extra_plugins {
         let data = tempfile::tempdir().unwrap();
         let (uncached, mut h) = Host::timed_start(data.path(), &plugins[..n], true).await;
+        h.expect_components(2 + n).await;
         let rss_uncached = h.rss_kib();
         h.stop();
         let (cached, mut h) = Host::timed_start(data.path(), &plugins[..n], true).await;
+        h.expect_components(2 + n).await;
         println!(
             "| start with {n} extra components: uncached / cached | {} / {} | RSS idle {:.1} MiB (uncached start), {:.1} MiB (cached) |",
             ms(uncached),
@@ -342,12 +347,20 @@ async fn run(s: Settings) {
     };
     let (one_rps, one_errors) = throughput(s.load_secs, spread_over(1)).await;
     let (all_rps, all_errors) = throughput(s.load_secs, spread_over(most)).await;
+    check_load("load on one component", one_rps, one_errors);
+    check_load("load spread over all components", all_rps, all_errors);
     println!(
         "| load on 1 of the {most} components / spread over all {most} (64 clients, no upstream) | {one_rps:.0} / {all_rps:.0} req/s | {} errors, RSS peak {:.1} MiB |",
         one_errors + all_errors,
         many.peak_rss_kib() as f64 / 1024.0
     );
     many.stop();
+}
+
+/// A load run whose requests failed measured nothing: stop the benchmark
+/// (and the CI smoke run) instead of printing its figures.
+fn check_load(what: &str, rps: f64, errors: u64) {
+    assert!(errors == 0 && rps > 0.0, "{what}: {errors} failed requests, {rps:.0} successful per second");
 }
 
 /// Runs `request` in 64 concurrent loops for `secs` seconds; returns
@@ -523,15 +536,34 @@ impl Host {
         let child = cmd.spawn().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
+        let mut host = Self { child, base, _dir: None };
+        // A host that cannot start fails the run instead of hanging it.
+        let deadline = started + Duration::from_secs(120);
         loop {
-            if let Ok(r) = client.get(format!("{base}/api/v1/health")).send().await
+            if let Ok(r) = client.get(format!("{}/api/v1/health", host.base)).send().await
                 && r.status() == 200
             {
                 break;
             }
+            if let Some(status) = host.child.try_wait().unwrap() {
+                panic!("gatehouse exited with {status} before becoming healthy (data dir {})", data.display());
+            }
+            if Instant::now() > deadline {
+                host.stop();
+                panic!("gatehouse did not become healthy within 120 s");
+            }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        (started.elapsed(), Self { child, base, _dir: None })
+        (started.elapsed(), host)
+    }
+
+    /// The first-party connectors and every copied component loaded: a
+    /// component that failed to load would answer 404 to every request.
+    async fn expect_components(&self, count: usize) {
+        let text = reqwest::get(format!("{}/api/v1/health", self.base)).await.unwrap().text().await.unwrap();
+        let health: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let loaded = health["plugins"].as_array().map_or(0, Vec::len);
+        assert_eq!(loaded, count, "components loaded: {health}");
     }
 
     fn status_kib(&self, field: &str) -> u64 {

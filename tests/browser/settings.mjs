@@ -2,6 +2,7 @@
 // against a running Gatehouse and fake GitLab; started by the Rust test
 // tests/e2e/browser.rs, which passes everything through the environment.
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 const env = (name) => {
@@ -20,6 +21,22 @@ const browser = await chromium.launch({
 });
 const page = await browser.newPage();
 page.on("dialog", (dialog) => dialog.accept());
+// Every request the page makes, and what Gatehouse answered (headers and
+// body), for the checks at the end and the Rust test's secrets scan.
+const requests = [];
+const answers = [];
+page.on("request", (request) => requests.push(request.url()));
+// Requests the page's Content-Security-Policy stopped never reach "request":
+// Chromium reports them on the console.
+const refused = [];
+page.on("console", (message) => {
+  if (/Content Security Policy/i.test(message.text())) refused.push(message.text());
+});
+page.on("response", async (response) => {
+  if (!response.url().startsWith(base)) return;
+  const body = await response.text().catch(() => "");
+  answers.push(JSON.stringify(response.headers()) + "\n" + body);
+});
 const step = (name) => console.log("step:", name);
 
 try {
@@ -79,11 +96,38 @@ try {
   }
   assert.equal(await page.evaluate(() => localStorage.length), 0, "nothing in localStorage");
 
-  step("verify now");
-  await item.getByRole("button", { name: "Verify now" }).click();
+  step("verify now checks again");
+  const lastCheck = () => item.locator("dt:text-is('Last check') + dd").textContent();
+  const checkedBefore = await lastCheck();
+  await page.waitForTimeout(1100); // the check time has a resolution of one second
+  const [verified] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/verify") && r.request().method() === "POST"),
+    item.getByRole("button", { name: "Verify now" }).click(),
+  ]);
+  assert.equal(verified.status(), 200);
+  await page.waitForFunction(
+    (before) => [...document.querySelectorAll("#integrations li dt")].some((dt) => dt.textContent === "Last check" && dt.nextElementSibling.textContent !== before),
+    checkedBefore,
+  );
   await page.locator("#integrations li .status.connected").waitFor();
 
-  await page.screenshot({ path: env("SCREENSHOT"), fullPage: true });
+  step("replace token");
+  const hint = () => page.locator("#integrations li").first().locator("dt:text-is('Token') + dd").textContent();
+  assert.equal(await hint(), "…" + tokens.pat.slice(-4));
+  const listed = page.locator("#integrations li").first();
+  await listed.getByRole("button", { name: "Replace token" }).click();
+  const replaceForm = listed.getByRole("form", { name: "Replace token" });
+  await replaceForm.getByLabel("Personal Access Token (PAT)").fill(tokens.pat2);
+  const [replaced] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/credentials") && r.request().method() === "PUT"),
+    replaceForm.getByRole("button", { name: "Save new token" }).click(),
+  ]);
+  assert.equal(replaced.status(), 200);
+  await page.waitForFunction(
+    (want) => [...document.querySelectorAll("#integrations li dt")].some((dt) => dt.textContent === "Token" && dt.nextElementSibling.textContent === want),
+    "…" + tokens.pat2.slice(-4),
+  );
+  assert.ok(!(await page.content()).includes(tokens.pat2), "the new token is not in the page");
 
   step("disconnect");
   await page.locator("#integrations li").first().getByRole("button", { name: "Disconnect" }).click();
@@ -98,6 +142,13 @@ try {
   await connectedItem.locator(".status.connected").waitFor();
   await connectedItem.locator("dd", { hasText: "automatic" }).waitFor();
   assert.ok(!page.url().includes("code="), "no code left in the URL");
+
+  step("no request left loopback: only Gatehouse and the fake GitLab");
+  const foreign = requests.filter((url) => !url.startsWith(base + "/") && !url.startsWith(fake + "/"));
+  assert.deepEqual(foreign, [], "requests to other places");
+  assert.deepEqual(refused, [], "requests the Content-Security-Policy refused");
+  assert.ok(requests.some((url) => url.startsWith(base + "/api/v1/integrations")), "the page used the API");
+  writeFileSync(env("TRAFFIC"), answers.join("\n"));
   console.log("browser test passed");
 } finally {
   await browser.close();

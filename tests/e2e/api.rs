@@ -7,6 +7,12 @@ use crate::{
     harness::{API_KEY, Gatehouse, Options, connect_pat, pat_body},
 };
 
+/// Unix seconds as the API writes them.
+pub fn rfc3339(secs: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap();
+    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_docs_and_api_key() {
     let g = Gatehouse::start(Options::lax()).await;
@@ -90,7 +96,8 @@ async fn verify_stores_nothing_and_connect_stores() {
     assert_eq!(v.body["account"]["id"], jane.to_string());
     assert_eq!(v.body["scopes"], json!(["api"]));
     assert_eq!(v.body["token_kind"], "personal");
-    assert_eq!(v.body["expires_at"], "2027-01-01");
+    let pat_expiry = time::OffsetDateTime::from_unix_timestamp(fake.expires_at(&token)).unwrap();
+    assert_eq!(v.body["expires_at"], pat_expiry.date().to_string());
     assert_eq!(g.get("/api/v1/integrations").await.body["integrations"], json!([]));
 
     let c = g.post("/api/v1/integrations", connect_pat(&token, &format!("{}/", fake.url))).await;
@@ -115,7 +122,7 @@ async fn verify_stores_nothing_and_connect_stores() {
     let c = g.post("/api/v1/integrations", body).await;
     assert_eq!(c.status, 201, "{}", c.body);
     assert_eq!(c.body["token_kind"], "oauth");
-    assert_eq!(c.body["token_expires_at"], "2027-01-15T10:00:00Z");
+    assert_eq!(c.body["token_expires_at"], rfc3339(fake.expires_at(&oauth)));
     assert_eq!(g.get("/api/v1/integrations").await.body["integrations"].as_array().unwrap().len(), 2);
     g.finish(&fake.all_tokens());
 }
@@ -212,9 +219,22 @@ async fn reverify_after_revocation_and_expiry_upstream() {
 async fn disconnect_erases_the_integration() {
     let fake = FakeGitlab::start().await;
     let token = fake.pat(fake.add_user("jane", false));
-    let g = Gatehouse::start(Options::lax()).await;
+    let mut g = Gatehouse::start(Options::lax()).await;
     let id =
         g.post("/api/v1/integrations", connect_pat(&token, &fake.url)).await.body["id"].as_str().unwrap().to_string();
+    let db = g.data_dir().join("gatehouse.db");
+    let ciphertext: Vec<u8> = {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).read_only(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let c = sqlx::query_scalar("SELECT secret_ciphertext FROM integrations WHERE id = ?")
+            .bind(&id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        c
+    };
+    assert!(ciphertext.len() >= 16, "the sealed token is stored");
     assert_eq!(g.delete(&format!("/api/v1/integrations/{id}")).await.status, 204);
     for path in [format!("/api/v1/integrations/{id}"), format!("/api/v1/integrations/{id}/verify")] {
         let method = if path.ends_with("verify") { "POST" } else { "GET" };
@@ -223,6 +243,12 @@ async fn disconnect_erases_the_integration() {
     }
     assert_eq!(g.delete(&format!("/api/v1/integrations/{id}")).await.status, 404);
     assert_eq!(g.get("/api/v1/integrations").await.body["integrations"], json!([]));
+    // Erased from the database file itself, not only from the API's view.
+    g.stop();
+    let file = std::fs::read(&db).unwrap();
+    let contains = |needle: &[u8]| file.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(id.as_bytes()), "the id is still in {}", db.display());
+    assert!(!contains(&ciphertext), "the ciphertext is still in {}", db.display());
     g.finish(&fake.all_tokens());
 }
 

@@ -1,6 +1,8 @@
 //! The settings page in a real browser: tests/browser/settings.mjs drives
 //! Debian's headless Chromium with playwright-core against the real binary
-//! and the fake GitLab. `.ci/run` installs both (apt chromium, npm ci).
+//! and the fake GitLab. `tests/setup.sh` installs both (apt chromium, npm
+//! ci); without them the test is compiled as ignored (host/build.rs), except
+//! under `CI`, where it runs and fails.
 
 use std::{path::Path, process::Command};
 
@@ -11,27 +13,22 @@ use crate::{
 
 const HOSTILE: &str = env!("GATEHOUSE_TEST_HOSTILE_WASM");
 
-fn browser_ready(dir: &Path) -> bool {
-    let ready = dir.join("node_modules/playwright-core").exists() && Path::new("/usr/bin/chromium").exists();
-    if !ready && std::env::var_os("CI").is_some() {
-        panic!("CI needs Chromium and playwright-core: `apt-get install chromium` and `npm ci` in tests/browser");
-    }
-    if !ready {
-        eprintln!("SKIPPED: install Chromium (apt-get install chromium) and run `npm ci` in tests/browser");
-    }
-    ready
-}
+/// The Chromium host/build.rs found (or `chromium`, to fail under CI).
+const CHROMIUM: &str = env!("GATEHOUSE_TEST_CHROMIUM");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(gatehouse_browser), ignore = "needs Chromium, node and `npm ci` in tests/browser: run tests/setup.sh")]
 async fn settings_page_in_a_real_browser() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
-    if !browser_ready(&dir) {
-        return;
-    }
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run tests/setup.sh (npm ci in tests/browser)"
+    );
     let fake = FakeGitlab::start().await;
     let jane = fake.add_user("jane", false);
     let tokens = serde_json::json!({
         "pat": fake.pat(jane),
+        "pat2": fake.pat(jane),
         "oauth": fake.token(jane, Kind::OAuth, &["api"]),
         "read_user": fake.token(jane, Kind::Pat, &["read_user"]),
         "bad": "glpat-not-a-real-token-000000",
@@ -45,20 +42,24 @@ async fn settings_page_in_a_real_browser() {
     assert_eq!(g.post("/api/v1/oauth-apps", app).await.status, 201);
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
+    let traffic = tempfile::NamedTempFile::new().unwrap();
     let out = tokio::task::spawn_blocking({
         let (base, fake_url, tokens, shot) =
             (g.base.clone(), fake.url.clone(), tokens.to_string(), shots.join("settings.png"));
+        let traffic = traffic.path().to_path_buf();
         move || {
             Command::new("node")
                 .arg("settings.mjs")
+                .env("CHROMIUM", CHROMIUM)
                 .current_dir(&dir)
                 .env("GATEHOUSE_URL", base)
                 .env("FAKE_URL", fake_url)
                 .env("API_KEY", API_KEY)
                 .env("TOKENS", tokens)
                 .env("SCREENSHOT", shot)
+                .env("TRAFFIC", traffic)
                 .output()
-                .unwrap()
+                .expect("node runs: run tests/setup.sh")
         }
     })
     .await
@@ -69,5 +70,10 @@ async fn settings_page_in_a_real_browser() {
     let mut secrets = fake.all_tokens();
     secrets.push("glpat-not-a-real-token-000000".into());
     secrets.push(secret.into());
-    g.finish(&secrets);
+    let seen = std::fs::read_to_string(traffic.path()).unwrap();
+    let mut received = secrets.clone();
+    received.push(API_KEY.into());
+    assert!(seen.contains("integrations"), "the browser's traffic was recorded");
+    crate::harness::scan_text("what the browser received", &seen, &received);
+    g.finish_scan(&secrets, &fake.oauth_states());
 }

@@ -22,6 +22,31 @@ async fn compiled_components_are_cached_and_damage_is_survived() {
     let files = cached(&g);
     assert_eq!(files.len(), 2, "one compiled file per first-party connector: {files:?}");
 
+    // A restart uses the cached files: put the OAuth connector's compiled
+    // code under the PAT connector's name, and the restarted host serves the
+    // OAuth connector twice (so only once) and no PAT connector.
+    let sha = |id: &str| {
+        let id = id.to_string();
+        let g = &g;
+        async move { g.get(&format!("/api/v1/providers/{id}")).await.body["plugin"]["sha256"].as_str().unwrap().to_string() }
+    };
+    let named =
+        |sha: &str| files.iter().find(|f| f.file_name().unwrap().to_string_lossy().starts_with(sha)).unwrap().clone();
+    let (pat_file, oauth_file) = (named(&sha("gitlab-pat").await), named(&sha("gitlab-oauth").await));
+    let pat_code = std::fs::read(&pat_file).unwrap();
+    // Only while the host is stopped: it maps these files into memory.
+    g.stop();
+    std::fs::copy(&oauth_file, &pat_file).unwrap();
+    g.restart().await;
+    let health = g.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(health.body["plugins"], serde_json::json!(["gitlab-oauth"]), "the cache was not used");
+    g.stop();
+    std::fs::write(&pat_file, pat_code).unwrap();
+    g.restart().await;
+    let health = g.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(health.body["plugins"], serde_json::json!(["gitlab-oauth", "gitlab-pat"]));
+
+    g.stop();
     std::fs::write(&files[0], b"not a compiled component").unwrap();
     g.restart().await;
     let r = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&token, &fake.url)).await;

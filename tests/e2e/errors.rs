@@ -115,6 +115,8 @@ async fn hanging_upstream_times_out_within_the_deadline() {
     g.finish(&fake.all_tokens());
 }
 
+/// The fake's oversized answer is a valid one padded past 5 MiB: only the
+/// 4 MiB response limit refuses it, and with a higher limit it verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_upstream_body_is_refused_and_the_host_lives() {
     let (fake, jane, mut g) = setup().await;
@@ -122,11 +124,17 @@ async fn oversized_upstream_body_is_refused_and_the_host_lives() {
     fake.set_behavior(&huge, Behavior::Huge);
     let r = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&huge, &fake.url)).await;
     assert_eq!((r.status, r.code()), (502, "upstream_error"), "{}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains("response size limit (--max-response-bytes)"), "{}", r.body);
     assert!(g.is_running());
     let fine = fake.pat(jane);
     let r = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&fine, &fake.url)).await;
     assert_eq!(r.body["valid"], true);
     g.finish(&fake.all_tokens());
+
+    let roomy = Gatehouse::start(Options::lax().arg("--max-response-bytes").arg("8388608")).await;
+    let r = roomy.post("/api/v1/providers/gitlab-pat/verify", pat_body(&huge, &fake.url)).await;
+    assert_eq!(r.body["valid"], true, "the padded answer is a valid one: {}", r.body);
+    roomy.finish(&fake.all_tokens());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,5 +161,50 @@ async fn reverify_that_cannot_reach_gitlab_marks_unreachable() {
     let stored = g.get(&format!("/api/v1/integrations/{id}")).await.body;
     assert_eq!(stored["status"], "unreachable");
     assert_eq!(stored["last_error"]["code"], "upstream_error");
+    g.finish(&fake.all_tokens());
+}
+
+/// An answer that is not GitLab's (a captive portal's HTML page with 200)
+/// is `upstream_error`, end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_answer_is_upstream_error() {
+    let (fake, jane, g) = setup().await;
+    let token = fake.pat(jane);
+    fake.set_behavior(&token, Behavior::NotGitlab);
+    let r = g.post("/api/v1/integrations", connect_pat(&token, &fake.url)).await;
+    assert_eq!((r.status, r.code()), (502, "upstream_error"), "{}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains("not GitLab API JSON"), "{}", r.body);
+    assert_eq!(g.get("/api/v1/integrations").await.body["integrations"], json!([]));
+    g.finish(&fake.all_tokens());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_route_is_not_found() {
+    let g = Gatehouse::start(Options::lax()).await;
+    for path in ["/api/v1/nope", "/api/v2/integrations", "/nothing/here"] {
+        let r = g.call("GET", path, None, Some(crate::harness::API_KEY)).await;
+        assert_eq!((r.status, r.code()), (404, "not_found"), "{path}: {}", r.body);
+    }
+    g.finish(&[]);
+}
+
+/// Stored credentials sealed with another master key cannot be opened:
+/// `secret_unavailable` (503), and the integration is still listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_master_key_is_secret_unavailable() {
+    use base64::Engine;
+    let (fake, jane, mut g) = setup().await;
+    let token = fake.pat(jane);
+    let c = g.post("/api/v1/integrations", connect_pat(&token, &fake.url)).await;
+    assert_eq!(c.status, 201, "{}", c.body);
+    let id = c.body["id"].as_str().unwrap().to_string();
+    g.stop();
+    let other_key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    std::fs::write(g.data_dir().join("master.key"), other_key).unwrap();
+    g.restart().await;
+    let r = g.post(&format!("/api/v1/integrations/{id}/verify"), json!({})).await;
+    assert_eq!((r.status, r.code()), (503, "secret_unavailable"), "{}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains("master key"), "{}", r.body);
+    assert_eq!(g.get("/api/v1/integrations").await.body["integrations"].as_array().unwrap().len(), 1);
     g.finish(&fake.all_tokens());
 }

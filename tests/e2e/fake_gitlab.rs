@@ -1,11 +1,17 @@
 //! A fake GitLab on loopback that answers like GitLab does: the endpoints the
-//! connectors use, GitLab's JSON shapes, status codes and headers, plus
-//! misbehaviour on demand (hang, oversized body, 429, 5xx). It also answers
-//! Gitea's `GET /api/v1/user`, for the connector written in Python, and
-//! GitLab's OAuth provider: `/oauth/authorize` (redirects back with a code
-//! for the signed-in user) and `/oauth/token` (checks client credentials,
-//! redirect URI and PKCE verifier; issues 2-hour tokens; rotates refresh
-//! tokens and refuses a spent one with `invalid_grant`).
+//! connectors use, GitLab's JSON shapes, status codes and headers (every
+//! answer carries `Date`), plus misbehaviour on demand (hang, oversized
+//! body, non-GitLab page, 429, 5xx). Credentials are taken only where the
+//! real server takes them: `PRIVATE-TOKEN` for PATs on `/api/v4`, Bearer
+//! for PATs and OAuth tokens there, Bearer OAuth tokens only on
+//! `/oauth/token/info` (whose `expires_in` is the lifetime that remains).
+//! Token times are relative to now, so the suite does not expire. It also
+//! answers Gitea's `GET /api/v1/user` (`token …` or Bearer), for the
+//! connector written in Python, and GitLab's OAuth provider:
+//! `/oauth/authorize` (redirects back with a code for the signed-in user)
+//! and `/oauth/token` (checks client credentials, redirect URI and PKCE
+//! verifier; issues 2-hour tokens; rotates refresh tokens and refuses a
+//! spent one with `invalid_grant`).
 
 use std::{
     collections::HashMap,
@@ -19,6 +25,9 @@ use poem::{
     listener::{Acceptor, TcpAcceptor},
 };
 use serde_json::{Value, json};
+
+const OAUTH_LIFETIME: i64 = 7200;
+const PAT_LIFETIME: i64 = 30 * 86_400;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -38,10 +47,13 @@ pub enum Behavior {
     Normal,
     /// Never answers (well, after a minute).
     Hang,
-    /// A 200 with a 5 MiB JSON body.
+    /// The normal, valid answer padded past 5 MiB (a long `bio` on the
+    /// user, a long `name` on the token), so only a size limit refuses it.
     Huge,
     RateLimited,
     Status(u16),
+    /// A 200 HTML page, as a captive portal or a wrong base URL answers.
+    NotGitlab,
 }
 
 #[derive(Clone)]
@@ -98,6 +110,11 @@ struct State {
     /// Projects, issues and notes, for using connections.
     api: crate::fake_gitlab_api::Data,
     base_url: String,
+    /// Every code issued (spent ones leave `codes`), PKCE verifier presented
+    /// and state received, for the secrets scan.
+    issued_codes: Vec<String>,
+    verifiers: Vec<String>,
+    states: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -111,7 +128,7 @@ impl FakeGitlab {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let acceptor = TcpAcceptor::from_tokio(listener).unwrap();
         let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(State { next_user: 100, token_lifetime: 7200, ..State::default() }));
+        let state = Arc::new(Mutex::new(State { next_user: 100, token_lifetime: OAUTH_LIFETIME, ..State::default() }));
         let shared = state.clone();
         let app = poem::endpoint::make(move |req: Request| {
             let state = shared.clone();
@@ -137,17 +154,38 @@ impl FakeGitlab {
         let prefix = if kind == Kind::Pat { "glpat-" } else { "gloas-" };
         let token = format!("{prefix}{}", uuid::Uuid::new_v4().simple());
         let scopes = scopes.iter().map(|s| s.to_string()).collect();
+        self.insert_token(&token, user, kind, scopes, now());
+        token
+    }
+
+    /// Like [`token`](Self::token), created `age` seconds ago: an OAuth
+    /// token's remaining lifetime (`expires_in`) is then 7200 - `age`.
+    pub fn aged_token(&self, user: u64, kind: Kind, scopes: &[&str], age: i64) -> String {
+        let token = self.token(user, kind, scopes);
+        self.state.lock().unwrap().tokens.get_mut(&token).unwrap().created_at = now() - age;
+        token
+    }
+
+    fn insert_token(&self, token: &str, user: u64, kind: Kind, scopes: Vec<String>, created_at: i64) {
+        // OAuth access tokens live 2 hours (GitLab's default); PATs 30 days.
+        let lifetime = if kind == Kind::OAuth { OAUTH_LIFETIME } else { PAT_LIFETIME };
         let t = Token {
             user,
             kind,
             scopes,
             state: TokenState::Active,
             behavior: Behavior::Normal,
-            created_at: 1_800_000_000,
-            lifetime: Some(7200),
+            created_at,
+            lifetime: Some(lifetime),
         };
-        self.state.lock().unwrap().tokens.insert(token.clone(), t);
-        token
+        self.state.lock().unwrap().tokens.insert(token.to_string(), t);
+    }
+
+    /// When `token` expires, in Unix seconds.
+    pub fn expires_at(&self, token: &str) -> i64 {
+        let s = self.state.lock().unwrap();
+        let t = &s.tokens[token];
+        t.created_at + t.lifetime.unwrap()
     }
 
     pub fn pat(&self, user: u64) -> String {
@@ -162,10 +200,17 @@ impl FakeGitlab {
         self.state.lock().unwrap().tokens.get_mut(token).unwrap().behavior = behavior;
     }
 
-    /// Every token and code this fake ever issued.
+    /// Every token and code this fake ever issued, and every PKCE verifier
+    /// it was shown: none may appear anywhere outside Gatehouse's memory.
     pub fn all_tokens(&self) -> Vec<String> {
         let s = self.state.lock().unwrap();
-        s.tokens.keys().chain(s.refresh_tokens.keys()).chain(s.codes.keys()).cloned().collect()
+        s.tokens.keys().chain(s.refresh_tokens.keys()).chain(&s.issued_codes).chain(&s.verifiers).cloned().collect()
+    }
+
+    /// Every OAuth state presented at `/oauth/authorize`: they travel in
+    /// redirects, but are never stored or logged in plain text.
+    pub fn oauth_states(&self) -> Vec<String> {
+        self.state.lock().unwrap().states.clone()
     }
 
     /// Registers an OAuth application.
@@ -254,6 +299,9 @@ fn authorize(state: &Mutex<State>, query: &str) -> Response {
     let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let get = |k: &str| q.get(k).cloned().unwrap_or_default();
     let mut s = state.lock().unwrap();
+    if !get("state").is_empty() {
+        s.states.push(get("state"));
+    }
     let known = s.apps.get(&get("client_id")).is_some_and(|a| a.redirect_uri == get("redirect_uri"));
     if !known {
         // GitLab shows an HTML error page and does not redirect.
@@ -282,6 +330,7 @@ fn authorize(state: &Mutex<State>, query: &str) -> Response {
         scopes,
     };
     s.codes.insert(code.clone(), grant);
+    s.issued_codes.push(code.clone());
     let state_param: String = url::form_urlencoded::byte_serialize(get("state").as_bytes()).collect();
     redirect(format!("{}?code={code}&state={state_param}", get("redirect_uri")))
 }
@@ -293,6 +342,9 @@ fn token(state: &Mutex<State>, body: &[u8]) -> Response {
     let q: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
     let get = |k: &str| q.get(k).cloned().unwrap_or_default();
     let mut s = state.lock().unwrap();
+    if !get("code_verifier").is_empty() {
+        s.verifiers.push(get("code_verifier"));
+    }
     let client_ok = s.apps.get(&get("client_id")).is_some_and(|a| a.secret == get("client_secret"));
     if !client_ok {
         return oauth_error(401, "invalid_client");
@@ -363,7 +415,40 @@ fn token(state: &Mutex<State>, body: &[u8]) -> Response {
     )
 }
 
-async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
+/// Every answer carries `Date`, as GitLab's do.
+async fn handle(state: Arc<Mutex<State>>, req: Request) -> Response {
+    let mut r = route(state, req).await;
+    r.headers_mut().insert("date", http_date(now()).parse().unwrap());
+    r
+}
+
+/// An IMF-fixdate (RFC 9110), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap();
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[secs.div_euclid(86_400).rem_euclid(7) as usize],
+        t.day(),
+        MONTHS[t.month() as usize - 1],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// Which credential header a request carried.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    PrivateToken,
+    Bearer,
+    /// Gitea's `Authorization: token …`.
+    GiteaToken,
+}
+
+async fn route(state: Arc<Mutex<State>>, mut req: Request) -> Response {
     let path = req.uri().path().to_string();
     if path == "/oauth/authorize" || path == "/oauth/token" {
         *state.lock().unwrap().hits.entry(path.clone()).or_default() += 1;
@@ -375,17 +460,36 @@ async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
     }
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let presented = header("private-token")
-        .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_string)))
-        .or_else(|| header("authorization").and_then(|v| v.strip_prefix("token ").map(str::to_string)));
+        .map(|t| (Scheme::PrivateToken, t))
+        .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ").map(|t| (Scheme::Bearer, t.into()))))
+        .or_else(|| {
+            header("authorization").and_then(|v| v.strip_prefix("token ").map(|t| (Scheme::GiteaToken, t.into())))
+        });
+    let is_oauth_info = path == "/oauth/token/info";
+    let is_gitea = path == "/api/v1/user";
     let (token, user) = {
         let mut s = state.lock().unwrap();
         *s.hits.entry(path.clone()).or_default() += 1;
-        let token = presented.as_ref().and_then(|t| s.tokens.get(t).cloned());
+        let token = presented.as_ref().and_then(|(scheme, t)| {
+            let token = s.tokens.get(t)?;
+            // What each server accepts: Doorkeeper's token info takes an OAuth
+            // access token as Bearer only; GitLab's REST API takes a PAT as
+            // PRIVATE-TOKEN or Bearer and an OAuth token as Bearer only (an
+            // OAuth token in PRIVATE-TOKEN is unknown to it); Gitea takes
+            // `token …` or Bearer; the guide's Acme API takes Bearer.
+            let accepted = match (path.as_str(), scheme) {
+                ("/oauth/token/info", Scheme::Bearer) => token.kind == Kind::OAuth,
+                ("/api/v1/user", Scheme::GiteaToken | Scheme::Bearer) => true,
+                (p, Scheme::PrivateToken) if p.starts_with("/api/v4/") => token.kind == Kind::Pat,
+                (p, Scheme::Bearer) if p.starts_with("/api/v4/") => true,
+                ("/v1/me", Scheme::Bearer) => true,
+                _ => false,
+            };
+            accepted.then(|| token.clone())
+        });
         let user = token.as_ref().and_then(|t| s.users.get(&t.user).cloned());
         (token, user)
     };
-    let is_oauth_info = path == "/oauth/token/info";
-    let is_gitea = path == "/api/v1/user";
     let Some(token) = token else {
         return if is_gitea {
             json_response(401, json!({"message": "invalid username, password or token", "url": "/api/swagger"}))
@@ -400,13 +504,9 @@ async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
     };
 
     match token.behavior {
-        Behavior::Normal => {}
+        Behavior::Normal | Behavior::Huge => {}
         Behavior::Hang => {
             tokio::time::sleep(Duration::from_secs(60)).await;
-        }
-        Behavior::Huge => {
-            let filler = "x".repeat(5 * 1024 * 1024);
-            return json_response(200, json!({"id": 1, "filler": filler}));
         }
         Behavior::RateLimited => {
             return Response::builder()
@@ -419,6 +519,12 @@ async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
                 .header("RateLimit-Reset", "1893456000")
                 .header("RateLimit-ResetTime", "Tue, 01 Jan 2030 00:00:00 GMT")
                 .body("Retry later\n");
+        }
+        Behavior::NotGitlab => {
+            return Response::builder()
+                .status(StatusCode::OK)
+                .content_type("text/html; charset=utf-8")
+                .body("<!DOCTYPE html><html><head><title>Sign in to the network</title></head><body></body></html>");
         }
         Behavior::Status(502) => {
             return Response::builder()
@@ -480,26 +586,47 @@ async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
             return response;
         }
     }
-    match path.as_str() {
-        "/api/v4/personal_access_tokens/self" if token.kind == Kind::Pat => json_response(
-            200,
-            json!({
-                "id": 4711, "name": "gatehouse", "revoked": false,
-                "created_at": "2026-01-01T00:00:00.000Z", "scopes": token.scopes,
-                "user_id": token.user, "last_used_at": null, "active": true, "expires_at": "2027-01-01"
-            }),
-        ),
-        "/oauth/token/info" if token.kind == Kind::OAuth => json_response(
-            200,
-            json!({
-                "resource_owner_id": token.user, "scope": token.scopes, "scopes": token.scopes,
-                "expires_in": token.lifetime, "expires_in_seconds": token.lifetime,
-                "application": {"uid": "0f3c0ffee"}, "created_at": token.created_at
-            }),
-        ),
+    let (status, mut body) = answer(&path, &token, &user);
+    if token.behavior == Behavior::Huge && status == 200 {
+        // A valid answer, only too big: a field GitLab really sends, padded.
+        let field = if path == "/api/v4/personal_access_tokens/self" { "description" } else { "bio" };
+        body[field] = json!("x".repeat(5 * 1024 * 1024));
+    }
+    json_response(status, body)
+}
+
+/// The normal answer at `path` for an accepted, active `token`.
+fn answer(path: &str, token: &Token, user: &User) -> (u16, Value) {
+    match path {
+        "/api/v4/personal_access_tokens/self" if token.kind == Kind::Pat => {
+            let expires =
+                time::OffsetDateTime::from_unix_timestamp(token.created_at + token.lifetime.unwrap()).unwrap();
+            (
+                200,
+                json!({
+                    "id": 4711, "name": "gatehouse", "description": "", "revoked": false,
+                    "created_at": "2026-01-01T00:00:00.000Z", "scopes": token.scopes,
+                    "user_id": token.user, "last_used_at": null, "active": true,
+                    "expires_at": expires.date().to_string()
+                }),
+            )
+        }
+        // Doorkeeper: `expires_in` is the lifetime that REMAINS at the time
+        // of the answer; `created_at` is when the token was issued.
+        "/oauth/token/info" if token.kind == Kind::OAuth => {
+            let remaining = token.lifetime.map(|l| token.created_at + l - now());
+            (
+                200,
+                json!({
+                    "resource_owner_id": token.user, "scope": token.scopes, "scopes": token.scopes,
+                    "expires_in": remaining, "expires_in_seconds": remaining,
+                    "application": {"uid": "0f3c0ffee"}, "created_at": token.created_at
+                }),
+            )
+        }
         // The guide's example connector (plugins/example-acme).
-        "/v1/me" => json_response(200, json!({"id": token.user, "login": user.username})),
-        "/api/v1/user" => json_response(
+        "/v1/me" => (200, json!({"id": token.user, "login": user.username})),
+        "/api/v1/user" => (
             200,
             json!({
                 "id": token.user, "login": user.username, "login_name": "", "full_name": format!("{} Example", user.username),
@@ -511,7 +638,7 @@ async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
         ),
         "/api/v4/user" => {
             if !token.scopes.iter().any(|s| ["api", "read_api", "read_user"].contains(&s.as_str())) {
-                return json_response(
+                return (
                     403,
                     json!({
                         "error": "insufficient_scope",
@@ -520,7 +647,7 @@ async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
                     }),
                 );
             }
-            json_response(
+            (
                 200,
                 json!({
                     "id": token.user, "username": user.username, "name": format!("{} Example", user.username),
@@ -533,6 +660,6 @@ async fn handle(state: Arc<Mutex<State>>, mut req: Request) -> Response {
                 }),
             )
         }
-        _ => json_response(404, json!({"message": "404 Not Found"})),
+        _ => (404, json!({"message": "404 Not Found"})),
     }
 }

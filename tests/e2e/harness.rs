@@ -1,6 +1,9 @@
 //! Starts the real `gatehouse` binary on a free loopback port with a temp
-//! data dir, talks to it over HTTP, and on `finish` stops it and checks that
-//! no token leaked into the data dir, the logs or any response body.
+//! data dir, talks to it over HTTP, and on `finish` checks that no secret
+//! leaked — in plain text, base64 (also inside e.g. a Basic `id:secret`),
+//! hex or URL encoding — into the data dir (read while the host still runs,
+//! so SQLite's WAL is there, and again after it stopped), the logs, or any
+//! response's headers or body. The API key is always among the secrets.
 
 use std::{
     path::{Path, PathBuf},
@@ -61,6 +64,10 @@ pub struct Gatehouse {
     options: Options,
     client: reqwest::Client,
     bodies: Mutex<Vec<String>>,
+    /// The database files (SQLite, WAL, key file) as they were just before
+    /// each stop: a secret that passed through the WAL and was gone after a
+    /// restart's checkpoint is still found.
+    snapshots: Vec<(PathBuf, Vec<u8>)>,
     starts: usize,
 }
 
@@ -79,6 +86,7 @@ impl Gatehouse {
             options,
             client: reqwest::Client::new(),
             bodies: Mutex::new(Vec::new()),
+            snapshots: Vec::new(),
             starts: 0,
         };
         g.spawn().await;
@@ -142,6 +150,16 @@ impl Gatehouse {
 
     /// SIGTERM, then wait for a graceful exit.
     pub fn stop(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
+        // Compiled components (cache/) are derived from the plugins, not data.
+        let cache = self.data_dir().join("cache");
+        for file in files_under(&self.data_dir()).into_iter().filter(|f| !f.starts_with(&cache)) {
+            if let Ok(bytes) = std::fs::read(&file) {
+                self.snapshots.push((file, bytes));
+            }
+        }
         let Some(mut child) = self.child.take() else { return };
         let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -192,7 +210,10 @@ impl Gatehouse {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
-        self.bodies.lock().unwrap().push(text.clone());
+        let mut seen: String =
+            headers.iter().map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes()))).collect();
+        seen.push_str(&text);
+        self.bodies.lock().unwrap().push(seen);
         assert_ne!(status, 500, "a 500 is a bug: {text}");
         let body =
             if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
@@ -249,24 +270,102 @@ impl Gatehouse {
         &self.client
     }
 
-    /// Stops the host and checks that none of `secrets` appears in any file
-    /// of the data dir (SQLite, WAL, key file), the logs, or any response.
-    pub fn finish(mut self, secrets: &[String]) {
+    /// Checks that none of `secrets` (nor the API key) appears in any form
+    /// in the data dir (SQLite, its WAL, the key file), the logs or any
+    /// response, then stops the host and checks the data dir again.
+    pub fn finish(self, secrets: &[String]) {
+        self.finish_scan(secrets, &[]);
+    }
+
+    /// Like [`finish`](Self::finish); `unstored` may legitimately appear in
+    /// responses (an OAuth state is in the authorize redirect) but never in
+    /// the data dir or the logs.
+    pub fn finish_scan(mut self, secrets: &[String], unstored: &[String]) {
+        let mut secrets = secrets.to_vec();
+        secrets.push(API_KEY.to_string());
+        let everything: Vec<String> = secrets.iter().chain(unstored).cloned().collect();
+        // Unless the test stopped the host itself, read the files it has open.
+        if self.is_running() {
+            let live = files_under(&self.data_dir());
+            assert!(
+                live.iter().any(|f| f.to_string_lossy().ends_with("-wal")),
+                "the running host has no SQLite WAL to scan: {live:?}"
+            );
+            scan_files(&live, &everything);
+        }
         self.stop();
-        let logs = self.logs();
-        let bodies = self.bodies.lock().unwrap().join("\n");
-        for secret in secrets {
-            let leaked: Vec<&str> = logs.lines().filter(|l| l.contains(secret.as_str())).collect();
-            assert!(leaked.is_empty(), "a token appears in the logs: {leaked:#?}");
-            assert!(!bodies.contains(secret.as_str()), "a token appears in a response body");
-            for file in files_under(&self.data_dir()) {
-                let bytes = std::fs::read(&file).unwrap();
-                assert!(
-                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                    "a token appears in plain text in {}",
-                    file.display()
-                );
+        scan_files(&files_under(&self.data_dir()), &everything);
+        scan_snapshots(&self.snapshots, &everything);
+        // The master key lives in the data dir, but nowhere else.
+        let master_key = std::fs::read_to_string(self.data_dir().join("master.key")).unwrap_or_default();
+        let master_key: Vec<String> =
+            Some(master_key.trim().to_string()).filter(|k| !k.is_empty()).into_iter().collect();
+        scan_text("the logs", &self.logs(), &[everything.clone(), master_key.clone()].concat());
+        scan_text("a response", &self.bodies.lock().unwrap().join("\n"), &[secrets, master_key].concat());
+    }
+}
+
+/// The forms a secret can leak in: as is, hex, URL-encoded, and base64
+/// (standard and URL-safe) at each of the three alignments, so it is found
+/// inside the base64 of a longer text too (e.g. Basic `client_id:secret`).
+pub fn leak_forms(secret: &str) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    let bytes = secret.as_bytes();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut forms = vec![
+        ("plain", secret.to_string()),
+        ("url-encoded", url::form_urlencoded::byte_serialize(bytes).collect()),
+        ("hex", hex.clone()),
+        ("HEX", hex.to_uppercase()),
+    ];
+    forms.dedup_by(|a, b| a.1 == b.1);
+    for shift in 0..3 {
+        let mut shifted = vec![0u8; shift];
+        shifted.extend_from_slice(bytes);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&shifted);
+        // Only the 4-character groups made of the secret's bytes alone.
+        let start = if shift == 0 { 0 } else { 4 };
+        let end = shifted.len() / 3 * 4;
+        if end > start + 8 {
+            let core = encoded[start..end].to_string();
+            forms.push(("base64url", core.replace('+', "-").replace('/', "_")));
+            forms.push(("base64", core));
+        }
+    }
+    forms
+}
+
+/// Fails if any form of any of `secrets` appears in `text`.
+pub fn scan_text(place: &str, text: &str, secrets: &[String]) {
+    for secret in secrets {
+        for (form, needle) in leak_forms(secret) {
+            if let Some(line) = text.lines().find(|l| l.contains(&needle)) {
+                panic!("a secret appears ({form}) in {place}: {line}");
             }
+        }
+    }
+}
+
+fn scan_snapshots(snapshots: &[(PathBuf, Vec<u8>)], secrets: &[String]) {
+    for (form, needle) in secrets.iter().flat_map(|s| leak_forms(s)) {
+        let finder = memchr::memmem::Finder::new(needle.as_bytes());
+        for (file, bytes) in snapshots {
+            assert!(finder.find(bytes).is_none(), "a secret appears ({form}) in {} before a stop", file.display());
+        }
+    }
+}
+
+fn scan_files(files: &[PathBuf], secrets: &[String]) {
+    let needles: Vec<(&str, memchr::memmem::Finder)> = secrets
+        .iter()
+        .flat_map(|s| leak_forms(s))
+        .map(|(form, needle)| (form, memchr::memmem::Finder::new(needle.as_bytes()).into_owned()))
+        .collect();
+    for file in files {
+        // A file can vanish between listing and reading (the WAL at stop).
+        let Ok(bytes) = std::fs::read(file) else { continue };
+        for (form, needle) in &needles {
+            assert!(needle.find(&bytes).is_none(), "a secret appears ({form}) in {}", file.display());
         }
     }
 }
@@ -300,4 +399,26 @@ pub fn pat_body(token: &str, base_url: &str) -> Value {
 
 pub fn connect_pat(token: &str, base_url: &str) -> Value {
     serde_json::json!({"provider": "gitlab-pat", "credentials": {"token": token, "base_url": base_url}})
+}
+
+/// The scan finds a secret in each form it claims to, wherever it sits.
+#[test]
+fn the_scan_finds_encoded_secrets() {
+    use base64::Engine;
+    let secret = "gloas-client-secret-5d41402abc4b2a76".to_string();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let hex: String = secret.bytes().map(|b| format!("{b:02X}")).collect();
+    let leaks = [
+        format!("token={secret}"),
+        format!("authorization: Basic {}", b64(&format!("app:{secret}"))),
+        format!("authorization: Basic {}", b64(&format!("app-1:{secret}"))),
+        format!("authorization: Basic {}", b64(&format!("app-12:{secret}"))),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{{\"t\":\"{secret}\"}}")),
+        format!("x{hex}y"),
+    ];
+    for leak in leaks {
+        let caught = std::panic::catch_unwind(|| scan_text("a test", &leak, std::slice::from_ref(&secret)));
+        assert!(caught.is_err(), "not found in {leak}");
+    }
+    scan_text("a test", &format!("{} {}", b64("app:another-secret-0123456789"), &secret[..20]), &[secret]);
 }

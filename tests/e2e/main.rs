@@ -20,4 +20,5 @@ mod reload;
 mod sandbox;
 mod secrets;
 mod syncs;
+mod tls;
 mod versions;

@@ -138,7 +138,7 @@ async fn full_flow_with_pkce_then_refresh_and_reuse_refused() {
 
     let mut secrets = fake.all_tokens();
     secrets.push(CLIENT_SECRET.into());
-    g.finish(&secrets);
+    g.finish_scan(&secrets, &fake.oauth_states());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +167,7 @@ async fn tampered_expired_replayed_and_foreign_states_are_refused() {
     assert_eq!((status, p["code"].as_str().unwrap()), (400, "oauth_state_invalid"));
     assert!(p["detail"].as_str().unwrap().contains("expired"), "{p}");
     assert_eq!(g.get("/api/v1/integrations").await.body["integrations"], json!([]));
-    g.finish(&fake.all_tokens());
+    g.finish_scan(&fake.all_tokens(), &fake.oauth_states());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +215,7 @@ async fn denied_wrong_verifier_and_missing_configuration() {
     assert_eq!(g.get("/api/v1/integrations").await.body["integrations"], json!([]));
     let mut secrets = fake.all_tokens();
     secrets.push(CLIENT_SECRET.into());
-    g.finish(&secrets);
+    g.finish_scan(&secrets, &fake.oauth_states());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,7 +255,7 @@ async fn short_lived_tokens_are_refreshed_before_use_once_even_concurrently() {
     assert_eq!((r.status, r.code()), (409, "not_refreshable"));
     let mut secrets = fake.all_tokens();
     secrets.push(CLIENT_SECRET.into());
-    g.finish(&secrets);
+    g.finish_scan(&secrets, &fake.oauth_states());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,7 +290,7 @@ async fn background_task_refreshes_and_restart_mid_flow_completes() {
     assert!(g.logs().contains("access token refreshed"));
     let mut secrets = fake.all_tokens();
     secrets.push(CLIENT_SECRET.into());
-    g.finish(&secrets);
+    g.finish_scan(&secrets, &fake.oauth_states());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,4 +315,85 @@ async fn pasted_access_token_is_verified_but_not_refreshable() {
     assert_eq!(manifest["oauth"]["authorize_path"], "/oauth/authorize");
     assert_eq!(manifest["oauth"]["token_path"], "/oauth/token");
     g.finish(&fake.all_tokens());
+}
+
+/// GitLab's token info answers the seconds that REMAIN; an hour-old 2-hour
+/// token has 3600 left. Its expiry is the same however often it is checked,
+/// and is not an hour early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aged_token_keeps_its_expiry_across_reverifies() {
+    let fake = FakeGitlab::start().await;
+    let jane = fake.add_user("jane", false);
+    let token = fake.aged_token(jane, Kind::OAuth, &["api"], 3600);
+    let expected = fake.expires_at(&token);
+    let g = Gatehouse::start(Options::lax()).await;
+    let close_to_expected = |body: &Value| {
+        let at = body["token_expires_at"].as_str().unwrap_or_else(|| panic!("no expiry: {body}"));
+        let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap();
+        let off = at.unix_timestamp() - expected;
+        assert!(off.abs() <= 2, "stored expiry {at} is {off} s from the token's real expiry: {body}");
+    };
+    let body = json!({"provider": "gitlab-oauth", "credentials": {"access_token": token, "base_url": fake.url}});
+    let c = g.post("/api/v1/integrations", body).await;
+    assert_eq!(c.status, 201, "{}", c.body);
+    close_to_expected(&c.body);
+    let id = c.body["id"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let r = g.post(&format!("/api/v1/integrations/{id}/verify"), json!({})).await;
+        assert_eq!(r.body["status"], "connected", "{}", r.body);
+        close_to_expected(&r.body);
+    }
+    close_to_expected(&g.get(&format!("/api/v1/integrations/{id}")).await.body);
+    g.finish(&fake.all_tokens());
+}
+
+/// `invalid_grant` (422) when GitLab refuses a refresh token or a code that
+/// was already exchanged; `oauth_client_invalid` (422) when it refuses the
+/// application on refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_refresh_tokens_reused_codes_and_a_rotated_client_secret() {
+    let fake = FakeGitlab::start().await;
+    let jane = fake.add_user("jane", false);
+    fake.sign_in(Some(jane));
+    let g = Gatehouse::start(Options::lax()).await;
+    setup(&g, &fake).await;
+
+    // A code is exchanged once; delivered again with a fresh state, GitLab
+    // refuses it.
+    let first = approve(&start(&g, &fake).await).await;
+    let (status, location) = deliver(&g, &first).await;
+    assert_eq!(status, 302, "{location}");
+    let id = location.as_str().unwrap().strip_prefix("/?connected=").unwrap().to_string();
+    let second = approve(&start(&g, &fake).await).await;
+    let reused =
+        format!("/api/v1/oauth/gitlab-oauth/callback?code={}&state={}", query(&first)["code"], query(&second)["state"]);
+    let (status, p) = deliver(&g, &reused).await;
+    assert_eq!((status, p["code"].as_str().unwrap()), (422, "invalid_grant"), "{p}");
+
+    // GitLab no longer knows the application's secret: refresh is refused
+    // as the application's fault, and the refresh token is kept.
+    let refresh = format!("/api/v1/integrations/{id}/refresh");
+    let redirect_uri = format!("{}/api/v1/oauth/gitlab-oauth/callback", g.base);
+    fake.register_app(CLIENT_ID, "rotated-at-gitlab", &redirect_uri);
+    let r = g.post(&refresh, json!({})).await;
+    assert_eq!((r.status, r.code()), (422, "oauth_client_invalid"), "{}", r.body);
+    fake.register_app(CLIENT_ID, CLIENT_SECRET, &redirect_uri);
+    let r = g.post(&refresh, json!({})).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("connected")), "{}", r.body);
+
+    // The user revoked the application: the refresh token is refused, and
+    // the integration says so (as documented: expired, with the 422
+    // invalid_grant problem as its last error).
+    fake.revoke_refresh_tokens();
+    let r = g.post(&refresh, json!({})).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("expired")), "{}", r.body);
+    assert_eq!(
+        (&r.body["last_error"]["code"], &r.body["last_error"]["status"]),
+        (&json!("invalid_grant"), &json!(422))
+    );
+    assert_eq!(r.body["refreshable"], false);
+    let mut secrets = fake.all_tokens();
+    secrets.push(CLIENT_SECRET.into());
+    g.finish_scan(&secrets, &fake.oauth_states());
 }

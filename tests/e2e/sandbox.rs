@@ -11,6 +11,10 @@ use crate::{
 };
 
 const HOSTILE: &str = env!("GATEHOUSE_TEST_HOSTILE_WASM");
+/// A base URL for hostile calls that reach nothing: an IP literal, so the
+/// host's reachability check asks no resolver (the connector's default,
+/// example.invalid, would be a DNS query leaving the machine).
+pub const NOWHERE: &str = "http://127.0.0.1:9";
 const WRONG_WORLD: &str = env!("GATEHOUSE_TEST_WRONG_WORLD_WASM");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,30 +23,83 @@ async fn hostile_connectors_fail_alone() {
     let token = fake.pat(fake.add_user("jane", false));
     let options = Options::lax().plugin(HOSTILE).arg("--plugin-timeout").arg("2s");
     let mut g = Gatehouse::start(options).await;
+    // Each failure says why: the detail names the limit or the fault.
     let cases = [
-        ("loop", 504, "plugin_timeout"),
-        ("alloc", 502, "plugin_failed"),
-        ("trap", 502, "plugin_failed"),
-        ("recurse", 502, "plugin_failed"),
-        ("egress", 403, "egress_denied"),
-        ("flood", 502, "plugin_failed"),
+        ("loop", 504, "plugin_timeout", "within 2 s"),
+        ("alloc", 502, "plugin_failed", "memory limit of 64 MiB"),
+        // Just over the cap fails; just under it (below) succeeds.
+        ("alloc-72", 502, "plugin_failed", "memory limit of 64 MiB"),
+        ("trap", 502, "plugin_failed", "trapped"),
+        ("recurse", 502, "plugin_failed", "trapped"),
+        ("egress", 403, "egress_denied", "169.254.169.254"),
+        ("flood", 502, "plugin_failed", "limit of 16 outbound requests per call"),
     ];
-    for (mode, status, code) in cases {
+    for (mode, status, code, why) in cases {
         let started = Instant::now();
+        let before = fake.hits("/api/v4/user");
         let body = json!({"credentials": {"mode": mode, "base_url": fake.url}});
         let r = g.post("/api/v1/providers/hostile-test/verify", body).await;
         assert_eq!((r.status, r.code()), (status, code), "{mode}: {}", r.body);
+        assert!(r.body["detail"].as_str().unwrap().contains(why), "{mode}: {}", r.body);
         assert!(started.elapsed() < Duration::from_secs(10), "{mode} took {:?}", started.elapsed());
         assert!(g.is_running(), "the host died on {mode}");
+        if mode == "flood" {
+            // Exactly the budget went out; the 17th request was never sent.
+            assert_eq!(fake.hits("/api/v4/user") - before, 16, "the request budget stopped the flood");
+        }
 
-        let ok = g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "ok"}})).await;
+        let ok = g
+            .post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "ok", "base_url": NOWHERE}}))
+            .await;
         assert_eq!((ok.status, &ok.body["valid"]), (200, &json!(true)), "after {mode}: {}", ok.body);
         let pat = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&token, &fake.url)).await;
         assert_eq!(pat.body["valid"], true, "after {mode}");
     }
-    // The flood is cut at the budget of 16; each case also verifies one PAT.
-    assert!(fake.hits("/api/v4/user") <= 16 + cases.len(), "the request budget stopped the flood");
+    let under = g
+        .post(
+            "/api/v1/providers/hostile-test/verify",
+            json!({"credentials": {"mode": "alloc-48", "base_url": NOWHERE}}),
+        )
+        .await;
+    assert_eq!((under.status, &under.body["valid"]), (200, &json!(true)), "48 MiB fits in 64: {}", under.body);
     g.finish(&fake.all_tokens());
+}
+
+/// A looping call holds one slot, not the host: other calls keep being
+/// answered promptly while it spins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_calls_flow_while_a_call_loops() {
+    let fake = FakeGitlab::start().await;
+    let token = fake.pat(fake.add_user("jane", false));
+    let options = Options::lax().plugin(HOSTILE).arg("--plugin-timeout").arg("4s");
+    let g = std::sync::Arc::new(Gatehouse::start(options).await);
+    let looping = {
+        let g = g.clone();
+        tokio::spawn(async move {
+            g.post(
+                "/api/v1/providers/hostile-test/verify",
+                json!({"credentials": {"mode": "loop", "base_url": NOWHERE}}),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut answered = 0;
+    while !looping.is_finished() {
+        let started = Instant::now();
+        let ok = g
+            .post("/api/v1/providers/hostile-test/verify", json!({"credentials": {"mode": "ok", "base_url": NOWHERE}}))
+            .await;
+        assert_eq!(ok.body["valid"], true, "{}", ok.body);
+        let pat = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&token, &fake.url)).await;
+        assert_eq!(pat.body["valid"], true, "{}", pat.body);
+        assert!(started.elapsed() < Duration::from_secs(1), "a call waited {:?} behind the loop", started.elapsed());
+        answered += 1;
+    }
+    let r = looping.await.unwrap();
+    assert_eq!(r.code(), "plugin_timeout", "{}", r.body);
+    assert!(answered >= 5, "only {answered} rounds were answered while the loop ran");
+    std::sync::Arc::into_inner(g).unwrap().finish(&fake.all_tokens());
 }
 
 /// Instance slots are reused and kept resident between calls; each call
@@ -53,7 +110,7 @@ async fn a_call_never_sees_an_earlier_calls_memory() {
     let g = Gatehouse::start(Options::lax().plugin(HOSTILE).arg("--max-concurrent-calls").arg("1")).await;
     let tokens: Vec<String> = (0..20).map(|i| format!("remembered-{i}-{}", uuid::Uuid::new_v4().simple())).collect();
     for token in &tokens {
-        let body = json!({"credentials": {"mode": "remember", "token": token}});
+        let body = json!({"credentials": {"mode": "remember", "token": token, "base_url": NOWHERE}});
         let r = g.post("/api/v1/providers/hostile-test/verify", body).await;
         assert_eq!((r.status, &r.body["valid"]), (200, &json!(true)), "{}", r.body);
     }
@@ -64,11 +121,22 @@ async fn a_call_never_sees_an_earlier_calls_memory() {
 async fn connector_text_is_scrubbed_of_credentials() {
     let secret = format!("sekrit-{}", uuid::Uuid::new_v4().simple());
     let g = Gatehouse::start(Options::lax().plugin(HOSTILE)).await;
-    let body = json!({"credentials": {"mode": "leak", "token": secret}});
+    let body = json!({"credentials": {"mode": "leak", "token": secret, "base_url": NOWHERE}});
     let r = g.post("/api/v1/providers/hostile-test/verify", body).await;
     assert_eq!(r.status, 200);
     assert!(r.body["error"]["detail"].as_str().unwrap().contains("[redacted]"));
     assert!(g.logs().contains("the token is [redacted]"));
+
+    // A connector that answers with the token as the account, verified and
+    // then stored: every field comes back, and is kept, redacted.
+    let echo = json!({"mode": "echo", "token": secret, "base_url": NOWHERE});
+    let v = g.post("/api/v1/providers/hostile-test/verify", json!({"credentials": echo})).await;
+    assert_eq!((v.status, &v.body["valid"]), (200, &json!(true)), "{}", v.body);
+    assert_eq!(v.body["account"]["username"], "[redacted]", "{}", v.body);
+    assert_eq!(v.body["account"]["email"], "[redacted]@example.com", "{}", v.body);
+    let c = g.post("/api/v1/integrations", json!({"provider": "hostile-test", "credentials": echo})).await;
+    assert_eq!(c.status, 201, "{}", c.body);
+    assert_eq!(c.body["account"]["username"], "[redacted]", "{}", c.body);
     g.finish(&[secret]);
 }
 

@@ -204,6 +204,32 @@ pub struct Verification {
     pub token_kind: String,
 }
 
+impl Verification {
+    /// `redact` applied to every text of the answer, not only to error
+    /// sentences: a connector may return a credential in any field.
+    pub fn redacted(self, redact: &dyn Fn(String) -> String) -> Self {
+        Self {
+            account: self.account.redacted(redact),
+            scopes: self.scopes.into_iter().map(redact).collect(),
+            expires_at: self.expires_at.map(redact),
+            token_kind: redact(self.token_kind),
+        }
+    }
+}
+
+impl Account {
+    pub fn redacted(self, redact: &dyn Fn(String) -> String) -> Self {
+        Self {
+            id: redact(self.id),
+            username: redact(self.username),
+            name: self.name.map(redact),
+            email: self.email.map(redact),
+            web_url: self.web_url.map(redact),
+            avatar_url: self.avatar_url.map(redact),
+        }
+    }
+}
+
 /// Why a connector could not confirm the credentials. Sentences come from
 /// the connector and have already had credential values removed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,14 +22,15 @@ const TOKEN_PATH: &str = "/oauth/token";
 const REQUESTED_SCOPE: &str = "read_api";
 
 /// Doorkeeper's token info; GitLab sends `scope` and newer versions also
-/// `scopes`, plus `expires_in` (null for tokens that do not expire).
+/// `scopes`, plus `expires_in`: the seconds that REMAIN at the time of the
+/// answer (null for tokens that do not expire). Its `created_at` is when the
+/// token was issued, so `created_at + expires_in` is not the expiry.
 #[derive(Deserialize)]
 struct TokenInfo {
     scope: Option<Vec<String>>,
     scopes: Option<Vec<String>>,
     expires_in: Option<i64>,
     expires_in_seconds: Option<i64>,
-    created_at: Option<i64>,
 }
 
 impl TokenInfo {
@@ -37,10 +38,47 @@ impl TokenInfo {
         self.scopes.clone().or_else(|| self.scope.clone()).unwrap_or_default()
     }
 
-    fn expires_at(&self) -> Option<String> {
-        let lifetime = self.expires_in.or(self.expires_in_seconds)?;
-        Some(unix_to_rfc3339(self.created_at? + lifetime))
+    /// The expiry: the time of the answer plus the remaining seconds.
+    fn expires_at(&self, answered_at: i64) -> Option<String> {
+        let remaining = self.expires_in.or(self.expires_in_seconds)?;
+        Some(unix_to_rfc3339(answered_at + remaining))
     }
+}
+
+/// When GitLab answered: its `Date` header, which GitLab always sends, is the
+/// time of the answer on the clock that decides when the token dies, and
+/// does not depend on how long the answer took to reach us. Without a usable
+/// `Date`, the sandbox's wall clock (WASI) stands in.
+fn answered_at(response: &http::Response) -> i64 {
+    response.header("date").and_then(parse_http_date).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+    })
+}
+
+/// Unix seconds of an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the
+/// form HTTP servers send (RFC 9110 section 5.6.7).
+fn parse_http_date(value: &str) -> Option<i64> {
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [_weekday, day, month, year, clock, "GMT"] = parts.as_slice() else { return None };
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<i64> = clock.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let [h, m, s] = hms.as_slice() else { return None };
+    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *s > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
 }
 
 impl Connector for GitlabOauth {
@@ -96,10 +134,11 @@ impl Connector for GitlabOauth {
         }
         let info: TokenInfo = response.json().ok_or_else(gitlab::not_gitlab)?;
         let scopes = info.scopes();
+        let expires_at = info.expires_at(answered_at(&response));
 
         let (account, _bot) = gitlab::fetch_user(base_url, auth)?;
         gitlab::check_scopes(&scopes, Some(account.clone()))?;
-        Ok(Verification { account, scopes, expires_at: info.expires_at(), token_kind: "oauth".into() })
+        Ok(Verification { account, scopes, expires_at, token_kind: "oauth".into() })
     }
 
     fn authorize_url(
@@ -191,16 +230,36 @@ mod tests {
         );
     }
 
+    fn answer(date: Option<&str>, body: &str) -> http::Response {
+        let headers = date.map(|d| ("date".to_string(), d.to_string())).into_iter().collect();
+        http::Response { status: 200, headers, body: body.as_bytes().to_vec() }
+    }
+
     #[test]
-    fn token_info_expiry() {
-        let info: TokenInfo = serde_json::from_str(
-            r#"{"resource_owner_id":1,"scope":["api"],"expires_in":7200,"application":{"uid":"x"},"created_at":1700000000}"#,
-        )
-        .unwrap();
+    fn expiry_is_the_time_of_the_answer_plus_the_remaining_seconds() {
+        // A token issued at 1700000000 (2023-11-14T22:13:20Z) for 7200 s,
+        // asked about an hour later: 3600 s remain.
+        let body = r#"{"resource_owner_id":1,"scope":["api"],"expires_in":3600,"application":{"uid":"x"},"created_at":1700000000}"#;
+        let response = answer(Some("Tue, 14 Nov 2023 23:13:20 GMT"), body);
+        let info: TokenInfo = response.json().unwrap();
         assert_eq!(info.scopes(), ["api"]);
-        assert_eq!(info.expires_at().as_deref(), Some("2023-11-15T00:13:20Z"));
+        assert_eq!(answered_at(&response), 1_700_003_600);
+        assert_eq!(info.expires_at(answered_at(&response)).as_deref(), Some("2023-11-15T00:13:20Z"));
         let forever: TokenInfo =
             serde_json::from_str(r#"{"scope":["read_api"],"expires_in":null,"created_at":1}"#).unwrap();
-        assert_eq!(forever.expires_at(), None);
+        assert_eq!(forever.expires_at(1), None);
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(parse_http_date("Thu, 29 Feb 2024 00:00:00 GMT"), Some(1_709_164_800));
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 +0000"), None);
+        // No usable Date: the wall clock.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        assert!((answered_at(&answer(None, "{}")) - now).abs() <= 5);
+        assert!((answered_at(&answer(Some("yesterday"), "{}")) - now).abs() <= 5);
     }
 }

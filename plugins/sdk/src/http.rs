@@ -257,7 +257,8 @@ pub fn transport_error(e: Error) -> VerifyError {
             VerifyError::UpstreamUnreachable(format!("The provider could not be reached: {why}"))
         }
         Error::TooLarge => VerifyError::UpstreamError(
-            "The provider's answer is larger than the host allows; check the base URL".into(),
+            "The provider's answer is larger than the host's response size limit (--max-response-bytes); check the base URL"
+                .into(),
         ),
         Error::InvalidRequest(why) => VerifyError::InvalidInput(format!("The request could not be built: {why}")),
     }

@@ -18,7 +18,7 @@ impl Connector for Hostile {
             name: "Hostile test connector".into(),
             vendor: "Gatehouse tests".into(),
             auth_method: AuthMethod::PersonalAccessToken,
-            description: "Misbehaves on purpose (loop, alloc, trap, recurse, egress, flood, leak, remember) to test the sandbox. Test use only."
+            description: "Misbehaves on purpose (loop, announce-loop, alloc, alloc-<MiB>, trap, recurse, egress, flood, leak, echo, remember) to test the sandbox. Test use only."
                 .into(),
             notes: vec![],
             fields: vec![
@@ -41,9 +41,39 @@ impl Connector for Hostile {
 
     fn verify(credentials: &Credentials) -> Result<Verification, VerifyError> {
         let base_url = credentials.get("base_url").unwrap_or_default();
-        match credentials.require("mode")? {
+        let mode = credentials.require("mode")?;
+        if let Some(mib) = mode.strip_prefix("alloc-").and_then(|m| m.parse::<usize>().ok()) {
+            // Touches every byte, so the memory is really claimed.
+            let big = vec![1u8; mib << 20];
+            std::hint::black_box(&big);
+            return Ok(verification("1", "hostile"));
+        }
+        match mode {
             "ok" => {}
-            "loop" => {
+            "echo" => {
+                // Returns the token as the account: the host must not
+                // pass it on, store it or log it.
+                let token = credentials.get("token").unwrap_or_default();
+                return Ok(Verification {
+                    account: Account {
+                        id: token.into(),
+                        username: token.into(),
+                        name: Some(format!("The {token} account")),
+                        email: Some(format!("{token}@example.com")),
+                        web_url: Some(format!("https://example.invalid/{token}")),
+                        avatar_url: Some(format!("https://example.invalid/{token}.png")),
+                    },
+                    scopes: vec![token.into()],
+                    expires_at: None,
+                    token_kind: token.into(),
+                });
+            }
+            "loop" | "announce-loop" => {
+                if mode == "announce-loop" {
+                    // Tells the test (through its fake upstream) that the
+                    // call is running, then spins.
+                    let _ = http::get(&format!("{base_url}/hostile/started"), &[]);
+                }
                 let mut n: u64 = 0;
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
@@ -84,19 +114,23 @@ impl Connector for Hostile {
             }
             other => return Err(VerifyError::InvalidInput(format!("unknown mode {other:?}"))),
         }
-        Ok(Verification {
-            account: Account {
-                id: "1".into(),
-                username: "hostile".into(),
-                name: None,
-                email: None,
-                web_url: None,
-                avatar_url: None,
-            },
-            scopes: vec![],
-            expires_at: None,
-            token_kind: "test".into(),
-        })
+        Ok(verification("1", "hostile"))
+    }
+}
+
+fn verification(id: &str, username: &str) -> Verification {
+    Verification {
+        account: Account {
+            id: id.into(),
+            username: username.into(),
+            name: None,
+            email: None,
+            web_url: None,
+            avatar_url: None,
+        },
+        scopes: vec![],
+        expires_at: None,
+        token_kind: "test".into(),
     }
 }
 

@@ -249,11 +249,14 @@ pub(super) fn verify_result(
     redact: &dyn Fn(String) -> String,
 ) -> Result<model::Verification, model::VerifyError> {
     result
-        .map(|v| model::Verification {
-            account: account(v.account, redact),
-            scopes: v.scopes.into_iter().map(redact).collect(),
-            expires_at: v.expires_at.map(redact),
-            token_kind: redact(v.token_kind),
+        .map(|v| {
+            model::Verification {
+                account: account(v.account),
+                scopes: v.scopes,
+                expires_at: v.expires_at,
+                token_kind: v.token_kind,
+            }
+            .redacted(redact)
         })
         .map_err(|e| verify_error(e, redact))
 }
@@ -267,7 +270,7 @@ fn verify_error(e: types::VerifyError, redact: &dyn Fn(String) -> String) -> mod
         V::TokenExpired(s) => M::TokenExpired(redact(s)),
         V::TokenRevoked(s) => M::TokenRevoked(redact(s)),
         V::InsufficientScope(p) => M::InsufficientScope {
-            account: p.account.map(|a| account(a, redact)),
+            account: p.account.map(|a| account(a).redacted(redact)),
             scopes: p.scopes.into_iter().map(redact).collect(),
             missing_scopes: p.missing_scopes.into_iter().map(redact).collect(),
             detail: redact(p.detail),
@@ -280,14 +283,14 @@ fn verify_error(e: types::VerifyError, redact: &dyn Fn(String) -> String) -> mod
     }
 }
 
-fn account(a: types::Account, redact: &dyn Fn(String) -> String) -> model::Account {
+fn account(a: types::Account) -> model::Account {
     model::Account {
-        id: redact(a.id),
-        username: redact(a.username),
-        name: a.name.map(redact),
-        email: a.email.map(redact),
-        web_url: a.web_url.map(redact),
-        avatar_url: a.avatar_url.map(redact),
+        id: a.id,
+        username: a.username,
+        name: a.name,
+        email: a.email,
+        web_url: a.web_url,
+        avatar_url: a.avatar_url,
     }
 }
 

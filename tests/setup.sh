@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond rustup, on a fresh machine; safe to run
+# again (each step is skipped when already done):
+#   - Debian's chromium, for the settings-page test (needs root and apt),
+#   - playwright-core (npm ci in tests/browser), which drives it,
+#   - componentize-py, which builds the Python connector (plugins/gitea-py).
+# A tool it cannot install is reported here; host/build.rs then compiles
+# the test that needs it as ignored (under CI=true such a test fails).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+missing=()
+
+if ! command -v chromium >/dev/null && [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "tests/setup.sh: installing chromium (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+      || missing+=("chromium (apt-get install chromium failed)")
+  else
+    missing+=("chromium (install Debian's chromium, or set CHROMIUM to a Chromium binary)")
+  fi
+fi
+
+if command -v npm >/dev/null; then
+  if [ ! -f tests/browser/node_modules/playwright-core/package.json ]; then
+    echo "tests/setup.sh: npm ci in tests/browser"
+    (cd tests/browser && npm ci --no-audit --no-fund --silent) || missing+=("playwright-core (npm ci in tests/browser failed)")
+  fi
+else
+  missing+=("node and npm (apt-get install nodejs npm)")
+fi
+
+if ! command -v componentize-py >/dev/null || ! componentize-py --version >/dev/null 2>&1; then
+  echo "tests/setup.sh: pip install componentize-py==0.25.1"
+  python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1 \
+    || missing+=("componentize-py (pip install componentize-py==0.25.1 failed)")
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  printf 'tests/setup.sh: not installed: %s\n' "${missing[@]}" >&2
+  if [ -n "${CI:-}" ]; then
+    exit 1
+  fi
+  echo "tests/setup.sh: the tests that need them will be reported as ignored" >&2
+fi
+exit 0
