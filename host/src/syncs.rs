@@ -222,11 +222,16 @@ impl Syncs {
             let (now, now_text) = self::now();
             let lease_until = now + self.settings.lease.as_secs() as i64;
             let run_id = uuid::Uuid::new_v4().to_string();
-            let claimed = self
-                .integrations
-                .store
-                .claim_sync(&id, &model, &self.owner, &run_id, &now_text, now, lease_until)
-                .await?;
+            let claimant = Holder {
+                integration_id: &id,
+                model: &model,
+                owner: &self.owner,
+                run_id: &run_id,
+                lease_until,
+                now_text: &now_text,
+                now_unix: now,
+            };
+            let claimed = self.integrations.store.claim_sync(&claimant).await?;
             if let Some(row) = claimed {
                 let this = self.clone();
                 tokio::spawn(async move {

@@ -325,14 +325,17 @@ async fn rate_limits_pause_and_server_errors_retry() {
     g.finish(&[token]);
 }
 
+/// What a receiver got: headers and body of each request.
+type Received = Arc<Mutex<Vec<(BTreeMap<String, String>, String)>>>;
+
 /// A receiver of the consuming system: records what it gets, answers 500 to
-/// the first delivery and 200 after.
-async fn receiver() -> (String, Arc<Mutex<Vec<(BTreeMap<String, String>, String)>>>) {
+/// the first delivery and 204 after.
+async fn receiver() -> (String, Received) {
     use poem::{
         Request, Server,
         listener::{Acceptor, TcpAcceptor},
     };
-    let got: Arc<Mutex<Vec<(BTreeMap<String, String>, String)>>> = Arc::default();
+    let got: Received = Arc::default();
     let shared = got.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let acceptor = TcpAcceptor::from_tokio(listener).unwrap();

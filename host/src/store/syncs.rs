@@ -185,16 +185,8 @@ impl Store {
     /// cannot both win) and starts a run, or continues the one a dead
     /// process left (same run id, its checkpoint). None: someone else holds
     /// it, or it is not due.
-    pub async fn claim_sync(
-        &self,
-        integration_id: &str,
-        model: &str,
-        owner: &str,
-        new_run_id: &str,
-        now_text: &str,
-        now: i64,
-        lease_until: i64,
-    ) -> Result<Option<SyncRow>, StoreError> {
+    /// `claimant.run_id` is the id a new run gets.
+    pub async fn claim_sync(&self, claimant: &Holder<'_>) -> Result<Option<SyncRow>, StoreError> {
         Ok(sqlx::query_as(
             "UPDATE syncs SET lease_owner = ?1, lease_expires_at = ?2, state = 'running', paused_until = NULL,
                 last_started_at = CASE WHEN run_id IS NULL THEN ?3 ELSE last_started_at END,
@@ -209,13 +201,13 @@ impl Store {
                AND (paused_until IS NULL OR paused_until <= ?7)
              RETURNING *",
         )
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now_text)
-        .bind(new_run_id)
-        .bind(integration_id)
-        .bind(model)
-        .bind(now)
+        .bind(claimant.owner)
+        .bind(claimant.lease_until)
+        .bind(claimant.now_text)
+        .bind(claimant.run_id)
+        .bind(claimant.integration_id)
+        .bind(claimant.model)
+        .bind(claimant.now_unix)
         .fetch_optional(&self.pool)
         .await?)
     }
