@@ -17,84 +17,27 @@ cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
-UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
-GATEHOUSE_PORT=${GATEHOUSE_PORT:-18080}
-KEY=bench-api-key-0123456789abcdef
-TOKEN=glpat-bench-token-00000000000000
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 
-if ! command -v wrk >/dev/null || { ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; }; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-
-cargo build --release -p gatehouse --bin gatehouse >&2
-BIN=${CARGO_TARGET_DIR:-target}/release/gatehouse
-
-work=$(mktemp -d)
-cleanup() {
-  [ -n "${gh_pid:-}" ] && kill "$gh_pid" 2>/dev/null || true
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# GitLab-shaped answers: the two verify endpoints and a page of 20 projects.
-mkdir -p "$work/www/api/v4/personal_access_tokens" "$work/logs"
-echo '{"id":1,"name":"bench","revoked":false,"created_at":"2026-01-01T00:00:00.000Z","scopes":["api"],"user_id":1,"last_used_at":null,"active":true,"expires_at":null}' \
-  >"$work/www/api/v4/personal_access_tokens/self"
-echo '{"id":1,"username":"bench","name":"Bench","state":"active","locked":false,"avatar_url":null,"web_url":"https://gitlab.example.com/bench","email":"bench@example.com","bot":false}' \
-  >"$work/www/api/v4/user"
-python3 - "$work/www/api/v4/projects" <<'PY'
-import json, sys
-projects = [{
-    "id": i, "description": None, "name": f"project-{i}", "name_with_namespace": f"acme / project-{i}",
-    "path": f"project-{i}", "path_with_namespace": f"acme/project-{i}", "created_at": "2026-01-05T10:00:00.000Z",
-    "default_branch": "main", "tag_list": [], "topics": [],
-    "ssh_url_to_repo": f"git@gitlab.example.com:acme/project-{i}.git",
-    "http_url_to_repo": f"https://gitlab.example.com/acme/project-{i}.git",
-    "web_url": f"https://gitlab.example.com/acme/project-{i}", "readme_url": None, "forks_count": 0,
-    "avatar_url": None, "star_count": 0, "last_activity_at": "2026-11-20T08:00:00.000Z",
-    "namespace": {"id": 9, "name": "acme", "path": "acme", "kind": "group", "full_path": "acme", "parent_id": None},
-} for i in range(1, 21)]
-open(sys.argv[1], "w").write(json.dumps(projects))
-PY
-cat >"$work/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  default_type application/json;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$UPSTREAM_PORT;
-    root $work/www;
-    location /api/v4/projects {
+# A page of 20 GitLab projects (about 17 KB), with GitLab's pagination headers.
+{
+  printf '['
+  for i in $(seq 1 20); do
+    [ "$i" -gt 1 ] && printf ','
+    project_json "$i"
+  done
+  printf ']'
+} >"$work/www/api/v4/projects"
+start_nginx "" "location /api/v4/projects {
       add_header x-page 1;
       add_header x-per-page 20;
       add_header x-next-page 2;
-      add_header link '<http://127.0.0.1:$UPSTREAM_PORT/api/v4/projects?page=2&per_page=20>; rel="next"';
+      add_header link '<http://127.0.0.1:$UPSTREAM_PORT/api/v4/projects?page=2&per_page=20>; rel=\"next\"';
       try_files /api/v4/projects =404;
-    }
-  }
-}
-EOF
-"$NGINX" -c "$work/nginx.conf" -p "$work"
-
-GATEHOUSE_API_KEY=$KEY GATEHOUSE_LOG=warn "$BIN" serve --listen "127.0.0.1:$GATEHOUSE_PORT" \
-  --data-dir "$work/data" --allow-private-networks --allow-http --refresh-interval 0s --plugins-poll 0s \
-  >"$work/gatehouse.log" 2>&1 &
-gh_pid=$!
-for _ in $(seq 1 200); do
-  curl -sf "http://127.0.0.1:$GATEHOUSE_PORT/api/v1/health" >/dev/null && break
-  kill -0 "$gh_pid" || { cat "$work/gatehouse.log"; exit 1; }
-  sleep 0.1
-done
-id=$(curl -sf -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
-  "http://127.0.0.1:$GATEHOUSE_PORT/api/v1/integrations" \
-  -d "{\"provider\":\"gitlab-pat\",\"credentials\":{\"token\":\"$TOKEN\",\"base_url\":\"http://127.0.0.1:$UPSTREAM_PORT\"}}" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+    }"
+start_gatehouse --sync-poll 0s
+id=$(connect_pat)
 
 direct_url="http://127.0.0.1:$UPSTREAM_PORT/api/v4/projects?membership=true&per_page=20"
 proxy_url="http://127.0.0.1:$GATEHOUSE_PORT/api/v1/integrations/$id/proxy/api/v4/projects?membership=true&per_page=20"
