@@ -466,7 +466,7 @@ async fn route(state: Arc<Mutex<State>>, mut req: Request) -> Response {
             header("authorization").and_then(|v| v.strip_prefix("token ").map(|t| (Scheme::GiteaToken, t.into())))
         });
     let is_oauth_info = path == "/oauth/token/info";
-    let is_gitea = path == "/api/v1/user";
+    let is_gitea = path == "/api/v1/user" || path == "/api/v1/user/repos";
     let (token, user) = {
         let mut s = state.lock().unwrap();
         *s.hits.entry(path.clone()).or_default() += 1;
@@ -479,7 +479,7 @@ async fn route(state: Arc<Mutex<State>>, mut req: Request) -> Response {
             // `token …` or Bearer; the guide's Acme API takes Bearer.
             let accepted = match (path.as_str(), scheme) {
                 ("/oauth/token/info", Scheme::Bearer) => token.kind == Kind::OAuth,
-                ("/api/v1/user", Scheme::GiteaToken | Scheme::Bearer) => true,
+                ("/api/v1/user" | "/api/v1/user/repos", Scheme::GiteaToken | Scheme::Bearer) => true,
                 (p, Scheme::PrivateToken) if p.starts_with("/api/v4/") => token.kind == Kind::Pat,
                 (p, Scheme::Bearer) if p.starts_with("/api/v4/") => true,
                 ("/v1/me", Scheme::Bearer) => true,
@@ -638,6 +638,24 @@ fn answer(path: &str, token: &Token, user: &User) -> (u16, Value) {
                 "html_url": format!("https://gitea.example.com/{}", user.username),
                 "language": "en-US", "is_admin": false, "active": true, "prohibit_login": false
             }),
+        ),
+        // Gitea's repository list (one page here; Gitea adds `Link` when
+        // more follow).
+        "/api/v1/user/repos" => (
+            200,
+            json!(
+                ["infra", "website", "notes"]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| json!({
+                        "id": 300 + i, "name": name, "full_name": format!("{}/{name}", user.username),
+                        "html_url": format!("https://gitea.example.com/{}/{name}", user.username),
+                        "private": i == 2, "fork": false, "empty": false, "archived": false,
+                        "updated_at": "2026-11-20T08:00:00Z", "created_at": "2026-01-05T10:00:00Z",
+                        "owner": {"id": token.user, "login": user.username}
+                    }))
+                    .collect::<Vec<_>>()
+            ),
         ),
         "/api/v4/user" => {
             if !token.scopes.iter().any(|s| ["api", "read_api", "read_user"].contains(&s.as_str())) {

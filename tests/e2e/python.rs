@@ -18,7 +18,7 @@ fn build_python_connector(out: &Path) {
     let status = Command::new("componentize-py")
         .arg("-d")
         .arg(&wit)
-        .args(["-w", "provider", "componentize", "app", "-p"])
+        .args(["-w", "full", "componentize", "app", "-p"])
         .arg(&source)
         .arg("-o")
         .arg(out)
@@ -36,7 +36,7 @@ async fn a_python_connector_loads_and_verifies() {
     build_python_connector(&wasm);
     let fake = FakeGitlab::start().await;
     let token = fake.token(fake.add_user("gitte", false), Kind::Pat, &[]);
-    let g = Gatehouse::start(Options::lax().plugin(wasm.to_str().unwrap())).await;
+    let g = Gatehouse::start(Options::lax().plugin(wasm.to_str().unwrap()).arg("--sync-poll").arg("200ms")).await;
 
     let provider = g.get("/api/v1/providers/gitea-token").await;
     assert_eq!(provider.status, 200, "{}", g.logs());
@@ -49,6 +49,23 @@ async fn a_python_connector_loads_and_verifies() {
 
     let c = g.post("/api/v1/integrations", json!({"provider": "gitea-token", "credentials": creds})).await;
     assert_eq!(c.status, 201, "{}", c.body);
+    // Its sync, written in Python too: the repositories, full, mirrored.
+    let id = c.body["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s = g.get(&format!("/api/v1/integrations/{id}/syncs")).await;
+        let repos = &s.body["syncs"][0];
+        assert_eq!(repos["model"], "repos", "{}", s.body);
+        if repos["state"] == "idle" && repos["records"] == 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the repos sync did not complete: {}", s.body);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let feed = g.get(&format!("/api/v1/integrations/{id}/records?model=repos")).await;
+    let names: Vec<&str> =
+        feed.body["records"].as_array().unwrap().iter().map(|r| r["data"]["full_name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["gitte/infra", "gitte/website", "gitte/notes"]);
     let bad = json!({"credentials": {"token": "not-a-gitea-token-000000", "base_url": fake.url}});
     let v = g.post("/api/v1/providers/gitea-token/verify", bad).await;
     assert_eq!(v.body["error"]["code"], "invalid_token", "{}", v.body);
