@@ -103,6 +103,10 @@ async fn get_and_post_carry_the_injected_credential() {
     }
     assert!(!r.body.to_string().contains(&token));
     assert!(!r.body.to_string().contains(API_KEY));
+    // The request log has the path, never the query string or the body.
+    let logs = g.logs();
+    assert!(logs.contains("/proxy/api/v4/projects"), "proxied requests are logged");
+    assert!(!logs.contains("per_page=2") && !logs.contains("Rotate the state bucket key"), "{logs}");
     g.finish(&[token, API_KEY.to_string()]);
 }
 

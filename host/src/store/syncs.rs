@@ -515,3 +515,112 @@ async fn insert_delivery(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Sealed;
+
+    async fn store_with_integration(dir: &std::path::Path) -> Store {
+        let store = Store::open(None, dir).await.unwrap();
+        let sealed = Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![1, 2, 3] };
+        let row = crate::store::IntegrationRow {
+            id: "i1".into(),
+            provider: "p".into(),
+            label: None,
+            status: "connected".into(),
+            base_url: "https://example.com".into(),
+            account_id: "1".into(),
+            account_json: "{}".into(),
+            scopes: vec![],
+            missing_scopes: vec![],
+            token_kind: None,
+            token_hint: None,
+            token_expires_at: None,
+            created_at: "2026-11-26T10:00:00Z".into(),
+            updated_at: "2026-11-26T10:00:00Z".into(),
+            last_verified_at: None,
+            last_error_json: None,
+            secret: sealed,
+            refresh: None,
+        };
+        assert!(store.insert(&row).await.unwrap());
+        store.ensure_syncs("i1", &["items".into()], 0).await.unwrap();
+        store
+    }
+
+    fn holder<'a>(owner: &'a str, run_id: &'a str, now: i64) -> Holder<'a> {
+        Holder {
+            integration_id: "i1",
+            model: "items",
+            owner,
+            run_id,
+            lease_until: now + 60,
+            now_text: "2026-11-26T10:00:00Z",
+            now_unix: now,
+        }
+    }
+
+    fn page(ids: &[(&str, &str)], checkpoint: &str) -> Page {
+        Page {
+            records: ids.iter().map(|(id, data)| (id.to_string(), data.to_string(), format!("h-{data}"))).collect(),
+            deleted: vec![],
+            checkpoint: Some(checkpoint.into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_lease_pages_commit_once_and_a_full_run_deletes_what_it_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_integration(dir.path()).await;
+        let a = holder("a", "run-1", 100);
+        let claimed = store.claim_sync(&a).await.unwrap().expect("due and free");
+        assert_eq!(claimed.run_id.as_deref(), Some("run-1"));
+        // A second process cannot take it while the lease runs.
+        assert!(store.claim_sync(&holder("b", "run-x", 101)).await.unwrap().is_none());
+
+        let t = store.commit_page(&a, &page(&[("1", "a"), ("2", "b")], "p2"), None, |_| vec![]).await.unwrap();
+        assert_eq!((t.unwrap().added, t.unwrap().updated), (2, 0));
+        let finish = Finish { detect_deletions: true, next_run_at: 200 };
+        let t = store.commit_page(&a, &page(&[("3", "c")], "end"), Some(&finish), |_| vec![]).await.unwrap().unwrap();
+        assert_eq!((t.added, t.deleted), (3, 0));
+        let row = store.sync("i1", "items").await.unwrap().unwrap();
+        assert_eq!((row.state.as_str(), row.run_id, row.checkpoint.as_deref()), ("idle", None, Some("end")));
+
+        // The next run: 1 unchanged, 2 changed, 3 gone.
+        store.request_sync_run("i1", "items", 150).await.unwrap();
+        let b = holder("b", "run-2", 150);
+        store.claim_sync(&b).await.unwrap().expect("due again");
+        let t = store
+            .commit_page(&b, &page(&[("1", "a"), ("2", "b2")], "end"), Some(&finish), |_| vec![])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((t.added, t.updated, t.deleted), (0, 1, 1));
+        let feed = store.feed("i1", Some("items"), t.cursor, None, 10).await.unwrap();
+        let changes: Vec<(&str, &str)> = feed.iter().map(|r| (r.external_id.as_str(), r.action.as_str())).collect();
+        assert_eq!(changes, [("2", "updated"), ("3", "deleted")], "only this run's changes follow its cursor");
+        assert_eq!(store.record_count("i1", "items").await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_page_after_the_lease_is_lost_is_not_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_integration(dir.path()).await;
+        let a = Holder { lease_until: 110, ..holder("a", "run-1", 100) };
+        store.claim_sync(&a).await.unwrap().unwrap();
+        // A dies; after its lease, b takes over the same run.
+        let b = holder("b", "run-new", 120);
+        let taken = store.claim_sync(&b).await.unwrap().unwrap();
+        assert_eq!(taken.run_id.as_deref(), Some("run-1"), "the run continues, not restarts");
+        assert!(store.commit_page(&a, &page(&[("1", "a")], "p"), None, |_| vec![]).await.unwrap().is_none());
+        assert_eq!(store.record_count("i1", "items").await.unwrap(), 0);
+        let b = holder("b", "run-1", 121);
+        assert!(store.commit_page(&b, &page(&[("1", "a")], "p"), None, |_| vec![]).await.unwrap().is_some());
+        assert_eq!(store.record_count("i1", "items").await.unwrap(), 1);
+        // Disconnecting takes the records and the sync with it.
+        assert!(store.delete("i1").await.unwrap());
+        assert!(store.sync("i1", "items").await.unwrap().is_none());
+        assert_eq!(store.record_count("i1", "items").await.unwrap(), 0);
+    }
+}
