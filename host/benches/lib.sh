@@ -50,6 +50,9 @@ http {
   }
 }
 EOF
+  # nginx's workers run as an unprivileged user: let them read the files.
+  chmod a+rx "$work"
+  chmod -R a+rX "$work/www"
   "$NGINX" -c "$work/nginx.conf" -p "$work"
 }
 
