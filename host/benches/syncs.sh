@@ -90,7 +90,7 @@ printf '%s\n' "${rates[@]}" | python3 -c 'import statistics,sys; v=[float(x) for
 echo "== change feed: pages of 500 with $FEED_RECORDS records stored"
 id=$(api /api/v1/integrations | python3 -c 'import json,sys; print(json.load(sys.stdin)["integrations"][0]["id"])')
 sqlite3 "$work/data/gatehouse.db" <<SQL
-PRAGMA busy_timeout = 10000;
+.timeout 10000
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $FEED_RECORDS)
 INSERT INTO records (integration_id, model, external_id, data_json, content_hash, action, seq, first_seen_at,
                      last_modified_at, last_modified_unix, seen_run)
