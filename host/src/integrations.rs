@@ -424,7 +424,9 @@ impl Integrations {
                 plugin.manifest.id
             ))
         })?;
-        self.policy.check_reachable(&base_url).await.map_err(|e| AppError::EgressDenied(e.to_string()))?;
+        // No resolution here: every request resolves through the egress
+        // client's resolver, which refuses a forbidden address itself, and a
+        // lookup per proxied request would double the DNS traffic.
         Ok(InUse { row, plugin, credentials, base_url })
     }
 }

@@ -65,6 +65,10 @@ pub struct Syncs {
     owner: String,
     wake: Notify,
     slots: Arc<Semaphore>,
+    /// (integration, component hash) pairs whose sync rows exist, so the
+    /// scheduler does not write them again every pass; a reloaded
+    /// connector (another hash) is looked at again.
+    ensured: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 fn now() -> (i64, String) {
@@ -81,6 +85,7 @@ impl Syncs {
             owner: format!("gatehouse-{}", uuid::Uuid::new_v4()),
             wake: Notify::new(),
             slots: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            ensured: Default::default(),
         }
     }
 
@@ -205,14 +210,19 @@ impl Syncs {
 
     async fn schedule_once(self: Arc<Self>) -> Result<(), AppError> {
         let (now, _) = now();
+        let mut current = std::collections::HashSet::new();
         for row in self.integrations.list().await? {
-            if let Ok(plugin) = self.integrations.plugin(&row.provider)
-                && !plugin.manifest.sync_models.is_empty()
-            {
+            let Ok(plugin) = self.integrations.plugin(&row.provider) else { continue };
+            let key = (row.id.clone(), plugin.sha256.clone());
+            let known = self.ensured.lock().expect("not poisoned").contains(&key);
+            if !known && !plugin.manifest.sync_models.is_empty() {
                 let names: Vec<String> = plugin.manifest.sync_models.iter().map(|m| m.name.clone()).collect();
                 self.integrations.store.ensure_syncs(&row.id, &names, now).await?;
             }
+            current.insert(key);
         }
+        // Forget disconnected integrations and replaced connectors.
+        *self.ensured.lock().expect("not poisoned") = current;
         let free = self.slots.available_permits() as i64;
         if free == 0 {
             return Ok(());

@@ -92,6 +92,17 @@ impl Store {
         lease_until: i64,
         limit: i64,
     ) -> Result<Vec<(DeliveryRow, WebhookRow)>, StoreError> {
+        // A read first: with nothing due, the poll takes no write lock.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?1
+               AND (lease_expires_at IS NULL OR lease_expires_at < ?1) LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let claimed: Vec<DeliveryRow> = sqlx::query_as(
             "UPDATE webhook_deliveries SET lease_expires_at = ?1
              WHERE id IN (SELECT id FROM webhook_deliveries
