@@ -530,7 +530,5 @@ pub(crate) fn token_hint(plugin: &Plugin, credentials: &Credentials) -> Option<S
 }
 
 pub fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("now formats as RFC 3339")
+    crate::clock::now().1
 }

@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod egress;

@@ -470,9 +470,7 @@ fn app_binding(provider: &str, base_url: &str) -> String {
     format!("oauth-app/{provider}/{base_url}")
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.replace_nanosecond(0).unwrap_or(t).format(&Rfc3339).expect("a time formats as RFC 3339")
-}
+use crate::clock::rfc3339;
 
 fn expires_in(seconds: u32) -> String {
     rfc3339(OffsetDateTime::now_utc() + Duration::from_secs(u64::from(seconds)))

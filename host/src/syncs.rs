@@ -15,6 +15,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::{
+    clock::now,
     error::AppError,
     integrations::{InUse, Integrations},
     runtime::model::{ProviderError, SyncModel, SyncPage},
@@ -69,11 +70,6 @@ pub struct Syncs {
     /// scheduler does not write them again every pass; a reloaded
     /// connector (another hash) is looked at again.
     ensured: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
-}
-
-fn now() -> (i64, String) {
-    let t = OffsetDateTime::now_utc().replace_nanosecond(0).expect("0 is a valid nanosecond");
-    (t.unix_timestamp(), t.format(&Rfc3339).expect("a time formats as RFC 3339"))
 }
 
 impl Syncs {

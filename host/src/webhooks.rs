@@ -11,10 +11,10 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tokio::sync::Notify;
 
 use crate::{
+    clock::now,
     crypto::CryptoError,
     error::AppError,
     integrations::Integrations,
@@ -31,11 +31,6 @@ pub struct Webhooks {
     /// Delay before the first retry; each later one waits five times longer.
     first_retry: Duration,
     wake: Notify,
-}
-
-fn now() -> (i64, String) {
-    let t = OffsetDateTime::now_utc().replace_nanosecond(0).expect("0 is a valid nanosecond");
-    (t.unix_timestamp(), t.format(&Rfc3339).expect("a time formats as RFC 3339"))
 }
 
 impl Webhooks {

@@ -628,11 +628,7 @@ pub struct DeliveryList {
     pub deliveries: Vec<Delivery>,
 }
 
-fn unix_text(t: i64) -> Option<String> {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-}
+use crate::clock::unix_rfc3339 as unix_text;
 
 impl TryFrom<crate::syncs::SyncStatus> for Sync {
     type Error = AppError;
