@@ -148,6 +148,18 @@ impl Syncs {
         self.status(id, model).await
     }
 
+    /// Starts the model over: no checkpoint, no interrupted run; due now.
+    pub async fn reset(&self, id: &str, model: &str) -> Result<SyncStatus, AppError> {
+        self.status(id, model).await?;
+        if !self.integrations.store.reset_sync(id, model, now().0).await? {
+            return Err(AppError::Validation(format!(
+                "The sync of {model} is running; reset it after the run (GET …/syncs shows its state)."
+            )));
+        }
+        self.wake.notify_one();
+        self.status(id, model).await
+    }
+
     /// Records changed after `cursor`, in commit order.
     pub async fn feed(
         &self,

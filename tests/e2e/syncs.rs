@@ -160,7 +160,17 @@ async fn full_and_incremental_syncs_and_the_change_feed() {
     // one, so this run's finish is told apart from the last one's.)
     tokio::time::sleep(Duration::from_millis(1100)).await;
     g.post(&format!("/api/v1/integrations/{id}/syncs/projects/run"), json!({})).await;
+    let projects = wait_idle(&g, &id, "projects", Some(&projects["last_finished_at"])).await;
+    assert!(read_feed(&g, &id, "projects", &cursor, 100).await.0.is_empty());
+    // A reset reads everything again (a full keyset pass) and still emits
+    // nothing that did not change.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = fake.api(|d| d.requests.iter().filter(|r| r.query.contains("pagination=keyset")).count());
+    let r = g.post(&format!("/api/v1/integrations/{id}/syncs/projects/reset"), json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
     wait_idle(&g, &id, "projects", Some(&projects["last_finished_at"])).await;
+    let keyset = fake.api(|d| d.requests.iter().filter(|r| r.query.contains("pagination=keyset")).count());
+    assert!(keyset > before, "the reset run read everything by keyset");
     assert!(read_feed(&g, &id, "projects", &cursor, 100).await.0.is_empty());
 
     // Disabled, a sync does not run; bad settings are refused.

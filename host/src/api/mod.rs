@@ -379,6 +379,15 @@ impl Api {
         Ok(RunResponse::Accepted(Json(Sync::try_from(status)?)))
     }
 
+    /// Start one model's sync over: its checkpoint and any interrupted run
+    /// are forgotten and it runs now, reading everything again. Records
+    /// stay; only those that differ are emitted again.
+    #[oai(path = "/integrations/:id/syncs/:model/reset", method = "post", tag = "ApiTags::Syncs")]
+    async fn reset_sync(&self, _auth: ApiKey, id: Path<uuid::Uuid>, model: Path<String>) -> ApiResult<Json<Sync>> {
+        let status = self.syncs.reset(&id.0.to_string(), &model.0).await?;
+        Ok(Json(Sync::try_from(status)?))
+    }
+
     /// The change feed: mirrored records in commit order, each with its
     /// last change (`added`, `updated`, `deleted`). Start without a cursor,
     /// then pass `next_cursor`; every change appears once.

@@ -165,6 +165,24 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Forgets the checkpoint and any interrupted run, so the next run reads
+    /// everything again (records stay; unchanged ones are not emitted
+    /// again). False while a process holds the lease.
+    pub async fn reset_sync(&self, integration_id: &str, model: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE syncs SET checkpoint = NULL, run_id = NULL, run_started_at = NULL, run_added = 0,
+                run_updated = 0, run_deleted = 0, run_cursor = NULL, state = 'idle', last_error_json = NULL,
+                paused_until = NULL, next_run_at = ?1
+             WHERE integration_id = ?2 AND model = ?3 AND (lease_expires_at IS NULL OR lease_expires_at < ?1)",
+        )
+        .bind(now)
+        .bind(integration_id)
+        .bind(model)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Syncs that are due and not leased by a live process.
     pub async fn due_syncs(&self, now: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
