@@ -438,6 +438,24 @@ async fn webhooks_are_signed_retried_and_logged() {
     assert_eq!(retried["last_status_code"], 204);
     assert_eq!(retried["id"], headers["webhook-id"].as_str(), "the webhook-id is the delivery's, the same on retries");
     assert!(!log.body.to_string().contains(&secret));
+    // A failed run is an event too.
+    fake.api(|d| {
+        d.fail_only = Some("/api/v4/projects".into());
+        d.fail_next = vec![500];
+    });
+    g.post(&format!("/api/v1/integrations/{id}/syncs/projects/run"), json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let found = got.lock().unwrap().iter().map(|(_, b)| b.clone()).find(|b| b.contains("sync.failed"));
+        if let Some(body) = found {
+            break serde_json::from_str::<Value>(&body).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no sync.failed event");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(failed["data"]["model"], "projects");
+    assert_eq!(failed["data"]["error"]["code"], "upstream_error");
+
     // The signing secret is stored sealed, never in plain text.
     let mut stored = Vec::new();
     for entry in std::fs::read_dir(g.data_dir()).unwrap().flatten() {
