@@ -91,3 +91,21 @@ CREATE TABLE webhook_deliveries (
     delivered_at     TEXT
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+
+-- Provider webhooks in: one secret token per connection that asked for
+-- one (sealed, bound to the integration), and the idempotency keys seen
+-- (a redelivery of one event triggers nothing).
+CREATE TABLE inbound_webhooks (
+    integration_id    TEXT PRIMARY KEY NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+    created_at        TEXT NOT NULL,
+    secret_key_id     TEXT NOT NULL,
+    secret_nonce      BLOB NOT NULL,
+    secret_ciphertext BLOB NOT NULL
+);
+
+CREATE TABLE inbound_deliveries (
+    integration_id   TEXT NOT NULL REFERENCES integrations (id) ON DELETE CASCADE,
+    idempotency_key  TEXT NOT NULL,
+    received_unix    INTEGER NOT NULL,
+    PRIMARY KEY (integration_id, idempotency_key)
+);

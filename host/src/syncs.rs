@@ -52,6 +52,26 @@ pub struct SyncStatus {
     pub records: i64,
 }
 
+/// What a connection registers at its provider.
+pub struct InboundSetup {
+    pub url: String,
+    pub token: secrecy::SecretString,
+    pub webhook: crate::runtime::model::InboundWebhook,
+}
+
+/// What a provider's webhook did.
+pub struct Received {
+    /// A redelivery of an event already handled.
+    pub duplicate: bool,
+    /// The models whose syncs it made due.
+    pub models: Vec<String>,
+}
+
+/// What an inbound webhook's sealed token is bound to.
+fn inbound_binding(id: &str) -> String {
+    format!("{id}/inbound-webhook")
+}
+
 /// A page of the change feed.
 pub struct FeedPage {
     pub records: Vec<RecordRow>,
@@ -158,6 +178,75 @@ impl Syncs {
         }
         self.wake.notify_one();
         self.status(id, model).await
+    }
+
+    /// Gives the connection a URL and a new secret token for the provider's
+    /// webhooks (replacing an earlier token).
+    pub async fn enable_inbound(&self, id: &str) -> Result<InboundSetup, AppError> {
+        let row = self.integrations.get(id).await?;
+        let plugin = self.integrations.plugin(&row.provider)?;
+        let Some(webhook) = plugin.manifest.inbound_webhook.clone() else {
+            return Err(AppError::NotFound(format!(
+                "The connector {} does not take webhooks from its provider; its syncs run on their interval.",
+                plugin.manifest.id
+            )));
+        };
+        let token = crate::crypto::random_token();
+        let sealed =
+            self.integrations.key.seal(&inbound_binding(id), secrecy::ExposeSecret::expose_secret(&token).as_bytes());
+        self.integrations.store.set_inbound_secret(id, &sealed, &now().1).await?;
+        let base = self.integrations.oauth.public_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string());
+        Ok(InboundSetup { url: format!("{}/api/v1/hooks/{id}", base.unwrap_or_default()), token, webhook })
+    }
+
+    pub async fn disable_inbound(&self, id: &str) -> Result<(), AppError> {
+        self.integrations.get(id).await?;
+        if self.integrations.store.delete_inbound(id).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound("This connection has no inbound webhook.".into()))
+        }
+    }
+
+    /// A webhook from the provider: the token is checked in constant time,
+    /// a repeated delivery is dropped, and the syncs of the models the
+    /// event names are made due. Answers the models it made due.
+    pub async fn receive(&self, id: &str, header: impl Fn(&str) -> Option<String>) -> Result<Received, AppError> {
+        let refused = || AppError::Unauthorized;
+        let row = self.integrations.get(id).await.map_err(|_| refused())?;
+        let plugin = self.integrations.plugin(&row.provider).map_err(|_| refused())?;
+        let (Some(webhook), Some(sealed)) =
+            (plugin.manifest.inbound_webhook.as_ref(), self.integrations.store.inbound_secret(id).await?)
+        else {
+            return Err(refused());
+        };
+        let expected = self.integrations.key.open(&inbound_binding(id), &sealed)?;
+        let presented = header(&webhook.token_header).unwrap_or_default();
+        let expected = std::str::from_utf8(secrecy::ExposeSecret::expose_secret(&expected)).unwrap_or_default();
+        if !crate::crypto::constant_time_eq(
+            &crate::crypto::sha256_hex(presented.as_bytes()),
+            &crate::crypto::sha256_hex(expected.as_bytes()),
+        ) {
+            return Err(refused());
+        }
+        let (now, _) = now();
+        if let Some(key) =
+            webhook.idempotency_header.as_deref().and_then(&header).filter(|k| !k.is_empty() && k.len() <= 200)
+            && !self.integrations.store.first_delivery(id, &key, now, now - 7 * 86_400).await?
+        {
+            return Ok(Received { duplicate: true, models: Vec::new() });
+        }
+        let event = header(&webhook.event_header).unwrap_or_default();
+        let mut models: Vec<String> =
+            webhook.events.iter().filter(|(e, _)| e.eq_ignore_ascii_case(&event)).map(|(_, m)| m.clone()).collect();
+        models.dedup();
+        for model in &models {
+            self.integrations.store.request_sync_run(id, model, now).await?;
+        }
+        if !models.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(Received { duplicate: false, models })
     }
 
     /// Records changed after `cursor`, in commit order.

@@ -105,6 +105,7 @@ class Connector(exports.Connector):
                 default_interval_seconds=3600,
                 incremental=False,
             )] if HAS_SYNCS else [],
+            inbound_webhook=None,
         )
 
     def verify(self, credentials) -> types.Verification:

@@ -472,3 +472,65 @@ async fn webhooks_are_signed_retried_and_logged() {
     // for the token only.)
     g.finish(&[token]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gitlab_webhook_triggers_the_matching_sync_once() {
+    let fake = FakeGitlab::start().await;
+    let jane = fake.add_user("jane", false);
+    let issue = fake.api(|d| {
+        d.add_project(1, "acme/api", &[jane], &[]);
+        d.add_issue(1, "Flaky test", (jane, "jane"), 1_767_607_200)
+    });
+    let g = Gatehouse::start(options()).await;
+    let token = fake.pat(jane);
+    let id =
+        g.post("/api/v1/integrations", connect_pat(&token, &fake.url)).await.body["id"].as_str().unwrap().to_string();
+    let issues = wait_idle(&g, &id, "issues", None).await;
+
+    let manifest = g.get("/api/v1/providers/gitlab-pat").await.body;
+    assert_eq!(manifest["inbound_webhook"]["events"][0], json!({"event": "Issue Hook", "model": "issues"}));
+    let setup =
+        g.call("PUT", &format!("/api/v1/integrations/{id}/inbound-webhook"), None, Some(crate::harness::API_KEY)).await;
+    assert_eq!(setup.status, 200, "{}", setup.body);
+    assert_eq!(setup.body["url"], format!("{}/api/v1/hooks/{id}", g.base));
+    assert_eq!(setup.body["token_header"], "x-gitlab-token");
+    let secret = setup.body["secret_token"].as_str().unwrap().to_string();
+
+    let hook = |token: Option<&str>, event: &str, key: &str| {
+        let mut req = g
+            .client()
+            .post(format!("{}/api/v1/hooks/{id}", g.base))
+            .header("content-type", "application/json")
+            .header("x-gitlab-event", event)
+            .header("idempotency-key", key)
+            .body(json!({"object_kind": "issue", "object_attributes": {"id": issue}}).to_string());
+        if let Some(token) = token {
+            req = req.header("x-gitlab-token", token);
+        }
+        req
+    };
+    for wrong in [None, Some("not-the-token")] {
+        let r = g.send(hook(wrong, "Issue Hook", "k0")).await;
+        assert_eq!((r.status, r.code()), (401, "unauthorized"));
+    }
+    fake.api(|d| d.touch_issue(issue, "Flaky test (quarantined)"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = g.send(hook(Some(&secret), "Issue Hook", "k1")).await;
+    assert_eq!((r.status, &r.body), (202, &json!({"duplicate": false, "syncs_due": ["issues"]})));
+    let issues = wait_idle(&g, &id, "issues", Some(&issues["last_finished_at"])).await;
+    assert_eq!(issues["last_run"]["updated"], 1, "the webhook ran the issues sync");
+
+    // GitLab redelivers with the same Idempotency-Key: nothing runs.
+    let r = g.send(hook(Some(&secret), "Issue Hook", "k1")).await;
+    assert_eq!((r.status, &r.body["duplicate"]), (202, &json!(true)));
+    let r = g.send(hook(Some(&secret), "Pipeline Hook", "k2")).await;
+    assert_eq!(r.body["syncs_due"], json!([]), "an event no model follows triggers nothing");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(syncs(&g, &id).await["issues"]["last_finished_at"], issues["last_finished_at"]);
+
+    // Turned off, the token no longer opens anything.
+    assert_eq!(g.delete(&format!("/api/v1/integrations/{id}/inbound-webhook")).await.status, 204);
+    let r = g.send(hook(Some(&secret), "Issue Hook", "k3")).await;
+    assert_eq!(r.status, 401);
+    g.finish(&[token]);
+}

@@ -388,6 +388,31 @@ impl Api {
         Ok(Json(Sync::try_from(status)?))
     }
 
+    /// Let the provider's webhooks trigger this connection's syncs: answers
+    /// the URL and a new secret token to register at the provider (shown
+    /// only here; asking again replaces the token). Deliveries go to
+    /// `POST /api/v1/hooks/{id}`, which needs no API key: the token is the
+    /// proof.
+    #[oai(path = "/integrations/:id/inbound-webhook", method = "put", tag = "ApiTags::Syncs")]
+    async fn enable_inbound(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<InboundWebhookSetup>> {
+        let setup = self.syncs.enable_inbound(&id.0.to_string()).await?;
+        Ok(Json(InboundWebhookSetup {
+            url: setup.url,
+            secret_token: secrecy::ExposeSecret::expose_secret(&setup.token).to_string(),
+            token_header: setup.webhook.token_header,
+            setup: setup.webhook.setup,
+            events: setup.webhook.events.into_iter().map(|(event, model)| InboundEvent { event, model }).collect(),
+        }))
+    }
+
+    /// Stop taking the provider's webhooks for this connection; its token
+    /// is erased.
+    #[oai(path = "/integrations/:id/inbound-webhook", method = "delete", tag = "ApiTags::Syncs")]
+    async fn disable_inbound(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
+        self.syncs.disable_inbound(&id.0.to_string()).await?;
+        Ok(Deleted::NoContent)
+    }
+
     /// The change feed: mirrored records in commit order, each with its
     /// last change (`added`, `updated`, `deleted`). Start without a cursor,
     /// then pass `next_cursor`; every change appears once.
@@ -508,6 +533,7 @@ pub fn routes(
     max_body_bytes: usize,
     proxy: ProxySettings,
 ) -> impl poem::Endpoint {
+    let hooks = syncs.clone();
     let api = Api { actions: Actions::new(integrations.clone()), integrations: integrations.clone(), syncs, webhooks };
     let service = OpenApiService::new(api, "Gatehouse", env!("CARGO_PKG_VERSION"))
         .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors, and use them: an authenticated proxy, typed actions.");
@@ -528,6 +554,7 @@ pub fn routes(
     let proxy = Arc::new(Proxy::new(integrations, proxy));
     Route::new()
         .at("/api/v1/integrations/:id/proxy/*path", poem::endpoint::make(move |req| proxy_endpoint(proxy.clone(), req)))
+        .at("/api/v1/hooks/:id", poem::post(poem::endpoint::make(move |req| inbound_endpoint(hooks.clone(), req))))
         .nest("/", everything_else)
         .data(api_key_hash)
         .catch_all_error(problem::render)
@@ -589,6 +616,28 @@ async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request) -> poem::Result<poe
             }
             Ok(response)
         }
+        Err(e) => Ok(ApiError::from(e).into_response()),
+    }
+}
+
+/// `POST /api/v1/hooks/{id}`: a webhook from the provider. No API key: the
+/// connection's secret token, in the header the connector names, is the
+/// proof. The body is not needed (the event header says what changed), so
+/// it is drained, bounded, not parsed.
+async fn inbound_endpoint(syncs: Arc<Syncs>, mut req: Request) -> poem::Result<poem::Response> {
+    use poem::IntoResponse;
+    let _ = read_limited(req.take_body(), DRAIN_AFTER_TOO_LARGE as usize).await;
+    let id = req.uri().path().trim_start_matches("/api/v1/hooks/").trim_end_matches('/').to_string();
+    if id.parse::<uuid::Uuid>().is_err() {
+        return Ok(ApiError::from(AppError::Unauthorized).into_response());
+    }
+    let headers = req.headers().clone();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    match syncs.receive(&id, header).await {
+        Ok(received) => Ok(poem::Response::builder()
+            .status(poem::http::StatusCode::ACCEPTED)
+            .content_type("application/json")
+            .body(serde_json::json!({"duplicate": received.duplicate, "syncs_due": received.models}).to_string())),
         Err(e) => Ok(ApiError::from(e).into_response()),
     }
 }

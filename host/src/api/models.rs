@@ -107,6 +107,36 @@ pub struct ProviderManifest {
     pub actions: Vec<ActionDefinition>,
     /// Data the connector's syncs mirror.
     pub sync_models: Vec<SyncModel>,
+    /// Present when the provider's webhooks can trigger syncs
+    /// (`PUT /api/v1/integrations/{id}/inbound-webhook`).
+    pub inbound_webhook: Option<InboundWebhookInfo>,
+}
+
+#[derive(Debug, Object)]
+pub struct InboundWebhookInfo {
+    /// Provider events and the sync model each makes due.
+    pub events: Vec<InboundEvent>,
+    /// Where to register the URL and token at the provider.
+    pub setup: String,
+}
+
+#[derive(Debug, Object)]
+pub struct InboundEvent {
+    pub event: String,
+    pub model: String,
+}
+
+/// The URL and secret token to register at the provider; the token is
+/// shown only in this answer.
+#[derive(Debug, Object)]
+pub struct InboundWebhookSetup {
+    /// Where the provider should send its webhooks.
+    pub url: String,
+    pub secret_token: String,
+    /// The header the provider sends the token in.
+    pub token_header: String,
+    pub setup: String,
+    pub events: Vec<InboundEvent>,
 }
 
 /// One header Gatehouse adds to requests bound for the base URL.
@@ -399,6 +429,14 @@ impl From<&Plugin> for ProviderManifest {
                     incremental: s.incremental,
                 })
                 .collect(),
+            inbound_webhook: m.inbound_webhook.as_ref().map(|w| InboundWebhookInfo {
+                events: w
+                    .events
+                    .iter()
+                    .map(|(event, model)| InboundEvent { event: event.clone(), model: model.clone() })
+                    .collect(),
+                setup: w.setup.clone(),
+            }),
         }
     }
 }

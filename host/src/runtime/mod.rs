@@ -111,7 +111,7 @@ pub(crate) enum Call<'a> {
 }
 
 pub(crate) enum Answer {
-    Manifest(Manifest),
+    Manifest(Box<Manifest>),
     Verify(Result<Verification, VerifyError>),
     AuthorizeUrl(Result<String, OAuthError>),
     Grant(Result<TokenGrant, OAuthError>),
@@ -529,7 +529,7 @@ impl Runtime {
         let (answer, _, _) =
             self.invoke(plugin, "(loading)", Call::Manifest, egress, Vec::new(), MANIFEST_TIMEOUT).await?;
         match answer {
-            Answer::Manifest(m) => Ok(m),
+            Answer::Manifest(m) => Ok(*m),
             _ => Err(CallError::Failed("manifest() answered something else".into())),
         }
     }
@@ -899,6 +899,7 @@ fn placeholder_manifest() -> Manifest {
         credential_presentation: None,
         actions: Vec::new(),
         sync_models: Vec::new(),
+        inbound_webhook: None,
     }
 }
 
@@ -972,6 +973,19 @@ pub fn validate_manifest(m: &Manifest) -> Result<(), String> {
         }
         if !names.insert(a.name.as_str()) {
             return Err(format!("action {:?} is listed twice", a.name));
+        }
+    }
+    if let Some(w) = &m.inbound_webhook {
+        for header in
+            [Some(&w.token_header), Some(&w.event_header), w.idempotency_header.as_ref()].into_iter().flatten()
+        {
+            if header.is_empty() || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+                return Err(format!("inbound webhook header {header:?} is not a header name"));
+            }
+        }
+        if let Some((event, model)) = w.events.iter().find(|(_, model)| !m.sync_models.iter().any(|s| &s.name == model))
+        {
+            return Err(format!("inbound webhook event {event:?} names {model:?}, which is not a sync model"));
         }
     }
     if !m.actions.is_empty() && m.credential_presentation.is_none() {

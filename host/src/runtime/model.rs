@@ -55,6 +55,18 @@ pub struct Manifest {
     pub credential_presentation: Option<CredentialPresentation>,
     pub actions: Vec<ActionDefinition>,
     pub sync_models: Vec<SyncModel>,
+    pub inbound_webhook: Option<InboundWebhook>,
+}
+
+/// How the provider's own webhooks tell the host that data changed.
+#[derive(Debug, Clone)]
+pub struct InboundWebhook {
+    pub token_header: String,
+    pub event_header: String,
+    pub idempotency_header: Option<String>,
+    /// (event, sync model) pairs.
+    pub events: Vec<(String, String)>,
+    pub setup: String,
 }
 
 /// One header the host adds to authenticated requests. `value` is a

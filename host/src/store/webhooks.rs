@@ -156,3 +156,72 @@ impl Store {
         .await?)
     }
 }
+
+impl Store {
+    /// Sets (or replaces) a connection's inbound webhook token.
+    pub async fn set_inbound_secret(&self, integration_id: &str, secret: &Sealed, now: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO inbound_webhooks (integration_id, created_at, secret_key_id, secret_nonce, secret_ciphertext)
+             VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (integration_id) DO UPDATE SET created_at = excluded.created_at,
+                secret_key_id = excluded.secret_key_id, secret_nonce = excluded.secret_nonce,
+                secret_ciphertext = excluded.secret_ciphertext",
+        )
+        .bind(integration_id)
+        .bind(now)
+        .bind(&secret.key_id)
+        .bind(&secret.nonce)
+        .bind(&secret.ciphertext)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn inbound_secret(&self, integration_id: &str) -> Result<Option<Sealed>, StoreError> {
+        let row = sqlx::query("SELECT * FROM inbound_webhooks WHERE integration_id = ?")
+            .bind(integration_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(Sealed {
+                key_id: row.try_get("secret_key_id")?,
+                nonce: row.try_get("secret_nonce")?,
+                ciphertext: row.try_get("secret_ciphertext")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn delete_inbound(&self, integration_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM inbound_webhooks WHERE integration_id = ?")
+            .bind(integration_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Remembers an idempotency key; false when it was seen before. Keys
+    /// older than `forget_before` are dropped on the way.
+    pub async fn first_delivery(
+        &self,
+        integration_id: &str,
+        key: &str,
+        now: i64,
+        forget_before: i64,
+    ) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM inbound_deliveries WHERE received_unix < ?")
+            .bind(forget_before)
+            .execute(&self.pool)
+            .await?;
+        let done = sqlx::query(
+            "INSERT INTO inbound_deliveries (integration_id, idempotency_key, received_unix) VALUES (?, ?, ?)
+             ON CONFLICT (integration_id, idempotency_key) DO NOTHING",
+        )
+        .bind(integration_id)
+        .bind(key)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

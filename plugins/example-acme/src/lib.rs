@@ -37,6 +37,7 @@ impl Connector for AcmeToken {
             }),
             actions: vec![],
             sync_models: vec![],
+            inbound_webhook: None,
         }
     }
 

@@ -40,6 +40,26 @@ pub fn definitions() -> Vec<SyncModel> {
     ]
 }
 
+/// GitLab's project and group webhooks: the secret token comes back in
+/// `X-Gitlab-Token`, the event in `X-Gitlab-Event`, and redeliveries of one
+/// event share `Idempotency-Key` (GitLab 17.4+).
+pub fn inbound_webhook() -> gatehouse_plugin::InboundWebhook {
+    let event = |event: &str, model: &str| (event.to_string(), model.to_string());
+    gatehouse_plugin::InboundWebhook {
+        token_header: "x-gitlab-token".into(),
+        event_header: "x-gitlab-event".into(),
+        idempotency_header: Some("idempotency-key".into()),
+        events: vec![
+            event("Issue Hook", "issues"),
+            event("Confidential Issue Hook", "issues"),
+            event("Merge Request Hook", "merge_requests"),
+            event("Project Hook", "projects"),
+            event("Subgroup Hook", "groups"),
+        ],
+        setup: "In GitLab, open the project or group, Settings > Webhooks > Add new webhook: paste the URL and the secret token, tick Issues events and Merge request events, and save.".into(),
+    }
+}
+
 /// Runs one page of `model` (the connectors' `run_sync`).
 pub fn run(
     model: &str,

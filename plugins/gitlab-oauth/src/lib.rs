@@ -119,6 +119,7 @@ impl Connector for GitlabOauth {
             }),
             actions: gitlab::actions::definitions(),
             sync_models: gitlab::syncs::definitions(),
+            inbound_webhook: Some(gitlab::syncs::inbound_webhook()),
         }
     }
 

@@ -62,6 +62,7 @@ impl Connector for GitlabPat {
             }),
             actions: gitlab::actions::definitions(),
             sync_models: gitlab::syncs::definitions(),
+            inbound_webhook: Some(gitlab::syncs::inbound_webhook()),
         }
     }
 

@@ -52,8 +52,9 @@ pub use oauth::{OAuthClient, OAuthError, OAuthSettings, TokenGrant};
 pub use sync::{Page, SyncedModel, definition as sync_model_definition, run_typed as run_sync_typed};
 
 pub use bindings::gatehouse::plugin::types::{
-    Account, ActionDefinition, AuthMethod, Connection, CredentialPresentation, Field, FieldKind, ProviderError,
-    ProviderManifest as Manifest, ScopeProblem, ScopeRule, SyncModel, SyncPage, SyncRecord, Verification, VerifyError,
+    Account, ActionDefinition, AuthMethod, Connection, CredentialPresentation, Field, FieldKind, InboundWebhook,
+    ProviderError, ProviderManifest as Manifest, ScopeProblem, ScopeRule, SyncModel, SyncPage, SyncRecord,
+    Verification, VerifyError,
 };
 
 /// A provider connector. The host calls each function in a fresh instance,

@@ -36,6 +36,7 @@ impl Connector for Hostile {
             credential_presentation: None,
             actions: vec![],
             sync_models: vec![],
+            inbound_webhook: None,
         }
     }
 

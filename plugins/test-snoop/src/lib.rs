@@ -118,6 +118,7 @@ impl connector::Guest for Snoop {
                 ),
             ],
             sync_models: vec![],
+            inbound_webhook: None,
         }
     }
 

@@ -57,7 +57,7 @@ pub(crate) async fn call(
             let state = store.data();
             Answer::Verify(latest::verify_result(result.map(Into::into).map_err(Into::into), &|s| state.redact(&s)))
         }
-        _ => Answer::Manifest(latest::manifest(connector.call_manifest(&mut *store).await?.into())?),
+        _ => Answer::Manifest(Box::new(latest::manifest(connector.call_manifest(&mut *store).await?.into())?)),
     })
 }
 
@@ -83,6 +83,7 @@ impl From<types::ProviderManifest> for l::ProviderManifest {
             credential_presentation: None,
             actions: Vec::new(),
             sync_models: Vec::new(),
+            inbound_webhook: None,
         }
     }
 }

@@ -47,7 +47,9 @@ pub(crate) async fn call(
     let instance = pre.instantiate_async(&mut *store).await?;
     let connector = instance.gatehouse_plugin_connector();
     Ok(match call {
-        Call::Manifest => Answer::Manifest(latest::manifest(connector.call_manifest(&mut *store).await?.into())?),
+        Call::Manifest => {
+            Answer::Manifest(Box::new(latest::manifest(connector.call_manifest(&mut *store).await?.into())?))
+        }
         Call::Verify(credentials) => {
             let result = connector.call_verify(&mut *store, credentials).await?;
             let state = store.data();
@@ -112,6 +114,7 @@ impl From<types::ProviderManifest> for l::ProviderManifest {
             credential_presentation: None,
             actions: Vec::new(),
             sync_models: Vec::new(),
+            inbound_webhook: None,
         }
     }
 }

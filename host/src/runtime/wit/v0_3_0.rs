@@ -109,7 +109,7 @@ pub(crate) async fn call(
             if let Some(syncs) = &pre.syncs {
                 syncs.load(&mut *store, &instance)?;
             }
-            Answer::Manifest(self::manifest(manifest)?)
+            Answer::Manifest(Box::new(self::manifest(manifest)?))
         }
         Call::Verify(credentials) => {
             let connector = pre.connector.load(&mut *store, &instance)?;
@@ -238,6 +238,13 @@ pub(super) fn manifest(m: types::ProviderManifest) -> wasmtime::Result<model::Ma
             .map(|p| model::CredentialPresentation { header: p.header, value: p.value }),
         actions,
         sync_models,
+        inbound_webhook: m.inbound_webhook.map(|w| model::InboundWebhook {
+            token_header: w.token_header,
+            event_header: w.event_header,
+            idempotency_header: w.idempotency_header,
+            events: w.events,
+            setup: w.setup,
+        }),
     })
 }
 
