@@ -29,7 +29,8 @@ async fn hostile_connectors_fail_alone() {
         ("alloc", 502, "plugin_failed", "memory limit of 64 MiB"),
         // Just over the cap fails; just under it (below) succeeds.
         ("alloc-72", 502, "plugin_failed", "memory limit of 64 MiB"),
-        ("trap", 502, "plugin_failed", "trapped"),
+        // A panic's message reaches the caller (from the call's stderr).
+        ("trap", 502, "plugin_failed", "hostile connector trapped on purpose"),
         ("recurse", 502, "plugin_failed", "trapped"),
         ("egress", 403, "egress_denied", "169.254.169.254"),
         ("flood", 502, "plugin_failed", "limit of 16 outbound requests per call"),

@@ -33,6 +33,9 @@ use model::{
 /// yielding a busy connector back to the scheduler.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 const WASM_PAGE_BYTES: u64 = 64 * 1024;
+/// What a call may write to stderr; kept to explain a trap (a Rust panic
+/// message, a Python traceback), then dropped with the call.
+const STDERR_BYTES: usize = 4096;
 /// `manifest()` is pure data; it gets a short deadline at load.
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -196,6 +199,8 @@ pub struct CallState {
     last_send_error: Option<SendError>,
     /// The lowest rate-limit budget the provider reported in this call.
     budget: Option<RateBudget>,
+    /// The call's stderr, bounded: the last words of a connector that traps.
+    stderr: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
 }
 
 impl WasiView for CallState {
@@ -216,6 +221,28 @@ impl CallState {
             }
         }
         out
+    }
+
+    /// What the connector wrote to stderr before it trapped (a panic
+    /// message, a traceback's last line), credentials removed, as a
+    /// sentence to append; empty when it wrote nothing.
+    fn last_words(&self) -> String {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        if lines.is_empty() {
+            return String::new();
+        }
+        // A panic says where on one line and what on the next; a traceback
+        // ends with the exception.
+        let said: String = lines.iter().rev().take(2).rev().copied().collect::<Vec<_>>().join(" ");
+        let said: String = self.redact(&said).chars().take(300).collect();
+        tracing::warn!(target: "gatehouse::plugin", plugin = %self.plugin_id, stderr = %said, "connector trapped");
+        format!("; it wrote: {said}")
     }
 
     /// The `http.send` import of every WIT version. Running out of the
@@ -748,10 +775,13 @@ impl Runtime {
         secrets: Vec<SecretString>,
         timeout: Duration,
     ) -> Store<CallState> {
+        let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(STDERR_BYTES);
         let state = CallState {
-            // Nothing granted: no preopens, environment, arguments, stdio or
-            // sockets. Clocks and randomness stay, as std needs them.
-            wasi: WasiCtx::builder().build(),
+            // Nothing granted: no preopens, environment, arguments, stdin,
+            // stdout or sockets; stderr goes to a small buffer that only
+            // explains a trap. Clocks and randomness stay, as std needs them.
+            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
+            stderr,
             table: ResourceTable::new(),
             memory: MemoryCap { bytes: self.limits.memory_bytes, denied: false },
             egress,
@@ -792,7 +822,7 @@ fn finish<R>(
             state.memory.bytes / (1024 * 1024)
         ))),
         Ok(Err(e)) => match e.downcast_ref::<Trap>() {
-            Some(trap) => Err(CallError::Failed(format!("the connector trapped ({trap})"))),
+            Some(trap) => Err(CallError::Failed(format!("the connector trapped ({trap}){}", state.last_words()))),
             None => Err(CallError::Failed(state.redact(&first_line(&e)))),
         },
     }
