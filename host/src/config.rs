@@ -1,5 +1,5 @@
 //! Command line and environment configuration: every knob of `gatehouse`
-//! lives here, with the defaults DESIGN.md §2 and §5 promise.
+//! lives here, with the defaults the README documents.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 

@@ -327,17 +327,8 @@ impl Syncs {
         for (id, model) in self.integrations.store.due_syncs(now, free).await? {
             let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
             let (now, now_text) = self::now();
-            let lease_until = now + self.settings.lease.as_secs() as i64;
             let run_id = uuid::Uuid::new_v4().to_string();
-            let claimant = Holder {
-                integration_id: &id,
-                model: &model,
-                owner: &self.owner,
-                run_id: &run_id,
-                lease_until,
-                now_text: &now_text,
-                now_unix: now,
-            };
+            let claimant = self.holder(&id, &model, &run_id, now, &now_text);
             let claimed = self.integrations.store.claim_sync(&claimant).await?;
             if let Some(row) = claimed {
                 let this = self.clone();
@@ -363,15 +354,7 @@ impl Syncs {
         tracing::info!(integration = %id, model = %model_name, "sync run started");
         for _ in 0..MAX_PAGES_PER_RUN {
             let (now, now_text) = now();
-            let holder = Holder {
-                integration_id: &id,
-                model: &model_name,
-                owner: &self.owner,
-                run_id: &run_id,
-                lease_until: now + self.settings.lease.as_secs() as i64,
-                now_text: &now_text,
-                now_unix: now,
-            };
+            let holder = self.holder(&id, &model_name, &run_id, now, &now_text);
             let in_use = match self.integrations.for_use(&id).await {
                 Ok(in_use) => in_use,
                 Err(e) => return self.fail(&holder, &e, None).await,
@@ -426,7 +409,8 @@ impl Syncs {
                 detect_deletions: !model.incremental,
                 next_run_at: now + self.interval(&row, &model),
             });
-            let webhooks = self.webhooks.ids().await.unwrap_or_default();
+            // Only the page that ends the run enqueues events.
+            let webhooks = if finish.is_some() { self.webhooks.ids().await.unwrap_or_default() } else { Vec::new() };
             let provider = in_use.row.provider.clone();
             let committed = self
                 .integrations
@@ -474,19 +458,25 @@ impl Syncs {
             }
         }
         let (now, now_text) = now();
-        let holder = Holder {
-            integration_id: &id,
-            model: &model_name,
-            owner: &self.owner,
-            run_id: &run_id,
-            lease_until: now,
-            now_text: &now_text,
-            now_unix: now,
-        };
+        let holder = self.holder(&id, &model_name, &run_id, now, &now_text);
         let e = AppError::Plugin(crate::runtime::CallError::Failed(format!(
             "the sync of {model_name} did not end after {MAX_PAGES_PER_RUN} pages"
         )));
         self.fail(&holder, &e, None).await
+    }
+
+    /// This process holding `run_id` of (`id`, `model`) at `now`, its lease
+    /// running one lease period from then.
+    fn holder<'a>(&'a self, id: &'a str, model: &'a str, run_id: &'a str, now: i64, now_text: &'a str) -> Holder<'a> {
+        Holder {
+            integration_id: id,
+            model,
+            owner: &self.owner,
+            run_id,
+            lease_until: now + self.settings.lease.as_secs() as i64,
+            now_text,
+            now_unix: now,
+        }
     }
 
     fn interval(&self, row: &SyncRow, model: &SyncModel) -> i64 {

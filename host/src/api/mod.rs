@@ -1,4 +1,4 @@
-//! The HTTP API: routes of DESIGN.md §3 under `/api/v1`, the OpenAPI
+//! The HTTP API: the routes under `/api/v1` (README: API), the OpenAPI
 //! document, Swagger UI and the bearer API key check.
 
 pub mod models;
@@ -38,8 +38,13 @@ pub struct ApiKeyHash(pub String);
 pub struct ApiKey(());
 
 async fn check_api_key(req: &Request, bearer: Bearer) -> Option<()> {
-    let expected = req.data::<Arc<ApiKeyHash>>()?;
-    crypto::constant_time_eq(&crypto::hash_api_key(&bearer.token), &expected.0).then_some(())
+    api_key_matches(req, &bearer.token).then_some(())
+}
+
+/// Whether `key` is the server's API key (compared as hashes, in constant time).
+fn api_key_matches(req: &Request, key: &str) -> bool {
+    req.data::<Arc<ApiKeyHash>>()
+        .is_some_and(|expected| crypto::constant_time_eq(&crypto::hash_api_key(key), &expected.0))
 }
 
 #[derive(poem_openapi::Tags)]
@@ -565,14 +570,12 @@ pub fn routes(
 /// key, forwarded to the provider with the connection's credential.
 async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
-    let authorized = match (req.data::<Arc<ApiKeyHash>>(), req.headers().get("authorization")) {
-        (Some(expected), Some(value)) => value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|key| crypto::constant_time_eq(&crypto::hash_api_key(key.trim()), &expected.0)),
-        _ => false,
-    };
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|key| api_key_matches(&req, key.trim()));
     if !authorized {
         return Ok(ApiError::from(AppError::Unauthorized).into_response());
     }

@@ -853,22 +853,22 @@ pub fn credential_header(
         .ok_or_else(|| format!("the connector {} declares no credential presentation", manifest.id))?;
     let mut value = String::new();
     let mut used = Vec::new();
-    let mut rest = presentation.value.as_str();
-    while let Some(open) = rest.find('{') {
-        let close = rest[open..].find('}').map(|c| open + c).ok_or("unbalanced { in the credential presentation")?;
-        value.push_str(&rest[..open]);
-        let key = &rest[open + 1..close];
-        let field_value = credentials.get(key).ok_or_else(|| format!("the credential field {key:?} is empty"))?;
-        value.push_str(field_value);
-        used.push(SecretString::from(field_value.to_string()));
-        rest = &rest[close + 1..];
+    for part in template_parts(&presentation.value)? {
+        match part {
+            TemplatePart::Text(text) => value.push_str(text),
+            TemplatePart::Key(key) => {
+                let field_value =
+                    credentials.get(key).ok_or_else(|| format!("the credential field {key:?} is empty"))?;
+                value.push_str(field_value);
+                used.push(SecretString::from(field_value.to_string()));
+            }
+        }
     }
-    value.push_str(rest);
     CredentialHeader::new(base_url, &presentation.header, &SecretString::from(value), used)
 }
 
-/// The IETF `RateLimit-Remaining` / `RateLimit-Reset` header fields (GitLab
-/// sends them). A reset larger than a day of seconds is a Unix time, else a
+/// The IETF `RateLimit-Remaining` / `RateLimit-Reset` header fields, which
+/// providers such as GitLab send. A reset larger than a day of seconds is a Unix time, else a
 /// delay.
 fn rate_budget(headers: &[(String, String)]) -> Option<RateBudget> {
     let get = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim());
@@ -877,6 +877,27 @@ fn rate_budget(headers: &[(String, String)]) -> Option<RateBudget> {
         .and_then(|v| v.parse::<i64>().ok())
         .map(|v| if v > 86_400 { v } else { time::OffsetDateTime::now_utc().unix_timestamp() + v });
     Some(RateBudget { remaining, reset_at })
+}
+
+/// A credential presentation template split into literal text and `{key}`
+/// placeholders, in order.
+enum TemplatePart<'a> {
+    Text(&'a str),
+    Key(&'a str),
+}
+
+fn template_parts(template: &str) -> Result<Vec<TemplatePart<'_>>, String> {
+    let mut parts = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let close =
+            rest[open..].find('}').map(|c| open + c).ok_or("credential presentation value has an unclosed {")?;
+        parts.push(TemplatePart::Text(&rest[..open]));
+        parts.push(TemplatePart::Key(&rest[open + 1..close]));
+        rest = &rest[close + 1..];
+    }
+    parts.push(TemplatePart::Text(rest));
+    Ok(parts)
 }
 
 fn compile_record_schemas(m: &Manifest) -> Result<BTreeMap<String, jsonschema::Validator>, String> {
@@ -1044,20 +1065,17 @@ fn validate_presentation(m: &Manifest, p: &model::CredentialPresentation) -> Res
     if !is_token || ["host", "content-length", "transfer-encoding", "connection", "cookie", "te"].contains(&&*header) {
         return Err(format!("credential presentation header {:?} is not a header the host may set", p.header));
     }
-    let mut rest = p.value.as_str();
-    let mut placeholders = 0;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}').map(|c| open + c) else {
-            return Err("credential presentation value has an unclosed {".into());
-        };
-        let key = &rest[open + 1..close];
-        if !m.fields.iter().any(|f| f.key == key && f.kind == FieldKind::Secret) {
-            return Err(format!("credential presentation names {key:?}, which is not a secret field"));
-        }
-        placeholders += 1;
-        rest = &rest[close + 1..];
+    let keys: Vec<&str> = template_parts(&p.value)?
+        .into_iter()
+        .filter_map(|part| match part {
+            TemplatePart::Key(key) => Some(key),
+            TemplatePart::Text(_) => None,
+        })
+        .collect();
+    if let Some(key) = keys.iter().find(|key| !m.fields.iter().any(|f| &f.key == *key && f.kind == FieldKind::Secret)) {
+        return Err(format!("credential presentation names {key:?}, which is not a secret field"));
     }
-    if placeholders == 0 {
+    if keys.is_empty() {
         return Err("credential presentation value names no secret field (e.g. \"Bearer {access_token}\")".into());
     }
     Ok(())

@@ -280,7 +280,7 @@ impl Store {
             next_seq += 1;
         }
         for external_id in &page.deleted {
-            if mark_deleted(&mut tx, holder, Some(external_id), next_seq).await? > 0 {
+            if mark_deleted(&mut tx, holder, external_id, next_seq).await? > 0 {
                 totals.deleted += 1;
                 next_seq += 1;
             }
@@ -308,7 +308,7 @@ impl Store {
                         .await?;
                 next_seq = last - more + 1;
                 for external_id in &gone {
-                    mark_deleted(&mut tx, holder, Some(external_id), next_seq).await?;
+                    mark_deleted(&mut tx, holder, external_id, next_seq).await?;
                     next_seq += 1;
                     totals.deleted += 1;
                 }
@@ -495,7 +495,7 @@ async fn upsert_record(
 async fn mark_deleted(
     tx: &mut Transaction<'_, Sqlite>,
     holder: &Holder<'_>,
-    external_id: Option<&String>,
+    external_id: &str,
     seq: i64,
 ) -> Result<u64, StoreError> {
     let done = sqlx::query(
