@@ -38,7 +38,7 @@ use poem::{
 #[allow(unused_imports)]
 mod gitlab_pat;
 
-const HOSTILE: &str = env!("GATEHOUSE_TEST_HOSTILE_WASM");
+const HOSTILE: &str = gatehouse_test_programs::TEST_HOSTILE_WASM;
 const API_KEY: &str = "bench-api-key";
 const TOKEN: &str = "glpat-benchmark-token-0123456789";
 const PAT: &str = "gitlab-pat";

@@ -1,20 +1,115 @@
 //! The wall clock, read and formatted in one place: whole seconds, UTC,
-//! RFC 3339, as every stored and served time is.
+//! RFC 3339, as every stored and served time is. `Timestamp` is that time
+//! as a value, stored as the same text.
 
+use std::{fmt, time::Duration};
+
+use sqlx::{
+    Decode, Encode, Sqlite, Type,
+    encode::IsNull,
+    error::BoxDynError,
+    sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef},
+};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 /// Now, as Unix seconds and as RFC 3339 text of the same second.
 pub fn now() -> (i64, String) {
-    let t = OffsetDateTime::now_utc();
-    (t.unix_timestamp(), rfc3339(t))
+    let t = Timestamp::now();
+    (t.unix(), t.to_string())
 }
 
 /// RFC 3339 in UTC, without fractions of a second.
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.replace_nanosecond(0).unwrap_or(t).format(&Rfc3339).expect("a time formats as RFC 3339")
+    Timestamp::from(t).to_string()
 }
 
 /// Unix seconds as RFC 3339, when representable.
 pub fn unix_rfc3339(seconds: i64) -> Option<String> {
-    OffsetDateTime::from_unix_timestamp(seconds).ok().map(rfc3339)
+    Timestamp::from_unix(seconds).map(|t| t.to_string())
+}
+
+/// A UTC instant to the second. Stored and served as RFC 3339 text, so
+/// rows sort by time as text and read the same in any SQLite client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        OffsetDateTime::now_utc().into()
+    }
+
+    pub fn from_unix(seconds: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp(seconds).ok().map(Self)
+    }
+
+    /// Parses RFC 3339 (any offset, any fraction); None when it is not.
+    pub fn parse(text: &str) -> Option<Self> {
+        OffsetDateTime::parse(text, &Rfc3339).ok().map(Self::from)
+    }
+
+    pub fn unix(self) -> i64 {
+        self.0.unix_timestamp()
+    }
+
+    pub fn after(self, duration: Duration) -> Self {
+        Self(self.0 + duration)
+    }
+
+    /// Whether this instant is within `window` from now, or past.
+    pub fn within(self, window: Duration) -> bool {
+        self.0 - OffsetDateTime::now_utc() <= window
+    }
+}
+
+impl From<OffsetDateTime> for Timestamp {
+    fn from(t: OffsetDateTime) -> Self {
+        let t = t.to_offset(time::UtcOffset::UTC);
+        Self(t.replace_nanosecond(0).unwrap_or(t))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.format(&Rfc3339).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl Type<Sqlite> for Timestamp {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for Timestamp {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'q, Sqlite>>::encode(self.to_string(), buf)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for Timestamp {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<'r, Sqlite>>::decode(value)?;
+        Self::parse(text).ok_or_else(|| format!("{text:?} is not an RFC 3339 time").into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_utc_whole_seconds_and_round_trips() {
+        let t = Timestamp::parse("2026-11-26T13:14:15.987+01:00").unwrap();
+        assert_eq!(t.to_string(), "2026-11-26T12:14:15Z");
+        assert_eq!(Timestamp::parse(&t.to_string()), Some(t));
+        assert_eq!(Timestamp::parse("2026-11-26"), None);
+    }
+
+    #[test]
+    fn within_a_window() {
+        let now = Timestamp::now();
+        assert!(now.after(Duration::from_secs(60)).within(Duration::from_secs(300)));
+        assert!(!now.after(Duration::from_secs(3600)).within(Duration::from_secs(300)));
+        assert!(Timestamp::from_unix(0).unwrap().within(Duration::ZERO));
+    }
 }

@@ -158,13 +158,24 @@ pub struct ProxyConfig {
 }
 
 impl ProxyConfig {
-    pub fn settings(&self) -> crate::proxy::ProxySettings {
-        crate::proxy::ProxySettings {
+    pub fn settings(&self) -> ProxySettings {
+        ProxySettings {
             timeout: self.proxy_timeout,
             max_body_bytes: self.proxy_max_body_bytes,
             max_retry_wait: self.proxy_max_retry_wait,
         }
     }
+}
+
+/// What the proxy needs of `ProxyConfig`.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxySettings {
+    /// Deadline of one upstream exchange, body included.
+    pub timeout: Duration,
+    /// Largest request body forwarded.
+    pub max_body_bytes: usize,
+    /// Longest `Retry-After` the proxy waits out; a longer one is answered.
+    pub max_retry_wait: Duration,
 }
 
 /// The OAuth 2.0 client: where the provider redirects back to, applications

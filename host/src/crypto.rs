@@ -1,5 +1,6 @@
 //! Secrets at rest: the master key (from the environment or a 0600 key
-//! file), AES-256-GCM sealing bound to the owning record, and API key hashing.
+//! file), AES-256-GCM sealing bound to the owning record (`Binding`), and
+//! API key hashing.
 
 use std::{
     fs,
@@ -38,8 +39,40 @@ pub struct Sealed {
     pub ciphertext: Vec<u8>,
 }
 
+/// What a ciphertext belongs to. It is authenticated with the ciphertext, so
+/// a sealed value copied onto another record, or into another role on the
+/// same record, does not open. The texts are stored facts: never change one.
+#[derive(Debug, Clone, Copy)]
+pub enum Binding<'a> {
+    /// An integration's credentials, by integration id.
+    Credentials(&'a str),
+    /// An integration's OAuth refresh token, by integration id.
+    RefreshToken(&'a str),
+    /// The PKCE verifier of an authorization in flight, by state hash.
+    OAuthVerifier(&'a str),
+    /// An OAuth application's client secret, by its unique provider and base URL.
+    OAuthApp { provider: &'a str, base_url: &'a str },
+    /// An outgoing webhook's signing secret, by webhook id.
+    Webhook(&'a str),
+    /// The token a provider's webhook must present, by integration id.
+    InboundWebhook(&'a str),
+}
+
+impl Binding<'_> {
+    fn text(self) -> String {
+        match self {
+            Self::Credentials(id) => id.to_string(),
+            Self::RefreshToken(id) => format!("{id}/refresh"),
+            Self::OAuthVerifier(state_hash) => format!("oauth-state/{state_hash}"),
+            Self::OAuthApp { provider, base_url } => format!("oauth-app/{provider}/{base_url}"),
+            Self::Webhook(id) => format!("webhook/{id}"),
+            Self::InboundWebhook(id) => format!("{id}/inbound-webhook"),
+        }
+    }
+}
+
 /// The AEAD key. Its id is derived from the key, so a record says which key
-/// sealed it and keys can rotate without guessing.
+/// sealed it and a wrong key is reported as such, not as tampering.
 pub struct MasterKey {
     id: String,
     cipher: Aes256Gcm,
@@ -92,19 +125,19 @@ impl MasterKey {
         &self.id
     }
 
-    /// Seals `plaintext` so it only opens for the same `binding` (the record
-    /// id): a ciphertext copied onto another row fails to open.
-    pub fn seal(&self, binding: &str, plaintext: &[u8]) -> Sealed {
+    /// Seals a secret so it only opens for the same `binding`.
+    pub fn seal(&self, binding: Binding<'_>, secret: &str) -> Sealed {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let aad = self.aad(binding);
         let ciphertext = self
             .cipher
-            .encrypt(&nonce, Payload { msg: plaintext, aad: &aad })
+            .encrypt(&nonce, Payload { msg: secret.as_bytes(), aad: &aad })
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         Sealed { key_id: self.id.clone(), nonce: nonce.to_vec(), ciphertext }
     }
 
-    pub fn open(&self, binding: &str, sealed: &Sealed) -> Result<SecretSlice<u8>, CryptoError> {
+    /// Opens what `seal` sealed for the same binding.
+    pub fn open(&self, binding: Binding<'_>, sealed: &Sealed) -> Result<SecretString, CryptoError> {
         if sealed.key_id != self.id {
             return Err(CryptoError::UnknownKey(sealed.key_id.clone()));
         }
@@ -112,14 +145,15 @@ impl MasterKey {
             return Err(CryptoError::Open);
         }
         let aad = self.aad(binding);
-        self.cipher
+        let plain = self
+            .cipher
             .decrypt(Nonce::from_slice(&sealed.nonce), Payload { msg: &sealed.ciphertext, aad: &aad })
-            .map(SecretSlice::from)
-            .map_err(|_| CryptoError::Open)
+            .map_err(|_| CryptoError::Open)?;
+        String::from_utf8(plain).map(SecretString::from).map_err(|_| CryptoError::Open)
     }
 
-    fn aad(&self, binding: &str) -> Vec<u8> {
-        format!("gatehouse:v1:{}:{binding}", self.id).into_bytes()
+    fn aad(&self, binding: Binding<'_>) -> Vec<u8> {
+        format!("gatehouse:v1:{}:{}", self.id, binding.text()).into_bytes()
     }
 }
 
@@ -186,25 +220,44 @@ mod tests {
     #[test]
     fn sealed_secret_opens_only_for_its_binding() {
         let k = key();
-        let sealed = k.seal("id-1", b"glpat-secret");
+        let sealed = k.seal(Binding::Credentials("id-1"), "glpat-secret");
         assert!(!sealed.ciphertext.windows(12).any(|w| w == b"glpat-secret"));
-        assert_eq!(k.open("id-1", &sealed).unwrap().expose_secret(), b"glpat-secret");
-        assert!(matches!(k.open("id-2", &sealed), Err(CryptoError::Open)));
+        assert_eq!(k.open(Binding::Credentials("id-1"), &sealed).unwrap().expose_secret(), "glpat-secret");
+        assert!(matches!(k.open(Binding::Credentials("id-2"), &sealed), Err(CryptoError::Open)));
+        // The same record, another role: a credential is not a refresh token.
+        assert!(matches!(k.open(Binding::RefreshToken("id-1"), &sealed), Err(CryptoError::Open)));
+    }
+
+    #[test]
+    fn binding_texts_are_stable() {
+        // Stored ciphertexts are authenticated with these texts.
+        let texts = [
+            Binding::Credentials("i").text(),
+            Binding::RefreshToken("i").text(),
+            Binding::OAuthVerifier("h").text(),
+            Binding::OAuthApp { provider: "p", base_url: "https://x" }.text(),
+            Binding::Webhook("w").text(),
+            Binding::InboundWebhook("i").text(),
+        ];
+        assert_eq!(
+            texts,
+            ["i", "i/refresh", "oauth-state/h", "oauth-app/p/https://x", "webhook/w", "i/inbound-webhook"]
+        );
     }
 
     #[test]
     fn tampered_ciphertext_is_refused() {
         let k = key();
-        let mut sealed = k.seal("id", b"secret");
+        let mut sealed = k.seal(Binding::Webhook("id"), "secret");
         sealed.ciphertext[0] ^= 1;
-        assert!(k.open("id", &sealed).is_err());
+        assert!(k.open(Binding::Webhook("id"), &sealed).is_err());
     }
 
     #[test]
     fn other_key_is_reported_by_id() {
-        let sealed = key().seal("id", b"secret");
+        let sealed = key().seal(Binding::Credentials("id"), "secret");
         let other = MasterKey::from_bytes(&SecretSlice::from(vec![8u8; 32]));
-        assert!(matches!(other.open("id", &sealed), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(other.open(Binding::Credentials("id"), &sealed), Err(CryptoError::UnknownKey(_))));
     }
 
     #[test]

@@ -10,6 +10,8 @@ use crate::{
     store::StoreError,
 };
 
+pub use crate::problem::Problem;
+
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
@@ -61,147 +63,154 @@ pub enum AppError {
     Crypto(#[from] CryptoError),
 }
 
-/// One problem, as served and as stored in `last_error`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, poem_openapi::Object)]
-#[oai(rename = "Problem")]
-pub struct Problem {
-    /// URI naming the problem type; stable per `code`.
-    #[oai(rename = "type")]
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    /// What happened and what to do next.
-    pub detail: String,
-    /// Stable machine-readable code (see the README's error table).
-    pub code: String,
-    /// Scopes the token lacks (`insufficient_scope`).
-    #[oai(skip_serializing_if_is_none)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub missing_scopes: Option<Vec<String>>,
-    /// Seconds to wait before retrying (`rate_limited`), as the provider said.
-    #[oai(skip_serializing_if_is_none)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<u32>,
-    /// JSON pointer of the value that fails its schema (`validation_error`
-    /// for an action's input, `plugin_failed` for its output).
-    #[oai(skip_serializing_if_is_none)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pointer: Option<String>,
+/// The stable error codes of the API. Each has one HTTP status and one
+/// title; the README's error table lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    ValidationError,
+    InvalidBaseUrl,
+    OAuthStateInvalid,
+    OAuthDenied,
+    OAuthNotConfigured,
+    OAuthUnsupported,
+    Unauthorized,
+    EgressDenied,
+    ProviderForbidden,
+    NotFound,
+    AccountMismatch,
+    NotRefreshable,
+    ProxyUnsupported,
+    InvalidToken,
+    TokenExpired,
+    TokenRevoked,
+    InsufficientScope,
+    InvalidGrant,
+    OAuthClientInvalid,
+    RateLimited,
+    InternalError,
+    UpstreamError,
+    UpstreamUnreachable,
+    PluginFailed,
+    SecretUnavailable,
+    UpstreamTimeout,
+    PluginTimeout,
+}
+
+impl ErrorCode {
+    /// The code's text, its HTTP status and its title, in one place so a
+    /// code cannot exist without the other two.
+    fn parts(self) -> (&'static str, u16, &'static str) {
+        match self {
+            Self::ValidationError => ("validation_error", 400, "The request is not valid"),
+            Self::InvalidBaseUrl => ("invalid_base_url", 400, "The base URL is not acceptable"),
+            Self::OAuthStateInvalid => ("oauth_state_invalid", 400, "The authorization state is not valid"),
+            Self::OAuthDenied => ("oauth_denied", 400, "The provider did not grant the authorization"),
+            Self::OAuthNotConfigured => ("oauth_not_configured", 400, "No OAuth application is configured"),
+            Self::OAuthUnsupported => ("oauth_unsupported", 400, "The connector does not support OAuth"),
+            Self::Unauthorized => ("unauthorized", 401, "Missing or wrong API key"),
+            Self::EgressDenied => ("egress_denied", 403, "The target address is refused by the egress policy"),
+            Self::ProviderForbidden => {
+                ("provider_forbidden", 403, "The provider does not allow this for the connected account")
+            }
+            Self::NotFound => ("not_found", 404, "Not found"),
+            Self::AccountMismatch => ("account_mismatch", 409, "The token belongs to another account"),
+            Self::NotRefreshable => ("not_refreshable", 409, "The integration cannot be refreshed"),
+            Self::ProxyUnsupported => ("proxy_unsupported", 409, "The connector cannot be used through the proxy"),
+            Self::InvalidToken => ("invalid_token", 422, "The provider refused the token"),
+            Self::TokenExpired => ("token_expired", 422, "The token has expired"),
+            Self::TokenRevoked => ("token_revoked", 422, "The token was revoked"),
+            Self::InsufficientScope => ("insufficient_scope", 422, "The token lacks required scopes"),
+            Self::InvalidGrant => ("invalid_grant", 422, "The provider refused the grant"),
+            Self::OAuthClientInvalid => ("oauth_client_invalid", 422, "The provider refused the OAuth application"),
+            Self::RateLimited => ("rate_limited", 429, "The provider is rate limiting requests"),
+            Self::InternalError => ("internal_error", 500, "Internal error"),
+            Self::UpstreamError => ("upstream_error", 502, "The provider answered with an error"),
+            Self::UpstreamUnreachable => ("upstream_unreachable", 502, "The provider could not be reached"),
+            Self::PluginFailed => ("plugin_failed", 502, "The connector failed"),
+            Self::SecretUnavailable => ("secret_unavailable", 503, "Stored credentials cannot be decrypted"),
+            Self::UpstreamTimeout => ("upstream_timeout", 504, "The provider did not answer in time"),
+            Self::PluginTimeout => ("plugin_timeout", 504, "The connector did not finish in time"),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.parts().0
+    }
+
+    pub fn status(self) -> u16 {
+        self.parts().1
+    }
+
+    pub fn title(self) -> &'static str {
+        self.parts().2
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl AppError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
+        use ErrorCode as C;
         match self {
-            Self::Validation(_) => "validation_error",
-            Self::InvalidBaseUrl(_) => "invalid_base_url",
-            Self::EgressDenied(_) => "egress_denied",
-            Self::Unauthorized => "unauthorized",
-            Self::NotFound(_) => "not_found",
-            Self::AccountMismatch(_) => "account_mismatch",
+            Self::Validation(_) => C::ValidationError,
+            Self::InvalidBaseUrl(_) => C::InvalidBaseUrl,
+            Self::EgressDenied(_) => C::EgressDenied,
+            Self::Unauthorized => C::Unauthorized,
+            Self::NotFound(_) => C::NotFound,
+            Self::AccountMismatch(_) => C::AccountMismatch,
             Self::Verify(e) => match e {
-                VerifyError::InvalidInput(_) => "validation_error",
-                VerifyError::InvalidToken(_) => "invalid_token",
-                VerifyError::TokenExpired(_) => "token_expired",
-                VerifyError::TokenRevoked(_) => "token_revoked",
-                VerifyError::InsufficientScope { .. } => "insufficient_scope",
-                VerifyError::RateLimited(_) => "rate_limited",
-                VerifyError::UpstreamError(_) => "upstream_error",
-                VerifyError::UpstreamUnreachable(_) => "upstream_unreachable",
-                VerifyError::UpstreamTimeout => "upstream_timeout",
-                VerifyError::EgressDenied(_) => "egress_denied",
+                VerifyError::InvalidInput(_) => C::ValidationError,
+                VerifyError::InvalidToken(_) => C::InvalidToken,
+                VerifyError::TokenExpired(_) => C::TokenExpired,
+                VerifyError::TokenRevoked(_) => C::TokenRevoked,
+                VerifyError::InsufficientScope { .. } => C::InsufficientScope,
+                VerifyError::RateLimited(_) => C::RateLimited,
+                VerifyError::UpstreamError(_) => C::UpstreamError,
+                VerifyError::UpstreamUnreachable(_) => C::UpstreamUnreachable,
+                VerifyError::UpstreamTimeout => C::UpstreamTimeout,
+                VerifyError::EgressDenied(_) => C::EgressDenied,
             },
-            Self::OAuthState(_) => "oauth_state_invalid",
-            Self::OAuthDenied(_) => "oauth_denied",
-            Self::OAuthNotConfigured(_) => "oauth_not_configured",
-            Self::NotRefreshable(_) => "not_refreshable",
+            Self::OAuthState(_) => C::OAuthStateInvalid,
+            Self::OAuthDenied(_) => C::OAuthDenied,
+            Self::OAuthNotConfigured(_) => C::OAuthNotConfigured,
+            Self::NotRefreshable(_) => C::NotRefreshable,
             Self::OAuth(e) => match e {
-                OAuthError::Unsupported => "oauth_unsupported",
-                OAuthError::InvalidGrant(_) => "invalid_grant",
-                OAuthError::InvalidClient(_) => "oauth_client_invalid",
-                OAuthError::RateLimited(_) => "rate_limited",
-                OAuthError::UpstreamError(_) => "upstream_error",
-                OAuthError::UpstreamUnreachable(_) => "upstream_unreachable",
-                OAuthError::UpstreamTimeout => "upstream_timeout",
-                OAuthError::EgressDenied(_) => "egress_denied",
+                OAuthError::Unsupported => C::OAuthUnsupported,
+                OAuthError::InvalidGrant(_) => C::InvalidGrant,
+                OAuthError::InvalidClient(_) => C::OAuthClientInvalid,
+                OAuthError::RateLimited(_) => C::RateLimited,
+                OAuthError::UpstreamError(_) => C::UpstreamError,
+                OAuthError::UpstreamUnreachable(_) => C::UpstreamUnreachable,
+                OAuthError::UpstreamTimeout => C::UpstreamTimeout,
+                OAuthError::EgressDenied(_) => C::EgressDenied,
             },
             Self::Provider(e) => match e {
-                ProviderError::InvalidInput(_) => "validation_error",
-                ProviderError::NotFound(_) | ProviderError::Unsupported(_) => "not_found",
-                ProviderError::Unauthorized(_) => "invalid_token",
-                ProviderError::Forbidden(_) => "provider_forbidden",
-                ProviderError::RateLimited(_) => "rate_limited",
-                ProviderError::UpstreamError(_) => "upstream_error",
-                ProviderError::UpstreamUnreachable(_) => "upstream_unreachable",
-                ProviderError::UpstreamTimeout => "upstream_timeout",
-                ProviderError::EgressDenied(_) => "egress_denied",
+                ProviderError::InvalidInput(_) => C::ValidationError,
+                ProviderError::NotFound(_) | ProviderError::Unsupported(_) => C::NotFound,
+                ProviderError::Unauthorized(_) => C::InvalidToken,
+                ProviderError::Forbidden(_) => C::ProviderForbidden,
+                ProviderError::RateLimited(_) => C::RateLimited,
+                ProviderError::UpstreamError(_) => C::UpstreamError,
+                ProviderError::UpstreamUnreachable(_) => C::UpstreamUnreachable,
+                ProviderError::UpstreamTimeout => C::UpstreamTimeout,
+                ProviderError::EgressDenied(_) => C::EgressDenied,
             },
-            Self::Schema { .. } => "validation_error",
-            Self::BadOutput { .. } => "plugin_failed",
-            Self::ProxyUnsupported(_) => "proxy_unsupported",
-            Self::Plugin(CallError::Timeout(_)) => "plugin_timeout",
-            Self::Plugin(CallError::Failed(_)) => "plugin_failed",
-            Self::Store(_) => "internal_error",
-            Self::Crypto(_) => "secret_unavailable",
+            Self::Schema { .. } => C::ValidationError,
+            Self::BadOutput { .. } => C::PluginFailed,
+            Self::ProxyUnsupported(_) => C::ProxyUnsupported,
+            Self::Plugin(CallError::Timeout(_)) => C::PluginTimeout,
+            Self::Plugin(CallError::Failed(_)) => C::PluginFailed,
+            Self::Store(_) => C::InternalError,
+            Self::Crypto(_) => C::SecretUnavailable,
         }
     }
 
     pub fn status(&self) -> u16 {
-        match self.code() {
-            "validation_error"
-            | "invalid_base_url"
-            | "oauth_state_invalid"
-            | "oauth_denied"
-            | "oauth_not_configured"
-            | "oauth_unsupported" => 400,
-            "unauthorized" => 401,
-            "egress_denied" | "provider_forbidden" => 403,
-            "not_found" => 404,
-            "account_mismatch" | "not_refreshable" | "proxy_unsupported" => 409,
-            "invalid_token"
-            | "token_expired"
-            | "token_revoked"
-            | "insufficient_scope"
-            | "invalid_grant"
-            | "oauth_client_invalid" => 422,
-            "rate_limited" => 429,
-            "upstream_error" | "upstream_unreachable" | "plugin_failed" => 502,
-            "secret_unavailable" => 503,
-            "upstream_timeout" | "plugin_timeout" => 504,
-            _ => 500,
-        }
-    }
-
-    fn title(&self) -> &'static str {
-        match self.code() {
-            "validation_error" => "The request is not valid",
-            "invalid_base_url" => "The base URL is not acceptable",
-            "egress_denied" => "The target address is refused by the egress policy",
-            "unauthorized" => "Missing or wrong API key",
-            "not_found" => "Not found",
-            "account_mismatch" => "The token belongs to another account",
-            "invalid_token" => "The provider refused the token",
-            "token_expired" => "The token has expired",
-            "token_revoked" => "The token was revoked",
-            "insufficient_scope" => "The token lacks required scopes",
-            "rate_limited" => "The provider is rate limiting requests",
-            "upstream_error" => "The provider answered with an error",
-            "upstream_unreachable" => "The provider could not be reached",
-            "upstream_timeout" => "The provider did not answer in time",
-            "oauth_state_invalid" => "The authorization state is not valid",
-            "oauth_denied" => "The provider did not grant the authorization",
-            "oauth_not_configured" => "No OAuth application is configured",
-            "oauth_unsupported" => "The connector does not support OAuth",
-            "not_refreshable" => "The integration cannot be refreshed",
-            "invalid_grant" => "The provider refused the grant",
-            "oauth_client_invalid" => "The provider refused the OAuth application",
-            "plugin_failed" => "The connector failed",
-            "provider_forbidden" => "The provider does not allow this for the connected account",
-            "proxy_unsupported" => "The connector cannot be used through the proxy",
-            "plugin_timeout" => "The connector did not finish in time",
-            "secret_unavailable" => "Stored credentials cannot be decrypted",
-            _ => "Internal error",
-        }
+        self.code().status()
     }
 
     /// A sentence saying what happened and what to do next.
@@ -304,10 +313,10 @@ impl AppError {
         };
         Problem {
             kind: format!("https://gatehouse.invalid/problems/{}", self.code()),
-            title: self.title().into(),
+            title: self.code().title().into(),
             status: self.status(),
             detail: self.detail(),
-            code: self.code().into(),
+            code: self.code().as_str().into(),
             missing_scopes,
             retry_after,
             pointer,

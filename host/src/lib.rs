@@ -5,21 +5,17 @@
 // path of a request; boxing them would buy nothing measurable.
 #![allow(clippy::result_large_err)]
 
-pub mod actions;
 pub mod api;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod egress;
 pub mod error;
-pub mod integrations;
-pub mod oauth;
-pub mod proxy;
+pub mod problem;
 pub mod registry;
 pub mod runtime;
+pub mod services;
 pub mod store;
-pub mod syncs;
-pub mod webhooks;
 
 /// First-party connectors, built from `plugins/` and embedded by build.rs.
 pub mod builtin {

@@ -14,7 +14,9 @@ use gatehouse::{
     config::{Cli, Command, PluginsCommand, SandboxLimits, ServeConfig},
     crypto,
     egress::Policy,
-    integrations, oauth, registry, store, syncs, webhooks,
+    registry,
+    services::{Services, Settings, Verifier, syncs::SyncSettings},
+    store,
 };
 
 // glibc's malloc serialises on its arena locks when many tasks allocate
@@ -71,19 +73,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if oauth_config.public_url.is_none() {
         oauth_config.public_url = Some(format!("http://{}", config.listen).parse()?);
     }
-    let integrations =
-        Arc::new(integrations::Integrations::new(runtime, registry, store.clone(), key, policy, oauth_config));
-    if let Some(apps) = config.oauth.oauth_apps.as_deref().filter(|s| !s.trim().is_empty()) {
-        oauth::load_configured_apps(&integrations, apps).await?;
-    }
-    if !config.plugins_poll.is_zero() {
-        tokio::spawn(watch_plugins(integrations.clone(), config.plugins_poll));
-    }
-    if !config.oauth.refresh_interval.is_zero() {
-        tokio::spawn(oauth::refresh_in_background(integrations.clone(), config.oauth.refresh_interval));
-    }
-    let webhooks = Arc::new(webhooks::Webhooks::new(integrations.clone(), config.syncs.webhook_retry)?);
-    let sync_settings = syncs::SyncSettings {
+    let sync_settings = SyncSettings {
         poll: config.syncs.sync_poll,
         concurrency: config.syncs.sync_concurrency,
         lease: config.syncs.sync_lease,
@@ -95,13 +85,27 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "--sync-lease is not longer than --plugin-timeout: a slow page may lose its lease and the run start over from its last page"
         );
     }
-    let syncs = Arc::new(syncs::Syncs::new(integrations.clone(), webhooks.clone(), sync_settings));
-    if !config.syncs.sync_poll.is_zero() {
-        tokio::spawn(syncs.clone().run_scheduler());
-        tokio::spawn(webhooks.clone().deliver_in_background(config.syncs.sync_poll));
+    let settings = Settings {
+        oauth: oauth_config,
+        syncs: sync_settings,
+        webhook_retry: config.syncs.webhook_retry,
+        proxy: config.proxy.settings(),
+    };
+    let services = Arc::new(Services::new(runtime, registry, store.clone(), key, policy, settings)?);
+    if let Some(apps) = config.oauth.oauth_apps.as_deref().filter(|s| !s.trim().is_empty()) {
+        services.grants.load_configured_apps(apps).await?;
     }
-    let app =
-        api::routes(integrations, syncs, webhooks, api_key_hash, config.limits.max_body_bytes, config.proxy.settings());
+    if !config.plugins_poll.is_zero() {
+        tokio::spawn(watch_plugins(services.clone(), config.plugins_poll));
+    }
+    if !config.oauth.refresh_interval.is_zero() {
+        tokio::spawn(services.grants.clone().refresh_in_background(config.oauth.refresh_interval));
+    }
+    if !config.syncs.sync_poll.is_zero() {
+        tokio::spawn(services.syncs.clone().run_scheduler());
+        tokio::spawn(services.webhooks.clone().deliver_in_background(config.syncs.sync_poll));
+    }
+    let app = api::routes(&services, api_key_hash, config.limits.max_body_bytes);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -139,13 +143,13 @@ async fn api_key_hash(store: &store::Store) -> anyhow::Result<String> {
 
 /// Polls the plugins directory so added, replaced and removed components
 /// take effect without a restart (and without a file-watcher dependency).
-async fn watch_plugins(integrations: Arc<integrations::Integrations>, every: std::time::Duration) {
+async fn watch_plugins(services: Arc<Services>, every: std::time::Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Err(e) = integrations.reload_plugins().await {
+        if let Err(e) = services.reload_plugins().await {
             tracing::warn!(error = %e, "plugins dir scan failed");
         }
     }
@@ -174,7 +178,8 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
         }
         _ => Policy { allow_private_networks: false, allow_http: false },
     };
-    let runtime = build_runtime(&SandboxLimits::default(), policy, None)?;
+    let runtime = Arc::new(build_runtime(&SandboxLimits::default(), policy, None)?);
+    let verifier = Verifier::new(runtime.clone(), policy);
     match cmd {
         PluginsCommand::List { plugins_dir, data_dir } => {
             let dir = plugins_dir.unwrap_or_else(|| data_dir.join("plugins"));
@@ -201,10 +206,8 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
             let bytes = std::fs::read(&file)?;
             let plugin = runtime.load(&file.display().to_string(), &bytes).await?;
             let raw = credentials.into_iter().collect();
-            let outcome = match integrations::prepare(&policy, &plugin, raw) {
-                Ok((creds, base_url)) => {
-                    integrations::run_verify(&runtime, &policy, &plugin, &creds, base_url.as_ref()).await
-                }
+            let outcome = match verifier.prepare(&plugin, raw) {
+                Ok((creds, base_url)) => verifier.verify(&plugin, &creds, base_url.as_ref()).await,
                 Err(e) => Err(e),
             };
             let (doc, valid) = match outcome {

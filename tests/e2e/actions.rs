@@ -11,7 +11,7 @@ use crate::{
     harness::{API_KEY, Gatehouse, Options, connect_pat},
 };
 
-const SNOOP: &str = env!("GATEHOUSE_TEST_SNOOP_WASM");
+const SNOOP: &str = gatehouse_test_programs::TEST_SNOOP_WASM;
 
 fn action(id: &str, name: &str) -> String {
     format!("/api/v1/integrations/{id}/actions/{name}")

@@ -11,7 +11,7 @@ use crate::{
     harness::{API_KEY, Gatehouse, Options},
 };
 
-const HOSTILE: &str = env!("GATEHOUSE_TEST_HOSTILE_WASM");
+const HOSTILE: &str = gatehouse_test_programs::TEST_HOSTILE_WASM;
 
 /// The Chromium host/build.rs found (or `chromium`, to fail under CI).
 const CHROMIUM: &str = env!("GATEHOUSE_TEST_CHROMIUM");

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use crate::{fake_gitlab::FakeGitlab, harness::scan_text};
 
-const HOSTILE: &str = env!("GATEHOUSE_TEST_HOSTILE_WASM");
+const HOSTILE: &str = gatehouse_test_programs::TEST_HOSTILE_WASM;
 
 /// Runs the CLI; its whole output is scanned for the secrets.
 fn gatehouse_with(args: &[&str], secrets: &[String]) -> (bool, serde_json::Value, String) {

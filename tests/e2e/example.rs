@@ -8,7 +8,7 @@ use crate::{
     harness::{Gatehouse, Options},
 };
 
-const ACME: &str = env!("GATEHOUSE_EXAMPLE_ACME_WASM");
+const ACME: &str = gatehouse_test_programs::EXAMPLE_ACME_WASM;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guide_example_connects() {

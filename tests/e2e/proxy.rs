@@ -222,7 +222,7 @@ async fn rate_limits_pass_through_or_are_waited_out_on_request() {
 async fn a_connector_without_a_credential_presentation_cannot_be_proxied() {
     let fake = FakeGitlab::start().await;
     let token = fake.token(fake.add_user("lin", false), Kind::OAuth, &["api"]);
-    let g = Gatehouse::start(Options::lax().plugin(env!("GATEHOUSE_TEST_V0_2_WASM"))).await;
+    let g = Gatehouse::start(Options::lax().plugin(gatehouse_test_programs::TEST_V0_2_WASM)).await;
     let creds = json!({"token": token, "base_url": fake.url});
     let c = g.post("/api/v1/integrations", json!({"provider": "legacy-v2", "credentials": creds})).await;
     assert_eq!(c.status, 201, "{}", c.body);

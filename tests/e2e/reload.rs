@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::harness::{Gatehouse, Options};
 
-const HOSTILE: &str = env!("GATEHOUSE_TEST_HOSTILE_WASM");
+const HOSTILE: &str = gatehouse_test_programs::TEST_HOSTILE_WASM;
 
 async fn ids(g: &Gatehouse) -> serde_json::Value {
     g.call("GET", "/api/v1/health", None, None).await.body["plugins"].clone()

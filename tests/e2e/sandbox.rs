@@ -10,12 +10,12 @@ use crate::{
     harness::{Gatehouse, Options, pat_body},
 };
 
-const HOSTILE: &str = env!("GATEHOUSE_TEST_HOSTILE_WASM");
+const HOSTILE: &str = gatehouse_test_programs::TEST_HOSTILE_WASM;
 /// A base URL for hostile calls that reach nothing: an IP literal, so the
 /// host's reachability check asks no resolver (the connector's default,
 /// example.invalid, would be a DNS query leaving the machine).
 pub const NOWHERE: &str = "http://127.0.0.1:9";
-const WRONG_WORLD: &str = env!("GATEHOUSE_TEST_WRONG_WORLD_WASM");
+const WRONG_WORLD: &str = gatehouse_test_programs::TEST_WRONG_WORLD_WASM;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_connectors_fail_alone() {

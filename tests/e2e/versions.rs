@@ -9,7 +9,7 @@ use crate::{
     harness::{Gatehouse, Options},
 };
 
-const LEGACY: &str = env!("GATEHOUSE_TEST_V0_1_WASM");
+const LEGACY: &str = gatehouse_test_programs::TEST_V0_1_WASM;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_0_1_0_component_still_loads_and_verifies() {
@@ -35,7 +35,7 @@ async fn a_0_1_0_component_still_loads_and_verifies() {
 async fn a_0_2_0_component_still_loads_and_verifies() {
     let fake = FakeGitlab::start().await;
     let token = fake.token(fake.add_user("lin", false), Kind::OAuth, &["api"]);
-    let g = Gatehouse::start(Options::lax().plugin(env!("GATEHOUSE_TEST_V0_2_WASM"))).await;
+    let g = Gatehouse::start(Options::lax().plugin(gatehouse_test_programs::TEST_V0_2_WASM)).await;
     let legacy = g.get("/api/v1/providers/legacy-v2").await;
     assert_eq!(legacy.status, 200, "{}", legacy.body);
     assert_eq!(legacy.body["plugin"]["wit_version"], "0.2.0");

@@ -18,13 +18,19 @@ use poem_openapi::{
 };
 
 use crate::{
-    actions::Actions,
     crypto,
     error::AppError,
-    integrations::Integrations,
-    proxy::{Proxy, ProxyRequest, ProxySettings},
-    syncs::Syncs,
-    webhooks::Webhooks,
+    services::{
+        Services,
+        actions::Actions,
+        grants::{Grants, OAuthAppInput, not_refreshable_sentence},
+        integrations::Integrations,
+        oauth::{CallbackParams, OAuthFlow},
+        proxy::{Proxy, ProxyRequest},
+        syncs::Syncs,
+        webhooks::Webhooks,
+    },
+    store::IntegrationRow,
 };
 use models::*;
 use problem::ApiError;
@@ -112,7 +118,9 @@ pub enum Deleted {
 
 pub struct Api {
     integrations: Arc<Integrations>,
-    actions: Actions,
+    grants: Arc<Grants>,
+    oauth: Arc<OAuthFlow>,
+    actions: Arc<Actions>,
     syncs: Arc<Syncs>,
     webhooks: Arc<Webhooks>,
 }
@@ -134,17 +142,17 @@ pub enum WebhookCreated {
 impl Api {
     /// The integration as served: a note when an OAuth connector's
     /// integration cannot be refreshed.
-    fn body(&self, row: crate::store::IntegrationRow) -> Result<Integration, AppError> {
+    fn body(&self, row: IntegrationRow) -> Result<Integration, AppError> {
         let provider = row.provider.clone();
         let mut body = Integration::try_from(row)?;
         let oauth = self.integrations.plugin(&provider).is_ok_and(|p| p.manifest.oauth.is_some());
         if oauth && !body.refreshable {
-            body.refresh_note = Some(crate::oauth::not_refreshable_sentence(&provider));
+            body.refresh_note = Some(not_refreshable_sentence(&provider));
         }
         Ok(body)
     }
 
-    fn integration(&self, row: crate::store::IntegrationRow) -> ApiResult<Json<Integration>> {
+    fn integration(&self, row: IntegrationRow) -> ApiResult<Json<Integration>> {
         Ok(Json(self.body(row)?))
     }
 }
@@ -243,13 +251,13 @@ impl Api {
     /// `expired` (200); 409 when there is no refresh token.
     #[oai(path = "/integrations/:id/refresh", method = "post", tag = "ApiTags::Integrations")]
     async fn refresh(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
-        self.integration(self.integrations.refresh(&id.0.to_string()).await?)
+        self.integration(self.grants.refresh(&id.0.to_string()).await?)
     }
 
     /// OAuth applications (client secrets are never returned).
     #[oai(path = "/oauth-apps", method = "get", tag = "ApiTags::OAuth")]
     async fn oauth_apps(&self, _auth: ApiKey) -> ApiResult<Json<OAuthAppList>> {
-        let rows = self.integrations.oauth_apps().await?;
+        let rows = self.grants.apps().await?;
         let oauth_apps = rows.into_iter().map(OAuthApp::try_from).collect::<Result<_, AppError>>()?;
         Ok(Json(OAuthAppList { oauth_apps }))
     }
@@ -259,14 +267,8 @@ impl Api {
     #[oai(path = "/oauth-apps", method = "post", tag = "ApiTags::OAuth")]
     async fn save_oauth_app(&self, _auth: ApiKey, body: Json<OAuthAppRequest>) -> ApiResult<SaveAppResponse> {
         let OAuthAppRequest { provider, base_url, client_id, client_secret, redirect_uri } = body.0;
-        let input = crate::oauth::OAuthAppInput {
-            provider,
-            base_url,
-            client_id,
-            client_secret: client_secret.into(),
-            redirect_uri,
-        };
-        let (row, created) = self.integrations.save_oauth_app(input, "api").await?;
+        let input = OAuthAppInput { provider, base_url, client_id, client_secret: client_secret.into(), redirect_uri };
+        let (row, created) = self.grants.save_app(input, "api").await?;
         let app = Json(OAuthApp::try_from(row)?);
         Ok(if created { SaveAppResponse::Created(app) } else { SaveAppResponse::Replaced(app) })
     }
@@ -274,14 +276,14 @@ impl Api {
     /// One OAuth application.
     #[oai(path = "/oauth-apps/:id", method = "get", tag = "ApiTags::OAuth")]
     async fn oauth_app(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<OAuthApp>> {
-        Ok(Json(OAuthApp::try_from(self.integrations.oauth_app(&id.0.to_string()).await?)?))
+        Ok(Json(OAuthApp::try_from(self.grants.app(&id.0.to_string()).await?)?))
     }
 
     /// Remove an OAuth application; its secret is erased. Integrations made
     /// with it stay but cannot be refreshed until it is added again.
     #[oai(path = "/oauth-apps/:id", method = "delete", tag = "ApiTags::OAuth")]
     async fn delete_oauth_app(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
-        self.integrations.delete_oauth_app(&id.0.to_string()).await?;
+        self.grants.delete_app(&id.0.to_string()).await?;
         Ok(Deleted::NoContent)
     }
 
@@ -300,11 +302,14 @@ impl Api {
         /// `false` answers 200 with the URL instead of redirecting.
         redirect: Query<Option<bool>>,
     ) -> ApiResult<AuthorizeResponse> {
-        let auth = self.integrations.authorize(&provider_id, base_url.0.as_deref(), label.0).await?;
+        let auth = self.oauth.authorize(&provider_id, base_url.0.as_deref(), label.0).await?;
         Ok(if redirect.0.unwrap_or(true) {
             AuthorizeResponse::Redirect(auth.url, "no-store".into())
         } else {
-            AuthorizeResponse::Url(Json(AuthorizeResult { authorize_url: auth.url, expires_at: auth.expires_at }))
+            AuthorizeResponse::Url(Json(AuthorizeResult {
+                authorize_url: auth.url,
+                expires_at: auth.expires_at.to_string(),
+            }))
         })
     }
 
@@ -320,13 +325,13 @@ impl Api {
         error: Query<Option<String>>,
         error_description: Query<Option<String>>,
     ) -> ApiResult<CallbackResponse> {
-        let params = crate::oauth::CallbackParams {
+        let params = CallbackParams {
             code: code.0.map(Into::into),
             state: state.0.map(Into::into),
             error: error.0,
             error_description: error_description.0,
         };
-        let (row, _) = self.integrations.callback(&provider_id, params).await?;
+        let (row, _) = self.oauth.callback(&provider_id, params).await?;
         Ok(CallbackResponse::Connected(format!("/?connected={}", row.id), "no-store".into()))
     }
 
@@ -530,16 +535,16 @@ async fn limit_body<E: poem::Endpoint>(ep: Arc<E>, mut req: Request, max: usize)
 
 const DRAIN_AFTER_TOO_LARGE: u64 = 4 * 1024 * 1024;
 
-pub fn routes(
-    integrations: Arc<Integrations>,
-    syncs: Arc<Syncs>,
-    webhooks: Arc<Webhooks>,
-    api_key_hash: String,
-    max_body_bytes: usize,
-    proxy: ProxySettings,
-) -> impl poem::Endpoint {
-    let hooks = syncs.clone();
-    let api = Api { actions: Actions::new(integrations.clone()), integrations: integrations.clone(), syncs, webhooks };
+pub fn routes(services: &Services, api_key_hash: String, max_body_bytes: usize) -> impl poem::Endpoint + use<> {
+    let hooks = services.syncs.clone();
+    let api = Api {
+        integrations: services.integrations.clone(),
+        grants: services.grants.clone(),
+        oauth: services.oauth.clone(),
+        actions: services.actions.clone(),
+        syncs: services.syncs.clone(),
+        webhooks: services.webhooks.clone(),
+    };
     let service = OpenApiService::new(api, "Gatehouse", env!("CARGO_PKG_VERSION"))
         .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors, and use them: an authenticated proxy, typed actions.");
     let spec = service.spec_endpoint();
@@ -556,7 +561,7 @@ pub fn routes(
     // The proxy sees the path exactly as sent: normalising it (merging
     // slashes, trimming the last one) would change what reaches the provider
     // and hide a `//host` it must refuse.
-    let proxy = Arc::new(Proxy::new(integrations, proxy));
+    let proxy = services.proxy.clone();
     Route::new()
         .at("/api/v1/integrations/:id/proxy/*path", poem::endpoint::make(move |req| proxy_endpoint(proxy.clone(), req)))
         .at("/api/v1/hooks/:id", poem::post(poem::endpoint::make(move |req| inbound_endpoint(hooks.clone(), req))))

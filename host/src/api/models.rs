@@ -243,8 +243,8 @@ impl TryFrom<crate::store::OAuthAppRow> for OAuthApp {
             client_id: row.client_id,
             redirect_uri: row.redirect_uri,
             source: row.source,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
+            created_at: row.created_at.to_string(),
+            updated_at: row.updated_at.to_string(),
         })
     }
 }
@@ -487,41 +487,41 @@ impl From<Result<Verification, VerifyError>> for VerificationResult {
     }
 }
 
+impl From<crate::store::Status> for Status {
+    fn from(status: crate::store::Status) -> Self {
+        use crate::store::Status as Stored;
+        match status {
+            Stored::Connected => Self::Connected,
+            Stored::Invalid => Self::Invalid,
+            Stored::Expired => Self::Expired,
+            Stored::InsufficientScope => Self::InsufficientScope,
+            Stored::Unreachable => Self::Unreachable,
+        }
+    }
+}
+
 impl TryFrom<IntegrationRow> for Integration {
     type Error = AppError;
 
     fn try_from(row: IntegrationRow) -> Result<Self, AppError> {
         let corrupt =
             |why: &str| AppError::Store(crate::store::StoreError::Corrupt { id: row.id.clone(), why: why.to_string() });
-        let account: Account = serde_json::from_str(&row.account_json).map_err(|_| corrupt("account"))?;
-        let last_error = match &row.last_error_json {
-            Some(text) => Some(serde_json::from_str::<Problem>(text).map_err(|_| corrupt("last_error"))?),
-            None => None,
-        };
-        let status = match row.status.as_str() {
-            "connected" => Status::Connected,
-            "invalid" => Status::Invalid,
-            "expired" => Status::Expired,
-            "insufficient_scope" => Status::InsufficientScope,
-            "unreachable" => Status::Unreachable,
-            _ => return Err(corrupt("status")),
-        };
         Ok(Self {
             id: row.id.parse().map_err(|_| corrupt("id"))?,
             provider: row.provider,
             label: row.label,
-            status,
+            status: row.status.into(),
             base_url: Some(row.base_url).filter(|u| !u.is_empty()),
-            account: account.into(),
-            scopes: row.scopes,
-            missing_scopes: row.missing_scopes,
+            account: row.account.0.into(),
+            scopes: row.scopes.0,
+            missing_scopes: row.missing_scopes.0,
             token_hint: row.token_hint,
             token_kind: row.token_kind,
-            token_expires_at: row.token_expires_at,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            last_verified_at: row.last_verified_at,
-            last_error,
+            token_expires_at: row.token_expires_at.map(|t| t.to_string()),
+            created_at: row.created_at.to_string(),
+            updated_at: row.updated_at.to_string(),
+            last_verified_at: row.last_verified_at.map(|t| t.to_string()),
+            last_error: row.last_error.map(|e| e.0),
             refreshable: row.refresh.is_some(),
             refresh_note: None,
         })
@@ -668,10 +668,10 @@ pub struct DeliveryList {
 
 use crate::clock::unix_rfc3339 as unix_text;
 
-impl TryFrom<crate::syncs::SyncStatus> for Sync {
+impl TryFrom<crate::services::syncs::SyncStatus> for Sync {
     type Error = AppError;
 
-    fn try_from(s: crate::syncs::SyncStatus) -> Result<Self, AppError> {
+    fn try_from(s: crate::services::syncs::SyncStatus) -> Result<Self, AppError> {
         let row = s.row;
         let corrupt = |why: &str| {
             AppError::Store(crate::store::StoreError::Corrupt { id: row.integration_id.clone(), why: why.into() })

@@ -10,10 +10,12 @@ use std::{path::Path, str::FromStr, time::Duration};
 
 use sqlx::{
     Row, SqlitePool,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use crate::crypto::Sealed;
+use sqlx::types::Json;
+
+use crate::{clock::Timestamp, crypto::Sealed, problem::Problem, runtime::model::Account};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,33 +29,124 @@ pub enum StoreError {
     Corrupt { id: String, why: String },
 }
 
+/// Where an integration stands, as its last check found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+pub enum Status {
+    Connected,
+    /// The provider refused or revoked the token.
+    Invalid,
+    /// The token, or the refresh token that renews it, expired.
+    Expired,
+    InsufficientScope,
+    /// The provider could not be asked.
+    Unreachable,
+}
+
 /// An integration as stored. Non-secret fields are plain columns; the
 /// credentials are only ever here sealed.
-#[derive(Clone)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct IntegrationRow {
     pub id: String,
     pub provider: String,
     pub label: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub base_url: String,
     pub account_id: String,
-    pub account_json: String,
-    pub scopes: Vec<String>,
-    pub missing_scopes: Vec<String>,
+    #[sqlx(rename = "account_json")]
+    pub account: Json<Account>,
+    #[sqlx(rename = "scopes_json")]
+    pub scopes: Json<Vec<String>>,
+    #[sqlx(rename = "missing_scopes_json")]
+    pub missing_scopes: Json<Vec<String>>,
     pub token_kind: Option<String>,
     pub token_hint: Option<String>,
-    pub token_expires_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub last_verified_at: Option<String>,
-    pub last_error_json: Option<String>,
+    pub token_expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub last_verified_at: Option<Timestamp>,
+    #[sqlx(rename = "last_error_json")]
+    pub last_error: Option<Json<Problem>>,
+    #[sqlx(flatten, try_from = "SecretColumns")]
     pub secret: Sealed,
     /// The sealed refresh token, when the integration can be refreshed.
+    #[sqlx(flatten, try_from = "RefreshColumns")]
     pub refresh: Option<Sealed>,
 }
 
+/// The credentials' sealed triple as stored.
+#[derive(sqlx::FromRow)]
+struct SecretColumns {
+    secret_key_id: String,
+    secret_nonce: Vec<u8>,
+    secret_ciphertext: Vec<u8>,
+}
+
+impl From<SecretColumns> for Sealed {
+    fn from(c: SecretColumns) -> Self {
+        Sealed { key_id: c.secret_key_id, nonce: c.secret_nonce, ciphertext: c.secret_ciphertext }
+    }
+}
+
+/// The refresh token's sealed triple as stored: all NULL when there is none.
+#[derive(sqlx::FromRow)]
+struct RefreshColumns {
+    refresh_key_id: Option<String>,
+    refresh_nonce: Option<Vec<u8>>,
+    refresh_ciphertext: Option<Vec<u8>>,
+}
+
+impl From<RefreshColumns> for Option<Sealed> {
+    fn from(c: RefreshColumns) -> Self {
+        Some(Sealed { key_id: c.refresh_key_id?, nonce: c.refresh_nonce?, ciphertext: c.refresh_ciphertext? })
+    }
+}
+
+/// What a successful verification (connect, reconnect, rotate) writes:
+/// credentials and what was learnt from them change together.
+pub struct Verified {
+    pub label: Option<String>,
+    pub account: Account,
+    pub scopes: Vec<String>,
+    pub token_kind: String,
+    pub token_hint: Option<String>,
+    pub token_expires_at: Option<Timestamp>,
+    pub secret: Sealed,
+    pub refresh: Option<Sealed>,
+}
+
+/// What a re-check learnt, without touching the credentials: another
+/// writer may have refreshed them while the check ran.
+pub struct Checked {
+    pub status: Status,
+    /// Replaced when the provider named the account again.
+    pub account: Option<Account>,
+    /// Replaced (scopes, missing scopes) when the provider told them.
+    pub scopes: Option<(Vec<String>, Vec<String>)>,
+    /// Replaced when the provider verified the token.
+    pub token: Option<(String, Option<Timestamp>)>,
+    /// Set when the provider answered (a verdict), not on a transport failure.
+    pub verified: bool,
+    pub last_error: Option<Problem>,
+}
+
+/// What a refresh produced, written only while the spent refresh token is
+/// still the stored one.
+pub enum Refresh {
+    Renewed {
+        token_hint: Option<String>,
+        token_expires_at: Option<Timestamp>,
+        scopes: Option<Vec<String>>,
+        secret: Sealed,
+        refresh: Sealed,
+    },
+    /// The refresh token was refused: the integration is `expired` and
+    /// holds no refresh token any more.
+    Refused { last_error: Problem },
+}
+
 /// An OAuth application registered with a provider for one base URL.
-#[derive(Clone)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct OAuthAppRow {
     pub id: String,
     pub provider: String,
@@ -61,20 +154,37 @@ pub struct OAuthAppRow {
     pub client_id: String,
     pub redirect_uri: String,
     pub source: String,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[sqlx(flatten, try_from = "SecretColumns")]
     pub secret: Sealed,
 }
 
 /// An authorization started and not yet spent.
+#[derive(sqlx::FromRow)]
 pub struct OAuthStateRow {
     pub state_hash: String,
     pub provider: String,
     pub base_url: String,
     pub label: Option<String>,
-    pub created_at: String,
+    pub created_at: Timestamp,
     pub expires_at_unix: i64,
+    #[sqlx(flatten, try_from = "VerifierColumns")]
     pub verifier: Sealed,
+}
+
+/// An authorization's sealed PKCE verifier as stored.
+#[derive(sqlx::FromRow)]
+struct VerifierColumns {
+    verifier_key_id: String,
+    verifier_nonce: Vec<u8>,
+    verifier_ciphertext: Vec<u8>,
+}
+
+impl From<VerifierColumns> for Sealed {
+    fn from(c: VerifierColumns) -> Self {
+        Sealed { key_id: c.verifier_key_id, nonce: c.verifier_nonce, ciphertext: c.verifier_ciphertext }
+    }
 }
 
 #[derive(Clone)]
@@ -121,13 +231,11 @@ impl Store {
     }
 
     pub async fn list(&self) -> Result<Vec<IntegrationRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM integrations ORDER BY created_at, id").fetch_all(&self.pool).await?;
-        rows.iter().map(from_row).collect()
+        Ok(sqlx::query_as("SELECT * FROM integrations ORDER BY created_at, id").fetch_all(&self.pool).await?)
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<IntegrationRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM integrations WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(from_row).transpose()
+        Ok(sqlx::query_as("SELECT * FROM integrations WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
     }
 
     pub async fn find_account(
@@ -136,13 +244,12 @@ impl Store {
         base_url: &str,
         account_id: &str,
     ) -> Result<Option<IntegrationRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM integrations WHERE provider = ? AND base_url = ? AND account_id = ?")
+        Ok(sqlx::query_as("SELECT * FROM integrations WHERE provider = ? AND base_url = ? AND account_id = ?")
             .bind(provider)
             .bind(base_url)
             .bind(account_id)
             .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(from_row).transpose()
+            .await?)
     }
 
     /// Inserts a new row, or — when the same account is already connected —
@@ -159,19 +266,19 @@ impl Store {
         .bind(&row.id)
         .bind(&row.provider)
         .bind(&row.label)
-        .bind(&row.status)
+        .bind(row.status)
         .bind(&row.base_url)
         .bind(&row.account_id)
-        .bind(&row.account_json)
-        .bind(json(&row.scopes))
-        .bind(json(&row.missing_scopes))
+        .bind(&row.account)
+        .bind(&row.scopes)
+        .bind(&row.missing_scopes)
         .bind(&row.token_kind)
         .bind(&row.token_hint)
-        .bind(&row.token_expires_at)
-        .bind(&row.created_at)
-        .bind(&row.updated_at)
-        .bind(&row.last_verified_at)
-        .bind(&row.last_error_json)
+        .bind(row.token_expires_at)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.last_verified_at)
+        .bind(&row.last_error)
         .bind(&row.secret.key_id)
         .bind(&row.secret.nonce)
         .bind(&row.secret.ciphertext)
@@ -183,10 +290,105 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Replaces everything but id, provider, base URL and created_at in one
-    /// statement, so credentials and what was learnt from them change together.
-    pub async fn update(&self, row: &IntegrationRow) -> Result<bool, StoreError> {
-        update_row(&self.pool, row, None).await
+    /// Stores newly verified credentials over an integration's, with what
+    /// their verification said, in one statement. Returns the row as stored.
+    pub async fn replace_credentials(&self, id: &str, v: &Verified) -> Result<Option<IntegrationRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "UPDATE integrations SET label = COALESCE(?, label), status = 'connected', account_id = ?, account_json = ?,
+                scopes_json = ?, missing_scopes_json = '[]', token_kind = ?, token_hint = ?, token_expires_at = ?,
+                updated_at = ?, last_verified_at = ?, last_error_json = NULL, secret_key_id = ?, secret_nonce = ?,
+                secret_ciphertext = ?, refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?
+             WHERE id = ? RETURNING *",
+        )
+        .bind(&v.label)
+        .bind(&v.account.id)
+        .bind(Json(&v.account))
+        .bind(Json(&v.scopes))
+        .bind(&v.token_kind)
+        .bind(&v.token_hint)
+        .bind(v.token_expires_at)
+        .bind(Timestamp::now())
+        .bind(Timestamp::now())
+        .bind(&v.secret.key_id)
+        .bind(&v.secret.nonce)
+        .bind(&v.secret.ciphertext)
+        .bind(v.refresh.as_ref().map(|r| &r.key_id))
+        .bind(v.refresh.as_ref().map(|r| &r.nonce))
+        .bind(v.refresh.as_ref().map(|r| &r.ciphertext))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Records what a re-check learnt. The credentials are not written, so a
+    /// refresh stored while the check ran stands.
+    pub async fn record_check(&self, id: &str, c: &Checked) -> Result<Option<IntegrationRow>, StoreError> {
+        let now = Timestamp::now();
+        let (scopes, missing) = c.scopes.as_ref().map(|(s, m)| (Json(s), Json(m))).unzip();
+        let (token_kind, expires_at) = c.token.as_ref().map(|(k, e)| (k, *e)).unzip();
+        Ok(sqlx::query_as(
+            "UPDATE integrations SET status = ?, account_json = COALESCE(?, account_json),
+                scopes_json = COALESCE(?, scopes_json), missing_scopes_json = COALESCE(?, missing_scopes_json),
+                token_kind = COALESCE(?, token_kind),
+                token_expires_at = CASE WHEN ? THEN ? ELSE token_expires_at END,
+                last_verified_at = CASE WHEN ? THEN ? ELSE last_verified_at END,
+                last_error_json = ?, updated_at = ?
+             WHERE id = ? RETURNING *",
+        )
+        .bind(c.status)
+        .bind(c.account.as_ref().map(Json))
+        .bind(scopes)
+        .bind(missing)
+        .bind(token_kind)
+        .bind(c.token.is_some())
+        .bind(expires_at.flatten())
+        .bind(c.verified)
+        .bind(now)
+        .bind(c.last_error.as_ref().map(Json))
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Writes a refresh's outcome only while the stored refresh token is
+    /// still `spent`: a refresh token is used once, so whoever stores first
+    /// wins and a second writer learns it lost (None) instead of
+    /// overwriting the new pair.
+    pub async fn store_refresh(
+        &self,
+        id: &str,
+        spent: &Sealed,
+        outcome: &Refresh,
+    ) -> Result<Option<IntegrationRow>, StoreError> {
+        let now = Timestamp::now();
+        let query = match outcome {
+            Refresh::Renewed { token_hint, token_expires_at, scopes, secret, refresh } => sqlx::query_as(
+                "UPDATE integrations SET status = 'connected', token_hint = ?, token_expires_at = ?,
+                    scopes_json = COALESCE(?, scopes_json), updated_at = ?, last_error_json = NULL,
+                    secret_key_id = ?, secret_nonce = ?, secret_ciphertext = ?,
+                    refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?
+                 WHERE id = ? AND refresh_ciphertext = ? RETURNING *",
+            )
+            .bind(token_hint)
+            .bind(token_expires_at)
+            .bind(scopes.as_ref().map(Json))
+            .bind(now)
+            .bind(&secret.key_id)
+            .bind(&secret.nonce)
+            .bind(&secret.ciphertext)
+            .bind(&refresh.key_id)
+            .bind(&refresh.nonce)
+            .bind(&refresh.ciphertext),
+            Refresh::Refused { last_error } => sqlx::query_as(
+                "UPDATE integrations SET status = 'expired', updated_at = ?, last_error_json = ?,
+                    refresh_key_id = NULL, refresh_nonce = NULL, refresh_ciphertext = NULL
+                 WHERE id = ? AND refresh_ciphertext = ? RETURNING *",
+            )
+            .bind(now)
+            .bind(Json(last_error)),
+        };
+        Ok(query.bind(id).bind(&spent.ciphertext).fetch_optional(&self.pool).await?)
     }
 
     /// Deletes the row; the sealed secret goes with it (`secure_delete` zeroes
@@ -198,42 +400,31 @@ impl Store {
 
     /// Integrations holding a refresh token, for the refresh task.
     pub async fn refreshable(&self) -> Result<Vec<IntegrationRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM integrations WHERE refresh_ciphertext IS NOT NULL ORDER BY id")
+        Ok(sqlx::query_as("SELECT * FROM integrations WHERE refresh_ciphertext IS NOT NULL ORDER BY id")
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(from_row).collect()
-    }
-
-    /// Writes a refreshed row only if its refresh token is still `spent`:
-    /// a refresh token is used once, so whoever stored first wins and a
-    /// second writer learns it lost instead of overwriting the new pair.
-    pub async fn update_if_refresh_unchanged(&self, row: &IntegrationRow, spent: &Sealed) -> Result<bool, StoreError> {
-        update_row(&self.pool, row, Some(spent)).await
+            .await?)
     }
 
     pub async fn oauth_apps(&self) -> Result<Vec<OAuthAppRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM oauth_apps ORDER BY provider, base_url").fetch_all(&self.pool).await?;
-        rows.iter().map(app_from_row).collect()
+        Ok(sqlx::query_as("SELECT * FROM oauth_apps ORDER BY provider, base_url").fetch_all(&self.pool).await?)
     }
 
     pub async fn oauth_app(&self, provider: &str, base_url: &str) -> Result<Option<OAuthAppRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM oauth_apps WHERE provider = ? AND base_url = ?")
+        Ok(sqlx::query_as("SELECT * FROM oauth_apps WHERE provider = ? AND base_url = ?")
             .bind(provider)
             .bind(base_url)
             .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(app_from_row).transpose()
+            .await?)
     }
 
     pub async fn oauth_app_by_id(&self, id: &str) -> Result<Option<OAuthAppRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM oauth_apps WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(app_from_row).transpose()
+        Ok(sqlx::query_as("SELECT * FROM oauth_apps WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
     }
 
     /// Inserts, or replaces the application of the same provider and base
     /// URL (keeping its id and created_at), in one statement. Returns the
     /// stored id and created_at: the row's own when it is new.
-    pub async fn upsert_oauth_app(&self, app: &OAuthAppRow) -> Result<(String, String), StoreError> {
+    pub async fn upsert_oauth_app(&self, app: &OAuthAppRow) -> Result<(String, Timestamp), StoreError> {
         let row = sqlx::query(
             "INSERT INTO oauth_apps (id, provider, base_url, client_id, redirect_uri, source, created_at, updated_at,
                 secret_key_id, secret_nonce, secret_ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -249,8 +440,8 @@ impl Store {
         .bind(&app.client_id)
         .bind(&app.redirect_uri)
         .bind(&app.source)
-        .bind(&app.created_at)
-        .bind(&app.updated_at)
+        .bind(app.created_at)
+        .bind(app.updated_at)
         .bind(&app.secret.key_id)
         .bind(&app.secret.nonce)
         .bind(&app.secret.ciphertext)
@@ -273,7 +464,7 @@ impl Store {
         .bind(&state.provider)
         .bind(&state.base_url)
         .bind(&state.label)
-        .bind(&state.created_at)
+        .bind(state.created_at)
         .bind(state.expires_at_unix)
         .bind(&state.verifier.key_id)
         .bind(&state.verifier.nonce)
@@ -286,26 +477,10 @@ impl Store {
     /// Removes and returns a state in one statement: a state is spent by
     /// the first callback that presents it, even when two arrive at once.
     pub async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OAuthStateRow>, StoreError> {
-        let row = sqlx::query("DELETE FROM oauth_states WHERE state_hash = ? RETURNING *")
+        Ok(sqlx::query_as("DELETE FROM oauth_states WHERE state_hash = ? RETURNING *")
             .bind(state_hash)
             .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
-            Ok(OAuthStateRow {
-                state_hash: row.try_get("state_hash")?,
-                provider: row.try_get("provider")?,
-                base_url: row.try_get("base_url")?,
-                label: row.try_get("label")?,
-                created_at: row.try_get("created_at")?,
-                expires_at_unix: row.try_get("expires_at_unix")?,
-                verifier: Sealed {
-                    key_id: row.try_get("verifier_key_id")?,
-                    nonce: row.try_get("verifier_nonce")?,
-                    ciphertext: row.try_get("verifier_ciphertext")?,
-                },
-            })
-        })
-        .transpose()
+            .await?)
     }
 
     /// Forgets authorizations that expired unused.
@@ -322,99 +497,114 @@ impl Store {
     }
 }
 
-/// The statement behind `update`; with `spent`, it only writes while the
-/// stored refresh token is still that one (one statement, so atomic).
-async fn update_row(pool: &SqlitePool, row: &IntegrationRow, spent: Option<&Sealed>) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE integrations SET label = ?, status = ?, account_id = ?, account_json = ?, scopes_json = ?,
-            missing_scopes_json = ?, token_kind = ?, token_hint = ?, token_expires_at = ?, updated_at = ?,
-            last_verified_at = ?, last_error_json = ?, secret_key_id = ?, secret_nonce = ?, secret_ciphertext = ?,
-            refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?
-         WHERE id = ? AND (? IS NULL OR refresh_ciphertext = ?)",
-    )
-    .bind(&row.label)
-    .bind(&row.status)
-    .bind(&row.account_id)
-    .bind(&row.account_json)
-    .bind(json(&row.scopes))
-    .bind(json(&row.missing_scopes))
-    .bind(&row.token_kind)
-    .bind(&row.token_hint)
-    .bind(&row.token_expires_at)
-    .bind(&row.updated_at)
-    .bind(&row.last_verified_at)
-    .bind(&row.last_error_json)
-    .bind(&row.secret.key_id)
-    .bind(&row.secret.nonce)
-    .bind(&row.secret.ciphertext)
-    .bind(row.refresh.as_ref().map(|r| &r.key_id))
-    .bind(row.refresh.as_ref().map(|r| &r.nonce))
-    .bind(row.refresh.as_ref().map(|r| &r.ciphertext))
-    .bind(&row.id)
-    .bind(spent.map(|s| &s.ciphertext))
-    .bind(spent.map(|s| &s.ciphertext))
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
 
-fn json(list: &[String]) -> String {
-    serde_json::to_string(list).expect("a list of strings serialises")
-}
-
-fn from_row(row: &SqliteRow) -> Result<IntegrationRow, StoreError> {
-    let id: String = row.try_get("id")?;
-    let list = |column: &str| -> Result<Vec<String>, StoreError> {
-        let text: String = row.try_get(column)?;
-        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { id: id.clone(), why: format!("{column}: {e}") })
-    };
-    Ok(IntegrationRow {
-        provider: row.try_get("provider")?,
-        label: row.try_get("label")?,
-        status: row.try_get("status")?,
-        base_url: row.try_get("base_url")?,
-        account_id: row.try_get("account_id")?,
-        account_json: row.try_get("account_json")?,
-        scopes: list("scopes_json")?,
-        missing_scopes: list("missing_scopes_json")?,
-        token_kind: row.try_get("token_kind")?,
-        token_hint: row.try_get("token_hint")?,
-        token_expires_at: row.try_get("token_expires_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        last_verified_at: row.try_get("last_verified_at")?,
-        last_error_json: row.try_get("last_error_json")?,
-        secret: Sealed {
-            key_id: row.try_get("secret_key_id")?,
-            nonce: row.try_get("secret_nonce")?,
-            ciphertext: row.try_get("secret_ciphertext")?,
-        },
-        refresh: match row.try_get::<Option<Vec<u8>>, _>("refresh_ciphertext")? {
-            Some(ciphertext) => Some(Sealed {
-                key_id: row.try_get("refresh_key_id")?,
-                nonce: row.try_get("refresh_nonce")?,
-                ciphertext,
+    /// A connected integration with a dummy sealed secret.
+    pub(crate) fn row(id: &str) -> IntegrationRow {
+        let now = Timestamp::parse("2026-11-26T10:00:00Z").unwrap();
+        IntegrationRow {
+            id: id.into(),
+            provider: "p".into(),
+            label: None,
+            status: Status::Connected,
+            base_url: "https://example.com".into(),
+            account_id: "1".into(),
+            account: Json(Account {
+                id: "1".into(),
+                username: "u".into(),
+                name: None,
+                email: None,
+                web_url: None,
+                avatar_url: None,
             }),
-            None => None,
-        },
-        id,
-    })
-}
+            scopes: Json(vec!["api".into()]),
+            missing_scopes: Json(vec![]),
+            token_kind: None,
+            token_hint: None,
+            token_expires_at: None,
+            created_at: now,
+            updated_at: now,
+            last_verified_at: None,
+            last_error: None,
+            secret: Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![1, 2, 3] },
+            refresh: Some(Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![9] }),
+        }
+    }
 
-fn app_from_row(row: &SqliteRow) -> Result<OAuthAppRow, StoreError> {
-    Ok(OAuthAppRow {
-        id: row.try_get("id")?,
-        provider: row.try_get("provider")?,
-        base_url: row.try_get("base_url")?,
-        client_id: row.try_get("client_id")?,
-        redirect_uri: row.try_get("redirect_uri")?,
-        source: row.try_get("source")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        secret: Sealed {
-            key_id: row.try_get("secret_key_id")?,
-            nonce: row.try_get("secret_nonce")?,
-            ciphertext: row.try_get("secret_ciphertext")?,
-        },
-    })
+    fn sealed(byte: u8) -> Sealed {
+        Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![byte] }
+    }
+
+    #[tokio::test]
+    async fn a_row_reads_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(None, dir.path()).await.unwrap();
+        let mut written = row("a");
+        written.last_error = Some(Json(crate::error::AppError::NotFound("gone".into()).problem()));
+        assert!(store.insert(&written).await.unwrap());
+        let read = store.get("a").await.unwrap().unwrap();
+        assert_eq!(read.status, Status::Connected);
+        assert_eq!(read.account.0, written.account.0);
+        assert_eq!(read.scopes.0, vec!["api".to_string()]);
+        assert_eq!(read.created_at, written.created_at);
+        assert_eq!(read.last_error.unwrap().0.code, "not_found");
+        assert_eq!(read.refresh.unwrap().ciphertext, vec![9]);
+        // The same account again is not a second row.
+        assert!(!store.insert(&row("b")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_check_never_writes_credentials_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(None, dir.path()).await.unwrap();
+        store.insert(&row("a")).await.unwrap();
+        // A refresh lands while a re-verify is running…
+        let renewed = Refresh::Renewed {
+            token_hint: None,
+            token_expires_at: None,
+            scopes: None,
+            secret: sealed(7),
+            refresh: sealed(8),
+        };
+        assert!(store.store_refresh("a", &sealed(9), &renewed).await.unwrap().is_some());
+        // …then the re-verify records its verdict: the new pair stands.
+        let checked = Checked {
+            status: Status::Invalid,
+            account: None,
+            scopes: None,
+            token: None,
+            verified: true,
+            last_error: None,
+        };
+        let after = store.record_check("a", &checked).await.unwrap().unwrap();
+        assert_eq!(after.status, Status::Invalid);
+        assert_eq!(after.secret.ciphertext, vec![7]);
+        assert_eq!(after.refresh.unwrap().ciphertext, vec![8]);
+        assert!(after.last_verified_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_spent_refresh_token_loses_the_race() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(None, dir.path()).await.unwrap();
+        store.insert(&row("a")).await.unwrap();
+        let renewed = |b| Refresh::Renewed {
+            token_hint: None,
+            token_expires_at: None,
+            scopes: Some(vec!["read_api".into()]),
+            secret: sealed(b),
+            refresh: sealed(b + 1),
+        };
+        assert!(store.store_refresh("a", &sealed(9), &renewed(10)).await.unwrap().is_some());
+        // A second writer that spent the same refresh token learns it lost.
+        assert!(store.store_refresh("a", &sealed(9), &renewed(20)).await.unwrap().is_none());
+        let refused = Refresh::Refused { last_error: crate::error::AppError::NotFound("x".into()).problem() };
+        let expired = store.store_refresh("a", &sealed(11), &refused).await.unwrap().unwrap();
+        assert_eq!(expired.status, Status::Expired);
+        assert!(expired.refresh.is_none());
+        assert_eq!(expired.secret.ciphertext, vec![10]);
+        assert_eq!(expired.scopes.0, vec!["read_api".to_string()]);
+    }
 }

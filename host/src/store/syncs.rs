@@ -537,31 +537,10 @@ async fn insert_delivery(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::Sealed;
 
     async fn store_with_integration(dir: &std::path::Path) -> Store {
         let store = Store::open(None, dir).await.unwrap();
-        let sealed = Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![1, 2, 3] };
-        let row = crate::store::IntegrationRow {
-            id: "i1".into(),
-            provider: "p".into(),
-            label: None,
-            status: "connected".into(),
-            base_url: "https://example.com".into(),
-            account_id: "1".into(),
-            account_json: "{}".into(),
-            scopes: vec![],
-            missing_scopes: vec![],
-            token_kind: None,
-            token_hint: None,
-            token_expires_at: None,
-            created_at: "2026-11-26T10:00:00Z".into(),
-            updated_at: "2026-11-26T10:00:00Z".into(),
-            last_verified_at: None,
-            last_error_json: None,
-            secret: sealed,
-            refresh: None,
-        };
+        let row = crate::store::tests::row("i1");
         assert!(store.insert(&row).await.unwrap());
         store.ensure_syncs("i1", &["items".into()], 0).await.unwrap();
         store

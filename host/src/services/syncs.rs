@@ -16,11 +16,15 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::{
     clock::now,
+    crypto::Binding,
     error::AppError,
-    integrations::{InUse, Integrations},
     runtime::model::{ProviderError, SyncModel, SyncPage},
+    services::{
+        Shared,
+        integrations::{InUse, Integrations},
+        webhooks::Webhooks,
+    },
     store::syncs::{Finish, Holder, NewDelivery, Page, RecordRow, SyncRow, Totals},
-    webhooks::Webhooks,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -67,11 +71,6 @@ pub struct Received {
     pub models: Vec<String>,
 }
 
-/// What an inbound webhook's sealed token is bound to.
-fn inbound_binding(id: &str) -> String {
-    format!("{id}/inbound-webhook")
-}
-
 /// A page of the change feed.
 pub struct FeedPage {
     pub records: Vec<RecordRow>,
@@ -79,6 +78,7 @@ pub struct FeedPage {
 }
 
 pub struct Syncs {
+    shared: Arc<Shared>,
     integrations: Arc<Integrations>,
     webhooks: Arc<Webhooks>,
     settings: SyncSettings,
@@ -93,8 +93,14 @@ pub struct Syncs {
 }
 
 impl Syncs {
-    pub fn new(integrations: Arc<Integrations>, webhooks: Arc<Webhooks>, settings: SyncSettings) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        integrations: Arc<Integrations>,
+        webhooks: Arc<Webhooks>,
+        settings: SyncSettings,
+    ) -> Self {
         Self {
+            shared,
             integrations,
             webhooks,
             settings,
@@ -108,14 +114,14 @@ impl Syncs {
     /// The connection's syncs, one per model its connector offers.
     pub async fn list(&self, id: &str) -> Result<Vec<SyncStatus>, AppError> {
         let row = self.integrations.get(id).await?;
-        let plugin = self.integrations.plugin(&row.provider)?;
+        let plugin = self.shared.plugin(&row.provider)?;
         let models = &plugin.manifest.sync_models;
         let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
-        self.integrations.store.ensure_syncs(id, &names, now().0).await?;
+        self.shared.store.ensure_syncs(id, &names, now().0).await?;
         let mut out = Vec::new();
-        for row in self.integrations.store.syncs(id).await? {
+        for row in self.shared.store.syncs(id).await? {
             let Some(model) = models.iter().find(|m| m.name == row.model) else { continue };
-            let records = self.integrations.store.record_count(id, &row.model).await?;
+            let records = self.shared.store.record_count(id, &row.model).await?;
             out.push(SyncStatus { model: model.clone(), records, row });
         }
         Ok(out)
@@ -150,7 +156,7 @@ impl Syncs {
                     .into(),
             ));
         }
-        self.integrations.store.configure_sync(id, model, enabled, interval.map(|i| i.map(i64::from))).await?;
+        self.shared.store.configure_sync(id, model, enabled, interval.map(|i| i.map(i64::from))).await?;
         self.wake.notify_one();
         self.status(id, model).await
     }
@@ -163,7 +169,7 @@ impl Syncs {
                 "The sync of {model} is disabled; enable it first (PATCH …/syncs/{model} with {{\"enabled\": true}})."
             )));
         }
-        self.integrations.store.request_sync_run(id, model, now().0).await?;
+        self.shared.store.request_sync_run(id, model, now().0).await?;
         self.wake.notify_one();
         self.status(id, model).await
     }
@@ -171,7 +177,7 @@ impl Syncs {
     /// Starts the model over: no checkpoint, no interrupted run; due now.
     pub async fn reset(&self, id: &str, model: &str) -> Result<SyncStatus, AppError> {
         self.status(id, model).await?;
-        if !self.integrations.store.reset_sync(id, model, now().0).await? {
+        if !self.shared.store.reset_sync(id, model, now().0).await? {
             return Err(AppError::Validation(format!(
                 "The sync of {model} is running; reset it after the run (GET …/syncs shows its state)."
             )));
@@ -184,7 +190,7 @@ impl Syncs {
     /// webhooks (replacing an earlier token).
     pub async fn enable_inbound(&self, id: &str) -> Result<InboundSetup, AppError> {
         let row = self.integrations.get(id).await?;
-        let plugin = self.integrations.plugin(&row.provider)?;
+        let plugin = self.shared.plugin(&row.provider)?;
         let Some(webhook) = plugin.manifest.inbound_webhook.clone() else {
             return Err(AppError::NotFound(format!(
                 "The connector {} does not take webhooks from its provider; its syncs run on their interval.",
@@ -192,16 +198,15 @@ impl Syncs {
             )));
         };
         let token = crate::crypto::random_token();
-        let sealed =
-            self.integrations.key.seal(&inbound_binding(id), secrecy::ExposeSecret::expose_secret(&token).as_bytes());
-        self.integrations.store.set_inbound_secret(id, &sealed, &now().1).await?;
-        let base = self.integrations.oauth.public_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string());
+        let sealed = self.shared.key.seal(Binding::InboundWebhook(id), secrecy::ExposeSecret::expose_secret(&token));
+        self.shared.store.set_inbound_secret(id, &sealed, &now().1).await?;
+        let base = self.shared.public_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string());
         Ok(InboundSetup { url: format!("{}/api/v1/hooks/{id}", base.unwrap_or_default()), token, webhook })
     }
 
     pub async fn disable_inbound(&self, id: &str) -> Result<(), AppError> {
         self.integrations.get(id).await?;
-        if self.integrations.store.delete_inbound(id).await? {
+        if self.shared.store.delete_inbound(id).await? {
             Ok(())
         } else {
             Err(AppError::NotFound("This connection has no inbound webhook.".into()))
@@ -214,15 +219,15 @@ impl Syncs {
     pub async fn receive(&self, id: &str, header: impl Fn(&str) -> Option<String>) -> Result<Received, AppError> {
         let refused = || AppError::Unauthorized;
         let row = self.integrations.get(id).await.map_err(|_| refused())?;
-        let plugin = self.integrations.plugin(&row.provider).map_err(|_| refused())?;
+        let plugin = self.shared.plugin(&row.provider).map_err(|_| refused())?;
         let (Some(webhook), Some(sealed)) =
-            (plugin.manifest.inbound_webhook.as_ref(), self.integrations.store.inbound_secret(id).await?)
+            (plugin.manifest.inbound_webhook.as_ref(), self.shared.store.inbound_secret(id).await?)
         else {
             return Err(refused());
         };
-        let expected = self.integrations.key.open(&inbound_binding(id), &sealed)?;
+        let expected = self.shared.key.open(Binding::InboundWebhook(id), &sealed)?;
         let presented = header(&webhook.token_header).unwrap_or_default();
-        let expected = std::str::from_utf8(secrecy::ExposeSecret::expose_secret(&expected)).unwrap_or_default();
+        let expected = secrecy::ExposeSecret::expose_secret(&expected);
         if !crate::crypto::constant_time_eq(
             &crate::crypto::sha256_hex(presented.as_bytes()),
             &crate::crypto::sha256_hex(expected.as_bytes()),
@@ -232,7 +237,7 @@ impl Syncs {
         let (now, _) = now();
         if let Some(key) =
             webhook.idempotency_header.as_deref().and_then(&header).filter(|k| !k.is_empty() && k.len() <= 200)
-            && !self.integrations.store.first_delivery(id, &key, now, now - 7 * 86_400).await?
+            && !self.shared.store.first_delivery(id, &key, now, now - 7 * 86_400).await?
         {
             return Ok(Received { duplicate: true, models: Vec::new() });
         }
@@ -241,7 +246,7 @@ impl Syncs {
             webhook.events.iter().filter(|(e, _)| e.eq_ignore_ascii_case(&event)).map(|(_, m)| m.clone()).collect();
         models.dedup();
         for model in &models {
-            self.integrations.store.request_sync_run(id, model, now).await?;
+            self.shared.store.request_sync_run(id, model, now).await?;
         }
         if !models.is_empty() {
             self.wake.notify_one();
@@ -283,7 +288,7 @@ impl Syncs {
                     .unix_timestamp(),
             ),
         };
-        let records = self.integrations.store.feed(id, model, after, modified_after, i64::from(limit)).await?;
+        let records = self.shared.store.feed(id, model, after, modified_after, i64::from(limit)).await?;
         let next_cursor = records.last().map(|r| r.seq).unwrap_or(after);
         Ok(FeedPage { records, next_cursor })
     }
@@ -296,7 +301,7 @@ impl Syncs {
         }
         loop {
             if let Err(e) = self.clone().schedule_once().await {
-                tracing::warn!(code = e.code(), "sync scheduling failed; will retry");
+                tracing::warn!(code = %e.code(), "sync scheduling failed; will retry");
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.poll) => {}
@@ -309,12 +314,12 @@ impl Syncs {
         let (now, _) = now();
         let mut current = std::collections::HashSet::new();
         for row in self.integrations.list().await? {
-            let Ok(plugin) = self.integrations.plugin(&row.provider) else { continue };
+            let Ok(plugin) = self.shared.plugin(&row.provider) else { continue };
             let key = (row.id.clone(), plugin.sha256.clone());
             let known = self.ensured.lock().expect("not poisoned").contains(&key);
             if !known && !plugin.manifest.sync_models.is_empty() {
                 let names: Vec<String> = plugin.manifest.sync_models.iter().map(|m| m.name.clone()).collect();
-                self.integrations.store.ensure_syncs(&row.id, &names, now).await?;
+                self.shared.store.ensure_syncs(&row.id, &names, now).await?;
             }
             current.insert(key);
         }
@@ -324,12 +329,12 @@ impl Syncs {
         if free == 0 {
             return Ok(());
         }
-        for (id, model) in self.integrations.store.due_syncs(now, free).await? {
+        for (id, model) in self.shared.store.due_syncs(now, free).await? {
             let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
             let (now, now_text) = self::now();
             let run_id = uuid::Uuid::new_v4().to_string();
             let claimant = self.holder(&id, &model, &run_id, now, &now_text);
-            let claimed = self.integrations.store.claim_sync(&claimant).await?;
+            let claimed = self.shared.store.claim_sync(&claimant).await?;
             if let Some(row) = claimed {
                 let this = self.clone();
                 tokio::spawn(async move {
@@ -364,7 +369,7 @@ impl Syncs {
                 return self.fail(&holder, &e, None).await;
             };
             let outcome = self
-                .integrations
+                .shared
                 .runtime
                 .run_sync(
                     &in_use.plugin,
@@ -413,7 +418,7 @@ impl Syncs {
             let webhooks = if finish.is_some() { self.webhooks.ids().await.unwrap_or_default() } else { Vec::new() };
             let provider = in_use.row.provider.clone();
             let committed = self
-                .integrations
+                .shared
                 .store
                 .commit_page(
                     &holder,
@@ -522,12 +527,7 @@ impl Syncs {
         } else {
             Vec::new()
         };
-        match self
-            .integrations
-            .store
-            .release_sync(holder, state, &error_json, next_run_at, paused_until, deliveries)
-            .await
-        {
+        match self.shared.store.release_sync(holder, state, &error_json, next_run_at, paused_until, deliveries).await {
             Ok(_) => self.webhooks.wake(),
             Err(e) => tracing::warn!(error = %e, "cannot record the sync's failure; its lease will expire"),
         }

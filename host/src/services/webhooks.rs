@@ -15,9 +15,9 @@ use tokio::sync::Notify;
 
 use crate::{
     clock::now,
-    crypto::CryptoError,
+    crypto::{Binding, CryptoError},
     error::AppError,
-    integrations::Integrations,
+    services::Shared,
     store::webhooks::{Attempted, DeliveryRow, WebhookRow},
 };
 
@@ -26,7 +26,7 @@ pub const MAX_ATTEMPTS: i64 = 8;
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Webhooks {
-    integrations: Arc<Integrations>,
+    shared: Arc<Shared>,
     client: reqwest::Client,
     /// Delay before the first retry; each later one waits five times longer.
     first_retry: Duration,
@@ -34,7 +34,7 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    pub fn new(integrations: Arc<Integrations>, first_retry: Duration) -> anyhow::Result<Self> {
+    pub(super) fn new(shared: Arc<Shared>, first_retry: Duration) -> anyhow::Result<Self> {
         // The consuming system is the operator's own, often on an internal
         // network, so the connectors' egress policy does not apply; redirects
         // are not followed, so a signed event goes only where it was sent.
@@ -44,7 +44,7 @@ impl Webhooks {
             .no_proxy()
             .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { integrations, client, first_retry, wake: Notify::new() })
+        Ok(Self { shared, client, first_retry, wake: Notify::new() })
     }
 
     /// Registers a URL; answers the row and the secret, shown this once.
@@ -67,17 +67,17 @@ impl Webhooks {
         let secret = SecretString::from(format!("whsec_{}", STANDARD.encode(raw)));
         let id = uuid::Uuid::new_v4().to_string();
         let row = WebhookRow {
-            secret: self.integrations.key.seal(&binding(&id), secret.expose_secret().as_bytes()),
+            secret: self.shared.key.seal(Binding::Webhook(&id), secret.expose_secret()),
             id,
             url: parsed.to_string(),
             created_at: now().1,
         };
-        self.integrations.store.insert_webhook(&row).await?;
+        self.shared.store.insert_webhook(&row).await?;
         Ok((row, secret))
     }
 
     pub async fn list(&self) -> Result<Vec<WebhookRow>, AppError> {
-        Ok(self.integrations.store.webhooks().await?)
+        Ok(self.shared.store.webhooks().await?)
     }
 
     pub async fn ids(&self) -> Result<Vec<String>, AppError> {
@@ -85,7 +85,7 @@ impl Webhooks {
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), AppError> {
-        if self.integrations.store.delete_webhook(id).await? {
+        if self.shared.store.delete_webhook(id).await? {
             Ok(())
         } else {
             Err(AppError::NotFound(format!("No webhook {id}; GET /api/v1/webhooks lists them.")))
@@ -93,10 +93,10 @@ impl Webhooks {
     }
 
     pub async fn deliveries(&self, id: &str, limit: i64) -> Result<Vec<DeliveryRow>, AppError> {
-        if self.integrations.store.webhook(id).await?.is_none() {
+        if self.shared.store.webhook(id).await?.is_none() {
             return Err(AppError::NotFound(format!("No webhook {id}; GET /api/v1/webhooks lists them.")));
         }
-        Ok(self.integrations.store.deliveries(id, limit).await?)
+        Ok(self.shared.store.deliveries(id, limit).await?)
     }
 
     pub fn wake(&self) {
@@ -116,13 +116,13 @@ impl Webhooks {
 
     async fn deliver_due(&self) {
         let (now, _) = now();
-        let claimed = match self.integrations.store.claim_deliveries(now, now + 60, 32).await {
+        let claimed = match self.shared.store.claim_deliveries(now, now + 60, 32).await {
             Ok(claimed) => claimed,
             Err(e) => return tracing::warn!(error = %e, "cannot read due webhook deliveries"),
         };
         for (delivery, webhook) in claimed {
             let attempt = self.attempt(&delivery, &webhook).await;
-            if let Err(e) = self.integrations.store.record_attempt(&delivery.id, &attempt).await {
+            if let Err(e) = self.shared.store.record_attempt(&delivery.id, &attempt).await {
                 tracing::warn!(error = %e, "cannot record a webhook attempt");
             }
         }
@@ -176,15 +176,9 @@ impl Webhooks {
     }
 
     fn secret(&self, webhook: &WebhookRow) -> Result<Vec<u8>, CryptoError> {
-        let plain = self.integrations.key.open(&binding(&webhook.id), &webhook.secret)?;
-        let text = std::str::from_utf8(plain.expose_secret()).map_err(|_| CryptoError::Open)?;
-        STANDARD.decode(text.trim_start_matches("whsec_")).map_err(|_| CryptoError::Open)
+        let text = self.shared.key.open(Binding::Webhook(&webhook.id), &webhook.secret)?;
+        STANDARD.decode(text.expose_secret().trim_start_matches("whsec_")).map_err(|_| CryptoError::Open)
     }
-}
-
-/// What a webhook's sealed secret is bound to.
-fn binding(id: &str) -> String {
-    format!("webhook/{id}")
 }
 
 /// `v1,<base64 HMAC-SHA256(secret, "id.timestamp.body")>`.

@@ -8,17 +8,18 @@ use std::sync::Arc;
 
 use crate::{
     error::AppError,
-    integrations::Integrations,
     runtime::{ActionSchemas, model::ProviderError},
+    services::{Shared, integrations::Integrations},
 };
 
 pub struct Actions {
+    shared: Arc<Shared>,
     integrations: Arc<Integrations>,
 }
 
 impl Actions {
-    pub fn new(integrations: Arc<Integrations>) -> Self {
-        Self { integrations }
+    pub(super) fn new(shared: Arc<Shared>, integrations: Arc<Integrations>) -> Self {
+        Self { shared, integrations }
     }
 
     /// Runs the action `name` on the integration `id` with `input`.
@@ -37,7 +38,7 @@ impl Actions {
         let mut retried = false;
         let output = loop {
             let outcome = self
-                .integrations
+                .shared
                 .runtime
                 .run_action(&in_use.plugin, name, &input, &in_use.connection(), &in_use.credentials, &in_use.base_url)
                 .await?;

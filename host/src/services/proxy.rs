@@ -17,25 +17,19 @@ use reqwest::{
 };
 use url::Url;
 
+pub use crate::config::ProxySettings;
 use crate::{
     egress::{CredentialHeader, SendError},
     error::AppError,
-    integrations::{InUse, Integrations},
     runtime::{credential_header, model::VerifyError},
+    services::{
+        Shared,
+        integrations::{InUse, Integrations},
+    },
 };
 
 /// The request header a caller sets to have transient failures retried.
 pub const RETRIES_HEADER: &str = "gatehouse-retries";
-
-#[derive(Debug, Clone, Copy)]
-pub struct ProxySettings {
-    /// Deadline of one upstream exchange, body included.
-    pub timeout: Duration,
-    /// Largest request body forwarded.
-    pub max_body_bytes: usize,
-    /// Longest `Retry-After` the proxy waits out; a longer one is answered.
-    pub max_retry_wait: Duration,
-}
 
 /// At most this many retries, whatever the caller asks.
 pub const MAX_RETRIES: u32 = 5;
@@ -56,6 +50,7 @@ pub struct ProxyResponse {
 }
 
 pub struct Proxy {
+    shared: Arc<Shared>,
     integrations: Arc<Integrations>,
     settings: ProxySettings,
 }
@@ -80,8 +75,8 @@ const NOT_FORWARDED: &[&str] = &["authorization", "cookie", "forwarded", RETRIES
 const NOT_RETURNED: &[&str] = &["set-cookie", "set-cookie2", "alt-svc", "strict-transport-security"];
 
 impl Proxy {
-    pub fn new(integrations: Arc<Integrations>, settings: ProxySettings) -> Self {
-        Self { integrations, settings }
+    pub fn new(shared: Arc<Shared>, integrations: Arc<Integrations>, settings: ProxySettings) -> Self {
+        Self { shared, integrations, settings }
     }
 
     pub fn settings(&self) -> ProxySettings {
@@ -98,7 +93,7 @@ impl Proxy {
             let credential = self.credential(&in_use)?;
             let headers = forwarded_headers(&req.headers, credential.header_name());
             let sent = self
-                .integrations
+                .shared
                 .runtime
                 .egress()
                 .forward(req.method.clone(), url.clone(), headers, req.body.clone(), &credential, self.settings.timeout)

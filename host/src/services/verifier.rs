@@ -1,0 +1,112 @@
+//! Checking credentials against a connector's manifest and asking the
+//! connector to verify them: the one verifier behind the API's verify,
+//! connect, rotate and OAuth callback, and the CLI's `plugins test`.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use url::Url;
+
+use crate::{
+    egress::{EgressError, Policy},
+    error::AppError,
+    runtime::{
+        Plugin, Runtime,
+        model::{Credentials, FieldKind, Verification, VerifyError},
+    },
+};
+
+/// Longest accepted credential value; real tokens are far shorter.
+const MAX_VALUE_LEN: usize = 8 * 1024;
+
+/// What a verify call learnt: a verification, or the provider's verdict
+/// against the token.
+pub type Verdict = Result<Verification, VerifyError>;
+
+pub struct Verifier {
+    runtime: Arc<Runtime>,
+    policy: Policy,
+}
+
+impl Verifier {
+    pub fn new(runtime: Arc<Runtime>, policy: Policy) -> Self {
+        Self { runtime, policy }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Checks submitted credentials against the manifest: no unknown keys,
+    /// defaults applied, required fields present, url fields acceptable.
+    pub fn prepare(
+        &self,
+        plugin: &Plugin,
+        raw: BTreeMap<String, String>,
+    ) -> Result<(Credentials, Option<Url>), AppError> {
+        let fields = &plugin.manifest.fields;
+        let known = || fields.iter().map(|f| f.key.as_str()).collect::<Vec<_>>().join(", ");
+        if let Some(unknown) = raw.keys().find(|k| !fields.iter().any(|f| &f.key == *k)) {
+            return Err(AppError::Validation(format!(
+                "Unknown credential field {unknown:?} for provider {:?}; expected: {}.",
+                plugin.manifest.id,
+                known()
+            )));
+        }
+        let mut credentials = Credentials::default();
+        let mut base_url = None;
+        let mut raw = raw;
+        for field in fields {
+            let value = raw.remove(&field.key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+            let Some(value) = value.or_else(|| field.default.clone()) else {
+                if field.required {
+                    return Err(AppError::Validation(format!(
+                        "The field {:?} ({}) is required.",
+                        field.key, field.label
+                    )));
+                }
+                continue;
+            };
+            if value.len() > MAX_VALUE_LEN {
+                return Err(AppError::Validation(format!(
+                    "The field {:?} is longer than {MAX_VALUE_LEN} characters.",
+                    field.key
+                )));
+            }
+            let value = if field.kind == FieldKind::Url {
+                let url = self.policy.parse_base_url(&value).map_err(|e| match e {
+                    EgressError::InvalidUrl(s) | EgressError::Denied(s) => AppError::InvalidBaseUrl(s),
+                })?;
+                let text = base_url_text(Some(&url));
+                base_url = Some(url);
+                text
+            } else {
+                value
+            };
+            credentials.insert(field.key.clone(), value);
+        }
+        Ok((credentials, base_url))
+    }
+
+    /// Runs the connector once. Transport, policy and sandbox failures are
+    /// errors; the provider's verdict on the token is a value.
+    pub async fn verify(
+        &self,
+        plugin: &Plugin,
+        credentials: &Credentials,
+        base_url: Option<&Url>,
+    ) -> Result<Verdict, AppError> {
+        if let Some(url) = base_url {
+            self.policy.check_reachable(url).await.map_err(|e| AppError::EgressDenied(e.to_string()))?;
+        }
+        let allowed: Vec<Url> = base_url.cloned().into_iter().collect();
+        match self.runtime.verify(plugin, credentials, &allowed).await? {
+            Err(e) if !e.is_verdict() => Err(AppError::Verify(e)),
+            other => Ok(other),
+        }
+    }
+}
+
+/// A base URL as stored and compared: no trailing slash, "" for none.
+pub fn base_url_text(url: Option<&Url>) -> String {
+    url.map(|u| u.as_str().trim_end_matches('/').to_string()).unwrap_or_default()
+}

@@ -1,0 +1,3 @@
+//! Paths of the test components built from `plugins/` (see build.rs).
+
+include!(concat!(env!("OUT_DIR"), "/programs.rs"));
