@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond rustup, on a fresh machine; safe to run
 # again (each step is skipped when already done):
+#   - the wasm32-wasip2 Rust target the connectors build for (rustup),
 #   - Debian's chromium, for the settings-page test (needs root and apt),
 #   - playwright-core (npm ci in tests/browser), which drives it,
 #   - componentize-py, which builds the Python connector (plugins/gitea-py).
@@ -9,6 +10,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 missing=()
+
+if command -v rustup >/dev/null; then
+  rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 \
+    || rustup target add wasm32-wasip2 || missing+=("the wasm32-wasip2 target (rustup target add wasm32-wasip2)")
+fi
 
 if ! command -v chromium >/dev/null && [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
