@@ -15,8 +15,17 @@ use crate::{
 const CLIENT_ID: &str = "gatehouse-app-0123456789";
 const CLIENT_SECRET: &str = "gloas-client-secret-5d41402abc4b2a76b9719d911017c592";
 
-/// A browser: follows no redirects, so each hop can be checked.
+/// The browser: follows no redirects, so each hop can be checked, and keeps
+/// cookies (the flow's browser binding) across the tests' flows.
 fn browser() -> reqwest::Client {
+    static BROWSER: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap()
+    });
+    BROWSER.clone()
+}
+
+/// Another browser, with no cookies.
+fn stranger() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
@@ -396,4 +405,56 @@ async fn refused_refresh_tokens_reused_codes_and_a_rotated_client_secret() {
     let mut secrets = fake.all_tokens();
     secrets.push(CLIENT_SECRET.into());
     g.finish_scan(&secrets, &fake.oauth_states());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_finishes_only_in_the_browser_that_started_it() {
+    let fake = FakeGitlab::start().await;
+    fake.sign_in(Some(fake.add_user("jane", false)));
+    let g = Gatehouse::start(Options::lax()).await;
+    setup(&g, &fake).await;
+
+    // The authorize answer binds the flow to this browser with a cookie
+    // scripts cannot read, sent back only to the OAuth routes.
+    let r = browser()
+        .get(format!("{}/api/v1/oauth/gitlab-oauth/authorize?base_url={}", g.base, fake.url))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.starts_with("gatehouse_oauth_"), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/api/v1/oauth/", "Max-Age="] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    // Someone else's browser brings the code and state back: refused.
+    let callback = approve(&location(&r)).await;
+    let path = &callback[callback.find("/api/v1/").unwrap()..];
+    let r = g.send(stranger().get(format!("{}{path}", g.base))).await;
+    assert_eq!((r.status, r.code()), (400, "oauth_state_invalid"), "{}", r.body);
+    assert!(r.body["detail"].as_str().unwrap().contains("another browser"), "{}", r.body);
+    assert_eq!(g.get("/api/v1/integrations").await.body["integrations"].as_array().unwrap().len(), 0);
+
+    // The browser that started it finishes, and forgets the binding.
+    let callback = approve(&start(&g, &fake).await).await;
+    let path = &callback[callback.find("/api/v1/").unwrap()..];
+    let r = browser().get(format!("{}{path}", g.base)).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+
+    // An API client handing the URL to a browser it does not control opts out.
+    let r = g
+        .get(&format!("/api/v1/oauth/gitlab-oauth/authorize?base_url={}&redirect=false&bind_browser=false", fake.url))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers.get("set-cookie").is_none());
+    let callback = approve(r.body["authorize_url"].as_str().unwrap()).await;
+    let path = &callback[callback.find("/api/v1/").unwrap()..];
+    assert_eq!(g.send(stranger().get(format!("{}{path}", g.base))).await.status, 302);
+
+    // A label longer than the connect body allows is refused here too.
+    let long = "x".repeat(201);
+    let r =
+        g.get(&format!("/api/v1/oauth/gitlab-oauth/authorize?base_url={}&redirect=false&label={long}", fake.url)).await;
+    assert_eq!((r.status, r.code()), (400, "validation_error"));
 }

@@ -152,7 +152,7 @@ async fn connect_oauth(w: &World) -> String {
         redirect_uri: None,
     };
     w.services.grants.save_app(app, "test").await.unwrap();
-    let auth = w.services.oauth.authorize("gitlab-oauth", Some(&w.fake.url), None).await.unwrap();
+    let auth = w.services.oauth.authorize("gitlab-oauth", Some(&w.fake.url), None, false).await.unwrap();
     let back = approve(&auth.url).await;
     let (row, created) = w.services.oauth.callback("gitlab-oauth", back).await.unwrap();
     assert!(created && row.refresh.is_some());
@@ -171,6 +171,7 @@ async fn approve(authorize_url: &str) -> CallbackParams {
         state: get("state").map(SecretString::from),
         error: get("error"),
         error_description: None,
+        browser: None,
     }
 }
 
@@ -179,7 +180,7 @@ async fn an_oauth_state_is_spent_once_and_only_for_its_provider() {
     let w = world().await;
     w.fake.sign_in(Some(w.fake.add_user("jane", false)));
     connect_oauth(&w).await;
-    let auth = w.services.oauth.authorize("gitlab-oauth", Some(&w.fake.url), None).await.unwrap();
+    let auth = w.services.oauth.authorize("gitlab-oauth", Some(&w.fake.url), None, false).await.unwrap();
     let back = approve(&auth.url).await;
     let state = back.state.clone();
     assert_eq!(code(w.services.oauth.callback("gitlab-pat", back).await), ErrorCode::OAuthStateInvalid);
@@ -188,6 +189,29 @@ async fn an_oauth_state_is_spent_once_and_only_for_its_provider() {
     assert_eq!(code(w.services.oauth.callback("gitlab-oauth", again).await), ErrorCode::OAuthStateInvalid);
     let unknown = CallbackParams { state: Some(SecretString::from("nope")), ..CallbackParams::default() };
     assert_eq!(code(w.services.oauth.callback("gitlab-oauth", unknown).await), ErrorCode::OAuthStateInvalid);
+}
+
+#[tokio::test]
+async fn a_flow_started_in_a_browser_finishes_only_there() {
+    let w = world().await;
+    w.fake.sign_in(Some(w.fake.add_user("jane", false)));
+    connect_oauth(&w).await;
+    let auth = w.services.oauth.authorize("gitlab-oauth", Some(&w.fake.url), None, true).await.unwrap();
+    let cookie = auth.browser_cookie.expect("a bound flow sets a cookie");
+    let back = approve(&auth.url).await;
+    assert_eq!(
+        cookie.name,
+        gatehouse::services::oauth::browser_cookie_name(
+            back.state.as_ref().map(secrecy::ExposeSecret::expose_secret).unwrap()
+        )
+    );
+    // Another browser, with the state and code but not the cookie: refused.
+    let elsewhere = CallbackParams { browser: Some(SecretString::from("guess")), ..back };
+    assert_eq!(code(w.services.oauth.callback("gitlab-oauth", elsewhere).await), ErrorCode::OAuthStateInvalid);
+    // The browser that started it (a new flow: the state above is spent).
+    let auth = w.services.oauth.authorize("gitlab-oauth", Some(&w.fake.url), None, true).await.unwrap();
+    let back = CallbackParams { browser: auth.browser_cookie.map(|c| c.value), ..approve(&auth.url).await };
+    w.services.oauth.callback("gitlab-oauth", back).await.unwrap();
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ use crate::{
         actions::Actions,
         grants::{Grants, OAuthAppInput, not_refreshable_sentence},
         integrations::Integrations,
-        oauth::{CallbackParams, OAuthFlow},
+        oauth::{CallbackParams, OAuthFlow, browser_cookie_name},
         proxy::{Proxy, ProxyRequest},
         syncs::Syncs,
         webhooks::Webhooks,
@@ -94,19 +94,28 @@ pub enum SaveAppResponse {
 
 #[derive(ApiResponse)]
 pub enum AuthorizeResponse {
-    /// Go to the provider's authorization page.
+    /// Go to the provider's authorization page. `Set-Cookie` binds the
+    /// flow to this browser (unless `bind_browser=false`).
     #[oai(status = 302)]
-    Redirect(#[oai(header = "Location")] String, #[oai(header = "Cache-Control")] String),
+    Redirect(
+        #[oai(header = "Location")] String,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Set-Cookie")] Option<String>,
+    ),
     /// With `redirect=false`: the URL to open, for clients that cannot follow a redirect (Swagger UI, scripts).
     #[oai(status = 200)]
-    Url(Json<AuthorizeResult>),
+    Url(Json<AuthorizeResult>, #[oai(header = "Set-Cookie")] Option<String>),
 }
 
 #[derive(ApiResponse)]
 pub enum CallbackResponse {
     /// Connected; back to the settings page with the integration id.
     #[oai(status = 302)]
-    Connected(#[oai(header = "Location")] String, #[oai(header = "Cache-Control")] String),
+    Connected(
+        #[oai(header = "Location")] String,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Set-Cookie")] Option<String>,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -301,15 +310,25 @@ impl Api {
         label: Query<Option<String>>,
         /// `false` answers 200 with the URL instead of redirecting.
         redirect: Query<Option<bool>>,
+        /// `false` for an API client that hands the URL to a browser it
+        /// does not control: the callback then needs no cookie, and the
+        /// single-use state is the only proof (README: OAuth).
+        bind_browser: Query<Option<bool>>,
     ) -> ApiResult<AuthorizeResponse> {
-        let auth = self.oauth.authorize(&provider_id, base_url.0.as_deref(), label.0).await?;
+        let bind = bind_browser.0.unwrap_or(true);
+        let auth = self.oauth.authorize(&provider_id, base_url.0.as_deref(), label.0, bind).await?;
+        let secure = self.grants.public_url_is_https();
+        let cookie = auth.browser_cookie.map(|c| {
+            let ttl = auth.expires_at.unix() - crate::clock::Timestamp::now().unix();
+            browser_cookie(&c.name, secrecy::ExposeSecret::expose_secret(&c.value), ttl.max(0), secure)
+        });
         Ok(if redirect.0.unwrap_or(true) {
-            AuthorizeResponse::Redirect(auth.url, "no-store".into())
+            AuthorizeResponse::Redirect(auth.url, "no-store".into(), cookie)
         } else {
-            AuthorizeResponse::Url(Json(AuthorizeResult {
-                authorize_url: auth.url,
-                expires_at: auth.expires_at.to_string(),
-            }))
+            AuthorizeResponse::Url(
+                Json(AuthorizeResult { authorize_url: auth.url, expires_at: auth.expires_at.to_string() }),
+                cookie,
+            )
         })
     }
 
@@ -319,20 +338,26 @@ impl Api {
     #[oai(path = "/oauth/:provider_id/callback", method = "get", tag = "ApiTags::OAuth")]
     async fn callback(
         &self,
+        req: &Request,
         provider_id: Path<String>,
         code: Query<Option<String>>,
         state: Query<Option<String>>,
         error: Query<Option<String>>,
         error_description: Query<Option<String>>,
     ) -> ApiResult<CallbackResponse> {
+        let cookie_name = state.0.as_deref().map(browser_cookie_name);
+        let browser = cookie_name.as_deref().and_then(|name| cookie(req, name)).map(Into::into);
         let params = CallbackParams {
             code: code.0.map(Into::into),
             state: state.0.map(Into::into),
             error: error.0,
             error_description: error_description.0,
+            browser,
         };
         let (row, _) = self.oauth.callback(&provider_id, params).await?;
-        Ok(CallbackResponse::Connected(format!("/?connected={}", row.id), "no-store".into()))
+        // The binding is spent with the state: the browser forgets it.
+        let clear = cookie_name.map(|name| browser_cookie(&name, "", 0, self.grants.public_url_is_https()));
+        Ok(CallbackResponse::Connected(format!("/?connected={}", row.id), "no-store".into(), clear))
     }
 
     /// Run a typed action of the integration's connector. The body is the
@@ -520,6 +545,26 @@ fn script() -> poem::Response {
 #[poem::handler]
 fn stylesheet() -> poem::Response {
     page("text/css; charset=utf-8", include_str!("page/settings.css"))
+}
+
+/// The cookie binding an OAuth flow to a browser: sent back only to the
+/// OAuth routes, unreadable by scripts, and sent on the provider's
+/// top-level redirect back (Lax) but not on cross-site subrequests.
+fn browser_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/api/v1/oauth/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+}
+
+/// The value of the cookie `name` in the request, if sent.
+fn cookie(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(poem::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_string())
 }
 
 /// Bounds the body before a handler sees it, so an oversized request

@@ -72,6 +72,12 @@ impl Grants {
         self.shared.verifier.policy().parse_base_url(&text).map_err(|e| AppError::InvalidBaseUrl(e.to_string()))
     }
 
+    /// Whether browsers reach this server over HTTPS (cookies are then
+    /// marked `Secure`).
+    pub fn public_url_is_https(&self) -> bool {
+        self.shared.public_url.as_ref().is_some_and(|u| u.scheme() == "https")
+    }
+
     pub fn default_redirect_uri(&self, provider: &str) -> String {
         let base = self.shared.public_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string());
         format!("{}/api/v1/oauth/{provider}/callback", base.unwrap_or_default())

@@ -13,7 +13,7 @@ use crate::{
     clock::Timestamp,
     crypto::{self, Binding},
     error::AppError,
-    runtime::model::{OAuthSettings, Verification},
+    runtime::model::{OAuthClient, OAuthSettings, Verification},
     services::{
         Shared,
         grants::{Grants, expires_in},
@@ -23,10 +23,28 @@ use crate::{
     store::{IntegrationRow, OAuthStateRow},
 };
 
+/// Longest label an authorization accepts, as the connect body does.
+const MAX_LABEL_LEN: usize = 200;
+
 /// Where to send the user's browser, and until when the state is good.
 pub struct Authorization {
     pub url: String,
     pub expires_at: Timestamp,
+    /// The cookie that binds the flow to the browser that started it.
+    pub browser_cookie: Option<BrowserCookie>,
+}
+
+/// A cookie named after the state, so flows started in one browser at
+/// once do not overwrite each other's.
+pub struct BrowserCookie {
+    pub name: String,
+    pub value: SecretString,
+}
+
+/// The cookie that carries the browser binding of the flow whose state is
+/// `state`.
+pub fn browser_cookie_name(state: &str) -> String {
+    format!("gatehouse_oauth_{}", &crypto::sha256_hex(state.as_bytes())[..16])
 }
 
 /// The query of the provider's redirect back to us.
@@ -36,6 +54,8 @@ pub struct CallbackParams {
     pub state: Option<SecretString>,
     pub error: Option<String>,
     pub error_description: Option<String>,
+    /// The value of the state's browser cookie, when the browser sent it.
+    pub browser: Option<SecretString>,
 }
 
 pub struct OAuthFlow {
@@ -57,7 +77,12 @@ impl OAuthFlow {
         provider: &str,
         base_url: Option<&str>,
         label: Option<String>,
+        bind_browser: bool,
     ) -> Result<Authorization, AppError> {
+        let label = label.map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
+        if label.as_ref().is_some_and(|l| l.chars().count() > MAX_LABEL_LEN) {
+            return Err(AppError::Validation(format!("The label is longer than {MAX_LABEL_LEN} characters.")));
+        }
         let plugin = self.shared.plugin(provider)?;
         let settings = self.grants.settings(&plugin)?;
         let base = self.grants.base_url(&plugin, base_url)?;
@@ -72,8 +97,10 @@ impl OAuthFlow {
             .authorize_url(&plugin, &base, &client.client_id, &client.redirect_uri, &state, &challenge)
             .await?
             .map_err(AppError::OAuth)?;
-        check_authorize_url(&url, &base, settings, state.expose_secret(), &challenge)?;
+        check_authorize_url(&url, &base, settings, &client, state.expose_secret(), &challenge)?;
         let state_hash = crypto::sha256_hex(state.expose_secret().as_bytes());
+        let browser_cookie = bind_browser
+            .then(|| BrowserCookie { name: browser_cookie_name(state.expose_secret()), value: crypto::random_token() });
         let expires = Timestamp::now().after(self.grants.config().oauth_state_ttl);
         self.shared
             .store
@@ -82,12 +109,13 @@ impl OAuthFlow {
                 state_hash,
                 provider: provider.to_string(),
                 base_url: base_text,
-                label: label.filter(|l| !l.trim().is_empty()),
+                label,
                 created_at: Timestamp::now(),
                 expires_at_unix: expires.unix(),
+                browser_hash: browser_cookie.as_ref().map(|c| crypto::sha256_hex(c.value.expose_secret().as_bytes())),
             })
             .await?;
-        Ok(Authorization { url, expires_at: expires })
+        Ok(Authorization { url, expires_at: expires, browser_cookie })
     }
 
     /// Finishes an authorization: spends the state, exchanges the code,
@@ -115,6 +143,15 @@ impl OAuthFlow {
                 "The authorization expired: it must be completed within {}. {start_again}",
                 humantime::format_duration(self.grants.config().oauth_state_ttl)
             )));
+        }
+        if let Some(expected) = &pending.browser_hash {
+            let presented =
+                params.browser.as_ref().map(|b| crypto::sha256_hex(b.expose_secret().as_bytes())).unwrap_or_default();
+            if !crypto::constant_time_eq(&presented, expected) {
+                return Err(AppError::OAuthState(format!(
+                    "This authorization was started in another browser (or its cookie was blocked); finish it in the browser that started it. {start_again}"
+                )));
+            }
         }
         if let Some(error) = params.error {
             let error: String = error.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
@@ -169,13 +206,16 @@ impl OAuthFlow {
     }
 }
 
-/// The connector's URL must stay on the base URL's origin and authorize
-/// endpoint and carry our state and challenge: a connector cannot send the
-/// user to another site or drop PKCE.
+/// The connector builds the authorization URL, so it is checked as a
+/// hostile one would be: on the base URL's origin and declared endpoint,
+/// for this application and redirect URI, the code flow with our state and
+/// S256 challenge, no scope beyond the manifest's, and each parameter once
+/// (a provider may read the second of two).
 fn check_authorize_url(
     url: &str,
     base: &Url,
     settings: &OAuthSettings,
+    client: &OAuthClient,
     state: &str,
     challenge: &str,
 ) -> Result<(), AppError> {
@@ -190,11 +230,69 @@ fn check_authorize_url(
     if parsed.path() != expected_path {
         return Err(broken("is not the declared authorize endpoint"));
     }
-    let query: BTreeMap<_, _> = parsed.query_pairs().collect();
-    if query.get("state").map(|s| s.as_ref()) != Some(state)
-        || query.get("code_challenge").map(|s| s.as_ref()) != Some(challenge)
+    let mut query = BTreeMap::new();
+    for (name, value) in parsed.query_pairs() {
+        if query.insert(name.to_string(), value.to_string()).is_some() {
+            return Err(broken(&format!("repeats the parameter {name:?}")));
+        }
+    }
+    let expected = [
+        ("client_id", client.client_id.as_str()),
+        ("redirect_uri", client.redirect_uri.as_str()),
+        ("response_type", "code"),
+        ("state", state),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    for (name, value) in expected {
+        if query.get(name).map(String::as_str) != Some(value) {
+            return Err(broken(&format!("does not carry the expected {name}")));
+        }
+    }
+    if let Some(scope) = query.get("scope")
+        && let Some(extra) =
+            scope.split([' ', '+']).filter(|s| !s.is_empty()).find(|s| !settings.scopes.iter().any(|m| m == s))
     {
-        return Err(broken("does not carry the state and the PKCE challenge"));
+        return Err(broken(&format!("asks for the scope {extra:?}, which the manifest does not declare")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tampered_authorization_url_is_refused() {
+        let base = Url::parse("https://git.example.com/gl").unwrap();
+        let settings = OAuthSettings {
+            authorize_path: "/oauth/authorize".into(),
+            token_path: "/oauth/token".into(),
+            scopes: vec!["api".into(), "read_user".into()],
+            url_field: "base_url".into(),
+            token_field: "token".into(),
+        };
+        let client = OAuthClient {
+            client_id: "app".into(),
+            client_secret: SecretString::from("s"),
+            redirect_uri: "https://gh.example.com/cb".into(),
+        };
+        let good = "https://git.example.com/gl/oauth/authorize?client_id=app&redirect_uri=https%3A%2F%2Fgh.example.com%2Fcb&response_type=code&state=st&code_challenge=ch&code_challenge_method=S256&scope=api+read_user";
+        check_authorize_url(good, &base, &settings, &client, "st", "ch").unwrap();
+        let swaps = [
+            ("client_id=app", "client_id=evil"),
+            ("redirect_uri=https%3A%2F%2Fgh.example.com%2Fcb", "redirect_uri=https%3A%2F%2Fevil.example%2Fcb"),
+            ("response_type=code", "response_type=token"),
+            ("code_challenge_method=S256", "code_challenge_method=plain"),
+            ("scope=api+read_user", "scope=api+sudo"),
+            ("state=st", "state=st&state=other"),
+            ("client_id=app&", ""),
+            ("https://git.example.com/gl/", "https://evil.example/gl/"),
+            ("/oauth/authorize", "/oauth/other"),
+        ];
+        for (from, to) in swaps {
+            let url = good.replacen(from, to, 1);
+            assert!(check_authorize_url(&url, &base, &settings, &client, "st", "ch").is_err(), "{url}");
+        }
+    }
 }

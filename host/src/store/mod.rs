@@ -171,6 +171,8 @@ pub struct OAuthStateRow {
     pub expires_at_unix: i64,
     #[sqlx(flatten, try_from = "VerifierColumns")]
     pub verifier: Sealed,
+    /// SHA-256 of the browser binding the callback must present, if any.
+    pub browser_hash: Option<String>,
 }
 
 /// An authorization's sealed PKCE verifier as stored.
@@ -458,7 +460,8 @@ impl Store {
     pub async fn insert_oauth_state(&self, state: &OAuthStateRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO oauth_states (state_hash, provider, base_url, label, created_at, expires_at_unix,
-                verifier_key_id, verifier_nonce, verifier_ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                verifier_key_id, verifier_nonce, verifier_ciphertext, browser_hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&state.state_hash)
         .bind(&state.provider)
@@ -469,6 +472,7 @@ impl Store {
         .bind(&state.verifier.key_id)
         .bind(&state.verifier.nonce)
         .bind(&state.verifier.ciphertext)
+        .bind(&state.browser_hash)
         .execute(&self.pool)
         .await?;
         Ok(())
