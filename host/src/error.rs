@@ -79,7 +79,8 @@ pub struct Problem {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_scopes: Option<Vec<String>>,
-    /// Seconds to wait before retrying (`rate_limited`), as the provider said.
+    /// Seconds to wait before retrying: as the provider said (`rate_limited`),
+    /// or until a call slot may be free (`host_busy`).
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u32>,
@@ -141,6 +142,7 @@ impl AppError {
             Self::ProxyUnsupported(_) => "proxy_unsupported",
             Self::Plugin(CallError::Timeout(_)) => "plugin_timeout",
             Self::Plugin(CallError::Failed(_)) => "plugin_failed",
+            Self::Plugin(CallError::Busy(..)) => "host_busy",
             Self::Store(_) => "internal_error",
             Self::Crypto(_) => "secret_unavailable",
         }
@@ -166,7 +168,7 @@ impl AppError {
             | "oauth_client_invalid" => 422,
             "rate_limited" => 429,
             "upstream_error" | "upstream_unreachable" | "plugin_failed" => 502,
-            "secret_unavailable" => 503,
+            "secret_unavailable" | "host_busy" => 503,
             "upstream_timeout" | "plugin_timeout" => 504,
             _ => 500,
         }
@@ -200,6 +202,7 @@ impl AppError {
             "proxy_unsupported" => "The connector cannot be used through the proxy",
             "plugin_timeout" => "The connector did not finish in time",
             "secret_unavailable" => "Stored credentials cannot be decrypted",
+            "host_busy" => "The host is busy",
             _ => "Internal error",
         }
     }
@@ -283,6 +286,11 @@ impl AppError {
             Self::Plugin(CallError::Failed(s)) => {
                 format!("{s}. The connector was stopped; report it to the connector's author.")
             }
+            Self::Plugin(CallError::Busy(waited, slots)) => format!(
+                "All {slots} connector call slots stayed taken for {} s; retry after {} s (Retry-After), or raise --max-concurrent-calls or --max-call-wait.",
+                waited.as_secs_f32(),
+                busy_retry_after(*waited)
+            ),
             Self::Store(_) => "The database failed; see the server log and try again.".into(),
             Self::Crypto(e) => format!(
                 "{e}. Restore the master key the server used before (GATEHOUSE_MASTER_KEY or master.key in the data dir), or connect the integration again."
@@ -296,6 +304,7 @@ impl AppError {
             Self::Verify(VerifyError::RateLimited(after))
             | Self::OAuth(OAuthError::RateLimited(after))
             | Self::Provider(ProviderError::RateLimited(after)) => (None, *after),
+            Self::Plugin(CallError::Busy(waited, _)) => (None, Some(busy_retry_after(*waited))),
             _ => (None, None),
         };
         let pointer = match self {
@@ -313,6 +322,12 @@ impl AppError {
             pointer,
         }
     }
+}
+
+/// Seconds a caller refused as busy should wait: as long as it already
+/// waited, within 1 to 30.
+fn busy_retry_after(waited: std::time::Duration) -> u32 {
+    waited.as_secs_f64().ceil().clamp(1.0, 30.0) as u32
 }
 
 fn with_next_step(sentence: &str, next: &str) -> String {

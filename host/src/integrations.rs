@@ -2,10 +2,7 @@
 //! writes — verify, connect (idempotent per account), rotate, re-verify,
 //! disconnect. Provider-agnostic: it knows fields by kind, not by name.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex},
-};
+use std::{collections::BTreeMap, sync::Arc};
 
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -15,6 +12,7 @@ use crate::{
     crypto::{MasterKey, Sealed},
     egress::{EgressError, Policy},
     error::{AppError, Problem},
+    locks::{KeyedGuard, KeyedLocks},
     registry::{Registry, ReloadReport},
     runtime::{
         Plugin, Runtime,
@@ -39,7 +37,7 @@ pub struct Integrations {
     pub(crate) oauth: OAuthConfig,
     /// One lock per integration: a refresh, re-verify or rotation runs
     /// alone, so a refresh token is never spent twice by this process.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: KeyedLocks,
 }
 
 impl Integrations {
@@ -51,12 +49,11 @@ impl Integrations {
         policy: Policy,
         oauth: OAuthConfig,
     ) -> Self {
-        Self { runtime, registry, store, key, policy, oauth, locks: Mutex::default() }
+        Self { runtime, registry, store, key, policy, oauth, locks: KeyedLocks::default() }
     }
 
-    pub(crate) async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = self.locks.lock().expect("lock map poisoned").entry(id.to_string()).or_default().clone();
-        lock.lock_owned().await
+    pub(crate) async fn lock(&self, id: &str) -> KeyedGuard {
+        self.locks.lock(id).await
     }
 
     pub fn plugins(&self) -> Vec<Arc<Plugin>> {
@@ -92,7 +89,7 @@ impl Integrations {
         credentials: &Credentials,
         base_url: Option<&Url>,
     ) -> Result<Verdict, AppError> {
-        run_verify(&self.runtime, &self.policy, plugin, credentials, base_url).await
+        run_verify(&self.runtime, plugin, credentials, base_url).await
     }
 
     /// `POST /providers/{id}/verify`: stores nothing.
@@ -232,7 +229,6 @@ impl Integrations {
         let guard = self.lock(id).await;
         let deleted = self.store.delete(id).await?;
         drop(guard);
-        self.locks.lock().expect("lock map poisoned").remove(id);
         if deleted {
             Ok(())
         } else {
@@ -479,18 +475,15 @@ pub fn prepare(
     Ok((credentials, base_url))
 }
 
-/// Runs the connector once. Transport, policy and sandbox failures are
-/// errors; the provider's verdict on the token is a value.
+/// Runs the connector once (the runtime checks the base URL's addresses
+/// first, within the call's deadline). Transport, policy and sandbox
+/// failures are errors; the provider's verdict on the token is a value.
 pub async fn run_verify(
     runtime: &Runtime,
-    policy: &Policy,
     plugin: &Plugin,
     credentials: &Credentials,
     base_url: Option<&Url>,
 ) -> Result<Verdict, AppError> {
-    if let Some(url) = base_url {
-        policy.check_reachable(url).await.map_err(|e| AppError::EgressDenied(e.to_string()))?;
-    }
     let allowed: Vec<Url> = base_url.cloned().into_iter().collect();
     let verdict = runtime.verify(plugin, credentials, &allowed).await?;
     match verdict {

@@ -34,6 +34,9 @@ fn main() -> std::process::ExitCode {
             Command::Plugins(cmd) => plugins_command(cmd).await,
         }
     });
+    // A DNS lookup the system resolver is still waiting on (a blocking
+    // thread the runtime cannot cancel) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -202,9 +205,7 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
             let plugin = runtime.load(&file.display().to_string(), &bytes).await?;
             let raw = credentials.into_iter().collect();
             let outcome = match integrations::prepare(&policy, &plugin, raw) {
-                Ok((creds, base_url)) => {
-                    integrations::run_verify(&runtime, &policy, &plugin, &creds, base_url.as_ref()).await
-                }
+                Ok((creds, base_url)) => integrations::run_verify(&runtime, &plugin, &creds, base_url.as_ref()).await,
                 Err(e) => Err(e),
             };
             let (doc, valid) = match outcome {
