@@ -155,6 +155,9 @@ fn detect_test_tools(root: &Path) {
     // namespace (`gatehouse_netns`); an unprivileged user gets both from
     // `unshare -rnm` where the kernel allows user namespaces.
     println!("cargo:rustc-check-cfg=cfg(gatehouse_netns)");
+    for tool in ["unshare", "ip"] {
+        watch(&on_path(tool), &path_dirs);
+    }
     let netns = Command::new("unshare")
         .args(["-rnm", "sh", "-c", "ip link set lo up"])
         .stdout(std::process::Stdio::null())
