@@ -173,3 +173,88 @@ async fn a_silent_resolver_cannot_hold_a_call_past_its_deadline() {
     assert!(started.elapsed() < Duration::from_secs(8), "answered after {:?}", started.elapsed());
     g.finish(&[token]);
 }
+
+/// A sync page that finds every slot taken pauses for the `Retry-After`
+/// and continues, instead of failing for a whole `--sync-retry`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_on_a_saturated_host_pauses_briefly() {
+    let fake = FakeGitlab::start().await;
+    let jane = fake.add_user("jane", false);
+    fake.api(|d| d.add_many_projects(1, 30, jane));
+    let options = Options::lax()
+        .plugin(HOSTILE)
+        .arg("--max-concurrent-calls")
+        .arg("1")
+        .arg("--max-call-wait")
+        .arg("200ms")
+        .arg("--plugin-timeout")
+        .arg("3s")
+        .arg("--sync-poll")
+        .arg("200ms")
+        .arg("--sync-retry")
+        .arg("10m");
+    let g = Arc::new(Gatehouse::start(options).await);
+    let token = fake.pat(jane);
+    let id = g.post("/api/v1/integrations", crate::harness::connect_pat(&token, &fake.url)).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let projects = |g: Arc<Gatehouse>| {
+        let id = id.clone();
+        async move {
+            let r = g.get(&format!("/api/v1/integrations/{id}/syncs")).await;
+            r.body["syncs"].as_array().unwrap().iter().find(|s| s["model"] == "projects").unwrap().clone()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        let s = projects(g.clone()).await;
+        if s["state"] == "idle" && s["records"] == 30 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the first projects sync did not finish: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let looping = {
+        let (g, url) = (g.clone(), fake.url.clone());
+        tokio::spawn(async move {
+            g.post(
+                "/api/v1/providers/hostile-test/verify",
+                json!({"credentials": {"mode": "announce-loop", "base_url": url}}),
+            )
+            .await
+        })
+    };
+    while fake.hits("/hostile/started") == 0 {
+        assert!(Instant::now() < deadline, "the looping call never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    g.post(&format!("/api/v1/integrations/{id}/syncs/projects/run"), json!({})).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stopped = loop {
+        let s = projects(g.clone()).await;
+        if s["state"] == "paused" || s["state"] == "failed" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the sync neither paused nor failed: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (&stopped["state"], &stopped["last_error"]["code"]),
+        (&json!("paused"), &json!("host_busy")),
+        "{stopped}"
+    );
+    looping.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = projects(g.clone()).await;
+        if s["state"] == "idle" && s["last_finished_at"] != first["last_finished_at"] {
+            assert_eq!((&s["records"], &s["last_error"]), (&json!(30), &json!(null)), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the paused sync did not continue: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Arc::into_inner(g).unwrap().finish(&fake.all_tokens());
+}
