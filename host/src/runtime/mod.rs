@@ -337,11 +337,12 @@ struct MemoryCap {
     /// The last growth allowed, undone if the growth then fails.
     last_growth: usize,
     denied: bool,
+    tables_denied: bool,
 }
 
 impl MemoryCap {
     fn new(bytes: usize) -> Self {
-        Self { bytes, used_bytes: 0, used_elements: 0, last_growth: 0, denied: false }
+        Self { bytes, used_bytes: 0, used_elements: 0, last_growth: 0, denied: false, tables_denied: false }
     }
 }
 
@@ -369,7 +370,7 @@ impl ResourceLimiter for MemoryCap {
     fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let growth = desired.saturating_sub(current);
         if self.used_elements.saturating_add(growth) > MAX_TABLE_ELEMENTS {
-            self.denied = true;
+            self.tables_denied = true;
             return Ok(false);
         }
         if maximum.is_none_or(|max| desired <= max) {
@@ -942,6 +943,9 @@ fn finish<R>(
             "the connector exceeded its memory limit of {} MiB (all its linear memories together)",
             state.memory.bytes / (1024 * 1024)
         ))),
+        Ok(Err(_)) if state.memory.tables_denied => Err(CallError::Failed(format!(
+            "the connector exceeded its limit of {MAX_TABLE_ELEMENTS} table elements (all its tables together)"
+        ))),
         Ok(Err(e)) => match (host_limit(&e, limits), e.downcast_ref::<Trap>()) {
             (Some(why), _) => Err(CallError::Failed(why)),
             (None, Some(trap)) => {
@@ -1297,6 +1301,41 @@ mod tests {
         let grow = instance.get_typed_func::<(u32,), (i32,)>(&mut store, "grow-d").unwrap();
         let (answer,) = grow.call_async(&mut store, (twenty_mib / 5,)).await.unwrap();
         assert_eq!(answer, 0, "4 MiB more fits");
+    }
+
+    /// Tables too: their elements are counted across all of them (the pool
+    /// caps each table at 20,000).
+    #[tokio::test]
+    async fn table_elements_are_capped_together() {
+        let runtime = runtime(64);
+        let names = ["a", "b", "c", "d", "e", "f"];
+        let grow_funcs: String = names
+            .iter()
+            .map(|t| {
+                format!(
+                    "(core instance ${t} (instantiate $m))
+                     (func (export \"grow-{t}\") (param \"n\" u32) (result s32) (canon lift (core func ${t} \"grow\")))"
+                )
+            })
+            .collect();
+        let wat = format!(
+            "(component
+               (core module $m
+                 (table 0 funcref)
+                 (func (export \"grow\") (param i32) (result i32) (table.grow (ref.null func) (local.get 0))))
+               {grow_funcs})"
+        );
+        let component = Component::new(&runtime.engine, wat::parse_str(&wat).unwrap()).unwrap();
+        let egress = CallEgress::new(runtime.egress.clone(), &[], None);
+        let mut store = runtime.new_store("test", egress, Vec::new(), Instant::now() + Duration::from_secs(5));
+        let instance = Linker::new(&runtime.engine).instantiate_async(&mut store, &component).await.unwrap();
+        // 18,000 each: five fit in 100,000, the sixth would make 108,000.
+        for (i, name) in names.iter().enumerate() {
+            let grow = instance.get_typed_func::<(u32,), (i32,)>(&mut store, &format!("grow-{name}")).unwrap();
+            let (answer,) = grow.call_async(&mut store, (18_000,)).await.unwrap();
+            assert_eq!(answer, if i < 5 { 0 } else { -1 }, "table {name}");
+        }
+        assert!(store.data().memory.tables_denied);
     }
 
     fn manifest() -> Manifest {
