@@ -8,6 +8,7 @@ use std::{
     fmt::Write as _,
     fs,
     path::{Path, PathBuf},
+    process::Command,
 };
 
 #[path = "guests.rs"]
@@ -35,8 +36,9 @@ fn main() {
 
 /// The e2e tests that need tools outside rustup are compiled as ignored
 /// (`cargo test` lists them as such, never as passed) when the tools are
-/// missing: `gatehouse_browser` (node, `npm ci` in tests/browser, Chromium)
-/// and `gatehouse_componentize_py`. Under `CI` they are never ignored, so
+/// missing: `gatehouse_browser` (node, `npm ci` in tests/browser, Chromium),
+/// `gatehouse_componentize_py` and `gatehouse_netns` (user and network
+/// namespaces, `ip`). Under `CI` they are never ignored, so
 /// a missing tool fails the run. `tests/setup.sh` installs all of them.
 fn detect_test_tools(root: &Path) {
     println!("cargo:rustc-check-cfg=cfg(gatehouse_browser)");
@@ -78,5 +80,23 @@ fn detect_test_tools(root: &Path) {
     watch(&componentize, &path_dirs);
     if ci || componentize.is_some() {
         println!("cargo:rustc-cfg=gatehouse_componentize_py");
+    }
+
+    // Tests whose target would be contacted if the code under test were
+    // wrong run in a loopback-only network namespace with their own mount
+    // namespace (`gatehouse_netns`); an unprivileged user gets both from
+    // `unshare -rnm` where the kernel allows user namespaces.
+    println!("cargo:rustc-check-cfg=cfg(gatehouse_netns)");
+    for tool in ["unshare", "ip"] {
+        watch(&on_path(tool), &path_dirs);
+    }
+    let netns = Command::new("unshare")
+        .args(["-rnm", "sh", "-c", "ip link set lo up"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ci || netns {
+        println!("cargo:rustc-cfg=gatehouse_netns");
     }
 }

@@ -4,7 +4,9 @@
 #   - the wasm32-wasip2 Rust target the connectors build for (rustup),
 #   - Debian's chromium, for the settings-page test (needs root and apt),
 #   - playwright-core (npm ci in tests/browser), which drives it,
-#   - componentize-py, which builds the Python connector (plugins/gitea-py).
+#   - componentize-py, which builds the Python connector (plugins/gitea-py),
+#   - unshare and ip (util-linux, iproute2), for the tests that run in a
+#     loopback-only network namespace.
 # A tool it cannot install is reported here; host/build.rs then compiles
 # the test that needs it as ignored (under CI=true such a test fails).
 set -uo pipefail
@@ -39,6 +41,19 @@ if ! command -v componentize-py >/dev/null || ! componentize-py --version >/dev/
   echo "tests/setup.sh: pip install componentize-py==0.25.1"
   python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1 \
     || missing+=("componentize-py (pip install componentize-py==0.25.1 failed)")
+fi
+
+if ! command -v unshare >/dev/null || ! command -v ip >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "tests/setup.sh: installing util-linux and iproute2 (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux iproute2 >/dev/null \
+      || missing+=("unshare and ip (apt-get install util-linux iproute2 failed)")
+  else
+    missing+=("unshare and ip (install util-linux and iproute2)")
+  fi
+fi
+if command -v unshare >/dev/null && ! unshare -rn true 2>/dev/null; then
+  missing+=("user namespaces (unshare -rn fails: the kernel or container forbids them)")
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -218,9 +218,24 @@ pub struct SandboxLimits {
     #[arg(long, env = "GATEHOUSE_PLUGIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub plugin_timeout: Duration,
 
-    /// Linear memory cap of one connector instance, in MiB.
+    /// Linear memory cap of one connector instance (all its memories
+    /// together), in MiB.
     #[arg(long, env = "GATEHOUSE_PLUGIN_MEMORY_MIB", default_value_t = 64)]
     pub plugin_memory_mib: u64,
+
+    /// Most data a connector may hand the host at once (its answer, an
+    /// outbound request, a log message), in bytes.
+    #[arg(long, env = "GATEHOUSE_PLUGIN_MAX_ANSWER_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub plugin_max_answer_bytes: usize,
+
+    /// Log lines one connector call may write; then one line says the
+    /// budget is exhausted and the rest are dropped.
+    #[arg(long, env = "GATEHOUSE_PLUGIN_LOG_LINES", default_value_t = 100)]
+    pub plugin_log_lines: u32,
+
+    /// Bytes of log one connector call may write (messages and fields).
+    #[arg(long, env = "GATEHOUSE_PLUGIN_LOG_BYTES", default_value_t = 32 * 1024)]
+    pub plugin_log_bytes: usize,
 
     /// Outbound requests one connector call may make.
     #[arg(long, env = "GATEHOUSE_MAX_OUTBOUND_REQUESTS", default_value_t = 16)]
@@ -233,6 +248,11 @@ pub struct SandboxLimits {
     /// Connector calls running at once; more wait for a slot.
     #[arg(long, env = "GATEHOUSE_MAX_CONCURRENT_CALLS", default_value_t = 128)]
     pub max_concurrent_calls: u32,
+
+    /// How long a request waits for a call slot when all are taken; then it
+    /// is answered 503 `host_busy` with `Retry-After`.
+    #[arg(long, env = "GATEHOUSE_MAX_CALL_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub max_call_wait: Duration,
 
     /// Memory of each pooled connector slot kept mapped between calls and
     /// reset in place, in KiB (0: give it all back to the OS after every
@@ -251,9 +271,13 @@ impl Default for SandboxLimits {
             http_timeout: Duration::from_secs(10),
             plugin_timeout: Duration::from_secs(30),
             plugin_memory_mib: 64,
+            plugin_max_answer_bytes: 16 * 1024 * 1024,
+            plugin_log_lines: 100,
+            plugin_log_bytes: 32 * 1024,
             max_outbound_requests: 16,
             max_response_bytes: 4 * 1024 * 1024,
             max_concurrent_calls: 128,
+            max_call_wait: Duration::from_secs(5),
             plugin_keep_resident_kib: 1024,
             max_body_bytes: 64 * 1024,
         }

@@ -92,6 +92,7 @@ pub enum ErrorCode {
     UpstreamUnreachable,
     PluginFailed,
     SecretUnavailable,
+    HostBusy,
     UpstreamTimeout,
     PluginTimeout,
 }
@@ -128,6 +129,7 @@ impl ErrorCode {
             Self::UpstreamUnreachable => ("upstream_unreachable", 502, "The provider could not be reached"),
             Self::PluginFailed => ("plugin_failed", 502, "The connector failed"),
             Self::SecretUnavailable => ("secret_unavailable", 503, "Stored credentials cannot be decrypted"),
+            Self::HostBusy => ("host_busy", 503, "The host is busy"),
             Self::UpstreamTimeout => ("upstream_timeout", 504, "The provider did not answer in time"),
             Self::PluginTimeout => ("plugin_timeout", 504, "The connector did not finish in time"),
         }
@@ -204,6 +206,7 @@ impl AppError {
             Self::ProxyUnsupported(_) => C::ProxyUnsupported,
             Self::Plugin(CallError::Timeout(_)) => C::PluginTimeout,
             Self::Plugin(CallError::Failed(_)) => C::PluginFailed,
+            Self::Plugin(CallError::Busy(..)) => C::HostBusy,
             Self::Store(_) => C::InternalError,
             Self::Crypto(_) => C::SecretUnavailable,
         }
@@ -292,6 +295,11 @@ impl AppError {
             Self::Plugin(CallError::Failed(s)) => {
                 format!("{s}. The connector was stopped; report it to the connector's author.")
             }
+            Self::Plugin(CallError::Busy(waited, slots)) => format!(
+                "All {slots} connector call slots stayed taken for {} s; retry after {} s (Retry-After), or raise --max-concurrent-calls or --max-call-wait.",
+                waited.as_secs_f32(),
+                busy_retry_after(*waited)
+            ),
             Self::Store(_) => "The database failed; see the server log and try again.".into(),
             Self::Crypto(e) => format!(
                 "{e}. Restore the master key the server used before (GATEHOUSE_MASTER_KEY or master.key in the data dir), or connect the integration again."
@@ -305,6 +313,7 @@ impl AppError {
             Self::Verify(VerifyError::RateLimited(after))
             | Self::OAuth(OAuthError::RateLimited(after))
             | Self::Provider(ProviderError::RateLimited(after)) => (None, *after),
+            Self::Plugin(CallError::Busy(waited, _)) => (None, Some(busy_retry_after(*waited))),
             _ => (None, None),
         };
         let pointer = match self {
@@ -333,4 +342,9 @@ fn with_next_step(sentence: &str, next: &str) -> String {
     } else {
         format!("{sentence}. {next}")
     }
+}
+
+/// Seconds to suggest before retrying a call refused as `host_busy`.
+fn busy_retry_after(waited: std::time::Duration) -> u32 {
+    waited.as_secs_f64().ceil().clamp(1.0, 30.0) as u32
 }

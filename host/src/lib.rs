@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod egress;
 pub mod error;
+pub mod locks;
 pub mod problem;
 pub mod registry;
 pub mod runtime;
@@ -44,6 +45,9 @@ pub fn build_runtime(
             concurrent_calls: limits.max_concurrent_calls.max(1),
             keep_resident_bytes: usize::try_from(limits.plugin_keep_resident_kib.saturating_mul(1024))
                 .unwrap_or(usize::MAX),
+            max_call_wait: limits.max_call_wait,
+            max_answer_bytes: limits.plugin_max_answer_bytes,
+            log: runtime::guest_log::LogBudget { lines: limits.plugin_log_lines, bytes: limits.plugin_log_bytes },
         },
     )
 }

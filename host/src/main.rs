@@ -36,6 +36,9 @@ fn main() -> std::process::ExitCode {
             Command::Plugins(cmd) => plugins_command(cmd).await,
         }
     });
+    // A DNS lookup the system resolver is still waiting on (a blocking
+    // thread the runtime cannot cancel) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -20,7 +20,8 @@ pub struct Problem {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_scopes: Option<Vec<String>>,
-    /// Seconds to wait before retrying (`rate_limited`), as the provider said.
+    /// Seconds to wait before retrying: as the provider said (`rate_limited`),
+    /// or until a call slot may be free (`host_busy`).
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u32>,

@@ -4,6 +4,7 @@
 mod fake_gitlab;
 mod fake_gitlab_api;
 mod harness;
+mod netns;
 
 mod actions;
 mod api;
@@ -13,6 +14,7 @@ mod cli;
 mod egress;
 mod errors;
 mod example;
+mod limits;
 mod oauth;
 mod proxy;
 mod python;

@@ -36,9 +36,9 @@ pub enum ApiError {
     /// `upstream_error`, `upstream_unreachable`, `plugin_failed`
     #[oai(status = 502, content_type = "application/problem+json")]
     BadGateway(Json<Problem>),
-    /// `secret_unavailable`
+    /// `secret_unavailable`, `host_busy` (with `Retry-After`)
     #[oai(status = 503, content_type = "application/problem+json")]
-    Unavailable(Json<Problem>),
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] Option<String>),
     /// `upstream_timeout`, `plugin_timeout`
     #[oai(status = 504, content_type = "application/problem+json")]
     GatewayTimeout(Json<Problem>),
@@ -66,7 +66,7 @@ impl From<AppError> for ApiError {
             422 => Self::Unprocessable(body),
             429 => Self::TooManyRequests(body, retry_after),
             502 => Self::BadGateway(body),
-            503 => Self::Unavailable(body),
+            503 => Self::Unavailable(body, retry_after),
             504 => Self::GatewayTimeout(body),
             _ => Self::Internal(body),
         }

@@ -2,6 +2,7 @@
 //! against the host's imports, and runs every call in a fresh pooled
 //! instance under a CPU/wall deadline, a memory cap and the egress policy.
 
+pub mod guest_log;
 pub mod model;
 pub mod wit;
 
@@ -16,7 +17,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
-    component::{Component, Linker, ResourceTable},
+    component::{Component, Linker, ResourceTable, ResourceTableError},
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -38,13 +39,33 @@ const WASM_PAGE_BYTES: u64 = 64 * 1024;
 const STDERR_BYTES: usize = 4096;
 /// `manifest()` is pure data; it gets a short deadline at load.
 const MANIFEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Host resources (WASI streams, pollables, …) one call may hold at once;
+/// each costs host memory outside the instance's linear memory.
+pub const MAX_RESOURCES: usize = 4096;
+/// Largest `wasi:random` request: seeds and nonces are a few bytes.
+pub const MAX_RANDOM_BYTES: u64 = 64 * 1024;
+/// Table elements across all of an instance's tables.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Per component instance, and so per call (each call instantiates one
+/// component); the pool is sized with the same numbers.
+const MAX_CORE_INSTANCES: usize = 32;
+const MAX_MEMORIES: usize = 4;
+const MAX_TABLES: usize = 16;
 
 #[derive(Debug, Clone, Copy)]
 pub struct RuntimeLimits {
     pub call_timeout: Duration,
+    /// All of an instance's linear memories together.
     pub memory_bytes: usize,
     pub concurrent_calls: u32,
     pub keep_resident_bytes: usize,
+    /// How long a call waits for a free slot before it is refused as busy.
+    pub max_call_wait: Duration,
+    /// Most data a connector hands the host in one transfer: an answer, an
+    /// outbound request, a log line.
+    pub max_answer_bytes: usize,
+    /// What one call may write to the host's log.
+    pub log: guest_log::LogBudget,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +90,9 @@ pub enum CallError {
     Timeout(Duration),
     #[error("the connector failed: {0}")]
     Failed(String),
+    /// Every call slot stayed taken for the whole wait (the wait, the slots).
+    #[error("no call slot was free within {0:?}")]
+    Busy(Duration, u32),
 }
 
 enum Bindings {
@@ -188,6 +212,7 @@ pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryCap,
+    log: guest_log::CallLog,
     egress: CallEgress,
     plugin_id: String,
     secrets: Vec<SecretString>,
@@ -213,14 +238,7 @@ impl CallState {
     /// Removes every credential value from text that came out of a
     /// connector, so a careless or hostile one cannot leak it through us.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in &self.secrets {
-            let s = secret.expose_secret();
-            if s.len() >= 4 && out.contains(s) {
-                out = out.replace(s, "[redacted]");
-            }
-        }
-        out
+        guest_log::redact(text, &self.secrets).into_owned()
     }
 
     /// What the connector wrote to stderr before it trapped (a panic
@@ -241,6 +259,8 @@ impl CallState {
         // ends with the exception.
         let said: String = lines.iter().rev().take(2).rev().copied().collect::<Vec<_>>().join(" ");
         let said: String = self.redact(&said).chars().take(300).collect();
+        // Escaped for the log line and the problem detail alike.
+        let said = guest_log::escape_controls(&said);
         tracing::warn!(target: "gatehouse::plugin", plugin = %self.plugin_id, stderr = %said, "connector trapped");
         format!("; it wrote: {said}")
     }
@@ -271,49 +291,104 @@ impl CallState {
         }
     }
 
-    fn plugin_log(&self, level: tracing::Level, message: &str, fields: &[(String, String)]) {
-        let message = self.redact(message);
-        let fields: BTreeMap<String, String> = fields.iter().map(|(k, v)| (self.redact(k), self.redact(v))).collect();
-        let fields = format!("{fields:?}");
+    fn plugin_log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]) {
         let plugin = self.plugin_id.as_str();
+        let guest_log::Line { message, fields } = match self.log.admit(message, fields, &self.secrets) {
+            guest_log::Admitted::Write(line) => line,
+            guest_log::Admitted::Dropped => return,
+            guest_log::Admitted::Exhausted(budget) => {
+                return tracing::warn!(
+                    target: "gatehouse::plugin",
+                    plugin,
+                    "…log budget exhausted: the connector wrote more than {} lines or {} bytes in this call; \
+                     its further log lines in this call are dropped",
+                    budget.lines,
+                    budget.bytes
+                );
+            }
+        };
         match level {
             tracing::Level::ERROR => {
-                tracing::error!(target: "gatehouse::plugin", plugin, fields, "{message}")
+                tracing::error!(target: "gatehouse::plugin", plugin, fields = %fields, "{message}")
             }
             tracing::Level::WARN => {
-                tracing::warn!(target: "gatehouse::plugin", plugin, fields, "{message}")
+                tracing::warn!(target: "gatehouse::plugin", plugin, fields = %fields, "{message}")
             }
             tracing::Level::INFO => {
-                tracing::info!(target: "gatehouse::plugin", plugin, fields, "{message}")
+                tracing::info!(target: "gatehouse::plugin", plugin, fields = %fields, "{message}")
             }
             tracing::Level::DEBUG => {
-                tracing::debug!(target: "gatehouse::plugin", plugin, fields, "{message}")
+                tracing::debug!(target: "gatehouse::plugin", plugin, fields = %fields, "{message}")
             }
             tracing::Level::TRACE => {
-                tracing::trace!(target: "gatehouse::plugin", plugin, fields, "{message}")
+                tracing::trace!(target: "gatehouse::plugin", plugin, fields = %fields, "{message}")
             }
         }
     }
 }
 
-/// Caps linear memory and remembers that it did, so the failure is
-/// reported as a broken limit rather than a bare trap.
+/// Caps the instance's linear memories and tables in total (a component
+/// may hold several of each), and remembers that it refused, so the
+/// failure is reported as a broken limit rather than a bare trap.
 struct MemoryCap {
     bytes: usize,
+    used_bytes: usize,
+    used_elements: usize,
+    /// The last growth allowed, undone if the growth then fails.
+    last_growth: usize,
     denied: bool,
+    tables_denied: bool,
+}
+
+impl MemoryCap {
+    fn new(bytes: usize) -> Self {
+        Self { bytes, used_bytes: 0, used_elements: 0, last_growth: 0, denied: false, tables_denied: false }
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.bytes {
+    // Also called when a memory is created (current = 0).
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let growth = desired.saturating_sub(current);
+        if self.used_bytes.saturating_add(growth) > self.bytes {
             self.denied = true;
             return Ok(false);
+        }
+        // Beyond the memory's own maximum the growth fails without our help.
+        if maximum.is_none_or(|max| desired <= max) {
+            self.used_bytes += growth;
+            self.last_growth = growth;
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.used_bytes -= std::mem::take(&mut self.last_growth);
+        Ok(())
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let growth = desired.saturating_sub(current);
+        if self.used_elements.saturating_add(growth) > MAX_TABLE_ELEMENTS {
+            self.tables_denied = true;
+            return Ok(false);
+        }
+        if maximum.is_none_or(|max| desired <= max) {
+            self.used_elements += growth;
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }
 
@@ -401,9 +476,9 @@ impl Runtime {
             .total_memories(instances * 2)
             .total_tables(instances * 8)
             .total_stacks(instances)
-            .max_memories_per_component(4)
-            .max_tables_per_component(16)
-            .max_core_instances_per_component(32)
+            .max_memories_per_component(MAX_MEMORIES as u32)
+            .max_tables_per_component(MAX_TABLES as u32)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES as u32)
             .max_memory_size(slot_bytes);
         let keep_resident = limits.keep_resident_bytes.min(slot_bytes);
         // A slot's first `keep_resident_bytes` are reset with `memset` and
@@ -553,8 +628,8 @@ impl Runtime {
     /// on the plugin; this is for measuring the call itself).
     pub async fn manifest(&self, plugin: &Plugin) -> Result<Manifest, CallError> {
         let egress = CallEgress::new(self.egress.clone(), &[], None);
-        let (answer, _, _) =
-            self.invoke(plugin, "(loading)", Call::Manifest, egress, Vec::new(), MANIFEST_TIMEOUT).await?;
+        let deadline = Deadline::after(MANIFEST_TIMEOUT);
+        let (answer, _, _) = self.invoke(plugin, "(loading)", Call::Manifest, egress, Vec::new(), deadline).await?;
         match answer {
             Answer::Manifest(m) => Ok(*m),
             _ => Err(CallError::Failed("manifest() answered something else".into())),
@@ -562,7 +637,10 @@ impl Runtime {
     }
 
     /// Runs `verify` in a fresh instance. `allowed` are the only URLs whose
-    /// origins the connector may reach.
+    /// origins the connector may reach. Their hosts are resolved and checked
+    /// first, inside the call's deadline, so a refused address is answered
+    /// as `egress_denied` before the connector runs and a resolver that does
+    /// not answer cannot hold the request past the deadline.
     pub async fn verify(
         &self,
         plugin: &Plugin,
@@ -576,8 +654,18 @@ impl Runtime {
             Some(base) => credential_header(&plugin.manifest, credentials, base).ok(),
             None => None,
         };
+        let _slot = self.slot().await?;
+        let deadline = Deadline::after(self.limits.call_timeout);
+        for url in allowed {
+            match tokio::time::timeout_at(deadline.at.into(), self.egress.policy.check_reachable(url)).await {
+                Err(_) => return Err(CallError::Timeout(deadline.budget)),
+                Ok(Err(refused)) => return Ok(Err(VerifyError::EgressDenied(refused.to_string()))),
+                Ok(Ok(())) => {}
+            }
+        }
+        let egress = CallEgress::new(self.egress.clone(), allowed, credential);
         let (answer, last_send_error, _) =
-            self.guarded(plugin, Call::Verify(&pairs), allowed, credential, secrets).await?;
+            self.invoke(plugin, &plugin.manifest.id, Call::Verify(&pairs), egress, secrets, deadline).await?;
         let Answer::Verify(result) = answer else {
             return Err(CallError::Failed("verify() answered something else".into()));
         };
@@ -730,7 +818,7 @@ impl Runtime {
         Ok(SyncOutcome { page, budget })
     }
 
-    /// A call that takes a concurrency slot and the per-call timeout.
+    /// A call that takes a concurrency slot and the per-call deadline.
     async fn guarded(
         &self,
         plugin: &Plugin,
@@ -739,9 +827,22 @@ impl Runtime {
         credential: Option<CredentialHeader>,
         secrets: Vec<SecretString>,
     ) -> Result<(Answer, Option<SendError>, Option<RateBudget>), CallError> {
-        let _slot = self.slots.acquire().await.expect("the semaphore is never closed");
+        let _slot = self.slot().await?;
         let egress = CallEgress::new(self.egress.clone(), allowed, credential);
-        self.invoke(plugin, &plugin.manifest.id, call, egress, secrets, self.limits.call_timeout).await
+        let deadline = Deadline::after(self.limits.call_timeout);
+        self.invoke(plugin, &plugin.manifest.id, call, egress, secrets, deadline).await
+    }
+
+    /// A concurrency slot, waited for at most `max_call_wait`: under
+    /// saturation a caller is told to come back instead of queueing without
+    /// end.
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, CallError> {
+        // `timeout` polls once before looking at the clock, so a zero wait
+        // still takes a free slot.
+        match tokio::time::timeout(self.limits.max_call_wait, self.slots.acquire()).await {
+            Ok(permit) => Ok(permit.expect("the semaphore is never closed")),
+            Err(_) => Err(CallError::Busy(self.limits.max_call_wait, self.limits.concurrent_calls)),
+        }
     }
 
     /// One call in a fresh instance, whatever the component's WIT version.
@@ -752,9 +853,9 @@ impl Runtime {
         call: Call<'_>,
         egress: CallEgress,
         secrets: Vec<SecretString>,
-        timeout: Duration,
+        deadline: Deadline,
     ) -> Result<(Answer, Option<SendError>, Option<RateBudget>), CallError> {
-        let mut store = self.new_store(plugin_id, egress, secrets, timeout);
+        let mut store = self.new_store(plugin_id, egress, secrets, deadline.at);
         let run = async {
             match &plugin.bindings {
                 Bindings::V0_1_0(pre) => wit::v0_1_0::call(pre, &mut store, call).await,
@@ -762,8 +863,8 @@ impl Runtime {
                 Bindings::V0_3_0(pre) => wit::v0_3_0::call(pre, &mut store, call).await,
             }
         };
-        let outcome = tokio::time::timeout(timeout, run).await;
-        let answer = finish(outcome, &store, timeout)?;
+        let outcome = tokio::time::timeout_at(deadline.at.into(), run).await;
+        let answer = finish(outcome, &store, deadline.budget, &self.limits)?;
         let data = store.into_data();
         Ok((answer, data.last_send_error, data.budget))
     }
@@ -773,17 +874,20 @@ impl Runtime {
         plugin_id: &str,
         egress: CallEgress,
         secrets: Vec<SecretString>,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Store<CallState> {
         let stderr = wasmtime_wasi::p2::pipe::MemoryOutputPipe::new(STDERR_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         let state = CallState {
             // Nothing granted: no preopens, environment, arguments, stdin,
             // stdout or sockets; stderr goes to a small buffer that only
             // explains a trap. Clocks and randomness stay, as std needs them.
-            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
+            wasi: WasiCtx::builder().stderr(stderr.clone()).max_random_size(MAX_RANDOM_BYTES).build(),
             stderr,
-            table: ResourceTable::new(),
-            memory: MemoryCap { bytes: self.limits.memory_bytes, denied: false },
+            table,
+            memory: MemoryCap::new(self.limits.memory_bytes),
+            log: guest_log::CallLog::new(self.limits.log),
             egress,
             plugin_id: plugin_id.to_string(),
             secrets,
@@ -793,7 +897,11 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
-        let deadline = Instant::now() + timeout;
+        // Bounds what the host copies out of the instance in one transfer:
+        // lists of strings that all point at the same bytes would otherwise
+        // multiply a small linear memory into any amount of host memory.
+        store.set_hostcall_fuel(self.limits.max_answer_bytes);
+        store.set_max_component_handles(MAX_RESOURCES);
         store.set_epoch_deadline(1);
         // Yield every tick so a spinning connector shares the executor, and
         // interrupt it once the deadline passes.
@@ -804,10 +912,24 @@ impl Runtime {
     }
 }
 
+/// When a call must be over, and the budget it was given (for the error).
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    budget: Duration,
+}
+
+impl Deadline {
+    fn after(budget: Duration) -> Self {
+        Self { at: Instant::now() + budget, budget }
+    }
+}
+
 fn finish<R>(
     outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
     store: &Store<CallState>,
     timeout: Duration,
+    limits: &RuntimeLimits,
 ) -> Result<R, CallError> {
     let state = store.data();
     if let Some(why) = &state.violation {
@@ -818,13 +940,53 @@ fn finish<R>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => Err(CallError::Timeout(timeout)),
         Ok(Err(_)) if state.memory.denied => Err(CallError::Failed(format!(
-            "the connector exceeded its memory limit of {} MiB",
+            "the connector exceeded its memory limit of {} MiB (all its linear memories together)",
             state.memory.bytes / (1024 * 1024)
         ))),
-        Ok(Err(e)) => match e.downcast_ref::<Trap>() {
-            Some(trap) => Err(CallError::Failed(format!("the connector trapped ({trap}){}", state.last_words()))),
-            None => Err(CallError::Failed(state.redact(&first_line(&e)))),
+        Ok(Err(_)) if state.memory.tables_denied => Err(CallError::Failed(format!(
+            "the connector exceeded its limit of {MAX_TABLE_ELEMENTS} table elements (all its tables together)"
+        ))),
+        Ok(Err(e)) => match (host_limit(&e, limits), e.downcast_ref::<Trap>()) {
+            (Some(why), _) => Err(CallError::Failed(why)),
+            (None, Some(trap)) => {
+                Err(CallError::Failed(format!("the connector trapped ({trap}){}", state.last_words())))
+            }
+            (None, None) => Err(CallError::Failed(state.redact(&first_line(&e)))),
         },
+    }
+}
+
+/// The limits wasmtime enforces for the host, said in the host's terms.
+/// wasmtime reports the transfer and randomness limits only as text, so
+/// that text is matched (the e2e tests notice if a new wasmtime changes it).
+fn host_limit(e: &wasmtime::Error, limits: &RuntimeLimits) -> Option<String> {
+    if matches!(e.downcast_ref::<ResourceTableError>(), Some(ResourceTableError::Full)) {
+        return Some(format!(
+            "the connector held more than {MAX_RESOURCES} host resources (streams, pollables) at once"
+        ));
+    }
+    let text = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+    if text.contains("fuel allocated for hostcalls has been exhausted") {
+        return Some(format!(
+            "the connector handed the host more than {} at once (its answer, an outbound request or a log line); \
+             the limit is --plugin-max-answer-bytes",
+            bytes_text(limits.max_answer_bytes as u64)
+        ));
+    }
+    if text.contains("requested len") && text.contains("exceeds limit") {
+        return Some(format!(
+            "the connector asked for more than {} of randomness at once",
+            bytes_text(MAX_RANDOM_BYTES)
+        ));
+    }
+    None
+}
+
+fn bytes_text(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
     }
 }
 
@@ -1084,6 +1246,97 @@ fn validate_presentation(m: &Manifest, p: &model::CredentialPresentation) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::egress::{HttpLimits, Policy};
+
+    fn runtime(memory_mib: usize) -> Runtime {
+        let policy = Policy { allow_private_networks: false, allow_http: false };
+        let http = HttpLimits { timeout: Duration::from_secs(1), max_response_bytes: 1024, max_requests_per_call: 1 };
+        let egress = Arc::new(Egress::new(policy, http, None).unwrap());
+        let limits = RuntimeLimits {
+            call_timeout: Duration::from_secs(5),
+            memory_bytes: memory_mib << 20,
+            concurrent_calls: 2,
+            keep_resident_bytes: 0,
+            max_call_wait: Duration::from_secs(1),
+            max_answer_bytes: 1 << 20,
+            log: guest_log::LogBudget { lines: 10, bytes: 1000 },
+        };
+        Runtime::new(egress, limits).unwrap()
+    }
+
+    /// A component may hold several linear memories (one per core
+    /// instance); the cap is on all of them together, not on each.
+    #[tokio::test]
+    async fn linear_memories_are_capped_together() {
+        let runtime = runtime(64);
+        let grow_funcs: String = ["a", "b", "c", "d"]
+            .iter()
+            .map(|m| {
+                format!(
+                    "(core instance ${m} (instantiate $m))
+                     (func (export \"grow-{m}\") (param \"pages\" u32) (result s32) (canon lift (core func ${m} \"grow\")))"
+                )
+            })
+            .collect();
+        let wat = format!(
+            "(component
+               (core module $m
+                 (memory 0)
+                 (func (export \"grow\") (param i32) (result i32) (memory.grow (local.get 0))))
+               {grow_funcs})"
+        );
+        let component = Component::new(&runtime.engine, wat::parse_str(&wat).unwrap()).unwrap();
+        let egress = CallEgress::new(runtime.egress.clone(), &[], None);
+        let mut store = runtime.new_store("test", egress, Vec::new(), Instant::now() + Duration::from_secs(5));
+        let instance = Linker::new(&runtime.engine).instantiate_async(&mut store, &component).await.unwrap();
+        let twenty_mib = ((20 << 20) / WASM_PAGE_BYTES) as u32;
+        // 20 MiB each: three fit in 64 MiB, the fourth would make 80.
+        for (name, previous_pages) in [("grow-a", 0), ("grow-b", 0), ("grow-c", 0), ("grow-d", -1)] {
+            let grow = instance.get_typed_func::<(u32,), (i32,)>(&mut store, name).unwrap();
+            let (answer,) = grow.call_async(&mut store, (twenty_mib,)).await.unwrap();
+            assert_eq!(answer, previous_pages, "{name}");
+        }
+        assert!(store.data().memory.denied);
+        // What is left is still usable.
+        let grow = instance.get_typed_func::<(u32,), (i32,)>(&mut store, "grow-d").unwrap();
+        let (answer,) = grow.call_async(&mut store, (twenty_mib / 5,)).await.unwrap();
+        assert_eq!(answer, 0, "4 MiB more fits");
+    }
+
+    /// Tables too: their elements are counted across all of them (the pool
+    /// caps each table at 20,000).
+    #[tokio::test]
+    async fn table_elements_are_capped_together() {
+        let runtime = runtime(64);
+        let names = ["a", "b", "c", "d", "e", "f"];
+        let grow_funcs: String = names
+            .iter()
+            .map(|t| {
+                format!(
+                    "(core instance ${t} (instantiate $m))
+                     (func (export \"grow-{t}\") (param \"n\" u32) (result s32) (canon lift (core func ${t} \"grow\")))"
+                )
+            })
+            .collect();
+        let wat = format!(
+            "(component
+               (core module $m
+                 (table 0 funcref)
+                 (func (export \"grow\") (param i32) (result i32) (table.grow (ref.null func) (local.get 0))))
+               {grow_funcs})"
+        );
+        let component = Component::new(&runtime.engine, wat::parse_str(&wat).unwrap()).unwrap();
+        let egress = CallEgress::new(runtime.egress.clone(), &[], None);
+        let mut store = runtime.new_store("test", egress, Vec::new(), Instant::now() + Duration::from_secs(5));
+        let instance = Linker::new(&runtime.engine).instantiate_async(&mut store, &component).await.unwrap();
+        // 18,000 each: five fit in 100,000, the sixth would make 108,000.
+        for (i, name) in names.iter().enumerate() {
+            let grow = instance.get_typed_func::<(u32,), (i32,)>(&mut store, &format!("grow-{name}")).unwrap();
+            let (answer,) = grow.call_async(&mut store, (18_000,)).await.unwrap();
+            assert_eq!(answer, if i < 5 { 0 } else { -1 }, "table {name}");
+        }
+        assert!(store.data().memory.tables_denied);
+    }
 
     fn manifest() -> Manifest {
         Manifest {

@@ -168,7 +168,6 @@ impl Integrations {
         let guard = self.shared.lock(id).await;
         let deleted = self.shared.store.delete(id).await?;
         drop(guard);
-        self.shared.forget_lock(id);
         if deleted {
             Ok(())
         } else {

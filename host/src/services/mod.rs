@@ -21,11 +21,7 @@ pub mod syncs;
 pub mod verifier;
 pub mod webhooks;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use url::Url;
 
@@ -33,6 +29,7 @@ use crate::{
     config::{OAuthConfig, ProxySettings},
     crypto::{Binding, CryptoError, MasterKey},
     error::AppError,
+    locks::{KeyedGuard, KeyedLocks},
     registry::{Registry, ReloadReport},
     runtime::{
         Plugin, Runtime,
@@ -55,7 +52,7 @@ pub struct Shared {
     public_url: Option<Url>,
     /// One lock per integration: a refresh, re-verify or rotation runs
     /// alone, so a refresh token is never spent twice by this process.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: KeyedLocks,
 }
 
 impl Shared {
@@ -73,13 +70,8 @@ impl Shared {
         })
     }
 
-    async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = self.locks.lock().expect("lock map poisoned").entry(id.to_string()).or_default().clone();
-        lock.lock_owned().await
-    }
-
-    fn forget_lock(&self, id: &str) {
-        self.locks.lock().expect("lock map poisoned").remove(id);
+    async fn lock(&self, id: &str) -> KeyedGuard {
+        self.locks.lock(id).await
     }
 
     fn open_credentials(&self, row: &IntegrationRow) -> Result<Credentials, AppError> {
@@ -136,7 +128,7 @@ impl Services {
             store,
             key,
             public_url: settings.oauth.public_url.clone(),
-            locks: Mutex::default(),
+            locks: KeyedLocks::default(),
         });
         let grants = Arc::new(grants::Grants::new(shared.clone(), settings.oauth));
         let integrations = Arc::new(integrations::Integrations::new(shared.clone(), grants.clone()));

@@ -383,6 +383,13 @@ impl Syncs {
                 .await;
             let outcome = match outcome {
                 Ok(outcome) => outcome,
+                Err(busy @ crate::runtime::CallError::Busy(..)) => {
+                    // The host is saturated, not the connection: pause
+                    // briefly instead of failing for a whole retry delay.
+                    let e = AppError::Plugin(busy);
+                    let until = now + i64::from(e.problem().retry_after.unwrap_or(1));
+                    return self.fail(&holder, &e, Some(until)).await;
+                }
                 Err(e) => return self.fail(&holder, &AppError::Plugin(e), None).await,
             };
             let page = match outcome.page {
@@ -488,7 +495,7 @@ impl Syncs {
         row.interval_seconds.unwrap_or(i64::from(model.default_interval_seconds)).max(1)
     }
 
-    /// Ends the attempt: paused until `paused_until` (rate limit), else
+    /// Ends the attempt: paused until `paused_until` (rate limit, busy host), else
     /// failed and retried later. The run and its checkpoint stay, so the
     /// next attempt continues it.
     async fn fail(&self, holder: &Holder<'_>, e: &AppError, paused_until: Option<i64>) {

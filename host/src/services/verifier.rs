@@ -87,17 +87,15 @@ impl Verifier {
         Ok((credentials, base_url))
     }
 
-    /// Runs the connector once. Transport, policy and sandbox failures are
-    /// errors; the provider's verdict on the token is a value.
+    /// Runs the connector once (the runtime checks the base URL's addresses
+    /// first, within the call's deadline). Transport, policy and sandbox
+    /// failures are errors; the provider's verdict on the token is a value.
     pub async fn verify(
         &self,
         plugin: &Plugin,
         credentials: &Credentials,
         base_url: Option<&Url>,
     ) -> Result<Verdict, AppError> {
-        if let Some(url) = base_url {
-            self.policy.check_reachable(url).await.map_err(|e| AppError::EgressDenied(e.to_string()))?;
-        }
         let allowed: Vec<Url> = base_url.cloned().into_iter().collect();
         match self.runtime.verify(plugin, credentials, &allowed).await? {
             Err(e) if !e.is_verdict() => Err(AppError::Verify(e)),

@@ -18,7 +18,7 @@ impl Connector for Hostile {
             name: "Hostile test connector".into(),
             vendor: "Gatehouse tests".into(),
             auth_method: AuthMethod::PersonalAccessToken,
-            description: "Misbehaves on purpose (loop, announce-loop, alloc, alloc-<MiB>, trap, recurse, egress, flood, leak, echo, remember) to test the sandbox. Test use only."
+            description: "Misbehaves on purpose (loop, announce-loop, alloc, alloc-<MiB>, answer-<MiB>, random-<KiB>, resources-<count>, trap, trap-forge, recurse, egress, flood, log-flood, log-forge, leak, echo, remember) to test the sandbox. Test use only."
                 .into(),
             notes: vec![],
             fields: vec![
@@ -49,8 +49,40 @@ impl Connector for Hostile {
             std::hint::black_box(&big);
             return Ok(verification("1", "hostile"));
         }
+        if let Some(mib) = mode.strip_prefix("answer-").and_then(|m| m.parse::<usize>().ok()) {
+            // An answer of that many MiB: the host must not copy it out.
+            let huge = "a".repeat(mib << 20);
+            let mut answer = verification("1", "");
+            answer.account.username = huge;
+            return Ok(answer);
+        }
+        if let Some(kib) = mode.strip_prefix("random-").and_then(|m| m.parse::<u64>().ok()) {
+            std::hint::black_box(random_bytes(kib << 10));
+            return Ok(verification("1", "hostile"));
+        }
+        if let Some(count) = mode.strip_prefix("resources-").and_then(|m| m.parse::<usize>().ok()) {
+            std::hint::black_box(hold_resources(count));
+            return Ok(verification("1", "hostile"));
+        }
         match mode {
             "ok" => {}
+            "log-flood" => {
+                // One huge line, then far more lines than any budget.
+                gatehouse_plugin::log::info(&"h".repeat(1 << 20), &[]);
+                let line = "f".repeat(500);
+                for i in 0..20_000 {
+                    gatehouse_plugin::log::info(&format!("flood {i} {line}"), &[("n", &i.to_string())]);
+                }
+            }
+            "log-forge" => {
+                // Lines of its choosing, dressed as the host's own, and an
+                // escape sequence for the terminal reading the log.
+                let forged = "2026-01-01T00:00:00.000000Z  INFO gatehouse: forged host line";
+                gatehouse_plugin::log::warn(
+                    &format!("innocent\n{forged}\r\n{forged}\u{1b}[2J\u{2028}{forged}"),
+                    &[("field", &format!("value\n{forged}"))],
+                );
+            }
             "echo" => {
                 // Returns the token as the account: the host must not
                 // pass it on, store it or log it.
@@ -86,6 +118,11 @@ impl Connector for Hostile {
                 std::hint::black_box(&big);
             }
             "trap" => panic!("hostile connector trapped on purpose"),
+            "trap-forge" => {
+                // Its last words (stderr) end up in the host log: a carriage
+                // return would draw the rest over the host's own line.
+                panic!("hostile connector trapped\r2026-01-01T00:00:00.000000Z  INFO gatehouse: forged\u{1b}[2J")
+            }
             "recurse" => {
                 std::hint::black_box(recurse(u64::MAX));
             }
@@ -133,6 +170,29 @@ fn verification(id: &str, username: &str) -> Verification {
         expires_at: None,
         token_kind: "test".into(),
     }
+}
+
+/// `len` bytes from `wasi:random` in one request.
+#[cfg(target_arch = "wasm32")]
+fn random_bytes(len: u64) -> Vec<u8> {
+    wasip2::random::random::get_random_bytes(len)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn random_bytes(len: u64) -> Vec<u8> {
+    vec![0; len as usize]
+}
+
+/// Holds `count` host resources (pollables) at once.
+#[cfg(target_arch = "wasm32")]
+fn hold_resources(count: usize) -> usize {
+    let held: Vec<_> = (0..count).map(|_| wasip2::clocks::monotonic_clock::subscribe_duration(1_000_000_000)).collect();
+    held.len()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn hold_resources(count: usize) -> usize {
+    count
 }
 
 static EARLIER_TOKEN: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
