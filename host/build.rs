@@ -6,7 +6,6 @@
 use std::{
     env,
     fmt::Write as _,
-    fs,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -21,8 +20,9 @@ fn main() {
     println!("cargo:rerun-if-changed=guests.rs");
     detect_test_tools(&root);
 
-    let names: Vec<String> = guests::guests(&plugins).into_iter().filter(|g| g.builtin).map(|g| g.name).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let builtin_guests: Vec<_> = guests::guests(&plugins).into_iter().filter(|g| g.builtin).collect();
+    guests::watch(&plugins, &builtin_guests);
+    let names: Vec<&str> = builtin_guests.iter().map(|g| g.name.as_str()).collect();
     let mut builtin = String::from(
         "/// First-party connectors, built from `plugins/` by build.rs.\npub const BUILTIN: &[(&str, &[u8])] = &[\n",
     );
@@ -31,7 +31,7 @@ fn main() {
             .unwrap();
     }
     builtin.push_str("];\n");
-    fs::write(PathBuf::from(env::var("OUT_DIR").unwrap()).join("builtin_plugins.rs"), builtin).unwrap();
+    guests::write_if_changed(&PathBuf::from(env::var("OUT_DIR").unwrap()).join("builtin_plugins.rs"), &builtin);
 }
 
 /// The e2e tests that need tools outside rustup are compiled as ignored

@@ -16,6 +16,9 @@ pub const TARGET: &str = "wasm32-wasip2";
 pub struct Guest {
     pub name: String,
     pub builtin: bool,
+    /// Its directory and those of the workspace crates it depends on,
+    /// directly or not: what its component is built from.
+    pub sources: Vec<PathBuf>,
 }
 
 /// The crates that build a component (a cdylib), sorted by name.
@@ -28,10 +31,12 @@ pub fn guests(plugins: &Path) -> Vec<Guest> {
         .expect("cannot run cargo metadata on the plugins workspace");
     assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
-    let mut guests: Vec<Guest> = metadata["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
+    let dir_of =
+        |p: &serde_json::Value| PathBuf::from(p["manifest_path"].as_str().unwrap_or_default()).with_file_name("");
+    let by_name = |name: &str| packages.iter().find(|p| p["name"] == name);
+    let mut guests: Vec<Guest> = packages
+        .iter()
         .filter(|p| {
             p["targets"]
                 .as_array()
@@ -39,13 +44,56 @@ pub fn guests(plugins: &Path) -> Vec<Guest> {
                 .flatten()
                 .any(|t| t["crate_types"].as_array().into_iter().flatten().any(|c| c == "cdylib"))
         })
-        .map(|p| Guest {
-            name: p["name"].as_str().unwrap_or_default().to_string(),
-            builtin: p["metadata"]["gatehouse"]["builtin"].as_bool() == Some(true),
+        .map(|p| {
+            let mut sources = vec![dir_of(p)];
+            let mut pending = vec![p.clone()];
+            while let Some(package) = pending.pop() {
+                for dep in package["dependencies"].as_array().into_iter().flatten() {
+                    if dep["path"].is_string()
+                        && let Some(local) = dep["name"].as_str().and_then(by_name)
+                        && !sources.contains(&dir_of(local))
+                    {
+                        sources.push(dir_of(local));
+                        pending.push(local.clone());
+                    }
+                }
+            }
+            Guest {
+                name: p["name"].as_str().unwrap_or_default().to_string(),
+                builtin: p["metadata"]["gatehouse"]["builtin"].as_bool() == Some(true),
+                sources,
+            }
         })
         .collect();
     guests.sort_by(|a, b| a.name.cmp(&b.name));
     guests
+}
+
+/// Tells cargo to run the build script again only when what `guests` are
+/// built from changes: their crates, the workspace's manifest, lock file
+/// and guest settings, and the WIT.
+pub fn watch(plugins: &Path, guests: &[Guest]) {
+    let root = plugins.parent().unwrap();
+    let mut watched = vec![
+        plugins.join("Cargo.toml"),
+        plugins.join("Cargo.lock"),
+        plugins.join(".cargo/config.toml"),
+        root.join("wit"),
+    ];
+    watched.extend(guests.iter().flat_map(|g| g.sources.iter().cloned()));
+    watched.sort();
+    watched.dedup();
+    for path in watched {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+}
+
+/// Writes `contents` unless the file already holds them, so an unchanged
+/// result does not make cargo rebuild what includes it.
+pub fn write_if_changed(path: &Path, contents: &str) {
+    if std::fs::read_to_string(path).ok().as_deref() != Some(contents) {
+        std::fs::write(path, contents).unwrap();
+    }
 }
 
 /// Builds `names` in release mode and returns each component's path. The
@@ -53,8 +101,6 @@ pub fn guests(plugins: &Path) -> Vec<Guest> {
 /// which `tests/setup.sh` and CI run): a build never installs toolchains.
 pub fn build(plugins: &Path, names: &[&str]) -> Vec<PathBuf> {
     check_target();
-    println!("cargo:rerun-if-changed={}", plugins.display());
-    println!("cargo:rerun-if-changed={}", plugins.parent().unwrap().join("wit").display());
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| plugins.parent().unwrap().join("target"))

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `gatehouse` binary over real HTTP against a
-//! fake GitLab on loopback.
+//! fake GitLab on loopback; and (`services`) the host's services driven as
+//! a library against the same fake.
 
 mod fake_gitlab;
 mod fake_gitlab_api;
@@ -21,6 +22,7 @@ mod python;
 mod reload;
 mod sandbox;
 mod secrets;
+mod services;
 mod syncs;
 mod tls;
 mod versions;

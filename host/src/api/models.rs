@@ -317,15 +317,8 @@ pub struct VerificationResult {
     pub error: Option<Problem>,
 }
 
-#[derive(Debug, Enum, Clone, Copy)]
-#[oai(rename_all = "snake_case")]
-pub enum Status {
-    Connected,
-    Invalid,
-    Expired,
-    InsufficientScope,
-    Unreachable,
-}
+/// Served as stored.
+pub use crate::store::Status;
 
 #[derive(Debug, Object)]
 pub struct Integration {
@@ -487,19 +480,6 @@ impl From<Result<Verification, VerifyError>> for VerificationResult {
     }
 }
 
-impl From<crate::store::Status> for Status {
-    fn from(status: crate::store::Status) -> Self {
-        use crate::store::Status as Stored;
-        match status {
-            Stored::Connected => Self::Connected,
-            Stored::Invalid => Self::Invalid,
-            Stored::Expired => Self::Expired,
-            Stored::InsufficientScope => Self::InsufficientScope,
-            Stored::Unreachable => Self::Unreachable,
-        }
-    }
-}
-
 impl TryFrom<IntegrationRow> for Integration {
     type Error = AppError;
 
@@ -510,7 +490,7 @@ impl TryFrom<IntegrationRow> for Integration {
             id: row.id.parse().map_err(|_| corrupt("id"))?,
             provider: row.provider,
             label: row.label,
-            status: row.status.into(),
+            status: row.status,
             base_url: Some(row.base_url).filter(|u| !u.is_empty()),
             account: row.account.0.into(),
             scopes: row.scopes.0,

@@ -29,9 +29,11 @@ pub enum StoreError {
     Corrupt { id: String, why: String },
 }
 
-/// Where an integration stands, as its last check found it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+/// Where an integration stands, as its last check found it. Stored and
+/// served under the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type, poem_openapi::Enum)]
 #[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
 pub enum Status {
     Connected,
     /// The provider refused or revoked the token.

@@ -1,22 +1,13 @@
-//! The services driven directly, without the binary or HTTP to Gatehouse:
-//! a real SQLite file, the real embedded GitLab components, the fake GitLab
+//! The services driven directly, without spawning the binary or HTTP to
+//! Gatehouse: a real SQLite file, the real embedded GitLab components, the fake GitLab
 //! on loopback. Where the e2e tests show what a client sees, these pin the
 //! lifecycle rules themselves: one integration per account, a re-check
 //! that never writes credentials back, rotation within one account, a
 //! refresh spent once, single-use OAuth states.
 
-#![allow(clippy::result_large_err)]
-
-#[path = "../e2e/fake_gitlab.rs"]
-#[allow(dead_code)]
-mod fake_gitlab;
-#[path = "../e2e/fake_gitlab_api.rs"]
-#[allow(dead_code)]
-mod fake_gitlab_api;
-
 use std::{collections::BTreeMap, time::Duration};
 
-use fake_gitlab::{FakeGitlab, TokenState};
+use crate::fake_gitlab::{FakeGitlab, TokenState};
 use gatehouse::{
     build_runtime, builtin,
     config::{OAuthConfig, ProxySettings, SandboxLimits},
