@@ -1,5 +1,7 @@
 //! Request and response bodies of the HTTP API, as the OpenAPI document
-//! shows them. Conversions from the host's types live here too.
+//! shows them. Conversions from the host's types live here too. Optional
+//! fields are left out when empty rather than sent as `null`: the document
+//! does not mark them nullable, and a strict generated client refuses one.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +17,7 @@ use crate::{
 };
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Health {
     /// Always `ok` when the server answers.
     pub status: String,
@@ -24,6 +27,7 @@ pub struct Health {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RefusedPlugin {
     pub file: String,
     /// Why it was refused.
@@ -31,6 +35,7 @@ pub struct RefusedPlugin {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ReloadResult {
     /// Ids loaded after the reload.
     pub plugins: Vec<String>,
@@ -65,6 +70,7 @@ pub enum ScopeRule {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Field {
     pub key: String,
     pub label: String,
@@ -76,6 +82,7 @@ pub struct Field {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PluginInfo {
     /// The connector's own version.
     pub version: String,
@@ -86,6 +93,7 @@ pub struct PluginInfo {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProviderManifest {
     pub id: String,
     pub name: String,
@@ -113,6 +121,7 @@ pub struct ProviderManifest {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct InboundWebhookInfo {
     /// Provider events and the sync model each makes due.
     pub events: Vec<InboundEvent>,
@@ -121,6 +130,7 @@ pub struct InboundWebhookInfo {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct InboundEvent {
     pub event: String,
     pub model: String,
@@ -129,6 +139,7 @@ pub struct InboundEvent {
 /// The URL and secret token to register at the provider; the token is
 /// shown only in this answer.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct InboundWebhookSetup {
     /// Where the provider should send its webhooks.
     pub url: String,
@@ -141,6 +152,7 @@ pub struct InboundWebhookSetup {
 
 /// One header Gatehouse adds to requests bound for the base URL.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CredentialPresentation {
     /// Header name, e.g. `private-token`.
     pub header: String,
@@ -149,6 +161,7 @@ pub struct CredentialPresentation {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ActionDefinition {
     pub name: String,
     pub description: String,
@@ -159,6 +172,7 @@ pub struct ActionDefinition {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SyncModel {
     pub name: String,
     pub description: String,
@@ -170,6 +184,7 @@ pub struct SyncModel {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OAuthSettings {
     /// Authorization endpoint, relative to the base URL.
     pub authorize_path: String,
@@ -185,6 +200,7 @@ pub struct OAuthSettings {
 
 /// An OAuth application registered with the provider for one base URL.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct OAuthAppRequest {
     /// Provider id, e.g. `gitlab-oauth`.
@@ -202,6 +218,7 @@ pub struct OAuthAppRequest {
 
 /// An OAuth application. The client secret is stored sealed and never returned.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OAuthApp {
     pub id: uuid::Uuid,
     pub provider: String,
@@ -215,12 +232,14 @@ pub struct OAuthApp {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OAuthAppList {
     pub oauth_apps: Vec<OAuthApp>,
 }
 
 /// Where to send the browser to authorize.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuthorizeResult {
     /// The provider's authorization URL, with state and PKCE challenge.
     pub authorize_url: String,
@@ -250,11 +269,13 @@ impl TryFrom<crate::store::OAuthAppRow> for OAuthApp {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProviderList {
     pub providers: Vec<ProviderManifest>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// Values for the provider's fields, by key. Omitted fields take their default.
@@ -262,6 +283,7 @@ pub struct VerifyRequest {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct ConnectRequest {
     /// Provider id, e.g. `gitlab-pat`.
@@ -273,6 +295,7 @@ pub struct ConnectRequest {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct RotateRequest {
     /// The new credentials; fields left out keep their stored value, secrets excepted.
@@ -295,6 +318,7 @@ pub fn credential_strings(values: CredentialValues) -> Result<BTreeMap<String, S
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(rename = "Account")]
 pub struct AccountBody {
     pub id: String,
@@ -306,6 +330,7 @@ pub struct AccountBody {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct VerificationResult {
     pub valid: bool,
     pub account: Option<AccountBody>,
@@ -321,6 +346,7 @@ pub struct VerificationResult {
 pub use crate::store::Status;
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Integration {
     pub id: uuid::Uuid,
     pub provider: String,
@@ -346,6 +372,7 @@ pub struct Integration {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct IntegrationList {
     pub integrations: Vec<Integration>,
 }
@@ -519,6 +546,7 @@ pub enum SyncState {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SyncCounts {
     pub added: i64,
     pub updated: i64,
@@ -527,6 +555,7 @@ pub struct SyncCounts {
 
 /// One model's sync on one connection.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Sync {
     pub model: String,
     pub description: String,
@@ -553,11 +582,13 @@ pub struct Sync {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SyncList {
     pub syncs: Vec<Sync>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct SyncSettingsRequest {
     pub enabled: Option<bool>,
@@ -575,6 +606,7 @@ pub enum RecordAction {
 
 /// A mirrored record with its last change.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RecordItem {
     /// The provider's id of the record.
     pub id: String,
@@ -589,6 +621,7 @@ pub struct RecordItem {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RecordPage {
     pub records: Vec<RecordItem>,
     /// Pass as `cursor` to read what changed after this page (the same
@@ -597,6 +630,7 @@ pub struct RecordPage {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct WebhookRequest {
     /// Where events are POSTed, e.g. `https://app.example.com/hooks/gatehouse`.
@@ -604,6 +638,7 @@ pub struct WebhookRequest {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Webhook {
     pub id: uuid::Uuid,
     pub url: String,
@@ -612,6 +647,7 @@ pub struct Webhook {
 
 /// A new webhook and its signing secret, shown only in this answer.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreatedWebhook {
     pub id: uuid::Uuid,
     pub url: String,
@@ -621,11 +657,13 @@ pub struct CreatedWebhook {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookList {
     pub webhooks: Vec<Webhook>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Delivery {
     /// Also the `webhook-id` header, the same on every attempt.
     pub id: String,
@@ -642,6 +680,7 @@ pub struct Delivery {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DeliveryList {
     pub deliveries: Vec<Delivery>,
 }
