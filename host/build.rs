@@ -104,12 +104,16 @@ fn ensure_target() {
 
 /// The e2e tests that need tools outside rustup are compiled as ignored
 /// (`cargo test` lists them as such, never as passed) when the tools are
-/// missing: `gatehouse_browser` (node, `npm ci` in tests/browser, Chromium)
-/// and `gatehouse_componentize_py`. Under `CI` they are never ignored, so
-/// a missing tool fails the run. `tests/setup.sh` installs all of them.
+/// missing: `gatehouse_browser` (node, `npm ci` in tests/browser, Chromium),
+/// `gatehouse_componentize_py`, and `gatehouse_netns` (unprivileged user,
+/// network and mount namespaces with `unshare` and iproute2's `ip`, for the
+/// tests that must not reach a real network if the code under test fails).
+/// Under `CI` they are never ignored, so a missing tool fails the run.
+/// `tests/setup.sh` installs all of them.
 fn detect_test_tools(root: &Path) {
     println!("cargo:rustc-check-cfg=cfg(gatehouse_browser)");
     println!("cargo:rustc-check-cfg=cfg(gatehouse_componentize_py)");
+    println!("cargo:rustc-check-cfg=cfg(gatehouse_netns)");
     for var in ["CI", "CHROMIUM", "PATH"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -141,6 +145,23 @@ fn detect_test_tools(root: &Path) {
     }
     if ci || (chromium.is_some() && node.is_some() && playwright.is_some()) {
         println!("cargo:rustc-cfg=gatehouse_browser");
+    }
+
+    // The same steps the tests take, so a kernel that forbids one of them
+    // (user namespaces off, no mount namespace) is found here.
+    let netns = Command::new("unshare")
+        .args([
+            "-rnm",
+            "sh",
+            "-c",
+            r#"PATH="$PATH:/usr/sbin:/sbin"; ip link set lo up && mount --bind /etc/hosts /etc/hosts"#,
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    watch(&on_path("unshare"), &path_dirs);
+    watch(&on_path("ip"), &path_dirs);
+    if ci || netns {
+        println!("cargo:rustc-cfg=gatehouse_netns");
     }
 
     let componentize = on_path("componentize-py");

@@ -43,9 +43,15 @@ pub enum PluginsCommand {
         /// Allow loopback, private and link-local targets (e.g. a local fake upstream).
         #[arg(long)]
         allow_private_networks: bool,
+        /// Open one network (a CIDR or an address); repeatable.
+        #[arg(long = "allow-network", value_name = "CIDR", value_parser = crate::egress::parse_network)]
+        allow_networks: Vec<ipnet::IpNet>,
         /// Allow plain-http base URLs.
         #[arg(long)]
         allow_http: bool,
+        /// Reach the provider through this HTTP proxy (CONNECT).
+        #[arg(long, value_name = "URL", env = "GATEHOUSE_EGRESS_PROXY", hide_env_values = true)]
+        egress_proxy: Option<crate::egress::EgressProxy>,
     },
 }
 
@@ -81,9 +87,24 @@ pub struct ServeConfig {
     #[arg(long, env = "GATEHOUSE_DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Allow connectors to reach loopback, private and link-local addresses.
+    /// Allow connectors to reach loopback, private-use, shared, link-local
+    /// and unique-local addresses (all of them; --allow-network opens one
+    /// network). Cloud metadata addresses stay refused.
     #[arg(long, env = "GATEHOUSE_ALLOW_PRIVATE_NETWORKS")]
     pub allow_private_networks: bool,
+
+    /// Allow connectors to reach one network that is not on the public
+    /// internet: a CIDR such as 10.0.4.0/24, or one address; repeatable
+    /// (comma-separated in the environment variable). Cloud metadata and
+    /// unroutable addresses stay refused.
+    #[arg(
+        long = "allow-network",
+        value_name = "CIDR",
+        env = "GATEHOUSE_ALLOW_NETWORKS",
+        value_delimiter = ',',
+        value_parser = crate::egress::parse_network
+    )]
+    pub allow_networks: Vec<ipnet::IpNet>,
 
     /// Allow plain-http base URLs.
     #[arg(long, env = "GATEHOUSE_ALLOW_HTTP")]
@@ -92,6 +113,14 @@ pub struct ServeConfig {
     /// Extra PEM root certificates (e.g. for a self-hosted GitLab).
     #[arg(long, env = "GATEHOUSE_CA_BUNDLE")]
     pub ca_bundle: Option<PathBuf>,
+
+    /// Reach providers through this HTTP proxy, as
+    /// http://[user:password@]host:port. Gatehouse resolves and checks the
+    /// target itself, then asks the proxy to CONNECT to the checked address;
+    /// TLS runs end to end. Without it no proxy is used (HTTP_PROXY and
+    /// HTTPS_PROXY are ignored).
+    #[arg(long, value_name = "URL", env = "GATEHOUSE_EGRESS_PROXY", hide_env_values = true)]
+    pub egress_proxy: Option<crate::egress::EgressProxy>,
 
     #[command(flatten)]
     pub limits: SandboxLimits,
@@ -250,6 +279,14 @@ impl Default for SandboxLimits {
 }
 
 impl ServeConfig {
+    pub fn policy(&self) -> crate::egress::Policy {
+        crate::egress::Policy {
+            allow_private_networks: self.allow_private_networks,
+            allow_http: self.allow_http,
+            allow_networks: self.allow_networks.clone(),
+        }
+    }
+
     pub fn plugins_dir(&self) -> PathBuf {
         self.plugins_dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
     }

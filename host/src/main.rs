@@ -61,8 +61,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store = store::Store::open(config.database_url.as_deref(), &config.data_dir).await?;
     let api_key_hash = api_key_hash(&store).await?;
 
-    let policy = Policy { allow_private_networks: config.allow_private_networks, allow_http: config.allow_http };
-    let mut runtime = build_runtime(&config.limits, policy, config.ca_bundle.as_deref())?;
+    let policy = config.policy();
+    let mut runtime =
+        build_runtime(&config.limits, policy.clone(), config.ca_bundle.as_deref(), config.egress_proxy.clone())?;
     if !config.no_component_cache {
         runtime = runtime.with_component_cache(config.data_dir.join("cache"));
     }
@@ -168,13 +169,18 @@ async fn shutdown_signal() {
 }
 
 async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
-    let policy = match &cmd {
-        PluginsCommand::Test { allow_private_networks, allow_http, .. } => {
-            Policy { allow_private_networks: *allow_private_networks, allow_http: *allow_http }
-        }
-        _ => Policy { allow_private_networks: false, allow_http: false },
+    let (policy, proxy) = match &cmd {
+        PluginsCommand::Test { allow_private_networks, allow_networks, allow_http, egress_proxy, .. } => (
+            Policy {
+                allow_private_networks: *allow_private_networks,
+                allow_http: *allow_http,
+                allow_networks: allow_networks.clone(),
+            },
+            egress_proxy.clone(),
+        ),
+        _ => (Policy::default(), None),
     };
-    let runtime = build_runtime(&SandboxLimits::default(), policy, None)?;
+    let runtime = build_runtime(&SandboxLimits::default(), policy.clone(), None, proxy)?;
     match cmd {
         PluginsCommand::List { plugins_dir, data_dir } => {
             let dir = plugins_dir.unwrap_or_else(|| data_dir.join("plugins"));

@@ -21,12 +21,13 @@ pub struct Options {
     pub lax_network: bool,
     pub plugins: Vec<PathBuf>,
     pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
     /// Private networks and plain http allowed, as the fake GitLab needs.
     pub fn lax() -> Self {
-        Self { lax_network: true, plugins: Vec::new(), extra_args: Vec::new() }
+        Self { lax_network: true, plugins: Vec::new(), extra_args: Vec::new(), env: Vec::new() }
     }
 
     /// The default egress policy.
@@ -36,6 +37,11 @@ impl Options {
 
     pub fn arg(mut self, a: &str) -> Self {
         self.extra_args.push(a.to_string());
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -125,6 +131,7 @@ impl Gatehouse {
             .env("GATEHOUSE_API_KEY", API_KEY)
             .env("GATEHOUSE_LOG", "debug")
             .env_remove("GATEHOUSE_MASTER_KEY")
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

@@ -4,6 +4,7 @@
 mod fake_gitlab;
 mod fake_gitlab_api;
 mod harness;
+mod netns;
 
 mod actions;
 mod api;
