@@ -133,6 +133,34 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub syncs: SyncConfig,
+
+    #[command(flatten)]
+    pub clients: ClientConfig,
+}
+
+/// How long API clients may take to send a request: slow or stalled
+/// clients are cut instead of holding a connection.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientConfig {
+    /// From the first byte of a request to the end of its headers.
+    #[arg(long, env = "GATEHOUSE_CLIENT_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub client_header_timeout: Duration,
+
+    /// From the end of the headers to the end of the body (answered 408
+    /// `request_timeout`); raise it with --proxy-max-body-bytes for large
+    /// uploads over slow links.
+    #[arg(long, env = "GATEHOUSE_CLIENT_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub client_body_timeout: Duration,
+
+    /// How long a kept-alive connection may wait for its next request.
+    #[arg(long, env = "GATEHOUSE_CLIENT_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub client_idle_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn timeouts(&self) -> crate::server::ClientTimeouts {
+        crate::server::ClientTimeouts { header: self.client_header_timeout, idle: self.client_idle_timeout }
+    }
 }
 
 /// Syncs and outgoing webhooks.

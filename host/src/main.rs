@@ -14,7 +14,7 @@ use gatehouse::{
     config::{Cli, Command, PluginsCommand, SandboxLimits, ServeConfig},
     crypto,
     egress::Policy,
-    integrations, oauth, registry, store, syncs, webhooks,
+    integrations, oauth, registry, server, store, syncs, webhooks,
 };
 
 // glibc's malloc serialises on its arena locks when many tasks allocate
@@ -53,6 +53,10 @@ fn init_tracing() {
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let master_env = std::env::var("GATEHOUSE_MASTER_KEY").ok().filter(|v| !v.is_empty()).map(SecretString::from);
@@ -70,7 +74,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let registry = registry::Registry::load(&runtime, builtin::BUILTIN, config.plugins_dir()).await?;
     let mut oauth_config = config.oauth.clone();
     if oauth_config.public_url.is_none() {
-        oauth_config.public_url = Some(format!("http://{}", config.listen).parse()?);
+        oauth_config.public_url = Some(format!("http://{local}").parse()?);
     }
     let integrations =
         Arc::new(integrations::Integrations::new(runtime, registry, store.clone(), key, policy, oauth_config));
@@ -101,18 +105,20 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tokio::spawn(syncs.clone().run_scheduler());
         tokio::spawn(webhooks.clone().deliver_in_background(config.syncs.sync_poll));
     }
-    let app =
-        api::routes(integrations, syncs, webhooks, api_key_hash, config.limits.max_body_bytes, config.proxy.settings());
-
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local = listener.local_addr()?;
+    // Bound before anything slow starts and never let go: the address
+    // cannot be taken by another process between a check and the serving.
+    let app = api::routes(
+        integrations,
+        syncs,
+        webhooks,
+        api_key_hash,
+        config.limits.max_body_bytes,
+        config.proxy.settings(),
+        config.clients.client_body_timeout,
+    );
     tracing::info!(address = %local, data_dir = %config.data_dir.display(), "gatehouse listening");
-    drop(listener);
-    poem::Server::new(poem::listener::TcpListener::bind(local))
-        .run_with_graceful_shutdown(app, shutdown_signal(), Some(std::time::Duration::from_secs(10)))
-        .await?;
+    server::serve(listener, app, config.clients.timeouts(), shutdown_signal(), std::time::Duration::from_secs(10))
+        .await;
     store.close().await;
     tracing::info!("gatehouse stopped");
     Ok(())

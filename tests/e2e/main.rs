@@ -11,6 +11,7 @@ mod api;
 mod browser;
 mod cache;
 mod cli;
+mod clients;
 mod egress;
 mod errors;
 mod example;

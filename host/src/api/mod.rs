@@ -4,7 +4,7 @@
 pub mod models;
 pub mod problem;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use poem::{
     EndpointExt, Request, Route,
@@ -519,10 +519,15 @@ fn stylesheet() -> poem::Response {
 
 /// Bounds the body before a handler sees it, so an oversized request
 /// cannot tie up memory.
-async fn limit_body<E: poem::Endpoint>(ep: Arc<E>, mut req: Request, max: usize) -> poem::Result<poem::Response> {
+async fn limit_body<E: poem::Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    max: usize,
+    timeout: Duration,
+) -> poem::Result<poem::Response> {
     let body = req.take_body();
     if !body.is_empty() {
-        let bytes = read_limited(body, max).await?;
+        let bytes = read_limited(body, max, timeout).await?;
         req.set_body(bytes);
     }
     ep.call(req).await.map(poem::IntoResponse::into_response)
@@ -537,6 +542,7 @@ pub fn routes(
     api_key_hash: String,
     max_body_bytes: usize,
     proxy: ProxySettings,
+    body_timeout: Duration,
 ) -> impl poem::Endpoint {
     let hooks = syncs.clone();
     let api = Api { actions: Actions::new(integrations.clone()), integrations: integrations.clone(), syncs, webhooks };
@@ -551,15 +557,21 @@ pub fn routes(
         .at("/assets/settings.css", poem::get(stylesheet))
         .at("/api/openapi.json", spec)
         .nest("/docs", docs)
-        .nest_no_strip("/api/v1", service.around(move |ep, req| limit_body(ep, req, max_body_bytes)))
+        .nest_no_strip("/api/v1", service.around(move |ep, req| limit_body(ep, req, max_body_bytes, body_timeout)))
         .with(NormalizePath::new(TrailingSlash::Trim));
     // The proxy sees the path exactly as sent: normalising it (merging
     // slashes, trimming the last one) would change what reaches the provider
     // and hide a `//host` it must refuse.
     let proxy = Arc::new(Proxy::new(integrations, proxy));
     Route::new()
-        .at("/api/v1/integrations/:id/proxy/*path", poem::endpoint::make(move |req| proxy_endpoint(proxy.clone(), req)))
-        .at("/api/v1/hooks/:id", poem::post(poem::endpoint::make(move |req| inbound_endpoint(hooks.clone(), req))))
+        .at(
+            "/api/v1/integrations/:id/proxy/*path",
+            poem::endpoint::make(move |req| proxy_endpoint(proxy.clone(), req, body_timeout)),
+        )
+        .at(
+            "/api/v1/hooks/:id",
+            poem::post(poem::endpoint::make(move |req| inbound_endpoint(hooks.clone(), req, body_timeout))),
+        )
         .nest("/", everything_else)
         .data(api_key_hash)
         .catch_all_error(problem::render)
@@ -568,7 +580,7 @@ pub fn routes(
 
 /// `ANY /api/v1/integrations/{id}/proxy/{path}`: authenticated by the API
 /// key, forwarded to the provider with the connection's credential.
-async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request) -> poem::Result<poem::Response> {
+async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request, body_timeout: Duration) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
     let authorized = req
         .headers()
@@ -593,7 +605,7 @@ async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request) -> poem::Result<poe
         );
     };
     let max = proxy.settings().max_body_bytes;
-    let body = match read_limited(req.take_body(), max).await {
+    let body = match read_limited(req.take_body(), max, body_timeout).await {
         Ok(body) => body,
         Err(e) => return Err(e),
     };
@@ -627,9 +639,13 @@ async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request) -> poem::Result<poe
 /// connection's secret token, in the header the connector names, is the
 /// proof. The body is not needed (the event header says what changed), so
 /// it is drained, bounded, not parsed.
-async fn inbound_endpoint(syncs: Arc<Syncs>, mut req: Request) -> poem::Result<poem::Response> {
+async fn inbound_endpoint(syncs: Arc<Syncs>, mut req: Request, body_timeout: Duration) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
-    let _ = read_limited(req.take_body(), DRAIN_AFTER_TOO_LARGE as usize).await;
+    if let Err(e) = read_limited(req.take_body(), DRAIN_AFTER_TOO_LARGE as usize, body_timeout).await
+        && e.status() == poem::http::StatusCode::REQUEST_TIMEOUT
+    {
+        return Err(e);
+    }
     let id = req.uri().path().trim_start_matches("/api/v1/hooks/").trim_end_matches('/').to_string();
     if id.parse::<uuid::Uuid>().is_err() {
         return Ok(ApiError::from(AppError::Unauthorized).into_response());
@@ -661,17 +677,24 @@ fn to_reqwest_headers(headers: &poem::http::HeaderMap) -> reqwest::header::Heade
 /// Reads at most `max` bytes of any body (with or without Content-Length);
 /// more is a 413 after reading (and dropping) a bounded rest, so the client
 /// is not reset while still sending and does see the 413; a bigger body
-/// just gets the connection closed.
-async fn read_limited(body: poem::Body, max: usize) -> poem::Result<Vec<u8>> {
+/// just gets the connection closed. A body that takes longer than
+/// `timeout` (a client trickling it) is a 408.
+async fn read_limited(body: poem::Body, max: usize, timeout: Duration) -> poem::Result<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     if body.is_empty() {
         return Ok(Vec::new());
     }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let late = || poem::Error::from_status(poem::http::StatusCode::REQUEST_TIMEOUT);
     let mut reader = body.into_async_read();
     let mut bytes = Vec::new();
-    (&mut reader).take(max as u64 + 1).read_to_end(&mut bytes).await.map_err(poem::error::ReadBodyError::Io)?;
+    tokio::time::timeout_at(deadline, (&mut reader).take(max as u64 + 1).read_to_end(&mut bytes))
+        .await
+        .map_err(|_| late())?
+        .map_err(poem::error::ReadBodyError::Io)?;
     if bytes.len() > max {
-        let _ = tokio::io::copy(&mut reader.take(DRAIN_AFTER_TOO_LARGE), &mut tokio::io::sink()).await;
+        let (mut rest, mut sink) = (reader.take(DRAIN_AFTER_TOO_LARGE), tokio::io::sink());
+        let _ = tokio::time::timeout_at(deadline, tokio::io::copy(&mut rest, &mut sink)).await;
         return Err(poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE));
     }
     Ok(bytes)
