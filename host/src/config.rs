@@ -237,8 +237,19 @@ pub struct OAuthConfig {
     /// OAuth applications as a JSON array of
     /// `{"provider","base_url","client_id","client_secret","redirect_uri"?}`,
     /// stored (secret sealed) at start, like `POST /api/v1/oauth-apps`.
-    #[arg(long, env = "GATEHOUSE_OAUTH_APPS", hide_env_values = true)]
+    /// Prefer the environment variable or --oauth-apps-file: on the command
+    /// line the client secrets are visible to every local user.
+    #[arg(long, env = "GATEHOUSE_OAUTH_APPS", hide_env_values = true, conflicts_with = "oauth_apps_file")]
     pub oauth_apps: Option<String>,
+
+    /// A file holding the --oauth-apps JSON; keep it readable by the
+    /// server's user only.
+    #[arg(long, env = "GATEHOUSE_OAUTH_APPS_FILE", value_name = "PATH")]
+    pub oauth_apps_file: Option<PathBuf>,
+
+    /// Whether --oauth-apps came on the command line (set by `main`).
+    #[arg(skip)]
+    pub oauth_apps_on_command_line: bool,
 
     /// How long a started authorization may take before its state expires.
     #[arg(long, env = "GATEHOUSE_OAUTH_STATE_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
@@ -251,6 +262,36 @@ pub struct OAuthConfig {
     /// How often the background task looks for tokens to refresh.
     #[arg(long, env = "GATEHOUSE_REFRESH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub refresh_interval: Duration,
+}
+
+impl OAuthConfig {
+    /// The configured applications' JSON, from the file or the flag (or its
+    /// environment variable). Warns where the secrets are exposed: on the
+    /// command line, or in a file other users can read.
+    pub fn apps_json(&self) -> anyhow::Result<Option<String>> {
+        use anyhow::Context;
+        if let Some(path) = &self.oauth_apps_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --oauth-apps-file {}", path.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+                    tracing::warn!(
+                        file = %path.display(),
+                        "the OAuth applications file can be read by other users; make it readable by the server's user only (chmod 600)"
+                    );
+                }
+            }
+            return Ok(Some(text));
+        }
+        if self.oauth_apps_on_command_line {
+            tracing::warn!(
+                "--oauth-apps on the command line shows the client secrets to every local user (ps, /proc); give them in GATEHOUSE_OAUTH_APPS or --oauth-apps-file instead"
+            );
+        }
+        Ok(self.oauth_apps.clone())
+    }
 }
 
 /// Limits applied to every connector call.

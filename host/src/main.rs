@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use secrecy::{ExposeSecret, SecretString};
 
 use gatehouse::{
@@ -25,7 +25,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const API_KEY_SETTING: &str = "api_key_sha256";
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Serve(config) = &mut cli.command {
+        let source = matches.subcommand_matches("serve").and_then(|m| m.value_source("oauth_apps"));
+        config.oauth.oauth_apps_on_command_line = source == Some(clap::parser::ValueSource::CommandLine);
+    }
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
@@ -78,8 +83,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let integrations =
         Arc::new(integrations::Integrations::new(runtime, registry, store.clone(), key, policy, oauth_config));
-    if let Some(apps) = config.oauth.oauth_apps.as_deref().filter(|s| !s.trim().is_empty()) {
-        oauth::load_configured_apps(&integrations, apps).await?;
+    if let Some(apps) = config.oauth.apps_json()?.filter(|s| !s.trim().is_empty()) {
+        oauth::load_configured_apps(&integrations, &apps).await.context("the configured OAuth applications")?;
     }
     if !config.plugins_poll.is_zero() {
         tokio::spawn(watch_plugins(integrations.clone(), config.plugins_poll));

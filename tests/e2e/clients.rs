@@ -92,6 +92,7 @@ async fn trickled_bodies_are_answered_408_and_cut() {
             answer.contains("\"code\":\"request_timeout\"") && answer.contains("--client-body-timeout"),
             "{answer}"
         );
+        assert!(answer.to_ascii_lowercase().contains("cache-control: no-store"), "{answer}");
     }
     g.finish(&[]);
 }

@@ -21,6 +21,7 @@ mod python;
 mod reload;
 mod sandbox;
 mod secrets;
+mod startup;
 mod syncs;
 mod tls;
 mod versions;

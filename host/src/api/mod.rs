@@ -47,6 +47,15 @@ fn api_key_matches(req: &Request, key: &str) -> bool {
         .is_some_and(|expected| crypto::constant_time_eq(&crypto::hash_api_key(key), &expected.0))
 }
 
+/// Whether the request carries the API key as `Authorization: Bearer`.
+fn bearer_matches(req: &Request) -> bool {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|key| api_key_matches(req, key.trim()))
+}
+
 #[derive(poem_openapi::Tags)]
 enum ApiTags {
     /// Server status.
@@ -151,13 +160,16 @@ impl Api {
 
 #[OpenApi(prefix_path = "/api/v1")]
 impl Api {
-    /// Liveness and the loaded connectors. No API key needed.
+    /// Liveness: needs no API key and then says only that the server is
+    /// up. With the API key it also gives the version and the loaded
+    /// connectors.
     #[oai(path = "/health", method = "get", tag = "ApiTags::Meta")]
-    async fn health(&self) -> Json<Health> {
+    async fn health(&self, req: &Request) -> Json<Health> {
+        let details = bearer_matches(req);
         Json(Health {
             status: "ok".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            plugins: self.integrations.plugins().iter().map(|p| p.manifest.id.clone()).collect(),
+            version: details.then(|| env!("CARGO_PKG_VERSION").into()),
+            plugins: details.then(|| self.integrations.plugins().iter().map(|p| p.manifest.id.clone()).collect()),
         })
     }
 
@@ -497,7 +509,6 @@ fn page(content_type: &'static str, body: &'static str) -> poem::Response {
     poem::Response::builder()
         .content_type(content_type)
         .header("Content-Security-Policy", "default-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'")
-        .header("X-Content-Type-Options", "nosniff")
         .header("Referrer-Policy", "no-referrer")
         .body(body)
 }
@@ -515,6 +526,15 @@ fn script() -> poem::Response {
 #[poem::handler]
 fn stylesheet() -> poem::Response {
     page("text/css; charset=utf-8", include_str!("page/settings.css"))
+}
+
+/// Browsers ask for it on every page; without it each visit logs a 404.
+#[poem::handler]
+fn favicon() -> poem::Response {
+    poem::Response::builder()
+        .content_type("image/x-icon")
+        .header("Cache-Control", "public, max-age=86400")
+        .body(include_bytes!("page/favicon.ico").as_slice())
 }
 
 /// Bounds the body before a handler sees it, so an oversized request
@@ -555,6 +575,7 @@ pub fn routes(
         .at("/", poem::get(index))
         .at("/assets/settings.js", poem::get(script))
         .at("/assets/settings.css", poem::get(stylesheet))
+        .at("/favicon.ico", poem::get(favicon))
         .at("/api/openapi.json", spec)
         .nest("/docs", docs)
         .nest_no_strip("/api/v1", service.around(move |ep, req| limit_body(ep, req, max_body_bytes, body_timeout)))
@@ -576,19 +597,14 @@ pub fn routes(
         .data(api_key_hash)
         .catch_all_error(problem::render)
         .around(log_request)
+        .around(response_headers)
 }
 
 /// `ANY /api/v1/integrations/{id}/proxy/{path}`: authenticated by the API
 /// key, forwarded to the provider with the connection's credential.
 async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request, body_timeout: Duration) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
-    let authorized = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|key| api_key_matches(&req, key.trim()));
-    if !authorized {
+    if !bearer_matches(&req) {
         return Ok(ApiError::from(AppError::Unauthorized).into_response());
     }
     let method = req.method().clone();
@@ -698,6 +714,24 @@ async fn read_limited(body: poem::Body, max: usize, timeout: Duration) -> poem::
         return Err(poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE));
     }
     Ok(bytes)
+}
+
+/// Headers every answer carries: API answers (credentials, account data)
+/// are not stored by caches, and no answer is content-sniffed. A proxied
+/// provider answer keeps its own caching rules when it states them.
+async fn response_headers<E: poem::Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<poem::Response> {
+    use poem::http::{HeaderValue, header};
+    let path = req.uri().path().to_string();
+    let mut response = ep.call(req).await.map(poem::IntoResponse::into_response)?;
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if path.starts_with("/api/") {
+        let proxied = path.starts_with("/api/v1/integrations/") && path.contains("/proxy/");
+        if !proxied || !headers.contains_key(header::CACHE_CONTROL) {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+    }
+    Ok(response)
 }
 
 /// One log line per request: method, path, status, duration. Never bodies,
