@@ -3,7 +3,10 @@
 # again (each step is skipped when already done):
 #   - Debian's chromium, for the settings-page test (needs root and apt),
 #   - playwright-core (npm ci in tests/browser), which drives it,
-#   - componentize-py, which builds the Python connector (plugins/gitea-py).
+#   - componentize-py, which builds the Python connector (plugins/gitea-py),
+#   - util-linux's unshare and iproute2's ip (apt), with which the egress tests
+#     run in a loopback-only network namespace (unprivileged user namespaces
+#     must be enabled in the kernel).
 # A tool it cannot install is reported here; host/build.rs then compiles
 # the test that needs it as ignored (under CI=true such a test fails).
 set -uo pipefail
@@ -33,6 +36,21 @@ if ! command -v componentize-py >/dev/null || ! componentize-py --version >/dev/
   echo "tests/setup.sh: pip install componentize-py==0.25.1"
   python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1 \
     || missing+=("componentize-py (pip install componentize-py==0.25.1 failed)")
+fi
+
+have_ip() { command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; }
+if ! command -v unshare >/dev/null || ! have_ip; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "tests/setup.sh: installing util-linux and iproute2 (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux iproute2 >/dev/null \
+      || missing+=("unshare and ip (apt-get install util-linux iproute2 failed)")
+  else
+    missing+=("unshare and ip (install util-linux and iproute2)")
+  fi
+fi
+if command -v unshare >/dev/null && have_ip \
+  && ! unshare -rnm sh -c 'PATH="$PATH:/usr/sbin:/sbin"; ip link set lo up && mount --bind /etc/hosts /etc/hosts' 2>/dev/null; then
+  missing+=("unprivileged user, network and mount namespaces (unshare -rnm fails: enable user namespaces, e.g. sysctl kernel.unprivileged_userns_clone=1)")
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
