@@ -845,20 +845,25 @@ mod tests {
         Arc::new(Egress::new(policy, limits, None, None).unwrap())
     }
 
+    fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> OutboundRequest {
+        OutboundRequest {
+            method: method.into(),
+            url: url.into(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: vec![],
+            authenticate: false,
+        }
+    }
+
     #[tokio::test]
     async fn other_hosts_and_budget_are_enforced() {
         let limits = HttpLimits { timeout: Duration::from_secs(1), max_response_bytes: 10, max_requests_per_call: 1 };
         let base = Url::parse("http://127.0.0.1:9").unwrap();
         let mut call = CallEgress::new(egress(LAX, limits), &[base], None);
-        let req = |url: &str| OutboundRequest {
-            method: "GET".into(),
-            url: url.into(),
-            headers: vec![],
-            body: vec![],
-            authenticate: false,
-        };
-        assert!(matches!(call.send(req("http://169.254.169.254/")).await, Err(SendError::Denied(_))));
-        assert!(matches!(call.send(req("http://127.0.0.1:9/")).await, Err(SendError::BudgetExhausted(1))));
+        let denied = call.send(request("GET", "http://169.254.169.254/", &[])).await;
+        assert!(matches!(denied, Err(SendError::Denied(_))));
+        let over = call.send(request("GET", "http://127.0.0.1:9/", &[])).await;
+        assert!(matches!(over, Err(SendError::BudgetExhausted(1))));
     }
 
     #[tokio::test]
@@ -867,14 +872,7 @@ mod tests {
         let strict_http = Policy { allow_http: true, ..STRICT };
         let base = Url::parse("http://localhost:9").unwrap();
         let mut call = CallEgress::new(egress(strict_http.clone(), limits), std::slice::from_ref(&base), None);
-        let req = OutboundRequest {
-            method: "GET".into(),
-            url: "http://localhost:9/x".into(),
-            headers: vec![],
-            body: vec![],
-            authenticate: false,
-        };
-        match call.send(req).await {
+        match call.send(request("GET", "http://localhost:9/x", &[])).await {
             Err(SendError::Denied(why)) => {
                 assert!(why.contains("localhost"), "{why}");
                 assert!(!why.contains("127.0.0.1") && !why.contains("::1"), "the address is not told: {why}");
@@ -892,14 +890,7 @@ mod tests {
         let strict_http = Policy { allow_http: true, ..STRICT };
         let base = Url::parse("http://[64:ff9b::7f00:1]:9").unwrap();
         let mut call = CallEgress::new(egress(strict_http, limits), std::slice::from_ref(&base), None);
-        let req = OutboundRequest {
-            method: "GET".into(),
-            url: format!("{base}x"),
-            headers: vec![],
-            body: vec![],
-            authenticate: false,
-        };
-        match call.send(req).await {
+        match call.send(request("GET", &format!("{base}x"), &[])).await {
             Err(SendError::Denied(why)) => assert!(why.contains("127.0.0.1"), "{why}"),
             other => panic!("expected a denial, got {:?}", other.err()),
         }
@@ -909,21 +900,9 @@ mod tests {
     async fn forbidden_headers_and_methods_are_refused() {
         let limits = HttpLimits { timeout: Duration::from_secs(1), max_response_bytes: 10, max_requests_per_call: 8 };
         let mut call = CallEgress::new(egress(LAX, limits), &[Url::parse("http://127.0.0.1:9").unwrap()], None);
-        let host_header = OutboundRequest {
-            method: "GET".into(),
-            url: "http://127.0.0.1:9/".into(),
-            headers: vec![("Host".into(), "metadata.internal".into())],
-            body: vec![],
-            authenticate: false,
-        };
+        let host_header = request("GET", "http://127.0.0.1:9/", &[("Host", "metadata.internal")]);
         assert!(matches!(call.send(host_header).await, Err(SendError::InvalidRequest(_))));
-        let connect = OutboundRequest {
-            method: "CONNECT".into(),
-            url: "http://127.0.0.1:9/".into(),
-            headers: vec![],
-            body: vec![],
-            authenticate: false,
-        };
+        let connect = request("CONNECT", "http://127.0.0.1:9/", &[]);
         assert!(matches!(call.send(connect).await, Err(SendError::InvalidRequest(_))));
     }
 }
