@@ -37,12 +37,15 @@ fn main() {
 /// The e2e tests that need tools outside rustup are compiled as ignored
 /// (`cargo test` lists them as such, never as passed) when the tools are
 /// missing: `gatehouse_browser` (node, `npm ci` in tests/browser, Chromium),
-/// `gatehouse_componentize_py` and `gatehouse_netns` (user and network
-/// namespaces, `ip`). Under `CI` they are never ignored, so
-/// a missing tool fails the run. `tests/setup.sh` installs all of them.
+/// `gatehouse_componentize_py`, and `gatehouse_netns` (unprivileged user,
+/// network and mount namespaces with `unshare` and iproute2's `ip`, for the
+/// tests that must not reach a real network if the code under test fails).
+/// Under `CI` they are never ignored, so a missing tool fails the run.
+/// `tests/setup.sh` installs all of them.
 fn detect_test_tools(root: &Path) {
     println!("cargo:rustc-check-cfg=cfg(gatehouse_browser)");
     println!("cargo:rustc-check-cfg=cfg(gatehouse_componentize_py)");
+    println!("cargo:rustc-check-cfg=cfg(gatehouse_netns)");
     for var in ["CI", "CHROMIUM", "PATH"] {
         println!("cargo:rerun-if-env-changed={var}");
     }

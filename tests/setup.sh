@@ -5,8 +5,9 @@
 #   - Debian's chromium, for the settings-page test (needs root and apt),
 #   - playwright-core (npm ci in tests/browser), which drives it,
 #   - componentize-py, which builds the Python connector (plugins/gitea-py),
-#   - unshare and ip (util-linux, iproute2), for the tests that run in a
-#     loopback-only network namespace.
+#   - util-linux's unshare and iproute2's ip (apt), with which the egress tests
+#     run in a loopback-only network namespace (unprivileged user namespaces
+#     must be enabled in the kernel).
 # A tool it cannot install is reported here; host/build.rs then compiles
 # the test that needs it as ignored (under CI=true such a test fails).
 set -uo pipefail
@@ -43,7 +44,8 @@ if ! command -v componentize-py >/dev/null || ! componentize-py --version >/dev/
     || missing+=("componentize-py (pip install componentize-py==0.25.1 failed)")
 fi
 
-if ! command -v unshare >/dev/null || ! command -v ip >/dev/null; then
+have_ip() { command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; }
+if ! command -v unshare >/dev/null || ! have_ip; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "tests/setup.sh: installing util-linux and iproute2 (apt)"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq util-linux iproute2 >/dev/null \
@@ -52,8 +54,9 @@ if ! command -v unshare >/dev/null || ! command -v ip >/dev/null; then
     missing+=("unshare and ip (install util-linux and iproute2)")
   fi
 fi
-if command -v unshare >/dev/null && ! unshare -rn true 2>/dev/null; then
-  missing+=("user namespaces (unshare -rn fails: the kernel or container forbids them)")
+if command -v unshare >/dev/null && have_ip \
+  && ! unshare -rnm sh -c 'PATH="$PATH:/usr/sbin:/sbin"; ip link set lo up && mount --bind /etc/hosts /etc/hosts' 2>/dev/null; then
+  missing+=("unprivileged user, network and mount namespaces (unshare -rnm fails: enable user namespaces, e.g. sysctl kernel.unprivileged_userns_clone=1)")
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

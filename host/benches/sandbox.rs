@@ -139,8 +139,8 @@ async fn run(s: Settings) {
     println!("| measurement | median | p99 / note |\n|---|---|---|");
 
     // 1. instantiate + call, no upstream I/O.
-    let policy = Policy { allow_private_networks: true, allow_http: true };
-    let runtime = build_runtime(&SandboxLimits::default(), policy, None).unwrap();
+    let policy = Policy { allow_private_networks: true, allow_http: true, allow_networks: Vec::new() };
+    let runtime = build_runtime(&SandboxLimits::default(), policy, None, None).unwrap();
     let (name, bytes) = builtin::BUILTIN.iter().find(|(n, _)| n.ends_with("gitlab-pat")).unwrap();
     let pat = runtime.load(name, bytes).await.unwrap();
     let hostile = runtime.load(HOSTILE, &std::fs::read(HOSTILE).unwrap()).await.unwrap();
@@ -560,7 +560,8 @@ impl Host {
     /// The first-party connectors and every copied component loaded: a
     /// component that failed to load would answer 404 to every request.
     async fn expect_components(&self, count: usize) {
-        let text = reqwest::get(format!("{}/api/v1/health", self.base)).await.unwrap().text().await.unwrap();
+        let request = reqwest::Client::new().get(format!("{}/api/v1/health", self.base)).bearer_auth(API_KEY);
+        let text = request.send().await.unwrap().text().await.unwrap();
         let health: serde_json::Value = serde_json::from_str(&text).unwrap();
         let loaded = health["plugins"].as_array().map_or(0, Vec::len);
         assert_eq!(loaded, count, "components loaded: {health}");

@@ -43,9 +43,15 @@ pub enum PluginsCommand {
         /// Allow loopback, private and link-local targets (e.g. a local fake upstream).
         #[arg(long)]
         allow_private_networks: bool,
+        /// Open one network (a CIDR or an address); repeatable.
+        #[arg(long = "allow-network", value_name = "CIDR", value_parser = crate::egress::parse_network)]
+        allow_networks: Vec<ipnet::IpNet>,
         /// Allow plain-http base URLs.
         #[arg(long)]
         allow_http: bool,
+        /// Reach the provider through this HTTP proxy (CONNECT).
+        #[arg(long, value_name = "URL", env = "GATEHOUSE_EGRESS_PROXY", hide_env_values = true)]
+        egress_proxy: Option<crate::egress::EgressProxy>,
     },
 }
 
@@ -81,9 +87,24 @@ pub struct ServeConfig {
     #[arg(long, env = "GATEHOUSE_DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Allow connectors to reach loopback, private and link-local addresses.
+    /// Allow connectors to reach loopback, private-use, shared, link-local
+    /// and unique-local addresses (all of them; --allow-network opens one
+    /// network). Cloud metadata addresses stay refused.
     #[arg(long, env = "GATEHOUSE_ALLOW_PRIVATE_NETWORKS")]
     pub allow_private_networks: bool,
+
+    /// Allow connectors to reach one network that is not on the public
+    /// internet: a CIDR such as 10.0.4.0/24, or one address; repeatable
+    /// (comma-separated in the environment variable). Cloud metadata and
+    /// unroutable addresses stay refused.
+    #[arg(
+        long = "allow-network",
+        value_name = "CIDR",
+        env = "GATEHOUSE_ALLOW_NETWORKS",
+        value_delimiter = ',',
+        value_parser = crate::egress::parse_network
+    )]
+    pub allow_networks: Vec<ipnet::IpNet>,
 
     /// Allow plain-http base URLs.
     #[arg(long, env = "GATEHOUSE_ALLOW_HTTP")]
@@ -92,6 +113,14 @@ pub struct ServeConfig {
     /// Extra PEM root certificates (e.g. for a self-hosted GitLab).
     #[arg(long, env = "GATEHOUSE_CA_BUNDLE")]
     pub ca_bundle: Option<PathBuf>,
+
+    /// Reach providers through this HTTP proxy, as
+    /// http://[user:password@]host:port. Gatehouse resolves and checks the
+    /// target itself, then asks the proxy to CONNECT to the checked address;
+    /// TLS runs end to end. Without it no proxy is used (HTTP_PROXY and
+    /// HTTPS_PROXY are ignored).
+    #[arg(long, value_name = "URL", env = "GATEHOUSE_EGRESS_PROXY", hide_env_values = true)]
+    pub egress_proxy: Option<crate::egress::EgressProxy>,
 
     #[command(flatten)]
     pub limits: SandboxLimits,
@@ -104,6 +133,34 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub syncs: SyncConfig,
+
+    #[command(flatten)]
+    pub clients: ClientConfig,
+}
+
+/// How long API clients may take to send a request: slow or stalled
+/// clients are cut instead of holding a connection.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientConfig {
+    /// From the first byte of a request to the end of its headers.
+    #[arg(long, env = "GATEHOUSE_CLIENT_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub client_header_timeout: Duration,
+
+    /// From the end of the headers to the end of the body (answered 408
+    /// `request_timeout`); raise it with --proxy-max-body-bytes for large
+    /// uploads over slow links.
+    #[arg(long, env = "GATEHOUSE_CLIENT_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub client_body_timeout: Duration,
+
+    /// How long a kept-alive connection may wait for its next request.
+    #[arg(long, env = "GATEHOUSE_CLIENT_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub client_idle_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn timeouts(&self) -> crate::server::ClientTimeouts {
+        crate::server::ClientTimeouts { header: self.client_header_timeout, idle: self.client_idle_timeout }
+    }
 }
 
 /// Syncs and outgoing webhooks.
@@ -191,8 +248,19 @@ pub struct OAuthConfig {
     /// OAuth applications as a JSON array of
     /// `{"provider","base_url","client_id","client_secret","redirect_uri"?}`,
     /// stored (secret sealed) at start, like `POST /api/v1/oauth-apps`.
-    #[arg(long, env = "GATEHOUSE_OAUTH_APPS", hide_env_values = true)]
+    /// Prefer the environment variable or --oauth-apps-file: on the command
+    /// line the client secrets are visible to every local user.
+    #[arg(long, env = "GATEHOUSE_OAUTH_APPS", hide_env_values = true, conflicts_with = "oauth_apps_file")]
     pub oauth_apps: Option<String>,
+
+    /// A file holding the --oauth-apps JSON; keep it readable by the
+    /// server's user only.
+    #[arg(long, env = "GATEHOUSE_OAUTH_APPS_FILE", value_name = "PATH")]
+    pub oauth_apps_file: Option<PathBuf>,
+
+    /// Whether --oauth-apps came on the command line (set by `main`).
+    #[arg(skip)]
+    pub oauth_apps_on_command_line: bool,
 
     /// How long a started authorization may take before its state expires.
     #[arg(long, env = "GATEHOUSE_OAUTH_STATE_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
@@ -205,6 +273,36 @@ pub struct OAuthConfig {
     /// How often the background task looks for tokens to refresh.
     #[arg(long, env = "GATEHOUSE_REFRESH_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub refresh_interval: Duration,
+}
+
+impl OAuthConfig {
+    /// The configured applications' JSON, from the file or the flag (or its
+    /// environment variable). Warns where the secrets are exposed: on the
+    /// command line, or in a file other users can read.
+    pub fn apps_json(&self) -> anyhow::Result<Option<String>> {
+        use anyhow::Context;
+        if let Some(path) = &self.oauth_apps_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --oauth-apps-file {}", path.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+                    tracing::warn!(
+                        file = %path.display(),
+                        "the OAuth applications file can be read by other users; make it readable by the server's user only (chmod 600)"
+                    );
+                }
+            }
+            return Ok(Some(text));
+        }
+        if self.oauth_apps_on_command_line {
+            tracing::warn!(
+                "--oauth-apps on the command line shows the client secrets to every local user (ps, /proc); give them in GATEHOUSE_OAUTH_APPS or --oauth-apps-file instead"
+            );
+        }
+        Ok(self.oauth_apps.clone())
+    }
 }
 
 /// Limits applied to every connector call.
@@ -285,6 +383,14 @@ impl Default for SandboxLimits {
 }
 
 impl ServeConfig {
+    pub fn policy(&self) -> crate::egress::Policy {
+        crate::egress::Policy {
+            allow_private_networks: self.allow_private_networks,
+            allow_http: self.allow_http,
+            allow_networks: self.allow_networks.clone(),
+        }
+    }
+
     pub fn plugins_dir(&self) -> PathBuf {
         self.plugins_dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
     }

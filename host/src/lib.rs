@@ -15,6 +15,7 @@ pub mod locks;
 pub mod problem;
 pub mod registry;
 pub mod runtime;
+pub mod server;
 pub mod services;
 pub mod store;
 
@@ -30,13 +31,14 @@ pub fn build_runtime(
     limits: &config::SandboxLimits,
     policy: egress::Policy,
     ca_bundle: Option<&Path>,
+    egress_proxy: Option<egress::EgressProxy>,
 ) -> anyhow::Result<runtime::Runtime> {
     let http = egress::HttpLimits {
         timeout: limits.http_timeout,
         max_response_bytes: limits.max_response_bytes,
         max_requests_per_call: limits.max_outbound_requests,
     };
-    let egress = Arc::new(egress::Egress::new(policy, http, ca_bundle)?);
+    let egress = Arc::new(egress::Egress::new(policy, http, ca_bundle, egress_proxy)?);
     runtime::Runtime::new(
         egress,
         runtime::RuntimeLimits {

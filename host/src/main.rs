@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use secrecy::{ExposeSecret, SecretString};
 
 use gatehouse::{
@@ -14,7 +14,7 @@ use gatehouse::{
     config::{Cli, Command, PluginsCommand, SandboxLimits, ServeConfig},
     crypto,
     egress::Policy,
-    registry,
+    registry, server,
     services::{Services, Settings, Verifier, syncs::SyncSettings},
     store,
 };
@@ -27,7 +27,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const API_KEY_SETTING: &str = "api_key_sha256";
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Serve(config) = &mut cli.command {
+        let source = matches.subcommand_matches("serve").and_then(|m| m.value_source("oauth_apps"));
+        config.oauth.oauth_apps_on_command_line = source == Some(clap::parser::ValueSource::CommandLine);
+    }
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
@@ -58,6 +63,12 @@ fn init_tracing() {
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    // Bound before anything slow starts and never let go: the address
+    // cannot be taken by another process between a check and the serving.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let master_env = std::env::var("GATEHOUSE_MASTER_KEY").ok().filter(|v| !v.is_empty()).map(SecretString::from);
@@ -66,15 +77,16 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store = store::Store::open(config.database_url.as_deref(), &config.data_dir).await?;
     let api_key_hash = api_key_hash(&store).await?;
 
-    let policy = Policy { allow_private_networks: config.allow_private_networks, allow_http: config.allow_http };
-    let mut runtime = build_runtime(&config.limits, policy, config.ca_bundle.as_deref())?;
+    let policy = config.policy();
+    let mut runtime =
+        build_runtime(&config.limits, policy.clone(), config.ca_bundle.as_deref(), config.egress_proxy.clone())?;
     if !config.no_component_cache {
         runtime = runtime.with_component_cache(config.data_dir.join("cache"));
     }
     let registry = registry::Registry::load(&runtime, builtin::BUILTIN, config.plugins_dir()).await?;
     let mut oauth_config = config.oauth.clone();
     if oauth_config.public_url.is_none() {
-        oauth_config.public_url = Some(format!("http://{}", config.listen).parse()?);
+        oauth_config.public_url = Some(format!("http://{local}").parse()?);
     }
     let sync_settings = SyncSettings {
         poll: config.syncs.sync_poll,
@@ -95,8 +107,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         proxy: config.proxy.settings(),
     };
     let services = Arc::new(Services::new(runtime, registry, store.clone(), key, policy, settings)?);
-    if let Some(apps) = config.oauth.oauth_apps.as_deref().filter(|s| !s.trim().is_empty()) {
-        services.grants.load_configured_apps(apps).await?;
+    if let Some(apps) = config.oauth.apps_json()?.filter(|s| !s.trim().is_empty()) {
+        services.grants.load_configured_apps(&apps).await.context("the configured OAuth applications")?;
     }
     if !config.plugins_poll.is_zero() {
         tokio::spawn(watch_plugins(services.clone(), config.plugins_poll));
@@ -108,17 +120,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tokio::spawn(services.syncs.clone().run_scheduler());
         tokio::spawn(services.webhooks.clone().deliver_in_background(config.syncs.sync_poll));
     }
-    let app = api::routes(&services, api_key_hash, config.limits.max_body_bytes);
-
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local = listener.local_addr()?;
+    let app = api::routes(&services, api_key_hash, config.limits.max_body_bytes, config.clients.client_body_timeout);
     tracing::info!(address = %local, data_dir = %config.data_dir.display(), "gatehouse listening");
-    drop(listener);
-    poem::Server::new(poem::listener::TcpListener::bind(local))
-        .run_with_graceful_shutdown(app, shutdown_signal(), Some(std::time::Duration::from_secs(10)))
-        .await?;
+    server::serve(listener, app, config.clients.timeouts(), shutdown_signal(), std::time::Duration::from_secs(10))
+        .await;
     store.close().await;
     tracing::info!("gatehouse stopped");
     Ok(())
@@ -175,13 +180,18 @@ async fn shutdown_signal() {
 }
 
 async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
-    let policy = match &cmd {
-        PluginsCommand::Test { allow_private_networks, allow_http, .. } => {
-            Policy { allow_private_networks: *allow_private_networks, allow_http: *allow_http }
-        }
-        _ => Policy { allow_private_networks: false, allow_http: false },
+    let (policy, proxy) = match &cmd {
+        PluginsCommand::Test { allow_private_networks, allow_networks, allow_http, egress_proxy, .. } => (
+            Policy {
+                allow_private_networks: *allow_private_networks,
+                allow_http: *allow_http,
+                allow_networks: allow_networks.clone(),
+            },
+            egress_proxy.clone(),
+        ),
+        _ => (Policy::default(), None),
     };
-    let runtime = Arc::new(build_runtime(&SandboxLimits::default(), policy, None)?);
+    let runtime = Arc::new(build_runtime(&SandboxLimits::default(), policy.clone(), None, proxy)?);
     let verifier = Verifier::new(runtime.clone(), policy);
     match cmd {
         PluginsCommand::List { plugins_dir, data_dir } => {

@@ -16,10 +16,26 @@ pub fn rfc3339(secs: i64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_docs_and_api_key() {
     let g = Gatehouse::start(Options::lax()).await;
-    let health = g.call("GET", "/api/v1/health", None, None).await;
-    assert_eq!(health.status, 200);
+    // Liveness is public; what runs here is not.
+    for key in [None, Some("wrong-key")] {
+        let health = g.call("GET", "/api/v1/health", None, key).await;
+        assert_eq!((health.status, health.body.clone()), (200, json!({"status": "ok"})));
+    }
+    let health = g.get("/api/v1/health").await;
     assert_eq!(health.body["status"], "ok");
     assert_eq!(health.body["plugins"], json!(["gitlab-oauth", "gitlab-pat"]));
+    assert_eq!(health.body["version"], env!("CARGO_PKG_VERSION"));
+    // Answers are not cached nor sniffed, errors included.
+    let unauthorized = g.call("GET", "/api/v1/integrations", None, None).await;
+    for r in [&health, &unauthorized] {
+        assert_eq!(r.headers["cache-control"], "no-store");
+        assert_eq!(r.headers["x-content-type-options"], "nosniff");
+    }
+    let icon = g.client().get(format!("{}/favicon.ico", g.base)).send().await.unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/x-icon");
+    assert_eq!(icon.headers()["x-content-type-options"], "nosniff");
+    assert!(icon.bytes().await.unwrap().starts_with(&[0, 0, 1, 0]), "an ICO file");
 
     for key in [None, Some("wrong-key")] {
         let r = g.call("GET", "/api/v1/integrations", None, key).await;

@@ -38,12 +38,12 @@ async fn compiled_components_are_cached_and_damage_is_survived() {
     g.stop();
     std::fs::copy(&oauth_file, &pat_file).unwrap();
     g.restart().await;
-    let health = g.call("GET", "/api/v1/health", None, None).await;
+    let health = g.get("/api/v1/health").await;
     assert_eq!(health.body["plugins"], serde_json::json!(["gitlab-oauth"]), "the cache was not used");
     g.stop();
     std::fs::write(&pat_file, pat_code).unwrap();
     g.restart().await;
-    let health = g.call("GET", "/api/v1/health", None, None).await;
+    let health = g.get("/api/v1/health").await;
     assert_eq!(health.body["plugins"], serde_json::json!(["gitlab-oauth", "gitlab-pat"]));
 
     g.stop();

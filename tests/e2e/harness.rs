@@ -21,12 +21,15 @@ pub struct Options {
     pub lax_network: bool,
     pub plugins: Vec<PathBuf>,
     pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Listen on port 0 and learn the port from the log.
+    pub any_port: bool,
 }
 
 impl Options {
     /// Private networks and plain http allowed, as the fake GitLab needs.
     pub fn lax() -> Self {
-        Self { lax_network: true, plugins: Vec::new(), extra_args: Vec::new() }
+        Self { lax_network: true, plugins: Vec::new(), extra_args: Vec::new(), env: Vec::new(), any_port: false }
     }
 
     /// The default egress policy.
@@ -36,6 +39,16 @@ impl Options {
 
     pub fn arg(mut self, a: &str) -> Self {
         self.extra_args.push(a.to_string());
+        self
+    }
+
+    pub fn any_port(mut self) -> Self {
+        self.any_port = true;
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -110,7 +123,11 @@ impl Gatehouse {
     }
 
     async fn spawn(&mut self) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut port = if self.options.any_port {
+            0
+        } else {
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        };
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts)).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
@@ -125,6 +142,7 @@ impl Gatehouse {
             .env("GATEHOUSE_API_KEY", API_KEY)
             .env("GATEHOUSE_LOG", "debug")
             .env_remove("GATEHOUSE_MASTER_KEY")
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -132,8 +150,20 @@ impl Gatehouse {
             cmd.args(["--allow-private-networks", "--allow-http"]);
         }
         self.child = Some(cmd.spawn().expect("start gatehouse"));
-        self.base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
+        while port == 0 {
+            let log = std::fs::read_to_string(self.log_path(self.starts)).unwrap_or_default();
+            if let Some(line) = log.lines().find(|l| l.contains("gatehouse listening")) {
+                let address = line.split("address=").nth(1).and_then(|a| a.split_whitespace().next()).unwrap();
+                port = address.parse::<std::net::SocketAddr>().unwrap().port();
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("gatehouse exited with {status} before listening:\n{}", self.logs());
+            }
+            assert!(Instant::now() < deadline, "gatehouse did not say where it listens:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.base = format!("http://127.0.0.1:{port}");
         loop {
             if let Ok(r) = self.client.get(format!("{}/api/v1/health", self.base)).send().await
                 && r.status() == 200

@@ -10,7 +10,7 @@ use crate::harness::{Gatehouse, Options};
 const HOSTILE: &str = gatehouse_test_programs::TEST_HOSTILE_WASM;
 
 async fn ids(g: &Gatehouse) -> serde_json::Value {
-    g.call("GET", "/api/v1/health", None, None).await.body["plugins"].clone()
+    g.get("/api/v1/health").await.body["plugins"].clone()
 }
 
 /// The hostile component with its display name edited (same length, so it

@@ -144,7 +144,7 @@ async fn connector_text_is_scrubbed_of_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_of_another_world_is_refused_naming_the_file() {
     let g = Gatehouse::start(Options::lax().plugin(WRONG_WORLD).plugin(HOSTILE)).await;
-    let health = g.call("GET", "/api/v1/health", None, None).await;
+    let health = g.get("/api/v1/health").await;
     assert_eq!(health.body["plugins"], json!(["gitlab-oauth", "gitlab-pat", "hostile-test"]));
     let logs = g.logs();
     assert!(

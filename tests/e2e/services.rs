@@ -30,8 +30,8 @@ struct World {
 async fn world() -> World {
     let fake = FakeGitlab::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let policy = Policy { allow_private_networks: true, allow_http: true };
-    let runtime = build_runtime(&SandboxLimits::default(), policy, None).unwrap();
+    let policy = Policy { allow_private_networks: true, allow_http: true, ..Policy::default() };
+    let runtime = build_runtime(&SandboxLimits::default(), policy.clone(), None, None).unwrap();
     let registry = Registry::load(&runtime, builtin::BUILTIN, dir.path().join("plugins")).await.unwrap();
     let store = Store::open(None, dir.path()).await.unwrap();
     let key = MasterKey::from_bytes(&SecretSlice::from(vec![3u8; 32]));
@@ -39,6 +39,8 @@ async fn world() -> World {
         oauth: OAuthConfig {
             public_url: Some("http://127.0.0.1:9".parse().unwrap()),
             oauth_apps: None,
+            oauth_apps_file: None,
+            oauth_apps_on_command_line: false,
             oauth_state_ttl: Duration::from_secs(600),
             refresh_window: Duration::from_secs(300),
             refresh_interval: Duration::ZERO,

@@ -3,7 +3,10 @@
 //! certificate (`upstream_unreachable`); with it, the same token verifies.
 //! The host runs without `--allow-http`: only https reaches the fake.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
 
 use serde_json::json;
 use tokio_rustls::rustls::{
@@ -16,16 +19,25 @@ use crate::{
     harness::{Gatehouse, Options, connect_pat, pat_body},
 };
 
+/// A TLS front for the fake GitLab, with a certificate from a private CA.
+pub struct TlsFront {
+    pub port: u16,
+    /// The CA's PEM, for --ca-bundle.
+    pub ca_file: PathBuf,
+    /// The server name (SNI) each handshake asked for.
+    pub sni: Arc<Mutex<Vec<String>>>,
+}
+
 /// A private CA (its PEM written to a file) and a TLS front for `fake`
-/// with a certificate for 127.0.0.1 and localhost; returns the port.
-async fn tls_front(fake: &FakeGitlab, dir: &std::path::Path) -> (u16, PathBuf) {
+/// with a certificate for `names`.
+pub async fn tls_front(fake: &FakeGitlab, dir: &std::path::Path, names: &[&str]) -> TlsFront {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca.distinguished_name.push(rcgen::DnType::CommonName, "Gatehouse test CA");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
-    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, ca_cert.pem()).unwrap();
@@ -40,22 +52,28 @@ async fn tls_front(fake: &FakeGitlab, dir: &std::path::Path) -> (u16, PathBuf) {
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         )
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let config = Arc::new(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let upstream = fake.url.trim_start_matches("http://").to_string();
+    let sni = Arc::new(Mutex::new(Vec::new()));
+    let seen = sni.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, upstream) = (acceptor.clone(), upstream.clone());
+            let (config, upstream, seen) = (config.clone(), upstream.clone(), seen.clone());
             tokio::spawn(async move {
+                let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+                let Ok(start) = acceptor.await else { return };
+                let name = start.client_hello().server_name().unwrap_or_default().to_string();
+                seen.lock().unwrap().push(name);
                 // A refused handshake just closes the connection.
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut tls) = start.into_stream(config).await else { return };
                 let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else { return };
                 let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
             });
         }
     });
-    (port, ca_file)
+    TlsFront { port, ca_file, sni }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +81,7 @@ async fn a_private_ca_needs_the_ca_bundle() {
     let fake = FakeGitlab::start().await;
     let token = fake.pat(fake.add_user("jane", false));
     let dir = tempfile::tempdir().unwrap();
-    let (port, ca_file) = tls_front(&fake, dir.path()).await;
+    let TlsFront { port, ca_file, .. } = tls_front(&fake, dir.path(), &["127.0.0.1", "localhost"]).await;
     let https = format!("https://127.0.0.1:{port}");
 
     // Loopback allowed (the fake lives there), plain http not.

@@ -4,7 +4,7 @@
 pub mod models;
 pub mod problem;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use poem::{
     EndpointExt, Request, Route,
@@ -51,6 +51,15 @@ async fn check_api_key(req: &Request, bearer: Bearer) -> Option<()> {
 fn api_key_matches(req: &Request, key: &str) -> bool {
     req.data::<Arc<ApiKeyHash>>()
         .is_some_and(|expected| crypto::constant_time_eq(&crypto::hash_api_key(key), &expected.0))
+}
+
+/// Whether the request carries the API key as `Authorization: Bearer`.
+fn bearer_matches(req: &Request) -> bool {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|key| api_key_matches(req, key.trim()))
 }
 
 #[derive(poem_openapi::Tags)]
@@ -168,13 +177,16 @@ impl Api {
 
 #[OpenApi(prefix_path = "/api/v1")]
 impl Api {
-    /// Liveness and the loaded connectors. No API key needed.
+    /// Liveness: needs no API key and then says only that the server is
+    /// up. With the API key it also gives the version and the loaded
+    /// connectors.
     #[oai(path = "/health", method = "get", tag = "ApiTags::Meta")]
-    async fn health(&self) -> Json<Health> {
+    async fn health(&self, req: &Request) -> Json<Health> {
+        let details = bearer_matches(req);
         Json(Health {
             status: "ok".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            plugins: self.integrations.plugins().iter().map(|p| p.manifest.id.clone()).collect(),
+            version: details.then(|| env!("CARGO_PKG_VERSION").into()),
+            plugins: details.then(|| self.integrations.plugins().iter().map(|p| p.manifest.id.clone()).collect()),
         })
     }
 
@@ -527,7 +539,6 @@ fn page(content_type: &'static str, body: &'static str) -> poem::Response {
     poem::Response::builder()
         .content_type(content_type)
         .header("Content-Security-Policy", "default-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'")
-        .header("X-Content-Type-Options", "nosniff")
         .header("Referrer-Policy", "no-referrer")
         .body(body)
 }
@@ -567,12 +578,26 @@ fn cookie(req: &Request, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// Browsers ask for it on every page; without it each visit logs a 404.
+#[poem::handler]
+fn favicon() -> poem::Response {
+    poem::Response::builder()
+        .content_type("image/x-icon")
+        .header("Cache-Control", "public, max-age=86400")
+        .body(include_bytes!("page/favicon.ico").as_slice())
+}
+
 /// Bounds the body before a handler sees it, so an oversized request
 /// cannot tie up memory.
-async fn limit_body<E: poem::Endpoint>(ep: Arc<E>, mut req: Request, max: usize) -> poem::Result<poem::Response> {
+async fn limit_body<E: poem::Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    max: usize,
+    timeout: Duration,
+) -> poem::Result<poem::Response> {
     let body = req.take_body();
     if !body.is_empty() {
-        let bytes = read_limited(body, max).await?;
+        let bytes = read_limited(body, max, timeout).await?;
         req.set_body(bytes);
     }
     ep.call(req).await.map(poem::IntoResponse::into_response)
@@ -580,7 +605,12 @@ async fn limit_body<E: poem::Endpoint>(ep: Arc<E>, mut req: Request, max: usize)
 
 const DRAIN_AFTER_TOO_LARGE: u64 = 4 * 1024 * 1024;
 
-pub fn routes(services: &Services, api_key_hash: String, max_body_bytes: usize) -> impl poem::Endpoint + use<> {
+pub fn routes(
+    services: &Services,
+    api_key_hash: String,
+    max_body_bytes: usize,
+    body_timeout: Duration,
+) -> impl poem::Endpoint + use<> {
     let hooks = services.syncs.clone();
     let api = Api {
         integrations: services.integrations.clone(),
@@ -599,34 +629,36 @@ pub fn routes(services: &Services, api_key_hash: String, max_body_bytes: usize) 
         .at("/", poem::get(index))
         .at("/assets/settings.js", poem::get(script))
         .at("/assets/settings.css", poem::get(stylesheet))
+        .at("/favicon.ico", poem::get(favicon))
         .at("/api/openapi.json", spec)
         .nest("/docs", docs)
-        .nest_no_strip("/api/v1", service.around(move |ep, req| limit_body(ep, req, max_body_bytes)))
+        .nest_no_strip("/api/v1", service.around(move |ep, req| limit_body(ep, req, max_body_bytes, body_timeout)))
         .with(NormalizePath::new(TrailingSlash::Trim));
     // The proxy sees the path exactly as sent: normalising it (merging
     // slashes, trimming the last one) would change what reaches the provider
     // and hide a `//host` it must refuse.
     let proxy = services.proxy.clone();
     Route::new()
-        .at("/api/v1/integrations/:id/proxy/*path", poem::endpoint::make(move |req| proxy_endpoint(proxy.clone(), req)))
-        .at("/api/v1/hooks/:id", poem::post(poem::endpoint::make(move |req| inbound_endpoint(hooks.clone(), req))))
+        .at(
+            "/api/v1/integrations/:id/proxy/*path",
+            poem::endpoint::make(move |req| proxy_endpoint(proxy.clone(), req, body_timeout)),
+        )
+        .at(
+            "/api/v1/hooks/:id",
+            poem::post(poem::endpoint::make(move |req| inbound_endpoint(hooks.clone(), req, body_timeout))),
+        )
         .nest("/", everything_else)
         .data(api_key_hash)
         .catch_all_error(problem::render)
         .around(log_request)
+        .around(response_headers)
 }
 
 /// `ANY /api/v1/integrations/{id}/proxy/{path}`: authenticated by the API
 /// key, forwarded to the provider with the connection's credential.
-async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request) -> poem::Result<poem::Response> {
+async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request, body_timeout: Duration) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
-    let authorized = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|key| api_key_matches(&req, key.trim()));
-    if !authorized {
+    if !bearer_matches(&req) {
         return Ok(ApiError::from(AppError::Unauthorized).into_response());
     }
     let method = req.method().clone();
@@ -643,7 +675,7 @@ async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request) -> poem::Result<poe
         );
     };
     let max = proxy.settings().max_body_bytes;
-    let body = match read_limited(req.take_body(), max).await {
+    let body = match read_limited(req.take_body(), max, body_timeout).await {
         Ok(body) => body,
         Err(e) => return Err(e),
     };
@@ -677,9 +709,13 @@ async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request) -> poem::Result<poe
 /// connection's secret token, in the header the connector names, is the
 /// proof. The body is not needed (the event header says what changed), so
 /// it is drained, bounded, not parsed.
-async fn inbound_endpoint(syncs: Arc<Syncs>, mut req: Request) -> poem::Result<poem::Response> {
+async fn inbound_endpoint(syncs: Arc<Syncs>, mut req: Request, body_timeout: Duration) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
-    let _ = read_limited(req.take_body(), DRAIN_AFTER_TOO_LARGE as usize).await;
+    if let Err(e) = read_limited(req.take_body(), DRAIN_AFTER_TOO_LARGE as usize, body_timeout).await
+        && e.status() == poem::http::StatusCode::REQUEST_TIMEOUT
+    {
+        return Err(e);
+    }
     let id = req.uri().path().trim_start_matches("/api/v1/hooks/").trim_end_matches('/').to_string();
     if id.parse::<uuid::Uuid>().is_err() {
         return Ok(ApiError::from(AppError::Unauthorized).into_response());
@@ -711,20 +747,45 @@ fn to_reqwest_headers(headers: &poem::http::HeaderMap) -> reqwest::header::Heade
 /// Reads at most `max` bytes of any body (with or without Content-Length);
 /// more is a 413 after reading (and dropping) a bounded rest, so the client
 /// is not reset while still sending and does see the 413; a bigger body
-/// just gets the connection closed.
-async fn read_limited(body: poem::Body, max: usize) -> poem::Result<Vec<u8>> {
+/// just gets the connection closed. A body that takes longer than
+/// `timeout` (a client trickling it) is a 408.
+async fn read_limited(body: poem::Body, max: usize, timeout: Duration) -> poem::Result<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     if body.is_empty() {
         return Ok(Vec::new());
     }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let late = || poem::Error::from_status(poem::http::StatusCode::REQUEST_TIMEOUT);
     let mut reader = body.into_async_read();
     let mut bytes = Vec::new();
-    (&mut reader).take(max as u64 + 1).read_to_end(&mut bytes).await.map_err(poem::error::ReadBodyError::Io)?;
+    tokio::time::timeout_at(deadline, (&mut reader).take(max as u64 + 1).read_to_end(&mut bytes))
+        .await
+        .map_err(|_| late())?
+        .map_err(poem::error::ReadBodyError::Io)?;
     if bytes.len() > max {
-        let _ = tokio::io::copy(&mut reader.take(DRAIN_AFTER_TOO_LARGE), &mut tokio::io::sink()).await;
+        let (mut rest, mut sink) = (reader.take(DRAIN_AFTER_TOO_LARGE), tokio::io::sink());
+        let _ = tokio::time::timeout_at(deadline, tokio::io::copy(&mut rest, &mut sink)).await;
         return Err(poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE));
     }
     Ok(bytes)
+}
+
+/// Headers every answer carries: API answers (credentials, account data)
+/// are not stored by caches, and no answer is content-sniffed. A proxied
+/// provider answer keeps its own caching rules when it states them.
+async fn response_headers<E: poem::Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<poem::Response> {
+    use poem::http::{HeaderValue, header};
+    let path = req.uri().path().to_string();
+    let mut response = ep.call(req).await.map(poem::IntoResponse::into_response)?;
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if path.starts_with("/api/") {
+        let proxied = path.starts_with("/api/v1/integrations/") && path.contains("/proxy/");
+        if !proxied || !headers.contains_key(header::CACHE_CONTROL) {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+    }
+    Ok(response)
 }
 
 /// One log line per request: method, path, status, duration. Never bodies,

@@ -21,9 +21,12 @@ use crate::{
 pub struct Health {
     /// Always `ok` when the server answers.
     pub status: String,
-    pub version: String,
-    /// Ids of the loaded connectors.
-    pub plugins: Vec<String>,
+    /// The server's version; only with the API key.
+    #[oai(skip_serializing_if_is_none)]
+    pub version: Option<String>,
+    /// Ids of the loaded connectors; only with the API key.
+    #[oai(skip_serializing_if_is_none)]
+    pub plugins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Object)]

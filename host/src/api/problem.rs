@@ -101,6 +101,11 @@ pub async fn render(err: poem::Error) -> Response {
             "The request body is too large",
             "Send a smaller body; credentials are short strings.".to_string(),
         ),
+        StatusCode::REQUEST_TIMEOUT => (
+            "request_timeout",
+            "The request body came too slowly",
+            "The body did not arrive within the server's --client-body-timeout; send it at once, or ask the operator to raise the timeout.".to_string(),
+        ),
         StatusCode::LENGTH_REQUIRED => {
             ("validation_error", "The request is not valid", "Send the body with a Content-Length header.".to_string())
         }
@@ -125,7 +130,11 @@ pub async fn render(err: poem::Error) -> Response {
         pointer: None,
     };
     let body = serde_json::to_vec(&problem).expect("a problem serialises");
-    Response::builder().status(status).content_type("application/problem+json").body(body)
+    let response = Response::builder().status(status).content_type("application/problem+json");
+    // The rest of a trickled body is not waited for: the connection ends.
+    let response =
+        if status == StatusCode::REQUEST_TIMEOUT { response.header("Connection", "close") } else { response };
+    response.body(body)
 }
 
 /// Parse errors quote the offending JSON value, which may be a secret

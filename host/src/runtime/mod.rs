@@ -1249,9 +1249,9 @@ mod tests {
     use crate::egress::{HttpLimits, Policy};
 
     fn runtime(memory_mib: usize) -> Runtime {
-        let policy = Policy { allow_private_networks: false, allow_http: false };
+        let policy = Policy::default();
         let http = HttpLimits { timeout: Duration::from_secs(1), max_response_bytes: 1024, max_requests_per_call: 1 };
-        let egress = Arc::new(Egress::new(policy, http, None).unwrap());
+        let egress = Arc::new(Egress::new(policy, http, None, None).unwrap());
         let limits = RuntimeLimits {
             call_timeout: Duration::from_secs(5),
             memory_bytes: memory_mib << 20,

@@ -19,7 +19,7 @@ use url::Url;
 
 pub use crate::config::ProxySettings;
 use crate::{
-    egress::{CredentialHeader, SendError},
+    egress::{CredentialHeader, SendError, UpstreamResponse},
     error::AppError,
     runtime::{credential_header, model::VerifyError},
     services::{
@@ -99,15 +99,15 @@ impl Proxy {
                 .forward(req.method.clone(), url.clone(), headers, req.body.clone(), &credential, self.settings.timeout)
                 .await;
             match sent {
-                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !refreshed => {
+                Ok(response) if response.status == StatusCode::UNAUTHORIZED && !refreshed => {
                     refreshed = true;
                     match self.integrations.refresh_after_rejection(&in_use.row).await? {
                         Some(fresh) => in_use = fresh,
                         None => return Ok(self.answer(response, credential, id, &in_use.base_url)),
                     }
                 }
-                Ok(response) if attempt < retries && is_transient(response.status()) => {
-                    let wait = match retry_after(response.headers()) {
+                Ok(response) if attempt < retries && is_transient(response.status) => {
+                    let wait = match retry_after(&response.headers) {
                         Some(wait) if wait > self.settings.max_retry_wait => {
                             return Ok(self.answer(response, credential, id, &in_use.base_url));
                         }
@@ -136,12 +136,12 @@ impl Proxy {
         })
     }
 
-    fn answer(&self, response: reqwest::Response, credential: CredentialHeader, id: &str, base: &Url) -> ProxyResponse {
-        let status = response.status();
+    fn answer(&self, response: UpstreamResponse, credential: CredentialHeader, id: &str, base: &Url) -> ProxyResponse {
+        let status = response.status;
         let own_prefix = format!("/api/v1/integrations/{id}/proxy/");
         let base_prefix = format!("{}/", base.as_str().trim_end_matches('/'));
         let mut headers = HeaderMap::new();
-        for (name, value) in response.headers() {
+        for (name, value) in &response.headers {
             let lower = name.as_str();
             if HOP_BY_HOP.contains(&lower) || NOT_RETURNED.contains(&lower) {
                 continue;
@@ -157,7 +157,7 @@ impl Proxy {
                 headers.append(name.clone(), value);
             }
         }
-        ProxyResponse { status, headers, body: Box::pin(scrubbed(response.bytes_stream(), credential)) }
+        ProxyResponse { status, headers, body: Box::pin(scrubbed(response.body, credential)) }
     }
 }
 
@@ -271,7 +271,7 @@ fn send_error(e: SendError) -> AppError {
 /// The upstream body with every credential value replaced, across chunk
 /// boundaries: the last `longest secret - 1` bytes wait for the next chunk.
 fn scrubbed(
-    upstream: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    upstream: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     credential: CredentialHeader,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
     let keep = credential.longest_secret().saturating_sub(1);
@@ -288,7 +288,7 @@ fn scrubbed(
                         return Some((Ok(Bytes::from(ready)), Some((upstream, carry, credential))));
                     }
                 }
-                Some(Err(e)) => return Some((Err(std::io::Error::other(e.without_url())), None)),
+                Some(Err(e)) => return Some((Err(e), None)),
                 None if carry.is_empty() => return None,
                 None => return Some((Ok(Bytes::from(carry)), None)),
             }
@@ -347,7 +347,7 @@ mod tests {
         let base = Url::parse("https://git.example.com").unwrap();
         let secret = secrecy::SecretString::from("glpat-abcdefghijklmnop".to_string());
         let credential = CredentialHeader::new(&base, "private-token", &secret, vec![secret.clone()]).unwrap();
-        let chunks: Vec<reqwest::Result<Bytes>> =
+        let chunks: Vec<std::io::Result<Bytes>> =
             vec![Ok(Bytes::from_static(b"{\"echo\":\"glpat-abcdef")), Ok(Bytes::from_static(b"ghijklmnop\"}"))];
         let out: Vec<u8> =
             scrubbed(futures::stream::iter(chunks), credential).map(|c| c.unwrap().to_vec()).concat().await;
