@@ -105,11 +105,13 @@ fn ensure_target() {
 /// The e2e tests that need tools outside rustup are compiled as ignored
 /// (`cargo test` lists them as such, never as passed) when the tools are
 /// missing: `gatehouse_browser` (node, `npm ci` in tests/browser, Chromium)
-/// and `gatehouse_componentize_py`. Under `CI` they are never ignored, so
+/// `gatehouse_componentize_py` and `gatehouse_componentize_js` (node, and
+/// `npm ci` in plugins/bitbucket-js). Under `CI` they are never ignored, so
 /// a missing tool fails the run. `tests/setup.sh` installs all of them.
 fn detect_test_tools(root: &Path) {
     println!("cargo:rustc-check-cfg=cfg(gatehouse_browser)");
     println!("cargo:rustc-check-cfg=cfg(gatehouse_componentize_py)");
+    println!("cargo:rustc-check-cfg=cfg(gatehouse_componentize_js)");
     for var in ["CI", "CHROMIUM", "PATH"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
@@ -147,5 +149,13 @@ fn detect_test_tools(root: &Path) {
     watch(&componentize, &path_dirs);
     if ci || componentize.is_some() {
         println!("cargo:rustc-cfg=gatehouse_componentize_py");
+    }
+
+    let js_dir = root.join("plugins/bitbucket-js");
+    let componentize_js =
+        Some(js_dir.join("node_modules/@bytecodealliance/componentize-js/package.json")).filter(|p| p.is_file());
+    watch(&componentize_js, std::slice::from_ref(&js_dir));
+    if ci || (node.is_some() && componentize_js.is_some()) {
+        println!("cargo:rustc-cfg=gatehouse_componentize_js");
     }
 }

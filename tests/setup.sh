@@ -3,7 +3,9 @@
 # again (each step is skipped when already done):
 #   - Debian's chromium, for the settings-page test (needs root and apt),
 #   - playwright-core (npm ci in tests/browser), which drives it,
-#   - componentize-py, which builds the Python connector (plugins/gitea-py).
+#   - componentize-py, which builds the Python connector (plugins/gitea-py),
+#   - componentize-js (npm ci in plugins/bitbucket-js, the version its
+#     package-lock.json pins), which builds the JavaScript connectors.
 # A tool it cannot install is reported here; host/build.rs then compiles
 # the test that needs it as ignored (under CI=true such a test fails).
 set -uo pipefail
@@ -24,6 +26,11 @@ if command -v npm >/dev/null; then
   if [ ! -f tests/browser/node_modules/playwright-core/package.json ]; then
     echo "tests/setup.sh: npm ci in tests/browser"
     (cd tests/browser && npm ci --no-audit --no-fund --silent) || missing+=("playwright-core (npm ci in tests/browser failed)")
+  fi
+  if [ ! -f plugins/bitbucket-js/node_modules/@bytecodealliance/componentize-js/package.json ]; then
+    echo "tests/setup.sh: npm ci in plugins/bitbucket-js (componentize-js)"
+    (cd plugins/bitbucket-js && npm ci --no-audit --no-fund --silent) \
+      || missing+=("componentize-js (npm ci in plugins/bitbucket-js failed)")
   fi
 else
   missing+=("node and npm (apt-get install nodejs npm)")

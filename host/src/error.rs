@@ -53,6 +53,9 @@ pub enum AppError {
     /// The connector cannot be used through the proxy.
     #[error("{0}")]
     ProxyUnsupported(String),
+    /// The connector of a stored integration is no longer loaded (its id).
+    #[error("the connector {0} is not loaded")]
+    ProviderUnavailable(String),
     #[error(transparent)]
     Plugin(#[from] CallError),
     #[error(transparent)]
@@ -139,6 +142,7 @@ impl AppError {
             Self::Schema { .. } => "validation_error",
             Self::BadOutput { .. } => "plugin_failed",
             Self::ProxyUnsupported(_) => "proxy_unsupported",
+            Self::ProviderUnavailable(_) => "provider_unavailable",
             Self::Plugin(CallError::Timeout(_)) => "plugin_timeout",
             Self::Plugin(CallError::Failed(_)) => "plugin_failed",
             Self::Store(_) => "internal_error",
@@ -166,7 +170,7 @@ impl AppError {
             | "oauth_client_invalid" => 422,
             "rate_limited" => 429,
             "upstream_error" | "upstream_unreachable" | "plugin_failed" => 502,
-            "secret_unavailable" => 503,
+            "secret_unavailable" | "provider_unavailable" => 503,
             "upstream_timeout" | "plugin_timeout" => 504,
             _ => 500,
         }
@@ -200,6 +204,7 @@ impl AppError {
             "proxy_unsupported" => "The connector cannot be used through the proxy",
             "plugin_timeout" => "The connector did not finish in time",
             "secret_unavailable" => "Stored credentials cannot be decrypted",
+            "provider_unavailable" => "The integration's connector is not loaded",
             _ => "Internal error",
         }
     }
@@ -283,6 +288,9 @@ impl AppError {
             Self::Plugin(CallError::Failed(s)) => {
                 format!("{s}. The connector was stopped; report it to the connector's author.")
             }
+            Self::ProviderUnavailable(id) => format!(
+                "The connector {id:?} of this integration is not loaded (its file was removed or refused); put its .wasm back into the plugins directory (GET /api/v1/plugins lists refused files). The stored credentials are kept."
+            ),
             Self::Store(_) => "The database failed; see the server log and try again.".into(),
             Self::Crypto(e) => format!(
                 "{e}. Restore the master key the server used before (GATEHOUSE_MASTER_KEY or master.key in the data dir), or connect the integration again."

@@ -68,6 +68,17 @@ impl Integrations {
         self.registry.reload(&self.runtime).await
     }
 
+    /// The connector of a stored integration; `provider_unavailable` when it
+    /// is no longer loaded (the credentials stay stored until it is back).
+    pub fn plugin_of(&self, row: &IntegrationRow) -> Result<Arc<Plugin>, AppError> {
+        self.registry.get(&row.provider).ok_or_else(|| AppError::ProviderUnavailable(row.provider.clone()))
+    }
+
+    /// Files of the plugins directory refused now, and why.
+    pub fn refused_plugins(&self) -> Vec<(String, String)> {
+        self.registry.refused()
+    }
+
     pub fn plugin(&self, id: &str) -> Result<Arc<Plugin>, AppError> {
         // The detail does not echo `id`: a pasted secret may be in it.
         self.registry.get(id).ok_or_else(|| {
@@ -257,7 +268,7 @@ impl Integrations {
             crate::oauth::Refreshed::Failed(row) => return Ok(row),
             crate::oauth::Refreshed::Current(row) | crate::oauth::Refreshed::Renewed(row) => row,
         };
-        let plugin = self.plugin(&row.provider)?;
+        let plugin = self.plugin_of(&row)?;
         let credentials = self.open_credentials(&row)?;
         let base_url = self.stored_base_url(&plugin, &credentials)?;
         let now = now();
@@ -305,7 +316,7 @@ impl Integrations {
     pub async fn rotate(&self, id: &str, raw: BTreeMap<String, String>) -> Result<IntegrationRow, AppError> {
         let _guard = self.lock(id).await;
         let row = self.get(id).await?;
-        let plugin = self.plugin(&row.provider)?;
+        let plugin = self.plugin_of(&row)?;
         let stored = self.open_credentials(&row)?;
         let mut merged = raw;
         for field in plugin.manifest.fields.iter().filter(|f| f.kind != FieldKind::Secret) {
@@ -416,7 +427,7 @@ impl Integrations {
     }
 
     async fn in_use(&self, row: IntegrationRow) -> Result<InUse, AppError> {
-        let plugin = self.plugin(&row.provider)?;
+        let plugin = self.plugin_of(&row)?;
         let credentials = self.open_credentials(&row)?;
         let base_url = self.stored_base_url(&plugin, &credentials)?.ok_or_else(|| {
             AppError::ProxyUnsupported(format!(

@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod proxy;
 pub mod registry;
 pub mod runtime;
+pub mod scaffold;
 pub mod store;
 pub mod syncs;
 pub mod webhooks;

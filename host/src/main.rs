@@ -14,7 +14,7 @@ use gatehouse::{
     config::{Cli, Command, PluginsCommand, SandboxLimits, ServeConfig},
     crypto,
     egress::Policy,
-    integrations, oauth, registry, store, syncs, webhooks,
+    integrations, oauth, registry, scaffold, store, syncs, webhooks,
 };
 
 // glibc's malloc serialises on its arena locks when many tasks allocate
@@ -26,7 +26,7 @@ const API_KEY_SETTING: &str = "api_key_sha256";
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.log_connectors);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
@@ -43,9 +43,17 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing() {
+/// GATEHOUSE_LOG filters the host's lines (`info` by default);
+/// `--log-connectors` sets the level of the connectors' own lines alone, so
+/// reading them needs no debug flood from the engine.
+fn init_tracing(log_connectors: Option<tracing_subscriber::filter::LevelFilter>) {
     use tracing_subscriber::{EnvFilter, fmt};
-    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    if let Some(level) = log_connectors
+        && let Ok(directive) = format!("{}={level}", gatehouse::runtime::connector_log::TARGET).parse()
+    {
+        filter = filter.add_directive(directive);
+    }
     let json = std::env::var("GATEHOUSE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
@@ -168,13 +176,25 @@ async fn shutdown_signal() {
 }
 
 async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
+    if let PluginsCommand::New { name, lang, dir, sdk_path } = &cmd {
+        let dir = dir.clone().unwrap_or_else(|| std::path::PathBuf::from(name));
+        let request = scaffold::Request { name, lang: *lang, dir: &dir, sdk_path: sdk_path.as_deref() };
+        let written = scaffold::create(&request)?;
+        println!("created {} ({} files)\nnext: {}", dir.display(), written.len(), scaffold::next_steps(*lang, &dir));
+        return Ok(());
+    }
     let policy = match &cmd {
         PluginsCommand::Test { allow_private_networks, allow_http, .. } => {
             Policy { allow_private_networks: *allow_private_networks, allow_http: *allow_http }
         }
         _ => Policy { allow_private_networks: false, allow_http: false },
     };
-    let runtime = build_runtime(&SandboxLimits::default(), policy, None)?;
+    let mut runtime = build_runtime(&SandboxLimits::default(), policy, None)?;
+    if let PluginsCommand::Test { cache, .. } | PluginsCommand::Validate { cache, .. } = &cmd
+        && let Some(dir) = cache.dir()
+    {
+        runtime = runtime.with_component_cache(dir.join("components"));
+    }
     match cmd {
         PluginsCommand::List { plugins_dir, data_dir } => {
             let dir = plugins_dir.unwrap_or_else(|| data_dir.join("plugins"));
@@ -185,7 +205,10 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        PluginsCommand::Inspect { file } | PluginsCommand::Validate { file } | PluginsCommand::Test { file, .. }
+        PluginsCommand::New { .. } => unreachable!("handled above"),
+        PluginsCommand::Inspect { file }
+        | PluginsCommand::Validate { file, .. }
+        | PluginsCommand::Test { file, .. }
             if !file.exists() =>
         {
             anyhow::bail!("{} does not exist", file.display());
@@ -207,22 +230,32 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
                 }
                 Err(e) => Err(e),
             };
-            let (doc, valid) = match outcome {
-                Ok(verdict) => {
-                    let valid = verdict.is_ok();
-                    let result = api::models::VerificationResult::from(verdict);
-                    (poem_openapi::types::ToJSON::to_json(&result).unwrap_or_default(), valid)
-                }
-                Err(e) => (serde_json::to_value(e.problem())?, false),
+            // One shape whatever happened: the verification result, with
+            // the problem in `error` when the credentials were not verified.
+            let result = match outcome {
+                Ok(verdict) => api::models::VerificationResult::from(verdict),
+                Err(e) => api::models::VerificationResult::failed(e.problem()),
             };
+            let valid = result.valid;
+            let doc = poem_openapi::types::ToJSON::to_json(&result).unwrap_or_default();
             println!("{}", serde_json::to_string_pretty(&doc)?);
             if !valid {
                 anyhow::bail!("the credentials were not verified");
             }
         }
-        PluginsCommand::Validate { file } => {
+        PluginsCommand::Validate { file, .. } => {
             let bytes = std::fs::read(&file)?;
-            let plugin = runtime.load(&file.display().to_string(), &bytes).await?;
+            let plugin = match runtime.load(&file.display().to_string(), &bytes).await {
+                Ok(plugin) => plugin,
+                Err(gatehouse::runtime::LoadError::InvalidManifest { problems, .. }) => {
+                    eprintln!("{}: the manifest breaks {} rule(s) of the host:", file.display(), problems.len());
+                    for problem in &problems {
+                        eprintln!("  - {problem}");
+                    }
+                    anyhow::bail!("{} is not a loadable connector", file.display());
+                }
+                Err(e) => return Err(e.into()),
+            };
             println!(
                 "{}: ok — implements gatehouse:plugin@{} as {:?} {} (exports {}; {} actions); starts with {} KiB of linear memory",
                 file.display(),

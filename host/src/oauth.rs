@@ -305,7 +305,7 @@ impl Integrations {
         let Some(spent) = row.refresh.clone() else {
             return Ok(Refreshed::Current(row));
         };
-        let plugin = self.plugin(&row.provider)?;
+        let plugin = self.plugin_of(&row)?;
         let settings = self.oauth_settings(&plugin)?;
         let credentials = self.open_credentials(&row)?;
         let Some(base) = self.stored_base_url(&plugin, &credentials)? else {

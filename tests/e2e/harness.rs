@@ -21,12 +21,14 @@ pub struct Options {
     pub lax_network: bool,
     pub plugins: Vec<PathBuf>,
     pub extra_args: Vec<String>,
+    /// Environment variables set last (over the harness's own).
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
     /// Private networks and plain http allowed, as the fake GitLab needs.
     pub fn lax() -> Self {
-        Self { lax_network: true, plugins: Vec::new(), extra_args: Vec::new() }
+        Self { lax_network: true, plugins: Vec::new(), extra_args: Vec::new(), env: Vec::new() }
     }
 
     /// The default egress policy.
@@ -36,6 +38,11 @@ impl Options {
 
     pub fn arg(mut self, a: &str) -> Self {
         self.extra_args.push(a.to_string());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -131,6 +138,7 @@ impl Gatehouse {
         if self.options.lax_network {
             cmd.args(["--allow-private-networks", "--allow-http"]);
         }
+        cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
         self.child = Some(cmd.spawn().expect("start gatehouse"));
         self.base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
