@@ -86,6 +86,11 @@ pub struct Problem {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u32>,
+    /// What the host suggests doing next, when `detail` is the connector's
+    /// own sentence (kept apart from it).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
     /// JSON pointer of the value that fails its schema (`validation_error`
     /// for an action's input, `plugin_failed` for its output).
     #[oai(skip_serializing_if_is_none)]
@@ -209,7 +214,41 @@ impl AppError {
         }
     }
 
-    /// A sentence saying what happened and what to do next.
+    /// The host's suggestion of what to do next where `detail` is a
+    /// connector's own sentence: kept apart, so it is never appended to
+    /// the connector's words (the README lists it per code).
+    pub fn advice(&self) -> Option<&'static str> {
+        const CHECK_TOKEN: &str =
+            "Check that the token is valid, or create a new one at the provider and connect again.";
+        const TRY_LATER: &str = "Try again later; if it persists, check the base URL.";
+        const CHECK_ROUTE: &str = "Check the base URL, DNS and TLS certificates (see --ca-bundle for a private CA).";
+        match self {
+            Self::Verify(
+                VerifyError::InvalidToken(_) | VerifyError::TokenExpired(_) | VerifyError::TokenRevoked(_),
+            ) => Some(CHECK_TOKEN),
+            Self::Verify(VerifyError::UpstreamError(_))
+            | Self::OAuth(OAuthError::UpstreamError(_))
+            | Self::Provider(ProviderError::UpstreamError(_)) => Some(TRY_LATER),
+            Self::Verify(VerifyError::UpstreamUnreachable(_))
+            | Self::OAuth(OAuthError::UpstreamUnreachable(_))
+            | Self::Provider(ProviderError::UpstreamUnreachable(_)) => Some(CHECK_ROUTE),
+            Self::Provider(ProviderError::InvalidInput(_)) => Some("Fix the input and send it again."),
+            Self::Provider(ProviderError::Unauthorized(_)) => Some(
+                "The provider refused the stored credential: re-verify the integration, and replace the token or reconnect if it is no longer valid.",
+            ),
+            Self::Provider(ProviderError::Forbidden(_)) => Some(
+                "The connected account lacks the permission or scope for this; use an account or token that has it.",
+            ),
+            Self::OAuth(OAuthError::InvalidGrant(_)) => Some("Start the authorization again."),
+            Self::OAuth(OAuthError::InvalidClient(_)) => Some(
+                "Check the client id and secret of the OAuth application for this base URL (POST /api/v1/oauth-apps replaces them).",
+            ),
+            _ => None,
+        }
+    }
+
+    /// What happened, in one sentence; for a connector's error its own
+    /// sentence, else the host's, which then also says what to do next.
     pub fn detail(&self) -> String {
         match self {
             Self::Validation(s)
@@ -222,16 +261,9 @@ impl AppError {
             | Self::ProxyUnsupported(s) => s.clone(),
             Self::Schema { detail, .. } | Self::BadOutput { detail, .. } => detail.clone(),
             Self::Provider(e) => match e {
-                ProviderError::InvalidInput(s) => with_next_step(s, "Fix the input and send it again."),
+                ProviderError::InvalidInput(s) => sentence(s),
                 ProviderError::NotFound(s) | ProviderError::Unsupported(s) => s.clone(),
-                ProviderError::Unauthorized(s) => with_next_step(
-                    s,
-                    "The provider refused the stored credential: re-verify the integration, and replace the token or reconnect if it is no longer valid.",
-                ),
-                ProviderError::Forbidden(s) => with_next_step(
-                    s,
-                    "The connected account lacks the permission or scope for this; use an account or token that has it.",
-                ),
+                ProviderError::Unauthorized(s) | ProviderError::Forbidden(s) => sentence(s),
                 ProviderError::RateLimited(after) => Self::Verify(VerifyError::RateLimited(*after)).detail(),
                 ProviderError::UpstreamError(s) => Self::Verify(VerifyError::UpstreamError(s.clone())).detail(),
                 ProviderError::UpstreamUnreachable(s) => {
@@ -244,11 +276,7 @@ impl AppError {
                 OAuthError::Unsupported => {
                     "This connector does not do OAuth; connect it with its credential fields instead.".into()
                 }
-                OAuthError::InvalidGrant(s) => with_next_step(s, "Start the authorization again."),
-                OAuthError::InvalidClient(s) => with_next_step(
-                    s,
-                    "Check the client id and secret of the OAuth application for this base URL (POST /api/v1/oauth-apps replaces them).",
-                ),
+                OAuthError::InvalidGrant(s) | OAuthError::InvalidClient(s) => sentence(s),
                 OAuthError::RateLimited(after) => Self::Verify(VerifyError::RateLimited(*after)).detail(),
                 OAuthError::UpstreamError(s) => Self::Verify(VerifyError::UpstreamError(s.clone())).detail(),
                 OAuthError::UpstreamUnreachable(s) => {
@@ -264,18 +292,13 @@ impl AppError {
             }
             Self::Verify(e) => match e {
                 VerifyError::InvalidInput(s) => s.clone(),
-                VerifyError::InvalidToken(s) | VerifyError::TokenExpired(s) | VerifyError::TokenRevoked(s) => {
-                    with_next_step(s, "Check that the token is valid, or create a new one at the provider and connect again.")
-                }
+                VerifyError::InvalidToken(s) | VerifyError::TokenExpired(s) | VerifyError::TokenRevoked(s) => sentence(s),
                 VerifyError::InsufficientScope { detail, .. } => detail.clone(),
                 VerifyError::RateLimited(Some(after)) => {
                     format!("The provider asked to wait {after} seconds before trying again.")
                 }
                 VerifyError::RateLimited(None) => "The provider asked to slow down; try again in a minute.".into(),
-                VerifyError::UpstreamError(s) => with_next_step(s, "Try again later; if it persists, check the base URL."),
-                VerifyError::UpstreamUnreachable(s) => {
-                    format!("{s}. Check the base URL, DNS and TLS certificates (see --ca-bundle for a private CA).")
-                }
+                VerifyError::UpstreamError(s) | VerifyError::UpstreamUnreachable(s) => sentence(s),
                 VerifyError::UpstreamTimeout => {
                     "The provider did not answer within the HTTP timeout; try again later or raise --http-timeout.".into()
                 }
@@ -316,6 +339,7 @@ impl AppError {
             status: self.status(),
             detail: self.detail(),
             code: self.code().into(),
+            advice: self.advice().map(String::from),
             missing_scopes,
             retry_after,
             pointer,
@@ -323,13 +347,34 @@ impl AppError {
     }
 }
 
-fn with_next_step(sentence: &str, next: &str) -> String {
-    let sentence = sentence.trim();
-    if sentence.is_empty() {
-        next.to_string()
-    } else if sentence.ends_with(['.', '!', '?']) {
-        format!("{sentence} {next}")
+/// A connector's sentence as a problem's detail: trimmed, ending like one.
+fn sentence(text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        "The connector gave no explanation.".to_string()
+    } else if text.ends_with(['.', '!', '?']) {
+        text.to_string()
     } else {
-        format!("{sentence}. {next}")
+        format!("{text}.")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connectors_sentence_and_the_hosts_advice_stay_apart() {
+        let e = AppError::Verify(VerifyError::UpstreamError("Acme failed; try again later".into()));
+        let p = e.problem();
+        assert_eq!(p.detail, "Acme failed; try again later.");
+        assert_eq!(p.advice.as_deref(), Some("Try again later; if it persists, check the base URL."));
+        let e = AppError::Provider(ProviderError::Forbidden("Not yours.".into()));
+        assert_eq!(e.problem().detail, "Not yours.");
+        assert!(e.problem().advice.unwrap().contains("permission"));
+        // The host's own errors say it all in `detail`.
+        assert_eq!(AppError::Unauthorized.problem().advice, None);
+        let stored = serde_json::to_string(&AppError::Unauthorized.problem()).unwrap();
+        assert!(!stored.contains("advice"), "{stored}");
     }
 }
