@@ -204,6 +204,17 @@ mod tests {
     }
 
     #[test]
+    fn sdk_path_replaces_the_vendored_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let sdk = Path::new("/src/gatehouse/plugins/sdk");
+        let written =
+            create(&Request { name: "acme", lang: Lang::Rust, dir: dir.path(), sdk_path: Some(sdk) }).unwrap();
+        assert!(written.iter().all(|f| !f.starts_with("vendor/")), "{written:?}");
+        let manifest = std::fs::read_to_string(dir.path().join("Cargo.toml")).unwrap();
+        assert!(manifest.contains(r#"gatehouse-plugin = { path = "/src/gatehouse/plugins/sdk" }"#), "{manifest}");
+    }
+
+    #[test]
     fn every_placeholder_is_filled() {
         for lang in [Lang::Rust, Lang::Python, Lang::Js] {
             let dir = tempfile::tempdir().unwrap();

@@ -229,18 +229,9 @@ impl CallState {
     /// sentence to append; empty when it wrote nothing.
     fn last_words(&self) -> String {
         let bytes = self.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
-            .collect();
-        if lines.is_empty() {
+        let Some(said) = last_words_of(&String::from_utf8_lossy(&bytes)) else {
             return String::new();
-        }
-        // A panic says where on one line and what on the next; a traceback
-        // ends with the exception.
-        let said: String = lines.iter().rev().take(2).rev().copied().collect::<Vec<_>>().join(" ");
+        };
         let said: String = self.redact(&said).chars().take(300).collect();
         tracing::warn!(target: connector_log::TARGET, connector = %self.plugin_id, stderr = %said, "connector trapped");
         format!("; it wrote: {said}")
@@ -277,6 +268,27 @@ impl CallState {
         let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (self.redact(k), self.redact(v))).collect();
         connector_log::emit(level, &self.plugin_id, &message, &fields);
     }
+}
+
+/// The last two lines worth reading of a trapped call's stderr: a Rust
+/// panic says where on one line and what on the next, a Python traceback
+/// ends with its exception; SpiderMonkey (JavaScript) prints the error, then
+/// its stack frames (`name@file:line:col`) and an abort notice, which are
+/// skipped so the error itself is what remains.
+fn last_words_of(stderr: &str) -> Option<String> {
+    let frame = |l: &str| {
+        l.rsplit_once('@').is_some_and(|(name, place)| {
+            !name.contains(' ')
+                && place.rsplitn(3, ':').take(2).all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .filter(|l| !l.starts_with("Redirecting call to abort()") && !frame(l) && *l != "Stack:")
+        .collect();
+    (!lines.is_empty()).then(|| lines.iter().rev().take(2).rev().copied().collect::<Vec<_>>().join(" "))
 }
 
 /// Caps linear memory and remembers that it did, so the failure is
@@ -1174,6 +1186,15 @@ mod tests {
         header.scrub(&mut echoed);
         assert_eq!(echoed, b"{\"authorization\":\"Bearer [redacted]\"}");
         assert!(credential_header(&manifest(), &Credentials::default(), &base).is_err());
+    }
+
+    #[test]
+    fn last_words_keep_the_error_and_skip_javascript_stack_frames() {
+        let rust = "thread '<unnamed>' panicked at src/lib.rs:9:5:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(last_words_of(rust).unwrap(), "thread '<unnamed>' panicked at src/lib.rs:9:5: boom");
+        let js = "Error: boom in js\nverify@connector.js:12:11\nexport_connector_0_3_0$verify@/tmp/x/sources/initializer.js:1150:17\n\nRedirecting call to abort() to mozalloc_abort\n";
+        assert_eq!(last_words_of(js).unwrap(), "Error: boom in js");
+        assert_eq!(last_words_of("\n\n"), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 // The connector against a scripted Bitbucket, natively: `npm test`.
 import { beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as host from './host.js';
+// The JavaScript test kit that `gatehouse plugins new --lang js` writes.
+import * as host from '../../../host/templates/js/test/host.js';
 import { connector } from '../connector.js';
 
 const BASE = 'https://bitbucket.example.com';
