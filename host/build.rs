@@ -37,14 +37,16 @@ fn main() {
 /// The e2e tests that need tools outside rustup are compiled as ignored
 /// (`cargo test` lists them as such, never as passed) when the tools are
 /// missing: `gatehouse_browser` (node, `npm ci` in tests/browser, Chromium),
-/// `gatehouse_componentize_py`, and `gatehouse_netns` (unprivileged user,
-/// network and mount namespaces with `unshare` and iproute2's `ip`, for the
-/// tests that must not reach a real network if the code under test fails).
-/// Under `CI` they are never ignored, so a missing tool fails the run.
-/// `tests/setup.sh` installs all of them.
+/// `gatehouse_componentize_py`, `gatehouse_componentize_js` (node, and
+/// `npm ci` in plugins/bitbucket-js), and `gatehouse_netns` (unprivileged
+/// user, network and mount namespaces with `unshare` and iproute2's `ip`, for
+/// the tests that must not reach a real network if the code under test
+/// fails). Under `CI` they are never ignored, so a missing tool fails the
+/// run. `tests/setup.sh` installs all of them.
 fn detect_test_tools(root: &Path) {
     println!("cargo:rustc-check-cfg=cfg(gatehouse_browser)");
     println!("cargo:rustc-check-cfg=cfg(gatehouse_componentize_py)");
+    println!("cargo:rustc-check-cfg=cfg(gatehouse_componentize_js)");
     println!("cargo:rustc-check-cfg=cfg(gatehouse_netns)");
     for var in ["CI", "CHROMIUM", "PATH"] {
         println!("cargo:rerun-if-env-changed={var}");
@@ -101,5 +103,13 @@ fn detect_test_tools(root: &Path) {
         .is_ok_and(|s| s.success());
     if ci || netns {
         println!("cargo:rustc-cfg=gatehouse_netns");
+    }
+
+    let js_dir = root.join("plugins/bitbucket-js");
+    let componentize_js =
+        Some(js_dir.join("node_modules/@bytecodealliance/componentize-js/package.json")).filter(|p| p.is_file());
+    watch(&componentize_js, std::slice::from_ref(&js_dir));
+    if ci || (node.is_some() && componentize_js.is_some()) {
+        println!("cargo:rustc-cfg=gatehouse_componentize_js");
     }
 }

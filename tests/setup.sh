@@ -8,6 +8,8 @@
 #   - util-linux's unshare and iproute2's ip (apt), with which the egress tests
 #     run in a loopback-only network namespace (unprivileged user namespaces
 #     must be enabled in the kernel).
+#   - componentize-js (npm ci in plugins/bitbucket-js, the version its
+#     package-lock.json pins), which builds the JavaScript connectors.
 # A tool it cannot install is reported here; host/build.rs then compiles
 # the test that needs it as ignored (under CI=true such a test fails).
 set -uo pipefail
@@ -33,6 +35,11 @@ if command -v npm >/dev/null; then
   if [ ! -f tests/browser/node_modules/playwright-core/package.json ]; then
     echo "tests/setup.sh: npm ci in tests/browser"
     (cd tests/browser && npm ci --no-audit --no-fund --silent) || missing+=("playwright-core (npm ci in tests/browser failed)")
+  fi
+  if [ ! -f plugins/bitbucket-js/node_modules/@bytecodealliance/componentize-js/package.json ]; then
+    echo "tests/setup.sh: npm ci in plugins/bitbucket-js (componentize-js)"
+    (cd plugins/bitbucket-js && npm ci --no-audit --no-fund --silent) \
+      || missing+=("componentize-js (npm ci in plugins/bitbucket-js failed)")
   fi
 else
   missing+=("node and npm (apt-get install nodejs npm)")

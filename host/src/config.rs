@@ -10,6 +10,36 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Level of what connectors log (the target `gatehouse::connector`),
+    /// whatever GATEHOUSE_LOG says of the rest: off, error, warn, info,
+    /// debug or trace.
+    #[arg(long, global = true, env = "GATEHOUSE_LOG_CONNECTORS", value_name = "LEVEL")]
+    pub log_connectors: Option<tracing_subscriber::filter::LevelFilter>,
+}
+
+/// Where `plugins validate` and `plugins test` keep compiled components.
+#[derive(Debug, Clone, Args)]
+pub struct CliCache {
+    /// Directory of compiled components, so checking the same file again
+    /// skips compiling it [default: $XDG_CACHE_HOME/gatehouse or ~/.cache/gatehouse].
+    #[arg(long, env = "GATEHOUSE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile every time; keep nothing.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl CliCache {
+    /// The directory to use, if any.
+    pub fn dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        let home_cache = || std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"));
+        let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(home_cache);
+        self.cache_dir.clone().or_else(|| base.map(|b| b.join("gatehouse")))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -32,8 +62,30 @@ pub enum PluginsCommand {
     },
     /// Print a component's manifest, WIT version and SHA-256.
     Inspect { file: PathBuf },
-    /// Check that a component implements the `provider` world.
-    Validate { file: PathBuf },
+    /// Check that a component implements the `provider` world and that its
+    /// manifest follows the host's rules (every problem is listed).
+    Validate {
+        file: PathBuf,
+        #[command(flatten)]
+        cache: CliCache,
+    },
+    /// Create a connector project: source, native tests (scripted upstream,
+    /// captured logs) and build settings, ready to build outside this
+    /// repository.
+    New {
+        /// The connector's id, also the directory name: lowercase letters,
+        /// digits and dashes.
+        name: String,
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// Where to create it [default: ./NAME].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rust: depend on the SDK at this path instead of a copy of it in
+        /// vendor/ (e.g. a checkout's plugins/sdk).
+        #[arg(long, env = "GATEHOUSE_SDK_PATH")]
+        sdk_path: Option<PathBuf>,
+    },
     /// Call `verify` once with the given credentials and print the result.
     Test {
         file: PathBuf,
@@ -52,6 +104,8 @@ pub enum PluginsCommand {
         /// Reach the provider through this HTTP proxy (CONNECT).
         #[arg(long, value_name = "URL", env = "GATEHOUSE_EGRESS_PROXY", hide_env_values = true)]
         egress_proxy: Option<crate::egress::EgressProxy>,
+        #[command(flatten)]
+        cache: CliCache,
     },
 }
 

@@ -55,6 +55,9 @@ pub enum AppError {
     /// The connector cannot be used through the proxy.
     #[error("{0}")]
     ProxyUnsupported(String),
+    /// The connector of a stored integration is no longer loaded (its id).
+    #[error("the connector {0} is not loaded")]
+    ProviderUnavailable(String),
     #[error(transparent)]
     Plugin(#[from] CallError),
     #[error(transparent)]
@@ -93,6 +96,7 @@ pub enum ErrorCode {
     PluginFailed,
     SecretUnavailable,
     HostBusy,
+    ProviderUnavailable,
     UpstreamTimeout,
     PluginTimeout,
 }
@@ -130,6 +134,7 @@ impl ErrorCode {
             Self::PluginFailed => ("plugin_failed", 502, "The connector failed"),
             Self::SecretUnavailable => ("secret_unavailable", 503, "Stored credentials cannot be decrypted"),
             Self::HostBusy => ("host_busy", 503, "The host is busy"),
+            Self::ProviderUnavailable => ("provider_unavailable", 503, "The integration's connector is not loaded"),
             Self::UpstreamTimeout => ("upstream_timeout", 504, "The provider did not answer in time"),
             Self::PluginTimeout => ("plugin_timeout", 504, "The connector did not finish in time"),
         }
@@ -204,6 +209,7 @@ impl AppError {
             Self::Schema { .. } => C::ValidationError,
             Self::BadOutput { .. } => C::PluginFailed,
             Self::ProxyUnsupported(_) => C::ProxyUnsupported,
+            Self::ProviderUnavailable(_) => C::ProviderUnavailable,
             Self::Plugin(CallError::Timeout(_)) => C::PluginTimeout,
             Self::Plugin(CallError::Failed(_)) => C::PluginFailed,
             Self::Plugin(CallError::Busy(..)) => C::HostBusy,
@@ -216,7 +222,41 @@ impl AppError {
         self.code().status()
     }
 
-    /// A sentence saying what happened and what to do next.
+    /// The host's suggestion of what to do next where `detail` is a
+    /// connector's own sentence: kept apart, so it is never appended to
+    /// the connector's words (the README lists it per code).
+    pub fn advice(&self) -> Option<&'static str> {
+        const CHECK_TOKEN: &str =
+            "Check that the token is valid, or create a new one at the provider and connect again.";
+        const TRY_LATER: &str = "Try again later; if it persists, check the base URL.";
+        const CHECK_ROUTE: &str = "Check the base URL, DNS and TLS certificates (see --ca-bundle for a private CA).";
+        match self {
+            Self::Verify(
+                VerifyError::InvalidToken(_) | VerifyError::TokenExpired(_) | VerifyError::TokenRevoked(_),
+            ) => Some(CHECK_TOKEN),
+            Self::Verify(VerifyError::UpstreamError(_))
+            | Self::OAuth(OAuthError::UpstreamError(_))
+            | Self::Provider(ProviderError::UpstreamError(_)) => Some(TRY_LATER),
+            Self::Verify(VerifyError::UpstreamUnreachable(_))
+            | Self::OAuth(OAuthError::UpstreamUnreachable(_))
+            | Self::Provider(ProviderError::UpstreamUnreachable(_)) => Some(CHECK_ROUTE),
+            Self::Provider(ProviderError::InvalidInput(_)) => Some("Fix the input and send it again."),
+            Self::Provider(ProviderError::Unauthorized(_)) => Some(
+                "The provider refused the stored credential: re-verify the integration, and replace the token or reconnect if it is no longer valid.",
+            ),
+            Self::Provider(ProviderError::Forbidden(_)) => Some(
+                "The connected account lacks the permission or scope for this; use an account or token that has it.",
+            ),
+            Self::OAuth(OAuthError::InvalidGrant(_)) => Some("Start the authorization again."),
+            Self::OAuth(OAuthError::InvalidClient(_)) => Some(
+                "Check the client id and secret of the OAuth application for this base URL (POST /api/v1/oauth-apps replaces them).",
+            ),
+            _ => None,
+        }
+    }
+
+    /// What happened, in one sentence; for a connector's error its own
+    /// sentence, else the host's, which then also says what to do next.
     pub fn detail(&self) -> String {
         match self {
             Self::Validation(s)
@@ -229,16 +269,9 @@ impl AppError {
             | Self::ProxyUnsupported(s) => s.clone(),
             Self::Schema { detail, .. } | Self::BadOutput { detail, .. } => detail.clone(),
             Self::Provider(e) => match e {
-                ProviderError::InvalidInput(s) => with_next_step(s, "Fix the input and send it again."),
+                ProviderError::InvalidInput(s) => sentence(s),
                 ProviderError::NotFound(s) | ProviderError::Unsupported(s) => s.clone(),
-                ProviderError::Unauthorized(s) => with_next_step(
-                    s,
-                    "The provider refused the stored credential: re-verify the integration, and replace the token or reconnect if it is no longer valid.",
-                ),
-                ProviderError::Forbidden(s) => with_next_step(
-                    s,
-                    "The connected account lacks the permission or scope for this; use an account or token that has it.",
-                ),
+                ProviderError::Unauthorized(s) | ProviderError::Forbidden(s) => sentence(s),
                 ProviderError::RateLimited(after) => Self::Verify(VerifyError::RateLimited(*after)).detail(),
                 ProviderError::UpstreamError(s) => Self::Verify(VerifyError::UpstreamError(s.clone())).detail(),
                 ProviderError::UpstreamUnreachable(s) => {
@@ -251,11 +284,7 @@ impl AppError {
                 OAuthError::Unsupported => {
                     "This connector does not do OAuth; connect it with its credential fields instead.".into()
                 }
-                OAuthError::InvalidGrant(s) => with_next_step(s, "Start the authorization again."),
-                OAuthError::InvalidClient(s) => with_next_step(
-                    s,
-                    "Check the client id and secret of the OAuth application for this base URL (POST /api/v1/oauth-apps replaces them).",
-                ),
+                OAuthError::InvalidGrant(s) | OAuthError::InvalidClient(s) => sentence(s),
                 OAuthError::RateLimited(after) => Self::Verify(VerifyError::RateLimited(*after)).detail(),
                 OAuthError::UpstreamError(s) => Self::Verify(VerifyError::UpstreamError(s.clone())).detail(),
                 OAuthError::UpstreamUnreachable(s) => {
@@ -271,18 +300,13 @@ impl AppError {
             }
             Self::Verify(e) => match e {
                 VerifyError::InvalidInput(s) => s.clone(),
-                VerifyError::InvalidToken(s) | VerifyError::TokenExpired(s) | VerifyError::TokenRevoked(s) => {
-                    with_next_step(s, "Check that the token is valid, or create a new one at the provider and connect again.")
-                }
+                VerifyError::InvalidToken(s) | VerifyError::TokenExpired(s) | VerifyError::TokenRevoked(s) => sentence(s),
                 VerifyError::InsufficientScope { detail, .. } => detail.clone(),
                 VerifyError::RateLimited(Some(after)) => {
                     format!("The provider asked to wait {after} seconds before trying again.")
                 }
                 VerifyError::RateLimited(None) => "The provider asked to slow down; try again in a minute.".into(),
-                VerifyError::UpstreamError(s) => with_next_step(s, "Try again later; if it persists, check the base URL."),
-                VerifyError::UpstreamUnreachable(s) => {
-                    format!("{s}. Check the base URL, DNS and TLS certificates (see --ca-bundle for a private CA).")
-                }
+                VerifyError::UpstreamError(s) | VerifyError::UpstreamUnreachable(s) => sentence(s),
                 VerifyError::UpstreamTimeout => {
                     "The provider did not answer within the HTTP timeout; try again later or raise --http-timeout.".into()
                 }
@@ -299,6 +323,9 @@ impl AppError {
                 "All {slots} connector call slots stayed taken for {} s; retry after {} s (Retry-After), or raise --max-concurrent-calls or --max-call-wait.",
                 waited.as_secs_f32(),
                 busy_retry_after(*waited)
+            ),
+            Self::ProviderUnavailable(id) => format!(
+                "The connector {id:?} of this integration is not loaded (its file was removed or refused); put its .wasm back into the plugins directory (GET /api/v1/plugins lists refused files). The stored credentials are kept."
             ),
             Self::Store(_) => "The database failed; see the server log and try again.".into(),
             Self::Crypto(e) => format!(
@@ -326,6 +353,7 @@ impl AppError {
             status: self.status(),
             detail: self.detail(),
             code: self.code().as_str().into(),
+            advice: self.advice().map(String::from),
             missing_scopes,
             retry_after,
             pointer,
@@ -333,18 +361,39 @@ impl AppError {
     }
 }
 
-fn with_next_step(sentence: &str, next: &str) -> String {
-    let sentence = sentence.trim();
-    if sentence.is_empty() {
-        next.to_string()
-    } else if sentence.ends_with(['.', '!', '?']) {
-        format!("{sentence} {next}")
-    } else {
-        format!("{sentence}. {next}")
-    }
-}
-
 /// Seconds to suggest before retrying a call refused as `host_busy`.
 fn busy_retry_after(waited: std::time::Duration) -> u32 {
     waited.as_secs_f64().ceil().clamp(1.0, 30.0) as u32
+}
+
+/// A connector's sentence as a problem's detail: trimmed, ending like one.
+fn sentence(text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        "The connector gave no explanation.".to_string()
+    } else if text.ends_with(['.', '!', '?']) {
+        text.to_string()
+    } else {
+        format!("{text}.")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connectors_sentence_and_the_hosts_advice_stay_apart() {
+        let e = AppError::Verify(VerifyError::UpstreamError("Acme failed; try again later".into()));
+        let p = e.problem();
+        assert_eq!(p.detail, "Acme failed; try again later.");
+        assert_eq!(p.advice.as_deref(), Some("Try again later; if it persists, check the base URL."));
+        let e = AppError::Provider(ProviderError::Forbidden("Not yours.".into()));
+        assert_eq!(e.problem().detail, "Not yours.");
+        assert!(e.problem().advice.unwrap().contains("permission"));
+        // The host's own errors say it all in `detail`.
+        assert_eq!(AppError::Unauthorized.problem().advice, None);
+        let stored = serde_json::to_string(&AppError::Unauthorized.problem()).unwrap();
+        assert!(!stored.contains("advice"), "{stored}");
+    }
 }

@@ -15,6 +15,7 @@ pub mod locks;
 pub mod problem;
 pub mod registry;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;
 pub mod services;
 pub mod store;

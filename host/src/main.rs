@@ -14,7 +14,7 @@ use gatehouse::{
     config::{Cli, Command, PluginsCommand, SandboxLimits, ServeConfig},
     crypto,
     egress::Policy,
-    registry, server,
+    registry, scaffold, server,
     services::{Services, Settings, Verifier, syncs::SyncSettings},
     store,
 };
@@ -33,7 +33,7 @@ fn main() -> std::process::ExitCode {
         let source = matches.subcommand_matches("serve").and_then(|m| m.value_source("oauth_apps"));
         config.oauth.oauth_apps_on_command_line = source == Some(clap::parser::ValueSource::CommandLine);
     }
-    init_tracing();
+    init_tracing(cli.log_connectors);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
@@ -53,9 +53,17 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing() {
+/// GATEHOUSE_LOG filters the host's lines (`info` by default);
+/// `--log-connectors` sets the level of the connectors' own lines alone, so
+/// reading them needs no debug flood from the engine.
+fn init_tracing(log_connectors: Option<tracing_subscriber::filter::LevelFilter>) {
     use tracing_subscriber::{EnvFilter, fmt};
-    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    if let Some(level) = log_connectors
+        && let Ok(directive) = format!("{}={level}", gatehouse::runtime::connector_log::TARGET).parse()
+    {
+        filter = filter.add_directive(directive);
+    }
     let json = std::env::var("GATEHOUSE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
@@ -180,6 +188,13 @@ async fn shutdown_signal() {
 }
 
 async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
+    if let PluginsCommand::New { name, lang, dir, sdk_path } = &cmd {
+        let dir = dir.clone().unwrap_or_else(|| std::path::PathBuf::from(name));
+        let request = scaffold::Request { name, lang: *lang, dir: &dir, sdk_path: sdk_path.as_deref() };
+        let written = scaffold::create(&request)?;
+        println!("created {} ({} files)\nnext: {}", dir.display(), written.len(), scaffold::next_steps(*lang, &dir));
+        return Ok(());
+    }
     let (policy, proxy) = match &cmd {
         PluginsCommand::Test { allow_private_networks, allow_networks, allow_http, egress_proxy, .. } => (
             Policy {
@@ -191,7 +206,13 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
         ),
         _ => (Policy::default(), None),
     };
-    let runtime = Arc::new(build_runtime(&SandboxLimits::default(), policy.clone(), None, proxy)?);
+    let mut runtime = build_runtime(&SandboxLimits::default(), policy.clone(), None, proxy)?;
+    if let PluginsCommand::Test { cache, .. } | PluginsCommand::Validate { cache, .. } = &cmd
+        && let Some(dir) = cache.dir()
+    {
+        runtime = runtime.with_component_cache(dir.join("components"));
+    }
+    let runtime = Arc::new(runtime);
     let verifier = Verifier::new(runtime.clone(), policy);
     match cmd {
         PluginsCommand::List { plugins_dir, data_dir } => {
@@ -203,7 +224,10 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        PluginsCommand::Inspect { file } | PluginsCommand::Validate { file } | PluginsCommand::Test { file, .. }
+        PluginsCommand::New { .. } => unreachable!("handled above"),
+        PluginsCommand::Inspect { file }
+        | PluginsCommand::Validate { file, .. }
+        | PluginsCommand::Test { file, .. }
             if !file.exists() =>
         {
             anyhow::bail!("{} does not exist", file.display());
@@ -223,22 +247,32 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
                 Ok((creds, base_url)) => verifier.verify(&plugin, &creds, base_url.as_ref()).await,
                 Err(e) => Err(e),
             };
-            let (doc, valid) = match outcome {
-                Ok(verdict) => {
-                    let valid = verdict.is_ok();
-                    let result = api::models::VerificationResult::from(verdict);
-                    (poem_openapi::types::ToJSON::to_json(&result).unwrap_or_default(), valid)
-                }
-                Err(e) => (serde_json::to_value(e.problem())?, false),
+            // One shape whatever happened: the verification result, with
+            // the problem in `error` when the credentials were not verified.
+            let result = match outcome {
+                Ok(verdict) => api::models::VerificationResult::from(verdict),
+                Err(e) => api::models::VerificationResult::failed(e.problem()),
             };
+            let valid = result.valid;
+            let doc = poem_openapi::types::ToJSON::to_json(&result).unwrap_or_default();
             println!("{}", serde_json::to_string_pretty(&doc)?);
             if !valid {
                 anyhow::bail!("the credentials were not verified");
             }
         }
-        PluginsCommand::Validate { file } => {
+        PluginsCommand::Validate { file, .. } => {
             let bytes = std::fs::read(&file)?;
-            let plugin = runtime.load(&file.display().to_string(), &bytes).await?;
+            let plugin = match runtime.load(&file.display().to_string(), &bytes).await {
+                Ok(plugin) => plugin,
+                Err(gatehouse::runtime::LoadError::InvalidManifest { problems, .. }) => {
+                    eprintln!("{}: the manifest breaks {} rule(s) of the host:", file.display(), problems.len());
+                    for problem in &problems {
+                        eprintln!("  - {problem}");
+                    }
+                    anyhow::bail!("{} is not a loadable connector", file.display());
+                }
+                Err(e) => return Err(e.into()),
+            };
             println!(
                 "{}: ok — implements gatehouse:plugin@{} as {:?} {} (exports {}; {} actions); starts with {} KiB of linear memory",
                 file.display(),

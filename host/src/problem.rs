@@ -25,6 +25,11 @@ pub struct Problem {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u32>,
+    /// What the host suggests doing next, when `detail` is the connector's
+    /// own sentence (kept apart from it).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
     /// JSON pointer of the value that fails its schema (`validation_error`
     /// for an action's input, `plugin_failed` for its output).
     #[oai(skip_serializing_if_is_none)]

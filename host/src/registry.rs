@@ -1,7 +1,10 @@
 //! Which connectors are loaded: the first-party ones embedded in the binary,
-//! then every `.wasm` in the plugins directory. Reloading picks up added,
-//! replaced and removed files without a restart; a broken file is refused
-//! and the version it would replace keeps serving. Callers hold an
+//! then every `.wasm` in the plugins directory (dot files, such as a copy
+//! still being written before its rename, are not read). Reloading picks up
+//! added, replaced and removed files without a restart; a broken file is
+//! refused and the version it would replace keeps serving, and a file whose
+//! id is already served by another never takes it over. Refused files are
+//! remembered with their reason until they change. Callers hold an
 //! `Arc<Plugin>`, so a call in flight finishes on the version it started with.
 
 use std::{
@@ -16,12 +19,12 @@ use crate::{
     runtime::{Plugin, Runtime},
 };
 
-/// What changed in a reload.
+/// What a reload changed, and what is refused after it.
 #[derive(Debug, Default, Clone)]
 pub struct ReloadReport {
     pub loaded: Vec<String>,
     pub unloaded: Vec<String>,
-    /// File and why it was refused.
+    /// Every file refused now (not only since the last scan), and why.
     pub refused: Vec<(String, String)>,
 }
 
@@ -31,6 +34,9 @@ struct FileEntry {
     stamp: (Option<SystemTime>, u64),
     sha256: String,
     plugin: Option<Arc<Plugin>>,
+    /// Why the file's current content was refused; a previous version may
+    /// still serve (`plugin`).
+    refused: Option<String>,
 }
 
 #[derive(Default)]
@@ -38,6 +44,8 @@ struct Loaded {
     builtin: Vec<Arc<Plugin>>,
     files: BTreeMap<PathBuf, FileEntry>,
     by_id: BTreeMap<String, Arc<Plugin>>,
+    /// Files whose connector is loaded but not served: its id is taken.
+    conflicts: BTreeMap<PathBuf, String>,
 }
 
 pub struct Registry {
@@ -69,6 +77,11 @@ impl Registry {
         self.read().by_id.values().cloned().collect()
     }
 
+    /// Every file of the plugins directory refused now, and why.
+    pub fn refused(&self) -> Vec<(String, String)> {
+        refused_files(&self.read())
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
         self.loaded.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -92,12 +105,13 @@ impl Registry {
             };
             let previous = {
                 let loaded = self.read();
-                loaded.files.get(&path).map(|e| (e.stamp, e.sha256.clone(), e.plugin.clone()))
+                loaded.files.get(&path).map(|e| (e.stamp, e.sha256.clone(), e.plugin.clone(), e.refused.clone()))
             };
-            if let Some((old_stamp, sha, plugin)) = &previous
+            if let Some((old_stamp, sha, plugin, refused)) = &previous
                 && *old_stamp == stamp
             {
-                next.insert(path, FileEntry { stamp, sha256: sha.clone(), plugin: plugin.clone() });
+                let (sha256, plugin, refused) = (sha.clone(), plugin.clone(), refused.clone());
+                next.insert(path, FileEntry { stamp, sha256, plugin, refused });
                 continue;
             }
             let bytes = match std::fs::read(&path) {
@@ -108,22 +122,21 @@ impl Registry {
                 }
             };
             let sha256 = sha256_hex(&bytes);
-            if let Some((_, old_sha, plugin)) = &previous
+            if let Some((_, old_sha, plugin, refused)) = &previous
                 && *old_sha == sha256
             {
-                next.insert(path, FileEntry { stamp, sha256, plugin: plugin.clone() });
+                next.insert(path, FileEntry { stamp, sha256, plugin: plugin.clone(), refused: refused.clone() });
                 continue;
             }
             match runtime.load(&shown, &bytes).await {
                 Ok(plugin) => {
-                    next.insert(path, FileEntry { stamp, sha256, plugin: Some(Arc::new(plugin)) });
+                    next.insert(path, FileEntry { stamp, sha256, plugin: Some(Arc::new(plugin)), refused: None });
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "plugin refused; the previously loaded version, if any, keeps serving");
-                    report.refused.push((shown, e.to_string()));
                     // Remember the broken file so it is not retried until it changes.
-                    let kept = previous.and_then(|(_, _, plugin)| plugin);
-                    next.insert(path, FileEntry { stamp, sha256, plugin: kept });
+                    let kept = previous.and_then(|(_, _, plugin, _)| plugin);
+                    next.insert(path, FileEntry { stamp, sha256, plugin: kept, refused: Some(e.to_string()) });
                 }
             }
         }
@@ -133,13 +146,25 @@ impl Registry {
         for plugin in &loaded.builtin {
             by_id.insert(plugin.manifest.id.clone(), plugin.clone());
         }
-        for (path, entry) in &next {
-            let Some(plugin) = &entry.plugin else { continue };
+        // A connector serving an id keeps it: the file that served it
+        // before this scan goes first, whatever the names of newcomers.
+        let serving = |path: &PathBuf, plugin: &Arc<Plugin>| {
+            loaded.by_id.get(&plugin.manifest.id).is_some_and(|old| old.source == path.display().to_string())
+        };
+        let mut candidates: Vec<(&PathBuf, &Arc<Plugin>)> =
+            next.iter().filter_map(|(path, entry)| entry.plugin.as_ref().map(|p| (path, p))).collect();
+        candidates.sort_by_key(|(path, plugin)| !serving(path, plugin));
+        let mut conflicts = BTreeMap::new();
+        for (path, plugin) in candidates {
             if let Some(existing) = by_id.get(&plugin.manifest.id) {
-                let why =
-                    format!("a connector with id {:?} is already loaded from {}", plugin.manifest.id, existing.source);
-                tracing::error!(file = %path.display(), "{why}; skipped");
-                report.refused.push((path.display().to_string(), why));
+                let why = format!(
+                    "a connector with id {:?} is already served from {}; remove one of the two files",
+                    plugin.manifest.id, existing.source
+                );
+                if loaded.conflicts.get(path) != Some(&why) {
+                    tracing::error!(file = %path.display(), "{why}; this file is not served");
+                }
+                conflicts.insert(path.clone(), why);
                 continue;
             }
             by_id.insert(plugin.manifest.id.clone(), plugin.clone());
@@ -161,15 +186,29 @@ impl Registry {
         }
         loaded.files = next;
         loaded.by_id = by_id;
+        loaded.conflicts = conflicts;
+        report.refused.extend(refused_files(&loaded));
         Ok(report)
     }
 }
 
+fn refused_files(loaded: &Loaded) -> Vec<(String, String)> {
+    let broken = loaded.files.iter().filter_map(|(path, e)| e.refused.clone().map(|why| (path.clone(), why)));
+    let mut refused: Vec<(PathBuf, String)> =
+        broken.chain(loaded.conflicts.iter().map(|(path, why)| (path.clone(), why.clone()))).collect();
+    refused.sort();
+    refused.into_iter().map(|(path, why)| (path.display().to_string(), why)).collect()
+}
+
+/// The `.wasm` files of `dir`, sorted. Dot files are left out: copying a
+/// component to `.name.wasm` and renaming it when complete means a
+/// half-written file is never read.
 fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(anyhow::anyhow!("cannot read plugins dir {}: {e}", dir.display())),

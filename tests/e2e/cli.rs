@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use serde_json::json;
+
 use crate::{fake_gitlab::FakeGitlab, harness::scan_text};
 
 const HOSTILE: &str = gatehouse_test_programs::TEST_HOSTILE_WASM;
@@ -29,7 +31,9 @@ async fn plugins_test_calls_verify_once() {
     let pat = pat.to_str().unwrap();
     let token_arg = format!("token={token}");
     let base_arg = format!("base_url={}", fake.url);
-    let args = ["plugins", "test", pat, "--allow-private-networks", "--allow-http", "--credentials"];
+    let cache = dir.path().join("cache");
+    let cache_arg = format!("--cache-dir={}", cache.display());
+    let args = ["plugins", "test", pat, "--allow-private-networks", "--allow-http", &cache_arg, "--credentials"];
 
     let wrong = "glpat-wrong-wrong-wrong".to_string();
     let secrets = [token.clone(), wrong.clone()];
@@ -40,20 +44,51 @@ async fn plugins_test_calls_verify_once() {
     assert_eq!(json["account"]["username"], "jane");
     // One verify: each of its two GitLab requests made exactly once.
     assert_eq!(calls(), (1, 1), "verify ran once");
+    // The compiled component is kept for the next call.
+    let compiled: Vec<_> = std::fs::read_dir(cache.join("components")).unwrap().collect();
+    assert_eq!(compiled.len(), 1, "{compiled:?}");
 
     let wrong_arg = format!("token={wrong}");
     let (ok, json, _) = gatehouse_with(&[&args[..], &[wrong_arg.as_str(), base_arg.as_str()]].concat(), &secrets);
     assert!(!ok);
     assert_eq!(json["error"]["code"], "invalid_token");
+    let refused = json;
     assert_eq!(calls(), (2, 1), "the refused token stops at the first request, once");
 
     // Without --allow-private-networks the default policy refuses loopback.
     let (ok, json, _) =
         gatehouse_with(&["plugins", "test", pat, "--allow-http", "--credentials", &token_arg, &base_arg], &secrets);
     assert!(!ok);
-    assert_eq!(json["code"], "egress_denied");
+    // The host's refusal comes in the same shape as the provider's verdict.
+    assert_eq!((&json["valid"], &json["error"]["code"]), (&json!(false), &json!("egress_denied")), "{json}");
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&json), keys(&refused), "one output shape");
     assert_eq!(calls(), (2, 1), "nothing sent");
 
     let (ok, _, stderr) = gatehouse(&["plugins", "test", dir.path().join("missing.wasm").to_str().unwrap()]);
     assert!(!ok && stderr.contains("does not exist"), "{stderr}");
+}
+
+#[test]
+fn plugins_validate_lists_every_manifest_problem_and_explains_a_core_module() {
+    let bad = gatehouse_test_programs::TEST_BAD_MANIFEST_WASM;
+    let (ok, _, stderr) = gatehouse(&["plugins", "validate", "--no-cache", bad]);
+    assert!(!ok);
+    assert!(stderr.contains("breaks 4 rule(s)"), "{stderr}");
+    for problem in
+        ["id \"Bad Id\"", "\"not-semver\" is not a semantic version", "appears twice", "must not have a default"]
+    {
+        assert!(stderr.lines().any(|l| l.starts_with("  - ") && l.contains(problem)), "{problem}: {stderr}");
+    }
+    // A core module (what wasm32-unknown-unknown or wasm32-wasip1 builds).
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let (ok, _, stderr) = gatehouse(&["plugins", "validate", "--no-cache", core.to_str().unwrap()]);
+    assert!(!ok && stderr.contains("core WebAssembly module") && stderr.contains("wasm32-wasip2"), "{stderr}");
+    // Not wasm at all: wasmtime's whole message, not its first line.
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm\x0d\0\x02\0").unwrap();
+    let (ok, _, stderr) = gatehouse(&["plugins", "validate", "--no-cache", junk.to_str().unwrap()]);
+    assert!(!ok && !stderr.trim_end().ends_with('['), "{stderr}");
 }

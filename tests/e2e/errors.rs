@@ -99,6 +99,10 @@ async fn rate_limits_and_server_errors() {
         fake.set_behavior(&broken, Behavior::Status(status));
         let r = g.post("/api/v1/integrations", connect_pat(&broken, &fake.url)).await;
         assert_eq!((r.status, r.code()), (502, "upstream_error"), "{status}: {}", r.body);
+        // The connector's sentence alone in `detail`; the host's advice apart.
+        let detail = r.body["detail"].as_str().unwrap();
+        assert!(detail.contains(&status.to_string()) && !detail.contains("Try again later"), "{}", r.body);
+        assert_eq!(r.body["advice"], "Try again later; if it persists, check the base URL.");
     }
     g.finish(&fake.all_tokens());
 }

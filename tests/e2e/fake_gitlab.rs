@@ -7,7 +7,10 @@
 //! `/oauth/token/info` (whose `expires_in` is the lifetime that remains).
 //! Token times are relative to now, so the suite does not expire. It also
 //! answers Gitea's `GET /api/v1/user` (`token …` or Bearer), for the
-//! connector written in Python, and GitLab's OAuth provider:
+//! connector written in Python, Bitbucket Data Center's
+//! `/rest/api/1.0/application-properties` (naming the Bearer token's user in
+//! `X-AUSERNAME`) and `/rest/api/1.0/users/{slug}`, for the Bitbucket
+//! connectors of the guide, and GitLab's OAuth provider:
 //! `/oauth/authorize` (redirects back with a code for the signed-in user)
 //! and `/oauth/token` (checks client credentials, redirect URI and PKCE
 //! verifier; issues 2-hour tokens; rotates refresh tokens and refuses a
@@ -467,6 +470,7 @@ async fn route(state: Arc<Mutex<State>>, mut req: Request) -> Response {
         });
     let is_oauth_info = path == "/oauth/token/info";
     let is_gitea = path == "/api/v1/user" || path == "/api/v1/user/repos";
+    let is_bitbucket = path.starts_with("/rest/api/1.0/");
     let (token, user) = {
         let mut s = state.lock().unwrap();
         *s.hits.entry(path.clone()).or_default() += 1;
@@ -483,6 +487,7 @@ async fn route(state: Arc<Mutex<State>>, mut req: Request) -> Response {
                 (p, Scheme::PrivateToken) if p.starts_with("/api/v4/") => token.kind == Kind::Pat,
                 (p, Scheme::Bearer) if p.starts_with("/api/v4/") => true,
                 ("/v1/me", Scheme::Bearer) => true,
+                (p, Scheme::Bearer) if p.starts_with("/rest/api/1.0/") => true,
                 // The reflecting upstream of the tests takes what GitLab takes.
                 ("/echo-headers", Scheme::PrivateToken) => token.kind == Kind::Pat,
                 ("/echo-headers", Scheme::Bearer) => true,
@@ -496,6 +501,11 @@ async fn route(state: Arc<Mutex<State>>, mut req: Request) -> Response {
     let Some(token) = token else {
         return if is_gitea {
             json_response(401, json!({"message": "invalid username, password or token", "url": "/api/swagger"}))
+        } else if is_bitbucket {
+            json_response(
+                401,
+                json!({"errors": [{"context": null, "message": "Authentication failed. Please check your credentials and try again.", "exceptionName": "com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException"}]}),
+            )
         } else if is_oauth_info {
             json_response(
                 401,
@@ -590,6 +600,13 @@ async fn route(state: Arc<Mutex<State>>, mut req: Request) -> Response {
         }
     }
     let (status, mut body) = answer(&path, &token, &user);
+    if path == "/rest/api/1.0/application-properties" {
+        // Bitbucket names the authenticated user in a header of every answer.
+        return Response::builder()
+            .content_type("application/json")
+            .header("X-AUSERNAME", user.username.as_str())
+            .body(body.to_string());
+    }
     if token.behavior == Behavior::Huge && status == 200 {
         // A valid answer, only too big: a field GitLab really sends, padded.
         let field = if path == "/api/v4/personal_access_tokens/self" { "description" } else { "bio" };
@@ -656,6 +673,18 @@ fn answer(path: &str, token: &Token, user: &User) -> (u16, Value) {
                     }))
                     .collect::<Vec<_>>()
             ),
+        ),
+        "/rest/api/1.0/application-properties" => (
+            200,
+            json!({"version": "9.4.0", "buildNumber": "9004000", "buildDate": "1700000000000", "displayName": "Bitbucket"}),
+        ),
+        p if p == format!("/rest/api/1.0/users/{}", user.username) => (
+            200,
+            json!({
+                "name": user.username, "emailAddress": format!("{}@example.com", user.username), "active": true,
+                "displayName": format!("{} Example", user.username), "id": token.user, "slug": user.username,
+                "type": "NORMAL", "links": {"self": [{"href": format!("https://bitbucket.example.com/users/{}", user.username)}]}
+            }),
         ),
         "/api/v4/user" => {
             if !token.scopes.iter().any(|s| ["api", "read_api", "read_user"].contains(&s.as_str())) {

@@ -21,6 +21,7 @@ pub struct Options {
     pub lax_network: bool,
     pub plugins: Vec<PathBuf>,
     pub extra_args: Vec<String>,
+    /// Environment variables set last (over the harness's own).
     pub env: Vec<(String, String)>,
     /// Listen on port 0 and learn the port from the log.
     pub any_port: bool,
@@ -142,13 +143,13 @@ impl Gatehouse {
             .env("GATEHOUSE_API_KEY", API_KEY)
             .env("GATEHOUSE_LOG", "debug")
             .env_remove("GATEHOUSE_MASTER_KEY")
-            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         if self.options.lax_network {
             cmd.args(["--allow-private-networks", "--allow-http"]);
         }
+        cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
         self.child = Some(cmd.spawn().expect("start gatehouse"));
         let deadline = Instant::now() + Duration::from_secs(60);
         while port == 0 {

@@ -162,7 +162,12 @@ impl Api {
     /// integration cannot be refreshed.
     fn body(&self, row: IntegrationRow) -> Result<Integration, AppError> {
         let provider = row.provider.clone();
+        let unavailable = self.integrations.plugin_of(&row).err();
         let mut body = Integration::try_from(row)?;
+        if let Some(e) = unavailable {
+            body.status = Status::ProviderUnavailable;
+            body.last_error = Some(e.problem());
+        }
         let oauth = self.integrations.plugin(&provider).is_ok_and(|p| p.manifest.oauth.is_some());
         if oauth && !body.refreshable {
             body.refresh_note = Some(not_refreshable_sentence(&provider));
@@ -213,6 +218,21 @@ impl Api {
     ) -> ApiResult<Json<VerificationResult>> {
         let verdict = self.integrations.verify(&provider_id, credential_strings(body.0.credentials)?).await?;
         Ok(Json(verdict.into()))
+    }
+
+    /// The loaded connectors and the files of the plugins directory that
+    /// are refused, with the reason.
+    #[oai(path = "/plugins", method = "get", tag = "ApiTags::Providers")]
+    async fn plugins(&self, _auth: ApiKey) -> Json<PluginsStatus> {
+        Json(PluginsStatus {
+            loaded: self.integrations.plugins().iter().map(|p| p.as_ref().into()).collect(),
+            refused: self
+                .integrations
+                .refused_plugins()
+                .into_iter()
+                .map(|(file, error)| RefusedPlugin { file, error })
+                .collect(),
+        })
     }
 
     /// Re-read the plugins directory now: added, replaced and removed

@@ -29,6 +29,42 @@ pub struct Health {
     pub plugins: Option<Vec<String>>,
 }
 
+/// What is loaded, and what the plugins directory holds that is not.
+#[derive(Debug, Object)]
+pub struct PluginsStatus {
+    pub loaded: Vec<LoadedPlugin>,
+    /// Files refused now: not a component, another world, a bad manifest,
+    /// or an id another file already serves.
+    pub refused: Vec<RefusedPlugin>,
+}
+
+#[derive(Debug, Object)]
+pub struct LoadedPlugin {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub wit_version: String,
+    /// `builtin:<name>` or the file it was loaded from.
+    pub source: String,
+    pub sha256: String,
+    /// The interfaces the component exports (`connector`, `oauth`, …).
+    pub exports: Vec<String>,
+}
+
+impl From<&crate::runtime::Plugin> for LoadedPlugin {
+    fn from(p: &crate::runtime::Plugin) -> Self {
+        Self {
+            id: p.manifest.id.clone(),
+            name: p.manifest.name.clone(),
+            version: p.manifest.version.clone(),
+            wit_version: p.wit_version.into(),
+            source: p.source.clone(),
+            sha256: p.sha256.clone(),
+            exports: p.exports().into_iter().map(String::from).collect(),
+        }
+    }
+}
+
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct RefusedPlugin {
@@ -473,6 +509,22 @@ impl From<Account> for AccountBody {
             email: a.email,
             web_url: a.web_url,
             avatar_url: a.avatar_url,
+        }
+    }
+}
+
+impl VerificationResult {
+    /// Not verified for a reason of the host's (the connector failed, the
+    /// base URL is refused, …): the same shape as a provider's verdict.
+    pub fn failed(problem: Problem) -> Self {
+        Self {
+            valid: false,
+            account: None,
+            scopes: Vec::new(),
+            missing_scopes: Vec::new(),
+            expires_at: None,
+            token_kind: None,
+            error: Some(problem),
         }
     }
 }

@@ -125,6 +125,7 @@ pub async fn render(err: poem::Error) -> Response {
         status: status.as_u16(),
         detail,
         code: code.into(),
+        advice: None,
         missing_scopes: None,
         retry_after: None,
         pointer: None,

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use secrecy::{ExposeSecret, SecretString};
 
-/// Longest message (or rendering of the fields) kept from one `log.write`,
+/// Longest message (or field name or value) kept from one `log.write`,
 /// in characters; the rest is replaced by a marker.
 pub const MAX_LINE_CHARS: usize = 2048;
 
@@ -31,7 +31,7 @@ pub struct CallLog {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Line {
     pub message: String,
-    pub fields: String,
+    pub fields: Vec<(String, String)>,
 }
 
 /// What a `log.write` turns into.
@@ -54,8 +54,9 @@ impl CallLog {
             return Admitted::Dropped;
         }
         let message = clean(message, secrets);
-        let fields = clean(&fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "), secrets);
-        let cost = message.len() + fields.len();
+        let fields: Vec<(String, String)> =
+            fields.iter().map(|(k, v)| (clean(k, secrets), clean(v, secrets))).collect();
+        let cost = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         if self.left.lines == 0 || cost > self.left.bytes {
             self.exhausted = true;
             return Admitted::Exhausted(self.granted);
@@ -183,7 +184,7 @@ mod tests {
         let field = vec![("k".to_string(), "v\nforged".to_string())];
         assert_eq!(
             log.admit("a", &field, &[]),
-            Admitted::Write(Line { message: "a".into(), fields: "k=v\\nforged".into() })
+            Admitted::Write(Line { message: "a".into(), fields: vec![("k".into(), "v\\nforged".into())] })
         );
         assert!(matches!(log.admit("more than the bytes left", &[], &[]), Admitted::Exhausted(_)));
     }

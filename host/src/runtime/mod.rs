@@ -2,6 +2,7 @@
 //! against the host's imports, and runs every call in a fresh pooled
 //! instance under a CPU/wall deadline, a memory cap and the egress policy.
 
+pub mod connector_log;
 pub mod guest_log;
 pub mod model;
 pub mod wit;
@@ -78,8 +79,8 @@ pub enum LoadError {
     WrongWorld { source_name: String, supported: String, why: String },
     #[error("{source_name}: manifest() failed: {why}")]
     Manifest { source_name: String, why: String },
-    #[error("{source_name}: invalid manifest: {why}")]
-    InvalidManifest { source_name: String, why: String },
+    #[error("{source_name}: invalid manifest: {}", problems.join("; "))]
+    InvalidManifest { source_name: String, problems: Vec<String> },
 }
 
 /// How a connector call failed (as opposed to the connector reporting a
@@ -246,22 +247,13 @@ impl CallState {
     /// sentence to append; empty when it wrote nothing.
     fn last_words(&self) -> String {
         let bytes = self.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
-            .collect();
-        if lines.is_empty() {
+        let Some(said) = last_words_of(&String::from_utf8_lossy(&bytes)) else {
             return String::new();
-        }
-        // A panic says where on one line and what on the next; a traceback
-        // ends with the exception.
-        let said: String = lines.iter().rev().take(2).rev().copied().collect::<Vec<_>>().join(" ");
+        };
         let said: String = self.redact(&said).chars().take(300).collect();
         // Escaped for the log line and the problem detail alike.
         let said = guest_log::escape_controls(&said);
-        tracing::warn!(target: "gatehouse::plugin", plugin = %self.plugin_id, stderr = %said, "connector trapped");
+        tracing::warn!(target: connector_log::TARGET, connector = %self.plugin_id, stderr = %said, "connector trapped");
         format!("; it wrote: {said}")
     }
 
@@ -292,14 +284,13 @@ impl CallState {
     }
 
     fn plugin_log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]) {
-        let plugin = self.plugin_id.as_str();
         let guest_log::Line { message, fields } = match self.log.admit(message, fields, &self.secrets) {
             guest_log::Admitted::Write(line) => line,
             guest_log::Admitted::Dropped => return,
             guest_log::Admitted::Exhausted(budget) => {
                 return tracing::warn!(
-                    target: "gatehouse::plugin",
-                    plugin,
+                    target: connector_log::TARGET,
+                    connector = %self.plugin_id,
                     "…log budget exhausted: the connector wrote more than {} lines or {} bytes in this call; \
                      its further log lines in this call are dropped",
                     budget.lines,
@@ -307,24 +298,29 @@ impl CallState {
                 );
             }
         };
-        match level {
-            tracing::Level::ERROR => {
-                tracing::error!(target: "gatehouse::plugin", plugin, fields = %fields, "{message}")
-            }
-            tracing::Level::WARN => {
-                tracing::warn!(target: "gatehouse::plugin", plugin, fields = %fields, "{message}")
-            }
-            tracing::Level::INFO => {
-                tracing::info!(target: "gatehouse::plugin", plugin, fields = %fields, "{message}")
-            }
-            tracing::Level::DEBUG => {
-                tracing::debug!(target: "gatehouse::plugin", plugin, fields = %fields, "{message}")
-            }
-            tracing::Level::TRACE => {
-                tracing::trace!(target: "gatehouse::plugin", plugin, fields = %fields, "{message}")
-            }
-        }
+        connector_log::emit(level, &self.plugin_id, &message, &fields);
     }
+}
+
+/// The last two lines worth reading of a trapped call's stderr: a Rust
+/// panic says where on one line and what on the next, a Python traceback
+/// ends with its exception; SpiderMonkey (JavaScript) prints the error, then
+/// its stack frames (`name@file:line:col`) and an abort notice, which are
+/// skipped so the error itself is what remains.
+fn last_words_of(stderr: &str) -> Option<String> {
+    let frame = |l: &str| {
+        l.rsplit_once('@').is_some_and(|(name, place)| {
+            !name.contains(' ')
+                && place.rsplitn(3, ':').take(2).all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .filter(|l| !l.starts_with("Redirecting call to abort()") && !frame(l) && *l != "Stack:")
+        .collect();
+    (!lines.is_empty()).then(|| lines.iter().rev().take(2).rev().copied().collect::<Vec<_>>().join(" "))
 }
 
 /// Caps the instance's linear memories and tables in total (a component
@@ -545,7 +541,7 @@ impl Runtime {
             None => {
                 let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
                     source_name: source_name.to_string(),
-                    why: first_line(&e),
+                    why: not_a_component(bytes, &e),
                 })?;
                 if let Some(cache) = &self.cache {
                     cache.store(&sha256, &component);
@@ -606,20 +602,28 @@ impl Runtime {
             .manifest(&plugin)
             .await
             .map_err(|e| LoadError::Manifest { source_name: source_name.to_string(), why: e.to_string() })?;
-        let invalid = |why| LoadError::InvalidManifest { source_name: source_name.to_string(), why };
-        validate_manifest(&manifest).map_err(invalid)?;
+        let mut problems = manifest_problems(&manifest);
         let (oauth, actions, syncs) = plugin.optional_exports();
         if manifest.oauth.is_some() && !oauth {
-            return Err(invalid("it declares oauth but does not export gatehouse:plugin/oauth".into()));
+            problems.push("it declares oauth but does not export gatehouse:plugin/oauth".into());
         }
         if !manifest.actions.is_empty() && !actions {
-            return Err(invalid("it lists actions but does not export gatehouse:plugin/actions".into()));
+            problems.push("it lists actions but does not export gatehouse:plugin/actions".into());
         }
         if !manifest.sync_models.is_empty() && !syncs {
-            return Err(invalid("it lists sync models but does not export gatehouse:plugin/syncs".into()));
+            problems.push("it lists sync models but does not export gatehouse:plugin/syncs".into());
         }
-        plugin.action_schemas = compile_action_schemas(&manifest).map_err(invalid)?;
-        plugin.record_schemas = compile_record_schemas(&manifest).map_err(invalid)?;
+        match compile_action_schemas(&manifest) {
+            Ok(schemas) => plugin.action_schemas = schemas,
+            Err(why) => problems.push(why),
+        }
+        match compile_record_schemas(&manifest) {
+            Ok(schemas) => plugin.record_schemas = schemas,
+            Err(why) => problems.push(why),
+        }
+        if !problems.is_empty() {
+            return Err(LoadError::InvalidManifest { source_name: source_name.to_string(), problems });
+        }
         plugin.manifest = manifest;
         Ok(plugin)
     }
@@ -1091,9 +1095,25 @@ fn base_url_text(url: &Url) -> String {
     url.as_str().trim_end_matches('/').to_string()
 }
 
+/// The error on one line, whole: wasmtime's messages run over several
+/// lines (`expected=[\n 0x0, …]`), and a first line alone stops mid-sentence.
 fn first_line(e: &wasmtime::Error) -> String {
-    let text = format!("{e:#}");
-    text.lines().next().unwrap_or_default().chars().take(300).collect()
+    let text = format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = text.replace("[ ", "[").replace(" ]", "]");
+    if text.chars().count() > 500 { text.chars().take(499).chain(['…']).collect() } else { text }
+}
+
+/// Why `bytes` did not compile as a component, saying what to do when it
+/// is a core module (a build for wasm32-unknown-unknown or wasm32-wasip1).
+fn not_a_component(bytes: &[u8], e: &wasmtime::Error) -> String {
+    // Both start with `\0asm`; a core module's version is 1, a component's
+    // layer field is 1.
+    if bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
+        return "it is a core WebAssembly module, not a component: build the connector for wasm32-wasip2 \
+                (`cargo build --release --target wasm32-wasip2`), which links a component"
+            .into();
+    }
+    first_line(e)
 }
 
 fn placeholder_manifest() -> Manifest {
@@ -1116,65 +1136,78 @@ fn placeholder_manifest() -> Manifest {
     }
 }
 
-/// What the host relies on: a usable id, unique field keys, defaults that
-/// fit their kind.
+/// What the host relies on: a usable id, a semver version, unique field
+/// keys, defaults that fit their kind. Every problem is reported at once,
+/// joined with "; ".
 pub fn validate_manifest(m: &Manifest) -> Result<(), String> {
+    let problems = manifest_problems(m);
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+}
+
+/// Every way `m` breaks the host's rules, in manifest order.
+pub fn manifest_problems(m: &Manifest) -> Vec<String> {
+    let mut problems = Vec::new();
     let id_ok = !m.id.is_empty()
         && m.id.len() <= 64
         && m.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !m.id.starts_with('-');
     if !id_ok {
-        return Err(format!("id {:?} must be 1-64 lowercase letters, digits or dashes", m.id));
+        problems.push(format!("id {:?} must be 1-64 lowercase letters, digits or dashes", m.id));
+    }
+    if let Err(e) = semver::Version::parse(&m.version) {
+        problems.push(format!("version {:?} is not a semantic version such as \"1.2.0\" ({e})", m.version));
     }
     if m.fields.is_empty() {
-        return Err("it declares no credential fields".into());
+        problems.push("it declares no credential fields".into());
     }
     let mut keys = std::collections::BTreeSet::new();
     for f in &m.fields {
         if f.key.is_empty() || !f.key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("field key {:?} must be letters, digits or underscores", f.key));
+            problems.push(format!("field key {:?} must be letters, digits or underscores", f.key));
         }
         if !keys.insert(f.key.as_str()) {
-            return Err(format!("field key {:?} appears twice", f.key));
+            problems.push(format!("field key {:?} appears twice", f.key));
         }
         if f.kind == FieldKind::Url
             && let Some(d) = &f.default
             && !(d.starts_with("https://") || d.starts_with("http://"))
         {
-            return Err(format!("default of url field {:?} is not an http(s) URL", f.key));
+            problems.push(format!("default of url field {:?} is not an http(s) URL", f.key));
         }
         if f.kind == FieldKind::Secret && f.default.is_some() {
-            return Err(format!("secret field {:?} must not have a default", f.key));
+            problems.push(format!("secret field {:?} must not have a default", f.key));
         }
     }
     let mut scopes = std::collections::BTreeSet::new();
     for scope in &m.required_scopes {
         if scope.trim().is_empty() || scope.contains(char::is_whitespace) {
-            return Err(format!("required scope {scope:?} must be one word"));
+            problems.push(format!("required scope {scope:?} must be one word"));
         }
         if !scopes.insert(scope.as_str()) {
-            return Err(format!("required scope {scope:?} is listed twice"));
+            problems.push(format!("required scope {scope:?} is listed twice"));
         }
     }
     if m.fields.iter().filter(|f| f.kind == FieldKind::Url).count() > 1 {
-        return Err("at most one url field is supported".into());
+        problems.push("at most one url field is supported".into());
     }
     if let Some(o) = &m.oauth {
         let kind_of = |key: &str| m.fields.iter().find(|f| f.key == key).map(|f| f.kind);
         if kind_of(&o.url_field) != Some(FieldKind::Url) {
-            return Err(format!("oauth.url_field {:?} is not a url field", o.url_field));
+            problems.push(format!("oauth.url_field {:?} is not a url field", o.url_field));
         }
         if kind_of(&o.token_field) != Some(FieldKind::Secret) {
-            return Err(format!("oauth.token_field {:?} is not a secret field", o.token_field));
+            problems.push(format!("oauth.token_field {:?} is not a secret field", o.token_field));
         }
         for path in [&o.authorize_path, &o.token_path] {
             if !path.starts_with('/') || path.contains(['?', '#']) {
-                return Err(format!("oauth endpoint {path:?} must be a path starting with /"));
+                problems.push(format!("oauth endpoint {path:?} must be a path starting with /"));
             }
         }
     }
-    if let Some(p) = &m.credential_presentation {
-        validate_presentation(m, p)?;
+    if let Some(p) = &m.credential_presentation
+        && let Err(why) = validate_presentation(m, p)
+    {
+        problems.push(why);
     }
     let mut names = std::collections::BTreeSet::new();
     for a in &m.actions {
@@ -1182,10 +1215,10 @@ pub fn validate_manifest(m: &Manifest) -> Result<(), String> {
             && a.name.len() <= 64
             && a.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !ok {
-            return Err(format!("action name {:?} must be 1-64 lowercase letters, digits or dashes", a.name));
+            problems.push(format!("action name {:?} must be 1-64 lowercase letters, digits or dashes", a.name));
         }
         if !names.insert(a.name.as_str()) {
-            return Err(format!("action {:?} is listed twice", a.name));
+            problems.push(format!("action {:?} is listed twice", a.name));
         }
     }
     if let Some(w) = &m.inbound_webhook {
@@ -1193,16 +1226,17 @@ pub fn validate_manifest(m: &Manifest) -> Result<(), String> {
             [Some(&w.token_header), Some(&w.event_header), w.idempotency_header.as_ref()].into_iter().flatten()
         {
             if header.is_empty() || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
-                return Err(format!("inbound webhook header {header:?} is not a header name"));
+                problems.push(format!("inbound webhook header {header:?} is not a header name"));
             }
         }
         if let Some((event, model)) = w.events.iter().find(|(_, model)| !m.sync_models.iter().any(|s| &s.name == model))
         {
-            return Err(format!("inbound webhook event {event:?} names {model:?}, which is not a sync model"));
+            problems.push(format!("inbound webhook event {event:?} names {model:?}, which is not a sync model"));
         }
     }
     if !m.actions.is_empty() && m.credential_presentation.is_none() {
-        return Err("it lists actions but declares no credential presentation, so they could not authenticate".into());
+        problems
+            .push("it lists actions but declares no credential presentation, so they could not authenticate".into());
     }
     let mut models = std::collections::BTreeSet::new();
     for s in &m.sync_models {
@@ -1210,13 +1244,14 @@ pub fn validate_manifest(m: &Manifest) -> Result<(), String> {
             && s.name.len() <= 64
             && s.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !ok {
-            return Err(format!("sync model name {:?} must be 1-64 lowercase letters, digits or underscores", s.name));
+            problems
+                .push(format!("sync model name {:?} must be 1-64 lowercase letters, digits or underscores", s.name));
         }
         if !models.insert(s.name.as_str()) {
-            return Err(format!("sync model {:?} is listed twice", s.name));
+            problems.push(format!("sync model {:?} is listed twice", s.name));
         }
     }
-    Ok(())
+    problems
 }
 
 /// The header must be one the host may set, and the template may only name
@@ -1341,6 +1376,7 @@ mod tests {
     fn manifest() -> Manifest {
         Manifest {
             id: "acme".into(),
+            version: "1.0.0".into(),
             fields: vec![
                 model::Field {
                     key: "token".into(),
@@ -1404,6 +1440,37 @@ mod tests {
         header.scrub(&mut echoed);
         assert_eq!(echoed, b"{\"authorization\":\"Bearer [redacted]\"}");
         assert!(credential_header(&manifest(), &Credentials::default(), &base).is_err());
+    }
+
+    #[test]
+    fn last_words_keep_the_error_and_skip_javascript_stack_frames() {
+        let rust = "thread '<unnamed>' panicked at src/lib.rs:9:5:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(last_words_of(rust).unwrap(), "thread '<unnamed>' panicked at src/lib.rs:9:5: boom");
+        let js = "Error: boom in js\nverify@connector.js:12:11\nexport_connector_0_3_0$verify@/tmp/x/sources/initializer.js:1150:17\n\nRedirecting call to abort() to mozalloc_abort\n";
+        assert_eq!(last_words_of(js).unwrap(), "Error: boom in js");
+        assert_eq!(last_words_of("\n\n"), None);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_and_versions_are_semver() {
+        let broken = Manifest {
+            id: "Bad Id".into(),
+            version: "not-semver".into(),
+            credential_presentation: None,
+            fields: vec![manifest().fields[0].clone(), manifest().fields[0].clone()],
+            ..manifest()
+        };
+        let problems = manifest_problems(&broken);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("id \"Bad Id\""), "{problems:?}");
+        assert!(problems[1].contains("\"not-semver\" is not a semantic version"), "{problems:?}");
+        assert!(problems[2].contains("appears twice"), "{problems:?}");
+        for ok in ["0.1.0", "1.2.3-beta.1+build.5"] {
+            assert!(manifest_problems(&Manifest { version: ok.into(), ..manifest() }).is_empty(), "{ok}");
+        }
+        for bad in ["1.2", "v1.2.3", ""] {
+            assert_eq!(manifest_problems(&Manifest { version: bad.into(), ..manifest() }).len(), 1, "{bad}");
+        }
     }
 
     #[test]

@@ -198,7 +198,7 @@ impl Grants {
         let Some(spent) = row.refresh.clone() else {
             return Ok(Refreshed::Current(row));
         };
-        let plugin = self.shared.plugin(&row.provider)?;
+        let plugin = self.shared.plugin_of(&row)?;
         let settings = self.settings(&plugin)?;
         let credentials = self.shared.open_credentials(&row)?;
         let Some(base) = self.shared.stored_base_url(&plugin, &credentials)? else {

@@ -44,6 +44,16 @@ impl Integrations {
         self.shared.plugin(id)
     }
 
+    /// The connector of a stored integration, or `provider_unavailable`.
+    pub fn plugin_of(&self, row: &IntegrationRow) -> Result<Arc<Plugin>, AppError> {
+        self.shared.plugin_of(row)
+    }
+
+    /// Files of the plugins directory refused now, and why.
+    pub fn refused_plugins(&self) -> Vec<(String, String)> {
+        self.shared.registry.refused()
+    }
+
     /// Re-reads the plugins directory.
     pub async fn reload_plugins(&self) -> anyhow::Result<ReloadReport> {
         self.shared.registry.reload(&self.shared.runtime).await
@@ -187,7 +197,7 @@ impl Integrations {
             Refreshed::Failed(row) => return Ok(row),
             Refreshed::Current(row) | Refreshed::Renewed(row) => row,
         };
-        let plugin = self.plugin(&row.provider)?;
+        let plugin = self.plugin_of(&row)?;
         let credentials = self.shared.open_credentials(&row)?;
         let base_url = self.shared.stored_base_url(&plugin, &credentials)?;
         let outcome = self.shared.verifier.verify(&plugin, &credentials, base_url.as_ref()).await;
@@ -244,7 +254,7 @@ impl Integrations {
     /// account. Fields left out keep their stored value.
     pub async fn rotate(&self, id: &str, raw: BTreeMap<String, String>) -> Result<IntegrationRow, AppError> {
         let row = self.get(id).await?;
-        let plugin = self.plugin(&row.provider)?;
+        let plugin = self.plugin_of(&row)?;
         let stored = self.shared.open_credentials(&row)?;
         let mut merged = raw;
         for field in plugin.manifest.fields.iter().filter(|f| f.kind != FieldKind::Secret) {
@@ -308,7 +318,7 @@ impl Integrations {
     }
 
     fn in_use(&self, row: IntegrationRow) -> Result<InUse, AppError> {
-        let plugin = self.plugin(&row.provider)?;
+        let plugin = self.plugin_of(&row)?;
         let credentials = self.shared.open_credentials(&row)?;
         let base_url = self.shared.stored_base_url(&plugin, &credentials)?.ok_or_else(|| {
             AppError::ProxyUnsupported(format!(

@@ -70,6 +70,12 @@ impl Shared {
         })
     }
 
+    /// The connector of a stored integration; `provider_unavailable` when it
+    /// is no longer loaded (the credentials stay stored until it is back).
+    fn plugin_of(&self, row: &IntegrationRow) -> Result<Arc<Plugin>, AppError> {
+        self.registry.get(&row.provider).ok_or_else(|| AppError::ProviderUnavailable(row.provider.clone()))
+    }
+
     async fn lock(&self, id: &str) -> KeyedGuard {
         self.locks.lock(id).await
     }

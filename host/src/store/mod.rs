@@ -43,6 +43,8 @@ pub enum Status {
     InsufficientScope,
     /// The provider could not be asked.
     Unreachable,
+    /// The integration's connector is not loaded: shown, never stored.
+    ProviderUnavailable,
 }
 
 /// An integration as stored. Non-secret fields are plain columns; the

@@ -53,6 +53,27 @@ impl Response {
         self.header("retry-after")?.trim().parse().ok()
     }
 
+    /// The answer itself when it is a 2xx; otherwise the [`VerifyError`]
+    /// for the refusal ([`VerifyError::from_response`]). For `verify`.
+    pub fn verify_status(self) -> Result<Self, VerifyError> {
+        if self.is_success() { Ok(self) } else { Err(VerifyError::from_response(&self)) }
+    }
+
+    /// The body of a 2xx answer as `T`; otherwise the [`VerifyError`] for
+    /// the refusal ([`VerifyError::from_response`]), or `upstream-error`
+    /// when the body is not the JSON expected. For `verify`.
+    pub fn verify_json<T: DeserializeOwned>(&self) -> Result<T, VerifyError> {
+        if !self.is_success() {
+            return Err(VerifyError::from_response(self));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| {
+            VerifyError::UpstreamError(format!(
+                "The provider answered HTTP {} with a body that is not the JSON expected ({e}).",
+                self.status
+            ))
+        })
+    }
+
     /// The body of a 2xx answer as `T`; otherwise the [`ProviderError`] for
     /// the refusal ([`ProviderError::from_response`]), or `upstream-error`
     /// when a 2xx body is not the JSON expected.
@@ -161,6 +182,13 @@ impl Request {
         self.authenticate
     }
 
+    /// Sends the request and reads a 2xx JSON answer as `T`, mapping a
+    /// refusal the standard way ([`VerifyError::from_response`]). For
+    /// `verify`; actions and syncs use `send()?.decode()`.
+    pub fn verify_json<T: DeserializeOwned>(self) -> Result<T, VerifyError> {
+        self.send()?.verify_json()
+    }
+
     /// Sends the request. `?` turns the transport [`Error`] into a
     /// [`VerifyError`] or a [`ProviderError`].
     pub fn send(self) -> Result<Response, Error> {
@@ -190,6 +218,16 @@ impl std::fmt::Debug for Request {
             .field("authenticate", &self.authenticate)
             .finish()
     }
+}
+
+/// `GET url` with `headers` and `accept: application/json`, for `verify`:
+/// a 2xx JSON answer as `T`, a refusal mapped the standard way
+/// ([`VerifyError::from_response`]).
+pub fn get_json<T: DeserializeOwned>(url: &str, headers: &[(&str, &str)]) -> Result<T, VerifyError> {
+    headers
+        .iter()
+        .fold(Request::get(url).header("accept", "application/json"), |r, (k, v)| r.header(k, v))
+        .verify_json()
 }
 
 /// `GET url` with `headers`, for `verify`.
@@ -225,25 +263,42 @@ fn raw_send(request: &host::Request) -> Result<host::Response, Error> {
 }
 
 /// On native targets there is no host: a test or a benchmark installs a
-/// transport, so the same connector source runs outside the sandbox.
+/// transport, so the same connector source runs outside the sandbox. The
+/// test kit's [`crate::testkit::Upstream`] installs one for its own thread
+/// (each `#[test]` runs on its own), which wins over the process-wide one.
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native {
-    use std::sync::OnceLock;
+    use std::{cell::RefCell, rc::Rc, sync::OnceLock};
 
     pub use crate::bindings::gatehouse::host::http::{Error, Request, Response};
 
     type Transport = dyn Fn(&Request) -> Result<Response, Error> + Send + Sync;
     static TRANSPORT: OnceLock<Box<Transport>> = OnceLock::new();
 
+    pub(crate) type LocalTransport = Rc<dyn Fn(&Request) -> Result<Response, Error>>;
+    thread_local! {
+        static LOCAL: RefCell<Option<LocalTransport>> = const { RefCell::new(None) };
+    }
+
     /// Sets the process-wide transport; the first call wins.
     pub fn set_transport(transport: impl Fn(&Request) -> Result<Response, Error> + Send + Sync + 'static) {
         let _ = TRANSPORT.set(Box::new(transport));
     }
 
+    /// Sets (or with None clears) this thread's transport.
+    pub(crate) fn set_local(transport: Option<LocalTransport>) {
+        LOCAL.with(|local| *local.borrow_mut() = transport);
+    }
+
     pub(super) fn send(request: &Request) -> Result<Response, Error> {
+        if let Some(local) = LOCAL.with(|local| local.borrow().clone()) {
+            return local(request);
+        }
         match TRANSPORT.get() {
             Some(transport) => transport(request),
-            None => Err(Error::InvalidRequest("no native transport installed (gatehouse_plugin::http::native)".into())),
+            None => Err(Error::InvalidRequest(
+                "no native transport installed: create a gatehouse_plugin::testkit::Upstream in the test".into(),
+            )),
         }
     }
 }
@@ -317,6 +372,32 @@ impl ProviderError {
                 ProviderError::UpstreamError(format!("The provider failed with HTTP {status} (server error)."))
             }
             _ => ProviderError::UpstreamError(format!("The provider answered an unexpected HTTP {status}{quoted}.")),
+        }
+    }
+}
+
+impl VerifyError {
+    /// The standard verdict on a provider's refusal in `verify`: 401 →
+    /// `invalid-token`, 403 → `insufficient-scope` (the token works but may
+    /// not read the account), 429 → `rate-limited` with `Retry-After`
+    /// seconds, 5xx → `upstream-error`, any other → `upstream-error`
+    /// quoting the provider when it said something short.
+    pub fn from_response(response: &Response) -> Self {
+        let status = response.status;
+        let quoted = provider_message(response).map(|m| format!(": {m}")).unwrap_or_default();
+        match status {
+            401 => VerifyError::InvalidToken(format!("The provider does not accept this token (HTTP 401){quoted}.")),
+            403 => VerifyError::InsufficientScope(crate::ScopeProblem {
+                account: None,
+                scopes: Vec::new(),
+                missing_scopes: Vec::new(),
+                detail: format!(
+                    "The token may not read the account (HTTP 403){quoted}; give it the permission the connector needs."
+                ),
+            }),
+            429 => VerifyError::RateLimited(response.retry_after()),
+            500..=599 => VerifyError::UpstreamError(format!("The provider failed with HTTP {status} (server error).")),
+            _ => VerifyError::UpstreamError(format!("The provider answered an unexpected HTTP {status}{quoted}.")),
         }
     }
 }

@@ -21,6 +21,8 @@ pub mod http;
 pub mod log;
 pub mod oauth;
 pub mod sync;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testkit;
 
 /// The raw bindings of `gatehouse:plugin@0.3.0`, world `full`, for what the
 /// SDK does not wrap. One set of types serves every connector; `register!`
@@ -29,7 +31,9 @@ pub mod sync;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "full",
-        path: "../../wit",
+        // The crate's own copy of the WIT (the repository's `wit/`, checked
+        // equal by a test), so the SDK builds outside this repository.
+        path: "wit",
         // `gatehouse:host` lives in `wit/deps`; its bindings belong here too.
         generate_all,
         // The export glue is expanded in the connector's crate by
@@ -346,6 +350,66 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// The credentials as a typed struct, e.g. `struct Creds { token:
+    /// String, base_url: String }` (`#[derive(serde::Deserialize)]`). A
+    /// missing field is `invalid-input` naming it; no value is ever quoted.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, VerifyError> {
+        let map: serde_json::Map<String, serde_json::Value> =
+            self.0.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
+            let e = e.to_string();
+            // serde names a missing field without its value; other errors
+            // may quote the value, which may be a secret.
+            match e.split('`').nth(1).filter(|_| e.starts_with("missing field")) {
+                Some(field) => VerifyError::InvalidInput(format!("The field {field:?} is required.")),
+                None => VerifyError::InvalidInput(
+                    "A credential field does not have the form this connector expects.".into(),
+                ),
+            }
+        })
+    }
+}
+
+impl Manifest {
+    /// A manifest with everything optional empty: a personal-access-token
+    /// connector with no fields yet. Fill in the rest with struct update
+    /// syntax: `Manifest { fields: vec![…], ..Manifest::new(…) }`.
+    pub fn new(id: &str, name: &str, version: &str) -> Self {
+        Manifest {
+            id: id.into(),
+            name: name.into(),
+            vendor: String::new(),
+            auth_method: AuthMethod::PersonalAccessToken,
+            description: String::new(),
+            notes: Vec::new(),
+            fields: Vec::new(),
+            required_scopes: Vec::new(),
+            required_scopes_rule: ScopeRule::AllOf,
+            version: version.into(),
+            oauth: None,
+            credential_presentation: None,
+            actions: Vec::new(),
+            sync_models: Vec::new(),
+            inbound_webhook: None,
+        }
+    }
+}
+
+impl CredentialPresentation {
+    /// `authorization: Bearer {field}`.
+    pub fn bearer(field: &str) -> Self {
+        Self { header: "authorization".into(), value: format!("Bearer {{{field}}}") }
+    }
+}
+
+impl Account {
+    /// An account with only its id and username.
+    pub fn new(id: impl Into<String>, username: impl Into<String>) -> Self {
+        Account { id: id.into(), username: username.into(), name: None, email: None, web_url: None, avatar_url: None }
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.0.iter().map(|(k, _)| k)).finish()
@@ -499,6 +563,28 @@ mod tests {
         assert_eq!(unix_to_rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(unix_to_rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(unix_to_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn typed_credentials_name_a_missing_field_and_never_quote_a_value() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Creds {
+            token: String,
+            base_url: String,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Numeric {
+            token: u32,
+        }
+        let c =
+            Credentials::new(vec![("token".into(), "glpat-secret".into()), ("base_url".into(), "https://h".into())]);
+        let parsed: Creds = c.parse().unwrap();
+        assert_eq!((parsed.token.as_str(), parsed.base_url.as_str()), ("glpat-secret", "https://h"));
+        let missing = Credentials::new(vec![("token".into(), "glpat-secret".into())]).parse::<Creds>();
+        assert!(matches!(&missing, Err(VerifyError::InvalidInput(m)) if m.contains("base_url")), "{missing:?}");
+        let wrong = c.parse::<Numeric>();
+        assert!(matches!(&wrong, Err(VerifyError::InvalidInput(m)) if !m.contains("glpat")), "{wrong:?}");
     }
 
     #[test]

@@ -70,8 +70,9 @@ function describeVerification(v) {
   return lines;
 }
 
+// The connector's sentence, then the host's advice (a field of its own).
 function problemLines(problem, provider) {
-  return [problem.detail, ...troubleshooting(problem, provider)];
+  return [problem.detail, ...(problem.advice ? [problem.advice] : []), ...troubleshooting(problem, provider)];
 }
 
 function collect(form, provider, onlySecrets) {
