@@ -217,11 +217,16 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
     match cmd {
         PluginsCommand::List { plugins_dir, data_dir } => {
             let dir = plugins_dir.unwrap_or_else(|| data_dir.join("plugins"));
-            for p in registry::Registry::load(&runtime, builtin::BUILTIN, dir).await?.all() {
+            let registry = registry::Registry::load(&runtime, builtin::BUILTIN, dir).await?;
+            for p in registry.all() {
                 println!(
                     "{}\t{}\twit {}\t{}\t{}",
                     p.manifest.id, p.manifest.version, p.wit_version, p.source, p.manifest.name
                 );
+            }
+            // What `serve` would refuse, and why, where a person reads it.
+            for (file, why) in registry.refused() {
+                eprintln!("refused\t{file}\t{why}");
             }
         }
         PluginsCommand::New { .. } => unreachable!("handled above"),

@@ -92,3 +92,25 @@ fn plugins_validate_lists_every_manifest_problem_and_explains_a_core_module() {
     let (ok, _, stderr) = gatehouse(&["plugins", "validate", "--no-cache", junk.to_str().unwrap()]);
     assert!(!ok && !stderr.trim_end().ends_with('['), "{stderr}");
 }
+
+#[test]
+fn plugins_list_names_the_files_serve_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(env!("GATEHOUSE_TEST_BAD_MANIFEST_WASM"), plugins.join("bad.wasm")).unwrap();
+    std::fs::copy(HOSTILE, plugins.join("hostile.wasm")).unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["plugins", "list", "--plugins-dir"])
+        .arg(&plugins)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.lines().any(|l| l.starts_with("hostile-test\t")), "{stdout}");
+    let refused = stderr.lines().find(|l| l.starts_with("refused\t")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(refused.contains("bad.wasm") && refused.contains("not a semantic version"), "{refused}");
+}

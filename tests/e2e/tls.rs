@@ -89,7 +89,7 @@ async fn a_private_ca_needs_the_ca_bundle() {
     let g = Gatehouse::start(strict_tls()).await;
     let r = g.post("/api/v1/integrations", connect_pat(&token, &https)).await;
     assert_eq!((r.status, r.code()), (502, "upstream_unreachable"), "{}", r.body);
-    assert!(r.body["detail"].as_str().unwrap().contains("--ca-bundle"), "{}", r.body);
+    assert!(r.body["advice"].as_str().unwrap().contains("--ca-bundle"), "{}", r.body);
     let r = g.post("/api/v1/integrations", connect_pat(&token, &fake.url)).await;
     assert_eq!((r.status, r.code()), (400, "invalid_base_url"), "plain http stays refused: {}", r.body);
     assert_eq!(fake.hits("/api/v4/personal_access_tokens/self"), 0, "nothing got through");
