@@ -98,7 +98,7 @@ fn plugins_list_names_the_files_serve_would_refuse() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(env!("GATEHOUSE_TEST_BAD_MANIFEST_WASM"), plugins.join("bad.wasm")).unwrap();
+    std::fs::copy(gatehouse_test_programs::TEST_BAD_MANIFEST_WASM, plugins.join("bad.wasm")).unwrap();
     std::fs::copy(HOSTILE, plugins.join("hostile.wasm")).unwrap();
     let data = dir.path().join("data");
     let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
