@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::{
     error::AppError,
     runtime::{ActionSchemas, model::ProviderError},
-    services::{Shared, integrations::Integrations},
+    services::{integrations::Integrations, shared::Shared},
 };
 
 pub struct Actions {

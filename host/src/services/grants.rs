@@ -18,7 +18,10 @@ use crate::{
         Plugin,
         model::{OAuthClient, OAuthError, OAuthSettings},
     },
-    services::{Shared, integrations::token_hint, verifier::base_url_text},
+    services::{
+        shared::{Shared, token_hint},
+        verifier::base_url_text,
+    },
     store::{IntegrationRow, OAuthAppRow, Refresh},
 };
 

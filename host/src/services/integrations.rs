@@ -19,8 +19,8 @@ use crate::{
         model::{Connection, Credentials, FieldKind, Verification, VerifyError},
     },
     services::{
-        Shared,
         grants::{Grants, Refreshed},
+        shared::{Shared, token_hint},
         verifier::{Verdict, base_url_text},
     },
     store::{Checked, IntegrationRow, Status, Verified},
@@ -378,13 +378,4 @@ pub(super) fn expiry(v: &Verification) -> Option<Timestamp> {
         tracing::warn!(expires_at = text, "the connector's token expiry is not RFC 3339; it is not stored");
     }
     parsed
-}
-
-/// At most the last 4 characters of the first secret field, and nothing
-/// for short values, where 4 characters would be too much of it.
-pub(super) fn token_hint(plugin: &Plugin, credentials: &Credentials) -> Option<String> {
-    let field = plugin.manifest.fields.iter().find(|f| f.kind == FieldKind::Secret)?;
-    let value = credentials.get(&field.key)?;
-    let chars: Vec<char> = value.chars().collect();
-    (chars.len() >= 16).then(|| chars[chars.len() - 4..].iter().collect())
 }

@@ -3,100 +3,34 @@
 //! never on `api`. Dependencies point one way:
 //!
 //! ```text
-//! oauth (authorization flow) ─┐
-//! actions, proxy, syncs ──────┼─> integrations ─> grants ─┐
-//! webhooks ───────────────────┘                           ├─> Shared (+ verifier)
-//!                                                         ┘
+//! mod.rs (wiring) ─> oauth ─> integrations ─> grants ─> shared ─> verifier
+//!                    actions, proxy, syncs ─> integrations
+//!                    syncs ─> webhooks ─> shared
 //! ```
-//!
-//! `Shared` holds what every service uses; its fields are private to this
-//! layer, so the API reaches the store or the key only through a service.
 
 pub mod actions;
 pub mod grants;
 pub mod integrations;
 pub mod oauth;
 pub mod proxy;
+mod shared;
 pub mod syncs;
 pub mod verifier;
 pub mod webhooks;
 
 use std::{sync::Arc, time::Duration};
 
-use url::Url;
-
 use crate::{
     config::{OAuthConfig, ProxySettings},
-    crypto::{Binding, CryptoError, MasterKey},
-    error::AppError,
-    locks::{KeyedGuard, KeyedLocks},
+    crypto::MasterKey,
+    locks::KeyedLocks,
     registry::{Registry, ReloadReport},
-    runtime::{
-        Plugin, Runtime,
-        model::{Credentials, FieldKind},
-    },
-    store::{IntegrationRow, Store},
+    runtime::Runtime,
+    store::Store,
 };
 
+use shared::Shared;
 pub use verifier::{Verdict, Verifier};
-
-/// The parts every service shares, built once at start.
-pub struct Shared {
-    runtime: Arc<Runtime>,
-    registry: Registry,
-    store: Store,
-    key: MasterKey,
-    verifier: Verifier,
-    /// Where browsers and providers reach this server (redirect URIs,
-    /// inbound webhook URLs).
-    public_url: Option<Url>,
-    /// One lock per integration: a refresh, re-verify or rotation runs
-    /// alone, so a refresh token is never spent twice by this process.
-    locks: KeyedLocks,
-}
-
-impl Shared {
-    fn plugins(&self) -> Vec<Arc<Plugin>> {
-        self.registry.all()
-    }
-
-    fn plugin(&self, id: &str) -> Result<Arc<Plugin>, AppError> {
-        // The detail does not echo `id`: a pasted secret may be in it.
-        self.registry.get(id).ok_or_else(|| {
-            AppError::NotFound(format!(
-                "No such provider is loaded; GET /api/v1/providers lists the available ones ({}).",
-                self.plugins().iter().map(|p| p.manifest.id.clone()).collect::<Vec<_>>().join(", ")
-            ))
-        })
-    }
-
-    /// The connector of a stored integration; `provider_unavailable` when it
-    /// is no longer loaded (the credentials stay stored until it is back).
-    fn plugin_of(&self, row: &IntegrationRow) -> Result<Arc<Plugin>, AppError> {
-        self.registry.get(&row.provider).ok_or_else(|| AppError::ProviderUnavailable(row.provider.clone()))
-    }
-
-    async fn lock(&self, id: &str) -> KeyedGuard {
-        self.locks.lock(id).await
-    }
-
-    fn open_credentials(&self, row: &IntegrationRow) -> Result<Credentials, AppError> {
-        let text = self.key.open(Binding::Credentials(&row.id), &row.secret)?;
-        Ok(Credentials::from_json(secrecy::ExposeSecret::expose_secret(&text)).map_err(|_| CryptoError::Open)?)
-    }
-
-    /// The base URL stored in the credentials, re-checked with today's
-    /// policy: a URL allowed when connected may have been refused since.
-    fn stored_base_url(&self, plugin: &Plugin, credentials: &Credentials) -> Result<Option<Url>, AppError> {
-        let Some(field) = plugin.manifest.fields.iter().find(|f| f.kind == FieldKind::Url) else {
-            return Ok(None);
-        };
-        let Some(value) = credentials.get(&field.key) else {
-            return Ok(None);
-        };
-        self.verifier.policy().parse_base_url(value).map(Some).map_err(|e| AppError::InvalidBaseUrl(e.to_string()))
-    }
-}
 
 /// How the services are tuned (from the command line).
 pub struct Settings {

@@ -15,9 +15,9 @@ use crate::{
     error::AppError,
     runtime::model::{OAuthClient, OAuthSettings, Verification},
     services::{
-        Shared,
         grants::{Grants, expires_in},
         integrations::Integrations,
+        shared::Shared,
         verifier::base_url_text,
     },
     store::{IntegrationRow, OAuthStateRow},

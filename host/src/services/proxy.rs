@@ -23,8 +23,8 @@ use crate::{
     error::AppError,
     runtime::{credential_header, model::VerifyError},
     services::{
-        Shared,
         integrations::{InUse, Integrations},
+        shared::Shared,
     },
 };
 

@@ -20,8 +20,8 @@ use crate::{
     error::AppError,
     runtime::model::{ProviderError, SyncModel, SyncPage},
     services::{
-        Shared,
         integrations::{InUse, Integrations},
+        shared::Shared,
         webhooks::Webhooks,
     },
     store::syncs::{Finish, Holder, NewDelivery, Page, RecordRow, SyncRow, Totals},

@@ -17,7 +17,7 @@ use crate::{
     clock::now,
     crypto::{Binding, CryptoError},
     error::AppError,
-    services::Shared,
+    services::shared::Shared,
     store::webhooks::{Attempted, DeliveryRow, WebhookRow},
 };
 
