@@ -71,6 +71,7 @@ fn init_tracing(log_connectors: Option<tracing_subscriber::filter::LevelFilter>)
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal().context("cannot handle SIGTERM and SIGINT")?;
     // Bound before anything slow starts and never let go: the address
     // cannot be taken by another process between a check and the serving.
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -130,8 +131,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let app = api::routes(&services, api_key_hash, config.limits.max_body_bytes, config.clients.client_body_timeout);
     tracing::info!(address = %local, data_dir = %config.data_dir.display(), "gatehouse listening");
-    server::serve(listener, app, config.clients.timeouts(), shutdown_signal(), std::time::Duration::from_secs(10))
-        .await;
+    server::serve(listener, app, config.clients.timeouts(), shutdown, std::time::Duration::from_secs(10)).await;
     store.close().await;
     tracing::info!("gatehouse stopped");
     Ok(())
@@ -171,20 +171,30 @@ async fn watch_plugins(services: Arc<Services>, every: std::time::Duration) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Registers the signal handlers now and resolves on SIGTERM or SIGINT.
+/// Registered before the socket is bound: a signal that comes while the
+/// server starts, or right after its first answer, is then a graceful stop
+/// rather than the default kill.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    let stopped = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+        async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
         }
-    }
+    };
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
+    let stopped = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    Ok(async move {
+        stopped.await;
+        tracing::info!("shutting down");
+    })
 }
 
 async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {

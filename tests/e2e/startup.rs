@@ -3,12 +3,46 @@
 //! environment, a file or the command line, with a warning where the
 //! client secrets are exposed.
 
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
 use serde_json::json;
 
 use crate::{
     fake_gitlab::FakeGitlab,
-    harness::{Gatehouse, Options},
+    harness::{API_KEY, Gatehouse, Options},
 };
+
+/// The socket is bound first, so clients may connect while connectors are
+/// still being compiled; a SIGTERM then must still be a graceful stop.
+#[test]
+fn a_sigterm_while_starting_is_a_graceful_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--no-component-cache", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--plugins-dir")
+        .arg(dir.path().join("plugins"))
+        .env("GATEHOUSE_API_KEY", API_KEY)
+        .env_remove("GATEHOUSE_MASTER_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(child.try_wait().unwrap().is_none() && Instant::now() < deadline, "never bound");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A client waits in the backlog, as a health check would.
+    let _waiting = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a SIGTERM during start ended gatehouse with {status}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_zero_is_one_port_throughout() {
