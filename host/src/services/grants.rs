@@ -169,10 +169,7 @@ impl Grants {
     /// `POST /integrations/{id}/refresh`: refreshes now, due or not.
     pub async fn refresh(&self, id: &str) -> Result<IntegrationRow, AppError> {
         let _guard = self.shared.lock(id).await;
-        let row =
-            self.shared.store.get(id).await?.ok_or_else(|| {
-                AppError::NotFound(format!("No integration {id}; GET /api/v1/integrations lists them."))
-            })?;
+        let row = self.shared.integration(id).await?;
         if row.refresh.is_none() {
             return Err(AppError::NotRefreshable(not_refreshable_sentence(&row.provider)));
         }

@@ -167,11 +167,7 @@ impl Integrations {
     }
 
     pub async fn get(&self, id: &str) -> Result<IntegrationRow, AppError> {
-        self.shared
-            .store
-            .get(id)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("No integration {id}; GET /api/v1/integrations lists them.")))
+        self.shared.integration(id).await
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), AppError> {

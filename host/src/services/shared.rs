@@ -60,6 +60,14 @@ impl Shared {
         self.locks.lock(id).await
     }
 
+    /// The stored integration `id`, or `not_found`.
+    pub(super) async fn integration(&self, id: &str) -> Result<IntegrationRow, AppError> {
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("No integration {id}; GET /api/v1/integrations lists them.")))
+    }
+
     pub(super) fn open_credentials(&self, row: &IntegrationRow) -> Result<Credentials, AppError> {
         let text = self.key.open(Binding::Credentials(&row.id), &row.secret)?;
         Ok(Credentials::from_json(secrecy::ExposeSecret::expose_secret(&text)).map_err(|_| CryptoError::Open)?)
