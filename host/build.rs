@@ -37,8 +37,8 @@ fn main() {
 /// The e2e tests that need tools outside rustup are compiled as ignored
 /// (`cargo test` lists them as such, never as passed) when the tools are
 /// missing: `gatehouse_browser` (node, `npm ci` in tests/browser, Chromium),
-/// `gatehouse_componentize_py` and `gatehouse_netns` (user and network
-/// namespaces, `ip`). Under `CI` they are never ignored, so
+/// `gatehouse_componentize_py`, `gatehouse_netns` (user and network
+/// namespaces, `ip`) and `gatehouse_strace`. Under `CI` they are never ignored, so
 /// a missing tool fails the run. `tests/setup.sh` installs all of them.
 fn detect_test_tools(root: &Path) {
     println!("cargo:rustc-check-cfg=cfg(gatehouse_browser)");
@@ -98,5 +98,19 @@ fn detect_test_tools(root: &Path) {
         .is_ok_and(|s| s.success());
     if ci || netns {
         println!("cargo:rustc-cfg=gatehouse_netns");
+    }
+
+    // What reaches the disk is observed by tracing the host's fsync calls
+    // (`gatehouse_strace`); containers may forbid ptrace.
+    println!("cargo:rustc-check-cfg=cfg(gatehouse_strace)");
+    watch(&on_path("strace"), &path_dirs);
+    let strace = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ci || strace {
+        println!("cargo:rustc-cfg=gatehouse_strace");
     }
 }

@@ -6,7 +6,8 @@
 #   - playwright-core (npm ci in tests/browser), which drives it,
 #   - componentize-py, which builds the Python connector (plugins/gitea-py),
 #   - unshare and ip (util-linux, iproute2), for the tests that run in a
-#     loopback-only network namespace.
+#     loopback-only network namespace,
+#   - strace, for the test that watches what the host fsyncs.
 # A tool it cannot install is reported here; host/build.rs then compiles
 # the test that needs it as ignored (under CI=true such a test fails).
 set -uo pipefail
@@ -54,6 +55,19 @@ if ! command -v unshare >/dev/null || ! command -v ip >/dev/null; then
 fi
 if command -v unshare >/dev/null && ! unshare -rn true 2>/dev/null; then
   missing+=("user namespaces (unshare -rn fails: the kernel or container forbids them)")
+fi
+
+if ! command -v strace >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "tests/setup.sh: installing strace (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null \
+      || missing+=("strace (apt-get install strace failed)")
+  else
+    missing+=("strace (install strace)")
+  fi
+fi
+if command -v strace >/dev/null && ! strace -f -qq -o /dev/null true 2>/dev/null; then
+  missing+=("ptrace (strace cannot trace: the container forbids it)")
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -14,6 +14,7 @@ mod cli;
 mod egress;
 mod errors;
 mod example;
+mod keys;
 mod limits;
 mod oauth;
 mod proxy;
