@@ -335,8 +335,8 @@ fn create_key_file(path: &Path) -> Result<(Vec<SecretSlice<u8>>, bool), KeyError
         files::create_private_dir(dir).map_err(io)?;
     }
     let key = crypto::generate_key();
-    let text = crypto::encode_key(&key);
-    match files::write_private(path, format!("{}\n", text.expose_secret()).as_bytes(), Existing::Keep, true) {
+    let text = SecretString::from(format!("{}\n", crypto::encode_key(&key).expose_secret()));
+    match files::write_private(path, text.expose_secret().as_bytes(), Existing::Keep, true) {
         Ok(()) => Ok((vec![key], true)),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             Ok((read_ring_file(path)?.ok_or_else(|| KeyError::BadKeyFile(path.to_path_buf()))?, false))
