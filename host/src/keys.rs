@@ -221,6 +221,15 @@ pub async fn load(loc: &Locator<'_>, store: &Store, create: Create) -> Result<Lo
         (None, None) => KeySource::File(loc.default_file.clone().ok_or(KeyError::NoDefaultPath)?),
     };
     if let KeySource::File(path) = &source
+        && allow
+        && is_inside(path, loc.data_dir)
+    {
+        tracing::warn!(
+            file = %path.display(),
+            "the master key file is inside the data dir (--allow-key-in-data-dir): a copy of the data dir opens every stored secret"
+        );
+    }
+    if let KeySource::File(path) = &source
         && !allow
         && is_inside(path, loc.data_dir)
     {

@@ -130,6 +130,7 @@ async fn the_key_an_earlier_version_left_in_the_data_dir_is_moved_not_replaced()
     g.options_mut().extra_args.push("--allow-key-in-data-dir".into());
     g.restart().await;
     assert_eq!(reverify(&g, &id).await, (200, "connected".into()));
+    assert!(g.logs().contains("a copy of the data dir opens every stored secret"), "the risk is logged");
     g.stop();
     g.options_mut().extra_args.clear();
 
