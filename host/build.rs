@@ -38,11 +38,12 @@ fn main() {
 /// (`cargo test` lists them as such, never as passed) when the tools are
 /// missing: `gatehouse_browser` (node, `npm ci` in tests/browser, Chromium),
 /// `gatehouse_componentize_py`, `gatehouse_componentize_js` (node, and
-/// `npm ci` in plugins/bitbucket-js), and `gatehouse_netns` (unprivileged
-/// user, network and mount namespaces with `unshare` and iproute2's `ip`, for
-/// the tests that must not reach a real network if the code under test
-/// fails). Under `CI` they are never ignored, so a missing tool fails the
-/// run. `tests/setup.sh` installs all of them.
+/// `npm ci` in plugins/bitbucket-js), `gatehouse_netns` (unprivileged user,
+/// network and mount namespaces with `unshare` and iproute2's `ip`, for the
+/// tests that must not reach a real network if the code under test fails)
+/// and `gatehouse_strace` (an `strace` allowed to trace). Under `CI` they are
+/// never ignored, so a missing tool fails the run. `tests/setup.sh` installs
+/// all of them.
 fn detect_test_tools(root: &Path) {
     println!("cargo:rustc-check-cfg=cfg(gatehouse_browser)");
     println!("cargo:rustc-check-cfg=cfg(gatehouse_componentize_py)");
@@ -111,5 +112,19 @@ fn detect_test_tools(root: &Path) {
     watch(&componentize_js, std::slice::from_ref(&js_dir));
     if ci || (node.is_some() && componentize_js.is_some()) {
         println!("cargo:rustc-cfg=gatehouse_componentize_js");
+    }
+
+    // What reaches the disk is observed by tracing the host's fsync calls
+    // (`gatehouse_strace`); containers may forbid ptrace.
+    println!("cargo:rustc-check-cfg=cfg(gatehouse_strace)");
+    watch(&on_path("strace"), &path_dirs);
+    let strace = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ci || strace {
+        println!("cargo:rustc-cfg=gatehouse_strace");
     }
 }

@@ -7,9 +7,10 @@
 #   - componentize-py, which builds the Python connector (plugins/gitea-py),
 #   - util-linux's unshare and iproute2's ip (apt), with which the egress tests
 #     run in a loopback-only network namespace (unprivileged user namespaces
-#     must be enabled in the kernel).
+#     must be enabled in the kernel),
 #   - componentize-js (npm ci in plugins/bitbucket-js, the version its
-#     package-lock.json pins), which builds the JavaScript connectors.
+#     package-lock.json pins), which builds the JavaScript connectors,
+#   - strace, for the test that watches what the host fsyncs.
 # A tool it cannot install is reported here; host/build.rs then compiles
 # the test that needs it as ignored (under CI=true such a test fails).
 set -uo pipefail
@@ -64,6 +65,19 @@ fi
 if command -v unshare >/dev/null && have_ip \
   && ! unshare -rnm sh -c 'PATH="$PATH:/usr/sbin:/sbin"; ip link set lo up && mount --bind /etc/hosts /etc/hosts' 2>/dev/null; then
   missing+=("unprivileged user, network and mount namespaces (unshare -rnm fails: enable user namespaces, e.g. sysctl kernel.unprivileged_userns_clone=1)")
+fi
+
+if ! command -v strace >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "tests/setup.sh: installing strace (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null \
+      || missing+=("strace (apt-get install strace failed)")
+  else
+    missing+=("strace (install strace)")
+  fi
+fi
+if command -v strace >/dev/null && ! strace -f -qq -o /dev/null true 2>/dev/null; then
+  missing+=("ptrace (strace cannot trace: the container forbids it)")
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

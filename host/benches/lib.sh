@@ -59,7 +59,7 @@ EOF
 # start_gatehouse [extra serve flags…]
 start_gatehouse() {
   GATEHOUSE_API_KEY=$KEY GATEHOUSE_LOG=warn "$BIN" serve --listen "127.0.0.1:$GATEHOUSE_PORT" \
-    --data-dir "$work/data" --allow-private-networks --allow-http --refresh-interval 0s --plugins-poll 0s "$@" \
+    --data-dir "$work/data" --master-key-file "$work/master.key" --allow-private-networks --allow-http --refresh-interval 0s --plugins-poll 0s "$@" \
     >>"$work/gatehouse.log" 2>&1 &
   gh_pid=$!
   for _ in $(seq 1 300); do

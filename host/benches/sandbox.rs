@@ -525,6 +525,10 @@ impl Host {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--plugins-poll", "0s", "--data-dir"])
             .arg(data)
+            // Kept in the temporary directory, so the run leaves nothing behind.
+            .arg("--master-key-file")
+            .arg(data.join("master.key"))
+            .arg("--allow-key-in-data-dir")
             .env("GATEHOUSE_API_KEY", API_KEY)
             .env("GATEHOUSE_LOG", "warn")
             .stdout(Stdio::null())

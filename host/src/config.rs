@@ -49,6 +49,61 @@ pub enum Command {
     /// Inspect and check connector components.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// The master key: rotate it, or check that it opens every stored secret.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-seal every stored secret under a new master key. Stop the server
+    /// first; an interrupted rotation finishes when run again.
+    Rotate {
+        #[command(flatten)]
+        store: KeyStoreArgs,
+        /// Take the new key from this file (base64 of 32 bytes); a missing
+        /// file is created with a new random key. Needed when the key comes
+        /// from GATEHOUSE_MASTER_KEY. [default: a new random key]
+        #[arg(long, value_name = "PATH")]
+        new_key_file: Option<PathBuf>,
+    },
+    /// Show where the master key is read from, its key ids, and how many
+    /// stored secrets each key seals; fails if any does not open.
+    Status {
+        #[command(flatten)]
+        store: KeyStoreArgs,
+    },
+}
+
+/// The data a `keys` command works on: the database and its key.
+#[derive(Debug, Clone, Args)]
+pub struct KeyStoreArgs {
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "GATEHOUSE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub key: KeyConfig,
+}
+
+/// Where the master key lives. `GATEHOUSE_MASTER_KEY` (base64 of 32 bytes,
+/// read from the environment only so it never shows in the process list)
+/// replaces the file when set.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeyConfig {
+    /// The master key file: base64 keys, one a line; the first seals, any
+    /// others (left by an unfinished rotation) only open. Created 0600, in a
+    /// 0700 directory, on the first start. Keep it outside the data dir.
+    /// [default: $XDG_CONFIG_HOME/gatehouse/master.key, else
+    /// ~/.config/gatehouse/master.key]
+    #[arg(long, env = "GATEHOUSE_MASTER_KEY_FILE", value_name = "PATH")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Accept a master key file inside the data dir, such as the
+    /// <data-dir>/master.key of earlier versions (a copy of the data dir
+    /// then opens every stored secret).
+    #[arg(long, env = "GATEHOUSE_ALLOW_KEY_IN_DATA_DIR")]
+    pub allow_key_in_data_dir: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,9 +174,13 @@ pub struct ServeConfig {
     #[arg(long, env = "GATEHOUSE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Directory for the SQLite file and the key file.
+    /// Directory for the SQLite file and the compiled-component cache
+    /// (created 0700).
     #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
     pub data_dir: PathBuf,
+
+    #[command(flatten)]
+    pub keys: KeyConfig,
 
     /// Directory of extra `.wasm` connector components [default: <data-dir>/plugins].
     #[arg(long, env = "GATEHOUSE_PLUGINS_DIR")]

@@ -1,30 +1,20 @@
-//! Secrets at rest: the master key (from the environment or a 0600 key
-//! file), AES-256-GCM sealing bound to the owning record (`Binding`), and
-//! API key hashing.
-
-use std::{
-    fs,
-    io::Write,
-    path::{Path, PathBuf},
-};
+//! Secrets at rest: the master key ring (one key seals, every key opens
+//! what it sealed), AES-256-GCM sealing bound to the owning record
+//! (`Binding`), keys derived for other purposes, and API key hashing. Where
+//! the key lives is `keys`' concern.
 
 use aes_gcm::{
     Aes256Gcm, KeyInit, Nonce,
     aead::{Aead, AeadCore, OsRng, Payload},
 };
 use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD};
+use hkdf::Hkdf;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
-    #[error("GATEHOUSE_MASTER_KEY must be base64 of exactly 32 bytes")]
-    BadEnvKey,
-    #[error("key file {path} is not base64 of exactly 32 bytes; restore it from backup")]
-    BadKeyFile { path: PathBuf },
-    #[error("cannot read or create key file {path}: {source}")]
-    KeyFileIo { path: PathBuf, source: std::io::Error },
     #[error("secret was sealed with key {0}, which is not loaded")]
     UnknownKey(String),
     #[error("secret cannot be decrypted: wrong key or tampered record")]
@@ -71,95 +61,139 @@ impl Binding<'_> {
     }
 }
 
-/// The AEAD key. Its id is derived from the key, so a record says which key
-/// sealed it and a wrong key is reported as such, not as tampering.
-pub struct MasterKey {
+/// One AES-256 key. Its id is derived from the key, so a record says which
+/// key sealed it and a wrong key is reported as such, not as tampering.
+struct Key {
     id: String,
     cipher: Aes256Gcm,
+    bytes: SecretSlice<u8>,
+}
+
+impl Key {
+    fn new(bytes: &SecretSlice<u8>) -> Self {
+        let raw = bytes.expose_secret();
+        let cipher = Aes256Gcm::new_from_slice(raw).expect("callers pass 32 bytes");
+        Self { id: key_id(bytes), cipher, bytes: SecretSlice::from(raw.to_vec()) }
+    }
+}
+
+/// The master key ring: the first key seals, every key opens what it
+/// sealed. It holds more than one key only while `gatehouse keys rotate`
+/// re-seals everything under a new key, so an interrupted rotation leaves
+/// every value readable.
+pub struct MasterKey {
+    keys: Vec<Key>,
 }
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MasterKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("MasterKey").field("ids", &self.ids()).finish_non_exhaustive()
     }
 }
 
 impl MasterKey {
+    /// A ring of one key. `bytes` must be 32 bytes (`parse_key` checks).
     pub fn from_bytes(bytes: &SecretSlice<u8>) -> Self {
-        let bytes = bytes.expose_secret();
-        let digest = Sha256::digest([b"gatehouse-key-id:".as_slice(), bytes].concat());
-        let id = hex(&digest[..6]);
-        let cipher = Aes256Gcm::new_from_slice(bytes).expect("caller checked 32 bytes");
-        Self { id, cipher }
+        Self { keys: vec![Key::new(bytes)] }
     }
 
-    /// `GATEHOUSE_MASTER_KEY` when set, else `<data_dir>/master.key`, created
-    /// with mode 0600 on first start.
-    pub fn load(env_value: Option<&SecretString>, data_dir: &Path) -> Result<Self, CryptoError> {
-        if let Some(value) = env_value {
-            return decode_key(value.expose_secret()).map(|k| Self::from_bytes(&k)).ok_or(CryptoError::BadEnvKey);
-        }
-        let path = data_dir.join("master.key");
-        let io = |source| CryptoError::KeyFileIo { path: path.clone(), source };
-        match fs::read_to_string(&path) {
-            Ok(text) => decode_key(text.trim())
-                .map(|k| Self::from_bytes(&k))
-                .ok_or(CryptoError::BadKeyFile { path: path.clone() }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = vec![0u8; 32];
-                OsRng.fill_bytes(&mut key);
-                let mut options = fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(&path).map_err(io)?;
-                file.write_all(STANDARD.encode(&key).as_bytes()).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                Ok(Self::from_bytes(&SecretSlice::from(key)))
+    /// A ring sealing with `sealing` and opening with it and `older`; a key
+    /// given twice is kept once.
+    pub fn ring(sealing: &SecretSlice<u8>, older: &[SecretSlice<u8>]) -> Self {
+        let mut keys = vec![Key::new(sealing)];
+        for bytes in older {
+            let key = Key::new(bytes);
+            if !keys.iter().any(|k| k.id == key.id) {
+                keys.push(key);
             }
-            Err(e) => Err(io(e)),
         }
+        Self { keys }
     }
 
+    /// The id of the sealing key.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.keys[0].id
     }
 
-    /// Seals a secret so it only opens for the same `binding`.
+    /// Every key's id, the sealing key's first.
+    pub fn ids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.id.as_str()).collect()
+    }
+
+    pub fn has(&self, key_id: &str) -> bool {
+        self.keys.iter().any(|k| k.id == key_id)
+    }
+
+    /// Seals a secret under the sealing key so it only opens for the same
+    /// `binding`.
     pub fn seal(&self, binding: Binding<'_>, secret: &str) -> Sealed {
+        let key = &self.keys[0];
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let aad = self.aad(binding);
-        let ciphertext = self
+        let aad = aad(&key.id, binding);
+        let ciphertext = key
             .cipher
             .encrypt(&nonce, Payload { msg: secret.as_bytes(), aad: &aad })
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-        Sealed { key_id: self.id.clone(), nonce: nonce.to_vec(), ciphertext }
+        Sealed { key_id: key.id.clone(), nonce: nonce.to_vec(), ciphertext }
     }
 
-    /// Opens what `seal` sealed for the same binding.
+    /// Opens what `seal` sealed for the same binding, with whichever key of
+    /// the ring sealed it.
     pub fn open(&self, binding: Binding<'_>, sealed: &Sealed) -> Result<SecretString, CryptoError> {
-        if sealed.key_id != self.id {
+        let Some(key) = self.keys.iter().find(|k| k.id == sealed.key_id) else {
             return Err(CryptoError::UnknownKey(sealed.key_id.clone()));
-        }
+        };
         if sealed.nonce.len() != 12 {
             return Err(CryptoError::Open);
         }
-        let aad = self.aad(binding);
-        let plain = self
+        let aad = aad(&key.id, binding);
+        let plain = key
             .cipher
             .decrypt(Nonce::from_slice(&sealed.nonce), Payload { msg: &sealed.ciphertext, aad: &aad })
             .map_err(|_| CryptoError::Open)?;
         String::from_utf8(plain).map(SecretString::from).map_err(|_| CryptoError::Open)
     }
 
-    fn aad(&self, binding: Binding<'_>) -> Vec<u8> {
-        format!("gatehouse:v1:{}:{}", self.id, binding.text()).into_bytes()
+    /// A key for another purpose (HKDF-SHA256 of the sealing key with
+    /// `purpose` as info): whoever lacks the master key cannot compute it,
+    /// and it changes when the master key is rotated.
+    pub fn derive(&self, purpose: &str) -> SecretSlice<u8> {
+        let mut out = vec![0u8; 32];
+        Hkdf::<Sha256>::new(None, self.keys[0].bytes.expose_secret())
+            .expand(purpose.as_bytes(), &mut out)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        SecretSlice::from(out)
     }
 }
 
-fn decode_key(text: &str) -> Option<SecretSlice<u8>> {
+fn aad(key_id: &str, binding: Binding<'_>) -> Vec<u8> {
+    format!("gatehouse:v1:{key_id}:{}", binding.text()).into_bytes()
+}
+
+/// The id a key is known by in sealed records and logs: not secret, a
+/// truncated hash that cannot be turned back into the key.
+pub fn key_id(bytes: &SecretSlice<u8>) -> String {
+    let digest = Sha256::digest([b"gatehouse-key-id:".as_slice(), bytes.expose_secret()].concat());
+    hex(&digest[..6])
+}
+
+/// A key as written in a key file or `GATEHOUSE_MASTER_KEY`: base64 of
+/// exactly 32 bytes.
+pub fn parse_key(text: &str) -> Option<SecretSlice<u8>> {
     let bytes = STANDARD.decode(text.trim()).ok()?;
     (bytes.len() == 32).then(|| SecretSlice::from(bytes))
+}
+
+/// The text `parse_key` reads.
+pub fn encode_key(bytes: &SecretSlice<u8>) -> SecretString {
+    SecretString::from(STANDARD.encode(bytes.expose_secret()))
+}
+
+/// A new random 32-byte key.
+pub fn generate_key() -> SecretSlice<u8> {
+    let mut key = vec![0u8; 32];
+    OsRng.fill_bytes(&mut key);
+    SecretSlice::from(key)
 }
 
 /// A new API key: 32 random bytes, URL-safe, with a recognisable prefix so
@@ -261,24 +295,35 @@ mod tests {
     }
 
     #[test]
-    fn key_file_is_created_private_and_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = MasterKey::load(None, dir.path()).unwrap();
-        let second = MasterKey::load(None, dir.path()).unwrap();
-        assert_eq!(first.id(), second.id());
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join("master.key")).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+    fn a_ring_seals_with_its_first_key_and_opens_with_any() {
+        let (old, new) = (SecretSlice::from(vec![7u8; 32]), SecretSlice::from(vec![8u8; 32]));
+        let before = key().seal(Binding::Credentials("a"), "old secret");
+        let ring = MasterKey::ring(&new, &[old]);
+        let after = ring.seal(Binding::Credentials("b"), "new secret");
+        assert_eq!(after.key_id, key_id(&new));
+        assert_eq!(ring.ids(), [key_id(&new).as_str(), key().id()]);
+        assert_eq!(ring.open(Binding::Credentials("a"), &before).unwrap().expose_secret(), "old secret");
+        assert_eq!(ring.open(Binding::Credentials("b"), &after).unwrap().expose_secret(), "new secret");
+        // The old key alone does not open what the new one sealed.
+        assert!(matches!(key().open(Binding::Credentials("b"), &after), Err(CryptoError::UnknownKey(_))));
     }
 
     #[test]
-    fn bad_env_key_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let short = SecretString::from(STANDARD.encode([1u8; 16]));
-        assert!(matches!(MasterKey::load(Some(&short), dir.path()), Err(CryptoError::BadEnvKey)));
+    fn derived_keys_depend_on_the_purpose_and_the_sealing_key() {
+        let k = key();
+        assert_eq!(k.derive("a").expose_secret(), key().derive("a").expose_secret());
+        assert_ne!(k.derive("a").expose_secret(), k.derive("b").expose_secret());
+        let other = MasterKey::from_bytes(&SecretSlice::from(vec![8u8; 32]));
+        assert_ne!(k.derive("a").expose_secret(), other.derive("a").expose_secret());
+        assert_ne!(k.derive("a").expose_secret(), [7u8; 32].as_slice());
+    }
+
+    #[test]
+    fn keys_are_base64_of_32_bytes() {
+        let k = generate_key();
+        assert_eq!(parse_key(encode_key(&k).expose_secret()).unwrap().expose_secret(), k.expose_secret());
+        assert!(parse_key(&STANDARD.encode([1u8; 16])).is_none());
+        assert!(parse_key("not base64!").is_none());
     }
 
     #[test]

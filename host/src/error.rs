@@ -329,7 +329,7 @@ impl AppError {
             ),
             Self::Store(_) => "The database failed; see the server log and try again.".into(),
             Self::Crypto(e) => format!(
-                "{e}. Restore the master key the server used before (GATEHOUSE_MASTER_KEY or master.key in the data dir), or connect the integration again."
+                "{e}. Restore the master key the server used before (its key file, --master-key-file, or GATEHOUSE_MASTER_KEY; `gatehouse keys status` tells which key each secret needs), or connect the integration again."
             ),
         }
     }

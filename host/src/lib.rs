@@ -11,6 +11,8 @@ pub mod config;
 pub mod crypto;
 pub mod egress;
 pub mod error;
+pub mod files;
+pub mod keys;
 pub mod locks;
 pub mod problem;
 pub mod registry;

@@ -1,5 +1,5 @@
 //! `gatehouse`: the integrations host. `serve` runs the HTTP API; `plugins`
-//! inspects connector components.
+//! inspects connector components; `keys` rotates and checks the master key.
 
 #![allow(clippy::result_large_err)]
 
@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use gatehouse::{
     api, build_runtime, builtin,
-    config::{Cli, Command, PluginsCommand, SandboxLimits, ServeConfig},
+    config::{Cli, Command, KeyStoreArgs, KeysCommand, PluginsCommand, SandboxLimits, ServeConfig},
     crypto,
     egress::Policy,
-    registry, scaffold, server,
+    files, keys, registry, scaffold, server,
     services::{Services, Settings, Verifier, syncs::SyncSettings},
     store,
 };
@@ -39,6 +39,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(config) => serve(*config).await,
             Command::Plugins(cmd) => plugins_command(cmd).await,
+            Command::Keys(cmd) => keys_command(cmd).await,
         }
     });
     // A DNS lookup the system resolver is still waiting on (a blocking
@@ -78,19 +79,47 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let master_env = std::env::var("GATEHOUSE_MASTER_KEY").ok().filter(|v| !v.is_empty()).map(SecretString::from);
-    let key = crypto::MasterKey::load(master_env.as_ref(), &config.data_dir)?;
-    tracing::info!(key_id = key.id(), "master key loaded");
-    let store = store::Store::open(config.database_url.as_deref(), &config.data_dir).await?;
+    let data_dir = &config.data_dir;
+    let created = files::create_private_dir(data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    if !created && let Ok(Some(mode)) = files::shared_mode(data_dir) {
+        tracing::warn!(
+            data_dir = %data_dir.display(),
+            "the data dir is mode {mode:o}: other local users can list it; `chmod 700` it (new data dirs are created 0700)"
+        );
+    }
+    let _in_use = keys::DataDirLock::shared(data_dir)?;
+    let store = store::Store::open(config.database_url.as_deref(), data_dir).await?;
+    let loaded = keys::load(&keys::Locator::from_env(&config.keys, data_dir), &store, keys::Create::IfMissing).await?;
+    if loaded.created {
+        tracing::info!(
+            key_id = loaded.ring.id(),
+            file = %loaded.source,
+            "created the master key: back it up, apart from the data dir (without it stored secrets cannot be opened)"
+        );
+    } else {
+        tracing::info!(key_id = loaded.ring.id(), from = %loaded.source, "master key loaded");
+    }
+    if loaded.ring.ids().len() > 1 {
+        tracing::warn!(
+            keys = ?loaded.ring.ids(),
+            "the key file holds more than one key: a rotation did not finish; stop the server and run `gatehouse keys rotate` again"
+        );
+    }
+    for (id, count) in &loaded.missing {
+        tracing::warn!(
+            key_id = id,
+            "{count} stored secrets are sealed with a key that is not loaded: they answer secret_unavailable until it is back (as a line of the key file)"
+        );
+    }
+    let key = loaded.ring;
     let api_key_hash = api_key_hash(&store).await?;
 
     let policy = config.policy();
     let mut runtime =
         build_runtime(&config.limits, policy.clone(), config.ca_bundle.as_deref(), config.egress_proxy.clone())?;
     if !config.no_component_cache {
-        runtime = runtime.with_component_cache(config.data_dir.join("cache"));
+        runtime = runtime.with_component_cache(data_dir.join("cache"), key.derive(keys::COMPONENT_CACHE_PURPOSE));
     }
     let registry = registry::Registry::load(&runtime, builtin::BUILTIN, config.plugins_dir()).await?;
     let mut oauth_config = config.oauth.clone();
@@ -197,6 +226,38 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+async fn keys_command(cmd: KeysCommand) -> anyhow::Result<()> {
+    async fn open(args: &KeyStoreArgs) -> anyhow::Result<store::Store> {
+        let dir = &args.data_dir;
+        anyhow::ensure!(dir.is_dir(), "the data dir {} does not exist; name it with --data-dir", dir.display());
+        Ok(store::Store::open(args.database_url.as_deref(), dir).await?)
+    }
+    match cmd {
+        KeysCommand::Rotate { store: args, new_key_file } => {
+            let _alone = args.data_dir.is_dir().then(|| keys::DataDirLock::exclusive(&args.data_dir)).transpose()?;
+            let store = open(&args).await?;
+            let locator = keys::Locator::from_env(&args.key, &args.data_dir);
+            let rotation = keys::rotate(&locator, &store, new_key_file.as_deref()).await;
+            store.close().await;
+            println!("{}", rotation?);
+        }
+        KeysCommand::Status { store: args } => {
+            let store = open(&args).await?;
+            let status = keys::status(&keys::Locator::from_env(&args.key, &args.data_dir), &store).await;
+            store.close().await;
+            let status = status?;
+            println!("{status}");
+            if status.unreadable > 0 {
+                anyhow::bail!(
+                    "{} stored secrets cannot be opened with this master key; restore the key they were sealed with",
+                    status.unreadable
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
     if let PluginsCommand::New { name, lang, dir, sdk_path } = &cmd {
         let dir = dir.clone().unwrap_or_else(|| std::path::PathBuf::from(name));
@@ -220,7 +281,7 @@ async fn plugins_command(cmd: PluginsCommand) -> anyhow::Result<()> {
     if let PluginsCommand::Test { cache, .. } | PluginsCommand::Validate { cache, .. } = &cmd
         && let Some(dir) = cache.dir()
     {
-        runtime = runtime.with_component_cache(dir.join("components"));
+        runtime = runtime.with_component_cache(dir.join("components"), keys::local_cache_key(&dir)?);
     }
     let runtime = Arc::new(runtime);
     let verifier = Verifier::new(runtime.clone(), policy);

@@ -1,5 +1,9 @@
-//! Compiled components are cached in <data-dir>/cache; a damaged cache file
-//! is recompiled, never trusted.
+//! Compiled components are cached in <data-dir>/cache, each file carrying
+//! an HMAC keyed from the master key: a file that was tampered with,
+//! damaged, moved under another component's name or written under another
+//! key is compiled again, never loaded.
+
+use std::os::unix::fs::MetadataExt;
 
 use crate::{
     fake_gitlab::FakeGitlab,
@@ -14,17 +18,22 @@ fn cached(g: &Gatehouse) -> Vec<std::path::PathBuf> {
     files
 }
 
+fn rebuilt(g: &Gatehouse) -> usize {
+    g.logs().matches("compiled component failed authentication").count()
+}
+
+async fn verify_works(g: &Gatehouse, token: &str, url: &str) {
+    let r = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(token, url)).await;
+    assert_eq!(r.body["valid"], true, "{}", r.body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compiled_components_are_cached_and_damage_is_survived() {
+async fn compiled_components_are_authenticated_before_they_are_loaded() {
     let fake = FakeGitlab::start().await;
     let token = fake.pat(fake.add_user("jane", false));
     let mut g = Gatehouse::start(Options::lax()).await;
     let files = cached(&g);
     assert_eq!(files.len(), 2, "one compiled file per first-party connector: {files:?}");
-
-    // A restart uses the cached files: put the OAuth connector's compiled
-    // code under the PAT connector's name, and the restarted host serves the
-    // OAuth connector twice (so only once) and no PAT connector.
     let sha = |id: &str| {
         let id = id.to_string();
         let g = &g;
@@ -33,28 +42,52 @@ async fn compiled_components_are_cached_and_damage_is_survived() {
     let named =
         |sha: &str| files.iter().find(|f| f.file_name().unwrap().to_string_lossy().starts_with(sha)).unwrap().clone();
     let (pat_file, oauth_file) = (named(&sha("gitlab-pat").await), named(&sha("gitlab-oauth").await));
-    let pat_code = std::fs::read(&pat_file).unwrap();
-    // Only while the host is stopped: it maps these files into memory.
+    // A restart uses the cached files: nothing is compiled or written again.
+    let inode = std::fs::metadata(&pat_file).unwrap().ino();
+    g.restart().await;
+    assert_eq!(std::fs::metadata(&pat_file).unwrap().ino(), inode, "the cached file was used, not rewritten");
+    assert_eq!(rebuilt(&g), 0);
+
+    // One byte of the compiled code flipped (only while the host is
+    // stopped): refused, compiled again, rewritten, and the host works.
+    g.stop();
+    let mut code = std::fs::read(&pat_file).unwrap();
+    let middle = code.len() / 2;
+    code[middle] ^= 0x01;
+    std::fs::write(&pat_file, &code).unwrap();
+    g.restart().await;
+    assert_eq!(rebuilt(&g), 1, "the tampered file was noticed:\n{}", g.logs());
+    verify_works(&g, &token, &fake.url).await;
+    let again = std::fs::read(&pat_file).unwrap();
+    assert_ne!(again, code, "the tampered file was replaced");
+    assert_eq!(again.len(), code.len());
+
+    // Another connector's authentic code under this connector's name is
+    // refused too: the tag covers which component it was compiled from.
     g.stop();
     std::fs::copy(&oauth_file, &pat_file).unwrap();
     g.restart().await;
-    let health = g.get("/api/v1/health").await;
-    assert_eq!(health.body["plugins"], serde_json::json!(["gitlab-oauth"]), "the cache was not used");
-    g.stop();
-    std::fs::write(&pat_file, pat_code).unwrap();
-    g.restart().await;
+    assert_eq!(rebuilt(&g), 2);
     let health = g.get("/api/v1/health").await;
     assert_eq!(health.body["plugins"], serde_json::json!(["gitlab-oauth", "gitlab-pat"]));
+    verify_works(&g, &token, &fake.url).await;
 
+    // A file that is not a compiled component at all.
     g.stop();
     std::fs::write(&files[0], b"not a compiled component").unwrap();
     g.restart().await;
-    let r = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&token, &fake.url)).await;
-    assert_eq!(r.body["valid"], true);
-    let again = cached(&g);
-    assert_eq!(again.len(), 2);
-    assert!(std::fs::metadata(&again[0]).unwrap().len() > 10_000, "the damaged file was rewritten");
-    assert!(g.logs().contains("ignoring unusable compiled component"));
+    assert_eq!(rebuilt(&g), 3);
+    assert!(std::fs::metadata(&files[0]).unwrap().len() > 10_000, "the damaged file was rewritten");
+
+    // Under another master key every entry is foreign, and rebuilt.
+    g.stop();
+    use base64::Engine;
+    std::fs::write(g.key_file(), base64::engine::general_purpose::STANDARD.encode([9u8; 32])).unwrap();
+    g.restart().await;
+    assert_eq!(rebuilt(&g), 5);
+    verify_works(&g, &token, &fake.url).await;
+    g.restart().await;
+    assert_eq!(rebuilt(&g), 5, "the rebuilt entries authenticate");
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse")).arg("serve").arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("--no-component-cache"));

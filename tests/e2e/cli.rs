@@ -47,13 +47,22 @@ async fn plugins_test_calls_verify_once() {
     // The compiled component is kept for the next call.
     let compiled: Vec<_> = std::fs::read_dir(cache.join("components")).unwrap().collect();
     assert_eq!(compiled.len(), 1, "{compiled:?}");
+    // ...authenticated with a key of this cache's own (0600): a file that
+    // does not carry its MAC is compiled again, never loaded.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(cache.join("cache.key")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    std::fs::write(compiled[0].as_ref().unwrap().path(), b"not a compiled component").unwrap();
+    let (ok, json, stderr) = gatehouse_with(&[&args[..], &[token_arg.as_str(), base_arg.as_str()]].concat(), &secrets);
+    assert!(ok && json["valid"] == true, "{stderr}");
+    assert_eq!(calls(), (2, 2));
 
     let wrong_arg = format!("token={wrong}");
     let (ok, json, _) = gatehouse_with(&[&args[..], &[wrong_arg.as_str(), base_arg.as_str()]].concat(), &secrets);
     assert!(!ok);
     assert_eq!(json["error"]["code"], "invalid_token");
     let refused = json;
-    assert_eq!(calls(), (2, 1), "the refused token stops at the first request, once");
+    assert_eq!(calls(), (3, 2), "the refused token stops at the first request, once");
 
     // Without --allow-private-networks the default policy refuses loopback.
     let (ok, json, _) =
@@ -63,7 +72,7 @@ async fn plugins_test_calls_verify_once() {
     assert_eq!((&json["valid"], &json["error"]["code"]), (&json!(false), &json!("egress_denied")), "{json}");
     let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&json), keys(&refused), "one output shape");
-    assert_eq!(calls(), (2, 1), "nothing sent");
+    assert_eq!(calls(), (3, 2), "nothing sent");
 
     let (ok, _, stderr) = gatehouse(&["plugins", "test", dir.path().join("missing.wasm").to_str().unwrap()]);
     assert!(!ok && stderr.contains("does not exist"), "{stderr}");

@@ -204,7 +204,7 @@ async fn a_changed_master_key_is_secret_unavailable() {
     let id = c.body["id"].as_str().unwrap().to_string();
     g.stop();
     let other_key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-    std::fs::write(g.data_dir().join("master.key"), other_key).unwrap();
+    std::fs::write(g.key_file(), other_key).unwrap();
     g.restart().await;
     let r = g.post(&format!("/api/v1/integrations/{id}/verify"), json!({})).await;
     assert_eq!((r.status, r.code()), (503, "secret_unavailable"), "{}", r.body);

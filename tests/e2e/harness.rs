@@ -78,7 +78,7 @@ pub struct Gatehouse {
     options: Options,
     client: reqwest::Client,
     bodies: Mutex<Vec<String>>,
-    /// The database files (SQLite, WAL, key file) as they were just before
+    /// The data dir's files (SQLite, its WAL) as they were just before
     /// each stop: a secret that passed through the WAL and was gone after a
     /// restart's checkpoint is still found.
     snapshots: Vec<(PathBuf, Vec<u8>)>,
@@ -88,7 +88,7 @@ pub struct Gatehouse {
 impl Gatehouse {
     pub async fn start(options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        // The data dir is left for the host to create (0700).
         std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
         for p in &options.plugins {
             std::fs::copy(p, dir.path().join("plugins").join(p.file_name().unwrap())).unwrap();
@@ -115,6 +115,16 @@ impl Gatehouse {
         self.dir.path().join("plugins")
     }
 
+    /// `$XDG_CONFIG_HOME` of the host: where its master key file is by default.
+    pub fn config_home(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    /// The master key file the host uses (outside the data dir).
+    pub fn key_file(&self) -> PathBuf {
+        self.config_home().join("gatehouse").join("master.key")
+    }
+
     fn log_path(&self, n: usize) -> PathBuf {
         self.dir.path().join(format!("log-{n}.txt"))
     }
@@ -123,7 +133,30 @@ impl Gatehouse {
         (1..=self.starts).map(|n| std::fs::read_to_string(self.log_path(n)).unwrap_or_default()).collect()
     }
 
-    async fn spawn(&mut self) {
+    /// The `gatehouse` binary with this host's environment: the API key,
+    /// and the master key file under this test's `$XDG_CONFIG_HOME`.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.env("GATEHOUSE_API_KEY", API_KEY)
+            // Everything of the host's at debug, but not the engine's: it
+            // writes a line per compiled function (millions for a Python or
+            // JavaScript component), which slows the start to minutes.
+            .env("GATEHOUSE_LOG", "debug,wasmtime=info,cranelift=info")
+            .env_remove("GATEHOUSE_MASTER_KEY")
+            .env_remove("GATEHOUSE_MASTER_KEY_FILE")
+            .env_remove("GATEHOUSE_ALLOW_KEY_IN_DATA_DIR")
+            .env("XDG_CONFIG_HOME", self.config_home())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// The options the next starts use.
+    pub fn options_mut(&mut self) -> &mut Options {
+        &mut self.options
+    }
+
+    /// Starts `serve` and waits until it is healthy or has exited.
+    async fn launch(&mut self) -> Result<(), std::process::ExitStatus> {
         let mut port = if self.options.any_port {
             0
         } else {
@@ -131,7 +164,7 @@ impl Gatehouse {
         };
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts)).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        let mut cmd = self.command();
         cmd.arg("serve")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
@@ -140,13 +173,6 @@ impl Gatehouse {
             .arg("--plugins-dir")
             .arg(self.dir.path().join("plugins"))
             .args(&self.options.extra_args)
-            .env("GATEHOUSE_API_KEY", API_KEY)
-            // Everything of the host's at debug, but not the engine's: it
-            // writes a line per compiled function (millions for a Python or
-            // JavaScript component), which slows the start to minutes.
-            .env("GATEHOUSE_LOG", "debug,wasmtime=info,cranelift=info")
-            .env_remove("GATEHOUSE_MASTER_KEY")
-            .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         if self.options.lax_network {
@@ -165,7 +191,8 @@ impl Gatehouse {
                 port = address.parse::<std::net::SocketAddr>().unwrap().port();
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("gatehouse exited with {status} before listening:\n{}", self.logs());
+                self.child = None;
+                return Err(status);
             }
             assert!(Instant::now() < deadline, "gatehouse did not say where it listens:\n{}", self.logs());
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -175,14 +202,30 @@ impl Gatehouse {
             if let Ok(r) = self.client.get(format!("{}/api/v1/health", self.base)).send().await
                 && r.status() == 200
             {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("gatehouse exited with {status} before becoming healthy:\n{}", self.logs());
+                self.child = None;
+                return Err(status);
             }
             assert!(Instant::now() < deadline, "gatehouse did not become healthy:\n{}", self.logs());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    async fn spawn(&mut self) {
+        if let Err(status) = self.launch().await {
+            panic!("gatehouse exited with {status} before becoming healthy:\n{}", self.logs());
+        }
+    }
+
+    /// Stops the host and starts it again expecting a refusal: it must exit
+    /// with a failure instead of serving. Returns what that start printed.
+    pub async fn restart_refused(&mut self) -> String {
+        self.stop();
+        let status = self.launch().await.expect_err("gatehouse started, but should have refused to");
+        assert!(!status.success(), "{status}");
+        std::fs::read_to_string(self.log_path(self.starts)).unwrap()
     }
 
     /// SIGTERM, then wait for a graceful exit.
@@ -192,7 +235,8 @@ impl Gatehouse {
         }
         // Compiled components (cache/) are derived from the plugins, not data.
         let cache = self.data_dir().join("cache");
-        for file in files_under(&self.data_dir()).into_iter().filter(|f| !f.starts_with(&cache)) {
+        let files = if self.data_dir().exists() { files_under(&self.data_dir()) } else { Vec::new() };
+        for file in files.into_iter().filter(|f| !f.starts_with(&cache)) {
             if let Ok(bytes) = std::fs::read(&file) {
                 self.snapshots.push((file, bytes));
             }
@@ -308,8 +352,8 @@ impl Gatehouse {
     }
 
     /// Checks that none of `secrets` (nor the API key) appears in any form
-    /// in the data dir (SQLite, its WAL, the key file), the logs or any
-    /// response, then stops the host and checks the data dir again.
+    /// in the data dir (SQLite, its WAL), the logs or any response, then
+    /// stops the host and checks the data dir again, for the master key too.
     pub fn finish(self, secrets: &[String]) {
         self.finish_scan(secrets, &[]);
     }
@@ -331,13 +375,18 @@ impl Gatehouse {
             scan_files(&live, &everything);
         }
         self.stop();
-        scan_files(&files_under(&self.data_dir()), &everything);
+        // The master key lives in its own file, outside the data dir: not in
+        // the data dir (a copy of it must open nothing), logs or responses.
+        let master_key: Vec<String> = std::fs::read_to_string(self.key_file())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect();
+        let with_key = [everything.clone(), master_key.clone()].concat();
+        scan_files(&files_under(&self.data_dir()), &with_key);
         scan_snapshots(&self.snapshots, &everything);
-        // The master key lives in the data dir, but nowhere else.
-        let master_key = std::fs::read_to_string(self.data_dir().join("master.key")).unwrap_or_default();
-        let master_key: Vec<String> =
-            Some(master_key.trim().to_string()).filter(|k| !k.is_empty()).into_iter().collect();
-        scan_text("the logs", &self.logs(), &[everything.clone(), master_key.clone()].concat());
+        scan_text("the logs", &self.logs(), &with_key);
         scan_text("a response", &self.bodies.lock().unwrap().join("\n"), &[secrets, master_key].concat());
     }
 }

@@ -16,6 +16,7 @@ mod clients;
 mod egress;
 mod errors;
 mod example;
+mod keys;
 mod kit;
 mod limits;
 mod oauth;

@@ -13,7 +13,7 @@ use crate::{
 };
 
 const CLIENT_ID: &str = "gatehouse-app-0123456789";
-const CLIENT_SECRET: &str = "gloas-client-secret-5d41402abc4b2a76b9719d911017c592";
+pub(crate) const CLIENT_SECRET: &str = "gloas-client-secret-5d41402abc4b2a76b9719d911017c592";
 
 /// The browser: follows no redirects, so each hop can be checked, and keeps
 /// cookies (the flow's browser binding) across the tests' flows.

@@ -400,27 +400,66 @@ pub struct Runtime {
 /// Compiled components on disk, keyed by the component's SHA-256 and the
 /// engine's compatibility hash (wasmtime version, target, settings), so a
 /// changed component or a changed engine never picks up a stale artifact.
-/// The files are native code: the directory must be as trusted as the
-/// data dir it lives in (which also holds the master key).
+/// The files are native code the host runs: each carries an HMAC-SHA256,
+/// keyed from the master key, over its name's parts and its bytes, and is
+/// loaded only when the tag is right. Whoever can write the cache directory
+/// but lacks the key (which lives outside the data dir) can make the host
+/// compile again, not run their code.
 struct ComponentCache {
     dir: std::path::PathBuf,
     engine_hash: String,
+    mac_key: secrecy::SecretSlice<u8>,
 }
+
+/// What a cache file starts with, before the tag and the compiled bytes.
+const CACHE_MAGIC: &[u8; 8] = b"GHCACHE1";
 
 impl ComponentCache {
     fn path(&self, component_sha256: &str) -> std::path::PathBuf {
         self.dir.join(format!("{component_sha256}-{}.cwasm", self.engine_hash))
     }
 
+    fn mac(&self, component_sha256: &str) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(self.mac_key.expose_secret())
+            .expect("HMAC takes a key of any length");
+        mac.update(CACHE_MAGIC);
+        mac.update(component_sha256.as_bytes());
+        mac.update(b"\0");
+        mac.update(self.engine_hash.as_bytes());
+        mac.update(b"\0");
+        mac
+    }
+
     fn load(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+        use hmac::Mac;
         let path = self.path(sha256);
-        if !path.exists() {
+        // Read into memory, then check, then load from that memory: a file
+        // checked and then mapped could be swapped in between.
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read the compiled component; compiling it again");
+                return None;
+            }
+        };
+        let header = CACHE_MAGIC.len() + 32;
+        let authentic = bytes.len() > header && bytes.starts_with(CACHE_MAGIC) && {
+            let mut mac = self.mac(sha256);
+            mac.update(&bytes[header..]);
+            mac.verify_slice(&bytes[CACHE_MAGIC.len()..header]).is_ok()
+        };
+        if !authentic {
+            tracing::warn!(
+                file = %path.display(),
+                "compiled component failed authentication (tampered with, damaged, or written under another master key); rebuilding it"
+            );
             return None;
         }
-        // SAFETY: only this cache writes these files, from `Component::serialize`
-        // of the same engine configuration (the name carries its hash); a
-        // corrupt or foreign file fails wasmtime's header checks and is recompiled.
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        // SAFETY: the bytes carry this host's tag, so this cache wrote them
+        // from `Component::serialize` of the same engine configuration.
+        match unsafe { Component::deserialize(engine, &bytes[header..]) } {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "ignoring unusable compiled component");
@@ -430,17 +469,24 @@ impl ComponentCache {
     }
 
     fn store(&self, sha256: &str, component: &Component) {
+        use hmac::Mac;
         let write = || -> anyhow::Result<()> {
-            std::fs::create_dir_all(&self.dir)?;
-            let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let path = self.path(sha256);
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, &path)?;
+            crate::files::create_private_dir(&self.dir)?;
+            let code = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut mac = self.mac(sha256);
+            mac.update(&code);
+            let mut bytes = Vec::with_capacity(CACHE_MAGIC.len() + 32 + code.len());
+            bytes.extend_from_slice(CACHE_MAGIC);
+            bytes.extend_from_slice(&mac.finalize().into_bytes());
+            bytes.extend_from_slice(&code);
+            // Not fsynced: a file lost or torn by a crash fails its tag and
+            // is compiled again.
+            crate::files::write_private(&self.path(sha256), &bytes, crate::files::Existing::Replace, false)?;
             Ok(())
         };
-        if let Err(e) = write() {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot cache the compiled component");
+        match write() {
+            Ok(()) => tracing::debug!(component = sha256, "compiled component cached"),
+            Err(e) => tracing::warn!(dir = %self.dir.display(), error = %e, "cannot cache the compiled component"),
         }
     }
 }
@@ -518,12 +564,13 @@ impl Runtime {
         })
     }
 
-    /// Keeps compiled components in `dir`, so later starts skip compilation.
-    pub fn with_component_cache(mut self, dir: std::path::PathBuf) -> Self {
+    /// Keeps compiled components in `dir`, so later starts skip compilation,
+    /// authenticated with `mac_key` (derived from the master key).
+    pub fn with_component_cache(mut self, dir: std::path::PathBuf, mac_key: secrecy::SecretSlice<u8>) -> Self {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut hasher);
-        self.cache = Some(ComponentCache { dir, engine_hash: format!("{:016x}", hasher.finish()) });
+        self.cache = Some(ComponentCache { dir, engine_hash: format!("{:016x}", hasher.finish()), mac_key });
         self
     }
 

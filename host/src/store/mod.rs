@@ -1,8 +1,10 @@
 //! Persistence: the SQLite database (WAL, migrations at start) holding
 //! integrations with their sealed credentials and refresh tokens, OAuth
 //! applications, authorizations in flight, server settings; sync state and
-//! mirrored records (`syncs`), outgoing webhooks (`webhooks`).
+//! mirrored records (`syncs`), outgoing webhooks (`webhooks`), every sealed
+//! value at once for key rotation (`sealed`).
 
+pub mod sealed;
 pub mod syncs;
 pub mod webhooks;
 
@@ -27,6 +29,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("corrupt row {id}: {why}")]
     Corrupt { id: String, why: String },
+    #[error("cannot make the database file {path} private (mode 0600): {source}")]
+    Permissions { path: std::path::PathBuf, source: std::io::Error },
 }
 
 /// Where an integration stands, as its last check found it. Stored and
@@ -199,7 +203,9 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database and runs migrations.
+    /// Opens (creating if needed) the database and runs migrations. The
+    /// database file and its WAL and shared-memory files are made 0600
+    /// (they hold account names, emails, labels and errors in plain text).
     pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Self, StoreError> {
         let options = match database_url {
             None => SqliteConnectOptions::new().filename(data_dir.join("gatehouse.db")),
@@ -208,17 +214,31 @@ impl Store {
                 let scheme = url.split(':').next().unwrap_or_default().to_string();
                 return Err(StoreError::UnsupportedUrl(scheme));
             }
+        };
+        let in_memory = database_url.is_some_and(|url| url.contains(":memory:") || url.contains("mode=memory"));
+        if !in_memory {
+            private_database_files(options.get_filename())?;
         }
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        // Zero freed pages so an erased secret's ciphertext does not linger.
-        .pragma("secure_delete", "on")
-        .busy_timeout(Duration::from_secs(5));
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit (a rotated refresh token already spent at the
+            // provider, a new credential) reaches the disk before it is
+            // acknowledged; NORMAL in WAL mode may lose the last commits on
+            // power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            // Zero freed pages so an erased secret's ciphertext does not linger.
+            .pragma("secure_delete", "on")
+            .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// What `PRAGMA synchronous` is on the pool's connections (2: FULL).
+    pub async fn synchronous(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("PRAGMA synchronous").fetch_one(&self.pool).await?)
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -505,6 +525,24 @@ impl Store {
     }
 }
 
+/// Creates the database file 0600 before SQLite does (SQLite gives its WAL
+/// and shared-memory files the database file's mode), and narrows files an
+/// earlier version left 0644.
+fn private_database_files(db: &Path) -> Result<(), StoreError> {
+    let wrap = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Permissions { path, source }
+    };
+    crate::files::create_private_file(db).map_err(wrap(db))?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = Path::new(&name);
+        crate::files::make_private(path).map_err(wrap(path))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -543,6 +581,20 @@ pub(crate) mod tests {
 
     fn sealed(byte: u8) -> Sealed {
         Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![byte] }
+    }
+
+    #[tokio::test]
+    async fn commits_are_synced_and_the_files_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(None, dir.path()).await.unwrap();
+        assert_eq!(store.synchronous().await.unwrap(), 2, "synchronous=FULL");
+        store.insert(&row("a")).await.unwrap();
+        #[cfg(unix)]
+        for name in ["gatehouse.db", "gatehouse.db-wal", "gatehouse.db-shm"] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
     }
 
     #[tokio::test]
