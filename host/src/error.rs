@@ -110,7 +110,7 @@ impl ErrorCode {
             Self::InvalidBaseUrl => ("invalid_base_url", 400, "The base URL is not acceptable"),
             Self::OAuthStateInvalid => ("oauth_state_invalid", 400, "The authorization state is not valid"),
             Self::OAuthDenied => ("oauth_denied", 400, "The provider did not grant the authorization"),
-            Self::OAuthNotConfigured => ("oauth_not_configured", 400, "No OAuth application is configured"),
+            Self::OAuthNotConfigured => ("oauth_not_configured", 409, "No OAuth application is configured"),
             Self::OAuthUnsupported => ("oauth_unsupported", 400, "The connector does not support OAuth"),
             Self::Unauthorized => ("unauthorized", 401, "Missing or wrong API key"),
             Self::EgressDenied => ("egress_denied", 403, "The target address is refused by the egress policy"),

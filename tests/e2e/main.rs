@@ -13,6 +13,7 @@ mod browser;
 mod cache;
 mod cli;
 mod clients;
+mod conformance;
 mod egress;
 mod errors;
 mod example;

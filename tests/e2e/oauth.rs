@@ -187,7 +187,7 @@ async fn denied_wrong_verifier_and_missing_configuration() {
 
     // No application yet; and a connector without OAuth.
     let r = g.get(&format!("/api/v1/oauth/gitlab-oauth/authorize?base_url={}&redirect=false", fake.url)).await;
-    assert_eq!((r.status, r.code()), (400, "oauth_not_configured"));
+    assert_eq!((r.status, r.code()), (409, "oauth_not_configured"));
     let r = g.get("/api/v1/oauth/gitlab-pat/authorize?redirect=false").await;
     assert_eq!((r.status, r.code()), (400, "oauth_unsupported"));
     let r = g.call("GET", "/api/v1/oauth/gitlab-oauth/authorize", None, None).await;

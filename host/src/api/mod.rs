@@ -3,6 +3,7 @@
 
 pub mod models;
 pub mod problem;
+mod spec;
 
 use std::{sync::Arc, time::Duration};
 
@@ -197,8 +198,8 @@ impl Api {
 
     /// Every loaded connector's manifest.
     #[oai(path = "/providers", method = "get", tag = "ApiTags::Providers")]
-    async fn providers(&self, _auth: ApiKey) -> Json<ProviderList> {
-        Json(ProviderList { providers: self.integrations.plugins().iter().map(|p| p.as_ref().into()).collect() })
+    async fn providers(&self, _auth: ApiKey) -> ApiResult<Json<ProviderList>> {
+        Ok(Json(ProviderList { providers: self.integrations.plugins().iter().map(|p| p.as_ref().into()).collect() }))
     }
 
     /// One connector's manifest.
@@ -216,15 +217,15 @@ impl Api {
         provider_id: Path<String>,
         body: Json<VerifyRequest>,
     ) -> ApiResult<Json<VerificationResult>> {
-        let verdict = self.integrations.verify(&provider_id, credential_strings(body.0.credentials)?).await?;
+        let verdict = self.integrations.verify(&provider_id, body.0.credentials.0).await?;
         Ok(Json(verdict.into()))
     }
 
     /// The loaded connectors and the files of the plugins directory that
     /// are refused, with the reason.
     #[oai(path = "/plugins", method = "get", tag = "ApiTags::Providers")]
-    async fn plugins(&self, _auth: ApiKey) -> Json<PluginsStatus> {
-        Json(PluginsStatus {
+    async fn plugins(&self, _auth: ApiKey) -> ApiResult<Json<PluginsStatus>> {
+        Ok(Json(PluginsStatus {
             loaded: self.integrations.plugins().iter().map(|p| p.as_ref().into()).collect(),
             refused: self
                 .integrations
@@ -232,7 +233,7 @@ impl Api {
                 .into_iter()
                 .map(|(file, error)| RefusedPlugin { file, error })
                 .collect(),
-        })
+        }))
     }
 
     /// Re-read the plugins directory now: added, replaced and removed
@@ -254,7 +255,7 @@ impl Api {
     #[oai(path = "/integrations", method = "post", tag = "ApiTags::Integrations")]
     async fn connect(&self, _auth: ApiKey, body: Json<ConnectRequest>) -> ApiResult<ConnectResponse> {
         let ConnectRequest { provider, credentials, label } = body.0;
-        let (row, created) = self.integrations.connect(&provider, credential_strings(credentials)?, label).await?;
+        let (row, created) = self.integrations.connect(&provider, credentials.0, label).await?;
         let location = format!("/api/v1/integrations/{}", row.id);
         let body = self.integration(row)?;
         Ok(if created { ConnectResponse::Created(body, location) } else { ConnectResponse::Replaced(body) })
@@ -491,15 +492,17 @@ impl Api {
         /// One model; all models when left out.
         model: Query<Option<String>>,
         /// Where to continue: a `next_cursor` (or a record's `cursor`) from an earlier page.
+        #[oai(validator(pattern = "^[0-9]{0,18}$"))]
         cursor: Query<Option<String>>,
         /// Records per page, 1 to 1000 (default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u32>>,
         /// Only records changed after this RFC 3339 time.
-        modified_after: Query<Option<String>>,
+        modified_after: Query<Option<time::OffsetDateTime>>,
     ) -> ApiResult<Json<RecordPage>> {
         let page = self
             .syncs
-            .feed(&id.0.to_string(), model.0.as_deref(), cursor.0.as_deref(), limit.0, modified_after.0.as_deref())
+            .feed(&id.0.to_string(), model.0.as_deref(), cursor.0.as_deref(), limit.0, modified_after.0)
             .await?;
         let records = page.records.into_iter().map(RecordItem::try_from).collect::<Result<_, AppError>>()?;
         Ok(Json(RecordPage { records, next_cursor: page.next_cursor.to_string() }))
@@ -550,7 +553,7 @@ impl Api {
         id: Path<uuid::Uuid>,
         body: Json<RotateRequest>,
     ) -> ApiResult<Json<Integration>> {
-        self.integration(self.integrations.rotate(&id.0.to_string(), credential_strings(body.0.credentials)?).await?)
+        self.integration(self.integrations.rotate(&id.0.to_string(), body.0.credentials.0).await?)
     }
 }
 
@@ -642,7 +645,18 @@ pub fn routes(
     };
     let service = OpenApiService::new(api, "Gatehouse", env!("CARGO_PKG_VERSION"))
         .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors, and use them: an authenticated proxy, typed actions.");
-    let spec = service.spec_endpoint();
+    let get: &[poem::http::Method] = &[poem::http::Method::GET];
+    let spec = Arc::new(spec::Spec::new(
+        &service.spec(),
+        &[
+            ("/", get),
+            ("/assets/settings.js", get),
+            ("/assets/settings.css", get),
+            ("/favicon.ico", get),
+            ("/api/openapi.json", get),
+            ("/api/v1/hooks/{id}", &[poem::http::Method::POST]),
+        ],
+    ));
     let docs = service.swagger_ui();
     let api_key_hash = Arc::new(ApiKeyHash(api_key_hash));
     let everything_else = Route::new()
@@ -650,7 +664,15 @@ pub fn routes(
         .at("/assets/settings.js", poem::get(script))
         .at("/assets/settings.css", poem::get(stylesheet))
         .at("/favicon.ico", poem::get(favicon))
-        .at("/api/openapi.json", spec)
+        .at(
+            "/api/openapi.json",
+            poem::get(poem::endpoint::make_sync({
+                let spec = spec.clone();
+                move |_| {
+                    poem::Response::builder().content_type("application/json; charset=utf-8").body(spec.json().to_vec())
+                }
+            })),
+        )
         .nest("/docs", docs)
         .nest_no_strip("/api/v1", service.around(move |ep, req| limit_body(ep, req, max_body_bytes, body_timeout)))
         .with(NormalizePath::new(TrailingSlash::Trim));
@@ -671,7 +693,7 @@ pub fn routes(
         .data(api_key_hash)
         .catch_all_error(problem::render)
         .around(log_request)
-        .around(response_headers)
+        .around(move |ep, req| response_headers(ep, req, spec.clone()))
 }
 
 /// `ANY /api/v1/integrations/{id}/proxy/{path}`: authenticated by the API
@@ -792,11 +814,17 @@ async fn read_limited(body: poem::Body, max: usize, timeout: Duration) -> poem::
 
 /// Headers every answer carries: API answers (credentials, account data)
 /// are not stored by caches, and no answer is content-sniffed. A proxied
-/// provider answer keeps its own caching rules when it states them.
-async fn response_headers<E: poem::Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<poem::Response> {
+/// provider answer keeps its own caching rules when it states them. A 405
+/// says which methods the path takes.
+async fn response_headers<E: poem::Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    spec: Arc<spec::Spec>,
+) -> poem::Result<poem::Response> {
     use poem::http::{HeaderValue, header};
     let path = req.uri().path().to_string();
     let mut response = ep.call(req).await.map(poem::IntoResponse::into_response)?;
+    spec.complete(&path, &mut response);
     let headers = response.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if path.starts_with("/api/") {

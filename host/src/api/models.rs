@@ -341,19 +341,55 @@ pub struct RotateRequest {
     pub credentials: CredentialValues,
 }
 
-/// Credential values by field key; every value is a string.
-pub type CredentialValues = BTreeMap<String, serde_json::Value>;
+/// Credential values by field key; every value must be a JSON string.
+/// (poem-openapi's own string parser would take a number or a boolean as
+/// its text.) Documented as an object of strings.
+#[derive(Debug, Default)]
+pub struct CredentialValues(pub BTreeMap<String, String>);
 
-/// Checks that every value is a string. The error names the key, never the
-/// value, which may be a secret.
-pub fn credential_strings(values: CredentialValues) -> Result<BTreeMap<String, String>, AppError> {
-    values
-        .into_iter()
-        .map(|(k, v)| match v {
-            serde_json::Value::String(s) => Ok((k, s)),
-            _ => Err(AppError::Validation(format!("The credential {k:?} must be a string."))),
-        })
-        .collect()
+impl poem_openapi::types::Type for CredentialValues {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        <BTreeMap<String, String> as poem_openapi::types::Type>::name()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        <BTreeMap<String, String> as poem_openapi::types::Type>::schema_ref()
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for CredentialValues {
+    /// The error names the key, never the value, which may be a secret.
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        use poem_openapi::types::ParseError;
+        let Some(serde_json::Value::Object(map)) = value else {
+            return Err(ParseError::custom("credentials must be an object of strings by field name"));
+        };
+        map.into_iter()
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => Ok((key, text)),
+                _ => Err(ParseError::custom(format!("the credential {key:?} must be a string"))),
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl poem_openapi::types::ToJSON for CredentialValues {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        self.0.to_json()
+    }
 }
 
 #[derive(Debug, Clone, Object)]
@@ -648,6 +684,7 @@ pub struct SyncList {
 pub struct SyncSettingsRequest {
     pub enabled: Option<bool>,
     /// Seconds between runs (10 to 2592000); `null` goes back to the connector's default.
+    #[oai(validator(minimum(value = "10"), maximum(value = "2592000")))]
     pub interval_seconds: poem_openapi::types::MaybeUndefined<u32>,
 }
 
@@ -689,6 +726,11 @@ pub struct RecordPage {
 #[oai(deny_unknown_fields)]
 pub struct WebhookRequest {
     /// Where events are POSTed, e.g. `https://app.example.com/hooks/gatehouse`.
+    /// A host name or IPv4 address; no user name, password or fragment.
+    #[oai(validator(
+        max_length = 2048,
+        pattern = r"^[hH][tT][tT][pP][sS]?://(([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?][^#\s]*)?$"
+    ))]
     pub url: String,
 }
 

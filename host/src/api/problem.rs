@@ -27,6 +27,12 @@ pub enum ApiError {
     /// `invalid_token`, `token_expired`, `token_revoked`, `insufficient_scope`
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
+    /// `payload_too_large`: the body is over the server's limit
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// `validation_error`: the body is not sent as `application/json`
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     /// `rate_limited`
     #[oai(status = 429, content_type = "application/problem+json")]
     TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] Option<String>),
@@ -63,6 +69,8 @@ impl From<AppError> for ApiError {
             403 => Self::Forbidden(body),
             404 => Self::NotFound(body),
             409 => Self::Conflict(body),
+            413 => Self::PayloadTooLarge(body),
+            415 => Self::UnsupportedMediaType(body),
             422 => Self::Unprocessable(body),
             429 => Self::TooManyRequests(body, retry_after),
             502 => Self::BadGateway(body),
