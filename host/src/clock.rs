@@ -47,6 +47,17 @@ impl Timestamp {
         OffsetDateTime::parse(text, &Rfc3339).ok().map(Self::from)
     }
 
+    /// An expiry as connectors give it: RFC 3339 date-time, or a full date
+    /// alone (`2026-12-01`), which means the start of that day in UTC (when
+    /// providers such as GitLab end a token's life).
+    pub fn parse_expiry(text: &str) -> Option<Self> {
+        Self::parse(text).or_else(|| {
+            let format = time::format_description::parse("[year]-[month]-[day]").ok()?;
+            let date = time::Date::parse(text, &format).ok()?;
+            Some(Self(date.midnight().assume_utc()))
+        })
+    }
+
     pub fn unix(self) -> i64 {
         self.0.unix_timestamp()
     }
@@ -103,6 +114,9 @@ mod tests {
         assert_eq!(t.to_string(), "2026-11-26T12:14:15Z");
         assert_eq!(Timestamp::parse(&t.to_string()), Some(t));
         assert_eq!(Timestamp::parse("2026-11-26"), None);
+        assert_eq!(Timestamp::parse_expiry("2026-11-26").unwrap().to_string(), "2026-11-26T00:00:00Z");
+        assert_eq!(Timestamp::parse_expiry("2026-11-26T10:00:00Z").unwrap().to_string(), "2026-11-26T10:00:00Z");
+        assert_eq!(Timestamp::parse_expiry("next week"), None);
     }
 
     #[test]

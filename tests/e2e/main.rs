@@ -21,6 +21,7 @@ mod limits;
 mod oauth;
 mod plugins_dir;
 mod proxy;
+mod tokens;
 mod python;
 mod reload;
 mod sandbox;
