@@ -52,8 +52,13 @@ impl Timestamp {
     /// providers such as GitLab end a token's life).
     pub fn parse_expiry(text: &str) -> Option<Self> {
         Self::parse(text).or_else(|| {
-            let format = time::format_description::parse("[year]-[month]-[day]").ok()?;
-            let date = time::Date::parse(text, &format).ok()?;
+            let (year, rest) = text.split_once('-')?;
+            let (month, day) = rest.split_once('-')?;
+            if (year.len(), month.len(), day.len()) != (4, 2, 2) {
+                return None;
+            }
+            let month = time::Month::try_from(month.parse::<u8>().ok()?).ok()?;
+            let date = time::Date::from_calendar_date(year.parse().ok()?, month, day.parse().ok()?).ok()?;
             Some(Self(date.midnight().assume_utc()))
         })
     }

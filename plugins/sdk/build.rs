@@ -117,9 +117,8 @@ fn main() {
             OPTIONAL.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, e)| *e).collect();
         let (world, id) = match WRITTEN.iter().find(|(_, has)| *has == exports.as_slice()) {
             Some((world, _)) => {
-                let id = resolve
-                    .select_world(&[package], Some(world))
-                    .unwrap_or_else(|e| panic!("no world {world}: {e:?}"));
+                let id =
+                    resolve.select_world(&[package], Some(world)).unwrap_or_else(|e| panic!("no world {world}: {e:?}"));
                 (world.to_string(), id)
             }
             None => {

@@ -259,9 +259,9 @@ impl FakeGitlab {
     /// Whether `token` is still accepted (not revoked or expired).
     pub fn is_active(&self, token: &str) -> bool {
         let s = self.state.lock().unwrap();
-        s.tokens.get(token).is_some_and(|t| {
-            t.state == TokenState::Active && t.lifetime.is_none_or(|l| t.created_at + l >= now())
-        })
+        s.tokens
+            .get(token)
+            .is_some_and(|t| t.state == TokenState::Active && t.lifetime.is_none_or(|l| t.created_at + l >= now()))
     }
 
     /// Sets when `token` expires: `seconds` from now.
@@ -673,13 +673,13 @@ fn rotate(state: &Mutex<State>, presented: &str, token: &Token, body: &[u8]) -> 
     let today = now().div_euclid(86_400) * 86_400;
     let expires = match input["expires_at"].as_str() {
         None => today + 7 * 86_400,
-        Some(text) => {
-            let format = time::format_description::parse("[year]-[month]-[day]").unwrap();
-            match time::Date::parse(text, &format) {
-                Ok(date) => date.midnight().assume_utc().unix_timestamp(),
-                Err(_) => return json_response(400, json!({"error": "expires_at is invalid"})),
-            }
-        }
+        Some(text) => match time::OffsetDateTime::parse(
+            &format!("{text}T00:00:00Z"),
+            &time::format_description::well_known::Rfc3339,
+        ) {
+            Ok(t) => t.unix_timestamp(),
+            Err(_) => return json_response(400, json!({"error": "expires_at is invalid"})),
+        },
     };
     if expires <= today || expires > today + 366 * 86_400 {
         return json_response(

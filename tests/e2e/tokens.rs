@@ -86,7 +86,10 @@ async fn group_and_project_access_tokens_are_recognized() {
     let reach = &v.body["reach"];
     assert_eq!(reach["kind"], "group", "{reach}");
     assert_eq!(reach["bound_to"]["path"], "acme");
-    assert_eq!(reach["summary"], "This is a group token for acme: it reaches that group, its subgroups and projects (0 projects).");
+    assert_eq!(
+        reach["summary"],
+        "This is a group token for acme: it reaches that group, its subgroups and projects (0 projects)."
+    );
     assert!(reach["note"].as_str().unwrap().contains("single-organization"), "{reach}");
 
     let project_token = fake.token(project_bot, Kind::Pat, &["read_api"]);
@@ -116,7 +119,7 @@ async fn a_connection_limited_to_a_group_stays_inside_it() {
     let g = Gatehouse::start(Options::lax().arg("--sync-poll").arg("200ms")).await;
     let c = g.post("/api/v1/integrations", connect_pat(&token, &fake.url)).await;
     let id = c.body["id"].as_str().unwrap().to_string();
-    let scope = |s: Value| g.put(&format!("/api/v1/integrations/{id}/scope"), json!({ "scope": s }));
+    let scope = async |s: Value| g.put(&format!("/api/v1/integrations/{id}/scope"), json!({ "scope": s })).await;
 
     // Only what the token reaches can be chosen.
     let r = scope(json!("other")).await;
@@ -130,7 +133,7 @@ async fn a_connection_limited_to_a_group_stays_inside_it() {
     assert_eq!(g.get(&format!("/api/v1/integrations/{id}")).await.body["scope"]["path"], "acme");
 
     // The proxy: inside by path, by encoded path of a subgroup's project, by id.
-    let proxied = |path: &str| g.get_proxied(&format!("/api/v1/integrations/{id}/proxy/{path}"));
+    let proxied = async |path: &str| g.get_proxied(&format!("/api/v1/integrations/{id}/proxy/{path}")).await;
     for inside in [
         "api/v4/projects/acme%2Fapi",
         "api/v4/projects/acme%2Finfra%2Fdeploy",
@@ -161,14 +164,19 @@ async fn a_connection_limited_to_a_group_stays_inside_it() {
     let r = proxied("api/v4/projects/acme%2F..%2Ftools%2Fci").await;
     assert_eq!((r.status, r.code()), (400, "validation_error"), "{}", r.body);
     // Nothing outside reached GitLab's project routes for tools/ci.
-    let touched = fake.api(|d| d.requests.iter().filter(|s| s.path.ends_with("/issues") && s.path.contains("41")).count());
+    let touched =
+        fake.api(|d| d.requests.iter().filter(|s| s.path.ends_with("/issues") && s.path.contains("41")).count());
     assert_eq!(touched, 0, "a refused request was forwarded");
 
     // Actions: a project outside is refused before anything is written.
-    let r = g.post(&format!("/api/v1/integrations/{id}/actions/create-issue"), json!({"project": "tools/ci", "title": "x"})).await;
+    let r = g
+        .post(&format!("/api/v1/integrations/{id}/actions/create-issue"), json!({"project": "tools/ci", "title": "x"}))
+        .await;
     assert_eq!((r.status, r.code()), (403, "provider_forbidden"), "{}", r.body);
     assert!(fake.api(|d| d.issues(41)).is_empty());
-    let r = g.post(&format!("/api/v1/integrations/{id}/actions/create-issue"), json!({"project": 31, "title": "Inside"})).await;
+    let r = g
+        .post(&format!("/api/v1/integrations/{id}/actions/create-issue"), json!({"project": 31, "title": "Inside"}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let r = g.post(&format!("/api/v1/integrations/{id}/actions/list-projects"), json!({})).await;
     let listed: Vec<&str> =

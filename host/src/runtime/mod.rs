@@ -208,8 +208,8 @@ impl Plugin {
             ("rotation", rotation),
         ]
         .into_iter()
-            .filter_map(|(name, has)| has.then_some(name))
-            .collect()
+        .filter_map(|(name, has)| has.then_some(name))
+        .collect()
     }
 
     /// What the component exports beyond `connector`, whatever its WIT

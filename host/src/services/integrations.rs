@@ -365,16 +365,16 @@ impl Integrations {
         }
         let in_use = self.in_use(row)?;
         let connection = in_use.connection_unscoped();
-        let reach = match self
-            .shared
-            .runtime
-            .describe(&plugin, &connection, &in_use.credentials, &in_use.base_url)
-            .await?
-        {
-            Some(Ok(reach)) => reach,
-            Some(Err(e)) => return Err(AppError::Provider(e)),
-            None => return Err(AppError::ScopeUnsupported("The connector cannot tell what the credential reaches.".into())),
-        };
+        let reach =
+            match self.shared.runtime.describe(&plugin, &connection, &in_use.credentials, &in_use.base_url).await? {
+                Some(Ok(reach)) => reach,
+                Some(Err(e)) => return Err(AppError::Provider(e)),
+                None => {
+                    return Err(AppError::ScopeUnsupported(
+                        "The connector cannot tell what the credential reaches.".into(),
+                    ));
+                }
+            };
         let choices: Vec<&ReachItem> = reach.top_level.iter().chain(reach.bound_to.as_ref()).collect();
         let Some(chosen) = choices.iter().find(|i| i.id == scope || i.path.eq_ignore_ascii_case(scope)) else {
             let names: Vec<&str> = choices.iter().map(|i| i.path.as_str()).collect();
@@ -441,7 +441,12 @@ impl Integrations {
                     Ok(None) => AppError::RotationUnsupported("The connector does not export rotation.".into()),
                     Ok(Some(Err(RotateError::NotRotatable(s)))) => AppError::RotationUnsupported(s),
                     Ok(Some(Err(RotateError::InsufficientScope { scopes, missing_scopes, detail }))) => {
-                        AppError::Verify(VerifyError::InsufficientScope { account: None, scopes, missing_scopes, detail })
+                        AppError::Verify(VerifyError::InsufficientScope {
+                            account: None,
+                            scopes,
+                            missing_scopes,
+                            detail,
+                        })
                     }
                     Ok(Some(Err(RotateError::Provider(e)))) => AppError::Provider(e),
                     Err(e) => AppError::Plugin(e),
@@ -595,7 +600,10 @@ pub(super) fn expiry(v: &Verification) -> Option<Timestamp> {
     let text = v.expires_at.as_deref()?;
     let parsed = Timestamp::parse_expiry(text);
     if parsed.is_none() {
-        tracing::warn!(expires_at = text, "the connector's token expiry is not an RFC 3339 date or date-time; it is not stored");
+        tracing::warn!(
+            expires_at = text,
+            "the connector's token expiry is not an RFC 3339 date or date-time; it is not stored"
+        );
     }
     parsed
 }

@@ -435,12 +435,12 @@ impl Store {
             "UPDATE integrations SET scope_json = ?, reach_json = COALESCE(?, reach_json), updated_at = ?
              WHERE id = ? RETURNING *",
         )
-            .bind(scope.map(Json))
-            .bind(reach.map(Json))
-            .bind(Timestamp::now())
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        .bind(scope.map(Json))
+        .bind(reach.map(Json))
+        .bind(Timestamp::now())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Records that a rotation is about to ask the provider for a new
@@ -457,7 +457,10 @@ impl Store {
 
     /// The provider did not issue a new credential: nothing changed.
     pub async fn abandon_rotation(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE integrations SET rotation_started_at = NULL WHERE id = ?").bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE integrations SET rotation_started_at = NULL WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -27,8 +27,8 @@ pub fn run(name: &str, input: &str, connection: &Connection) -> Result<String, P
     if let Some(scope) = &connection.scope
         && (name == CreateIssue::NAME || name == AddMergeRequestNote::NAME)
     {
-        let value: serde_json::Value = serde_json::from_str(input)
-            .map_err(|_| ProviderError::InvalidInput("The input is not JSON.".into()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(input).map_err(|_| ProviderError::InvalidInput("The input is not JSON.".into()))?;
         let project: Project = serde_json::from_value(value["project"].clone())
             .map_err(|_| ProviderError::InvalidInput("The input names no project.".into()))?;
         let path = format!("api/v4/projects/{}", project.segment());

@@ -128,11 +128,9 @@ pub fn describe(connection: &Connection, oauth: bool) -> Result<TokenReach, Prov
         (CredentialKind::Project, Some(project)) => {
             format!("This is a project token for {}: it reaches that project only.", project.path)
         }
-        _ if group_count == 0 => format!(
-            "This token reaches no group, and {}{}.",
-            at_least,
-            plural(project_count, "project", "projects")
-        ),
+        _ if group_count == 0 => {
+            format!("This token reaches no group, and {}{}.", at_least, plural(project_count, "project", "projects"))
+        }
         _ => format!(
             "This token reaches {}{}: {} (and {}).",
             at_least,
@@ -142,10 +140,18 @@ pub fn describe(connection: &Connection, oauth: bool) -> Result<TokenReach, Prov
         ),
     };
     let note = match kind {
-        CredentialKind::Group => "A group access token belongs to a bot user that is a member of one group: it reaches only that group, its subgroups and their projects, so it is the single-organization token GitLab's note speaks of. It has no access to other groups, whatever its scopes.",
-        CredentialKind::Project => "A project access token belongs to a bot user that is a member of one project: it reaches only that project, whatever its scopes.",
-        CredentialKind::Oauth => "An OAuth token acts as the user who authorized Gatehouse and reaches every group and project that user can access; limit the connection to one group to keep it inside one organization.",
-        _ => "A personal access token acts as its user and reaches every group and project that user can access, not a single organization; limit the connection to one group to keep the proxy, actions and syncs inside it, or use a group access token.",
+        CredentialKind::Group => {
+            "A group access token belongs to a bot user that is a member of one group: it reaches only that group, its subgroups and their projects, so it is the single-organization token GitLab's note speaks of. It has no access to other groups, whatever its scopes."
+        }
+        CredentialKind::Project => {
+            "A project access token belongs to a bot user that is a member of one project: it reaches only that project, whatever its scopes."
+        }
+        CredentialKind::Oauth => {
+            "An OAuth token acts as the user who authorized Gatehouse and reaches every group and project that user can access; limit the connection to one group to keep it inside one organization."
+        }
+        _ => {
+            "A personal access token acts as its user and reaches every group and project that user can access, not a single organization; limit the connection to one group to keep the proxy, actions and syncs inside it, or use a group access token."
+        }
     };
     Ok(TokenReach {
         kind,
@@ -200,8 +206,7 @@ fn counted(connection: &Connection) -> Result<Found, ProviderError> {
     let mut groups = Vec::new();
     let mut complete = false;
     for page in 1..=MAX_PAGES {
-        let response =
-            get(connection, &format!("/api/v4/groups?min_access_level=10&per_page={PER_PAGE}&page={page}"))?;
+        let response = get(connection, &format!("/api/v4/groups?min_access_level=10&per_page={PER_PAGE}&page={page}"))?;
         let found: Vec<AssociatedGroup> = response.decode()?;
         let full = found.len() as u32 >= PER_PAGE;
         groups.extend(found);
@@ -239,7 +244,12 @@ const ACCOUNT_PATHS: &[&str] = &["user", "version", "metadata", "personal_access
 /// are resolved at GitLab (so a numeric id, an old path that GitLab
 /// redirects, or a differently cased path is judged by where it really
 /// is); anything else outside the account's own reads is refused.
-pub fn check_path(scope: &ReachItem, method: &str, path: &str, connection: &Connection) -> Result<ScopeVerdict, ProviderError> {
+pub fn check_path(
+    scope: &ReachItem,
+    method: &str,
+    path: &str,
+    connection: &Connection,
+) -> Result<ScopeVerdict, ProviderError> {
     let outside = |why: String| Ok(ScopeVerdict::Outside(why));
     let Some(rest) = path.strip_prefix("api/v4/") else {
         return outside(format!(
@@ -294,7 +304,13 @@ pub fn check_path(scope: &ReachItem, method: &str, path: &str, connection: &Conn
 }
 
 /// Whether the project or group GitLab answered lies inside `scope`.
-fn judge(scope: &ReachItem, what: &str, asked: &str, found: &Response, field: &str) -> Result<ScopeVerdict, ProviderError> {
+fn judge(
+    scope: &ReachItem,
+    what: &str,
+    asked: &str,
+    found: &Response,
+    field: &str,
+) -> Result<ScopeVerdict, ProviderError> {
     if found.status == 404 {
         return Ok(ScopeVerdict::Unknown(format!(
             "GitLab knows no {what} {asked:?} this token can see, so Gatehouse cannot tell whether it lies inside {}.",

@@ -230,7 +230,8 @@ mod tests {
         assert_eq!(actions, ["create-issue", "add-merge-request-note", "list-projects"]);
         let models: Vec<String> = m.sync_models.iter().map(|s| s.name.clone()).collect();
         assert_eq!(models, ["groups", "projects", "issues", "merge_requests"]);
-        let connection = Connection { base_url: "https://gitlab.com".into(), account_id: "1".into(), settings: vec![], scope: None };
+        let connection =
+            Connection { base_url: "https://gitlab.com".into(), account_id: "1".into(), settings: vec![], scope: None };
         let unknown = GitlabOauth::run_action("delete-everything", "{}", &connection);
         assert!(matches!(unknown, Err(ProviderError::Unsupported(_))));
         let unknown = GitlabOauth::run_sync("pipelines", None, "2026-11-26T10:00:00Z", &connection);

@@ -241,7 +241,8 @@ mod tests {
         assert_eq!(actions, ["create-issue", "add-merge-request-note", "list-projects"]);
         let models: Vec<String> = m.sync_models.iter().map(|s| s.name.clone()).collect();
         assert_eq!(models, ["groups", "projects", "issues", "merge_requests"]);
-        let connection = Connection { base_url: "https://gitlab.com".into(), account_id: "1".into(), settings: vec![], scope: None };
+        let connection =
+            Connection { base_url: "https://gitlab.com".into(), account_id: "1".into(), settings: vec![], scope: None };
         let unknown = GitlabPat::run_action("delete-everything", "{}", &connection);
         assert!(matches!(unknown, Err(ProviderError::Unsupported(_))));
         let unknown = GitlabPat::run_sync("pipelines", None, "2026-11-26T10:00:00Z", &connection);
@@ -258,12 +259,21 @@ mod tests {
             created_at: Some(created.into()),
         };
         let today = Some("2026-11-26".to_string());
-        assert_eq!(rotated_expiry(&info("2026-01-01T00:00:00.000Z", "2026-01-31"), &today).as_deref(), Some("2026-12-26"));
-        assert_eq!(rotated_expiry(&info("2020-01-01T00:00:00.000Z", "2029-01-01"), &today).as_deref(), Some("2027-11-26"));
+        assert_eq!(
+            rotated_expiry(&info("2026-01-01T00:00:00.000Z", "2026-01-31"), &today).as_deref(),
+            Some("2026-12-26")
+        );
+        assert_eq!(
+            rotated_expiry(&info("2020-01-01T00:00:00.000Z", "2029-01-01"), &today).as_deref(),
+            Some("2027-11-26")
+        );
         let unknown = TokenSelf { created_at: None, ..info("x", "2026-01-31") };
         assert_eq!(rotated_expiry(&unknown, &today).as_deref(), Some("2026-12-03"));
-        let response =
-            http::Response { status: 200, headers: vec![("date".into(), "Thu, 26 Nov 2026 15:00:00 GMT".into())], body: vec![] };
+        let response = http::Response {
+            status: 200,
+            headers: vec![("date".into(), "Thu, 26 Nov 2026 15:00:00 GMT".into())],
+            body: vec![],
+        };
         assert_eq!(today(&response).as_deref(), Some("2026-11-26"));
     }
 

@@ -5,7 +5,7 @@
 //! `rotation` (0.3.0 has neither).
 #![cfg(target_arch = "wasm32")]
 
-wit_bindgen::generate!({ world: "provider-with-actions", path: "../../wit/v0.3.0" });
+wit_bindgen::generate!({ world: "provider-with-actions", path: "../../wit/v0.3.0", generate_all });
 
 use exports::gatehouse::plugin::{actions, connector};
 use gatehouse::{
