@@ -258,17 +258,17 @@ mod tests {
             expires_at: Some(expires.into()),
             created_at: Some(created.into()),
         };
-        let today = Some("2026-11-26".to_string());
+        let day = Some("2026-11-26".to_string());
         assert_eq!(
-            rotated_expiry(&info("2026-01-01T00:00:00.000Z", "2026-01-31"), &today).as_deref(),
+            rotated_expiry(&info("2026-01-01T00:00:00.000Z", "2026-01-31"), &day).as_deref(),
             Some("2026-12-26")
         );
         assert_eq!(
-            rotated_expiry(&info("2020-01-01T00:00:00.000Z", "2029-01-01"), &today).as_deref(),
+            rotated_expiry(&info("2020-01-01T00:00:00.000Z", "2029-01-01"), &day).as_deref(),
             Some("2027-11-26")
         );
         let unknown = TokenSelf { created_at: None, ..info("x", "2026-01-31") };
-        assert_eq!(rotated_expiry(&unknown, &today).as_deref(), Some("2026-12-03"));
+        assert_eq!(rotated_expiry(&unknown, &day).as_deref(), Some("2026-12-03"));
         let response = http::Response {
             status: 200,
             headers: vec![("date".into(), "Thu, 26 Nov 2026 15:00:00 GMT".into())],
