@@ -308,6 +308,17 @@ pub struct SyncConfig {
     /// waits five times longer, 8 attempts in all.
     #[arg(long, env = "GATEHOUSE_WEBHOOK_RETRY", default_value = "5s", value_parser = humantime::parse_duration)]
     pub webhook_retry: Duration,
+
+    /// A connected integration whose token expires within this window is
+    /// shown as `expiring`, and webhooks get one `integration.expiring`
+    /// event per expiry.
+    #[arg(long, env = "GATEHOUSE_EXPIRY_WARNING", default_value = "14days", value_parser = humantime::parse_duration)]
+    pub expiry_warning: Duration,
+
+    /// How often this process looks for tokens entering the expiry window
+    /// (0 turns the `integration.expiring` events off in this process).
+    #[arg(long, env = "GATEHOUSE_EXPIRY_CHECK_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub expiry_check_interval: Duration,
 }
 
 /// The authenticated proxy (`/api/v1/integrations/{id}/proxy/{path}`).

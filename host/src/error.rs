@@ -55,6 +55,23 @@ pub enum AppError {
     /// The connector cannot be used through the proxy.
     #[error("{0}")]
     ProxyUnsupported(String),
+    /// The connector (or this kind of credential) cannot replace itself at
+    /// the provider.
+    #[error("{0}")]
+    RotationUnsupported(String),
+    /// The provider issued a new credential that could not be stored.
+    #[error("{0}")]
+    RotationIncomplete(String),
+    /// The connector cannot tell what a credential reaches, so the
+    /// connection cannot be limited to part of the provider.
+    #[error("{0}")]
+    ScopeUnsupported(String),
+    /// The chosen scope is not among what the credential reaches.
+    #[error("{0}")]
+    ScopeNotReached(String),
+    /// A request for something outside the connection's scope.
+    #[error("{0}")]
+    OutsideScope(String),
     /// The connector of a stored integration is no longer loaded (its id).
     #[error("the connector {0} is not loaded")]
     ProviderUnavailable(String),
@@ -83,6 +100,11 @@ pub enum ErrorCode {
     AccountMismatch,
     NotRefreshable,
     ProxyUnsupported,
+    RotationUnsupported,
+    ScopeUnsupported,
+    OutsideScope,
+    ScopeNotReached,
+    RotationIncomplete,
     InvalidToken,
     TokenExpired,
     TokenRevoked,
@@ -121,6 +143,15 @@ impl ErrorCode {
             Self::AccountMismatch => ("account_mismatch", 409, "The token belongs to another account"),
             Self::NotRefreshable => ("not_refreshable", 409, "The integration cannot be refreshed"),
             Self::ProxyUnsupported => ("proxy_unsupported", 409, "The connector cannot be used through the proxy"),
+            Self::RotationUnsupported => ("rotation_unsupported", 409, "This provider cannot rotate the token"),
+            Self::ScopeUnsupported => {
+                ("scope_unsupported", 409, "The connection cannot be limited to part of the provider")
+            }
+            Self::OutsideScope => ("outside_scope", 403, "The request is outside the connection's scope"),
+            Self::ScopeNotReached => ("scope_not_reached", 422, "The token does not reach that scope"),
+            Self::RotationIncomplete => {
+                ("rotation_incomplete", 503, "The new token was issued but could not be stored")
+            }
             Self::InvalidToken => ("invalid_token", 422, "The provider refused the token"),
             Self::TokenExpired => ("token_expired", 422, "The token has expired"),
             Self::TokenRevoked => ("token_revoked", 422, "The token was revoked"),
@@ -209,6 +240,11 @@ impl AppError {
             Self::Schema { .. } => C::ValidationError,
             Self::BadOutput { .. } => C::PluginFailed,
             Self::ProxyUnsupported(_) => C::ProxyUnsupported,
+            Self::RotationUnsupported(_) => C::RotationUnsupported,
+            Self::RotationIncomplete(_) => C::RotationIncomplete,
+            Self::ScopeUnsupported(_) => C::ScopeUnsupported,
+            Self::ScopeNotReached(_) => C::ScopeNotReached,
+            Self::OutsideScope(_) => C::OutsideScope,
             Self::ProviderUnavailable(_) => C::ProviderUnavailable,
             Self::Plugin(CallError::Timeout(_)) => C::PluginTimeout,
             Self::Plugin(CallError::Failed(_)) => C::PluginFailed,
@@ -248,6 +284,9 @@ impl AppError {
                 "The connected account lacks the permission or scope for this; use an account or token that has it.",
             ),
             Self::OAuth(OAuthError::InvalidGrant(_)) => Some("Start the authorization again."),
+            Self::OutsideScope(_) => Some(
+                "This connection is limited to one scope (reach.scope on the integration); ask for something inside it, or change or lift the limit with PUT /api/v1/integrations/{id}/scope.",
+            ),
             Self::OAuth(OAuthError::InvalidClient(_)) => Some(
                 "Check the client id and secret of the OAuth application for this base URL (POST /api/v1/oauth-apps replaces them).",
             ),
@@ -266,7 +305,12 @@ impl AppError {
             | Self::OAuthDenied(s)
             | Self::OAuthNotConfigured(s)
             | Self::NotRefreshable(s)
-            | Self::ProxyUnsupported(s) => s.clone(),
+            | Self::ProxyUnsupported(s)
+            | Self::RotationUnsupported(s)
+            | Self::RotationIncomplete(s)
+            | Self::ScopeUnsupported(s)
+            | Self::ScopeNotReached(s)
+            | Self::OutsideScope(s) => s.clone(),
             Self::Schema { detail, .. } | Self::BadOutput { detail, .. } => detail.clone(),
             Self::Provider(e) => match e {
                 ProviderError::InvalidInput(s) => sentence(s),

@@ -143,6 +143,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         syncs: sync_settings,
         webhook_retry: config.syncs.webhook_retry,
         proxy: config.proxy.settings(),
+        expiry_warning: config.syncs.expiry_warning,
     };
     let services = Arc::new(Services::new(runtime, registry, store.clone(), key, policy, settings)?);
     if let Some(apps) = config.oauth.apps_json()?.filter(|s| !s.trim().is_empty()) {
@@ -157,6 +158,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if !config.syncs.sync_poll.is_zero() {
         tokio::spawn(services.syncs.clone().run_scheduler());
         tokio::spawn(services.webhooks.clone().deliver_in_background(config.syncs.sync_poll));
+    }
+    if !config.syncs.expiry_check_interval.is_zero() {
+        tokio::spawn(services.expiry.clone().watch(config.syncs.expiry_check_interval));
     }
     let app = api::routes(&services, api_key_hash, config.limits.max_body_bytes, config.clients.client_body_timeout);
     tracing::info!(address = %local, data_dir = %config.data_dir.display(), "gatehouse listening");

@@ -26,7 +26,15 @@ async fn settings_page_in_a_real_browser() {
     );
     let fake = FakeGitlab::start().await;
     let jane = fake.add_user("jane", false);
+    // What jane's tokens reach, and a group access token's bot user.
+    let bot = fake.add_user("group_9_bot_1a2b3c", true);
+    fake.api(|d| {
+        d.add_group(9, "acme", &[jane, bot]);
+        d.add_group(20, "tools", &[jane]);
+        d.add_project(31, "acme/api", &[jane], &[]);
+    });
     let tokens = serde_json::json!({
+        "group": fake.pat(bot),
         "pat": fake.pat(jane),
         "pat2": fake.pat(jane),
         "oauth": fake.token(jane, Kind::OAuth, &["api"]),

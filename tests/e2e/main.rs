@@ -31,4 +31,5 @@ mod services;
 mod startup;
 mod syncs;
 mod tls;
+mod tokens;
 mod versions;

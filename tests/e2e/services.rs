@@ -53,6 +53,7 @@ async fn world() -> World {
             pause_below_remaining: 0,
         },
         webhook_retry: Duration::from_secs(1),
+        expiry_warning: Duration::from_secs(14 * 86_400),
         proxy: ProxySettings {
             timeout: Duration::from_secs(10),
             max_body_bytes: 1 << 20,

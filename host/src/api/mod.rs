@@ -24,6 +24,7 @@ use crate::{
     services::{
         Services,
         actions::Actions,
+        expiry::Expiry,
         grants::{Grants, OAuthAppInput, not_refreshable_sentence},
         integrations::Integrations,
         oauth::{CallbackParams, OAuthFlow, browser_cookie_name},
@@ -142,6 +143,7 @@ pub struct Api {
     actions: Arc<Actions>,
     syncs: Arc<Syncs>,
     webhooks: Arc<Webhooks>,
+    expiry: Arc<Expiry>,
 }
 
 #[derive(ApiResponse)]
@@ -163,11 +165,19 @@ impl Api {
     /// integration cannot be refreshed.
     fn body(&self, row: IntegrationRow) -> Result<Integration, AppError> {
         let provider = row.provider.clone();
-        let unavailable = self.integrations.plugin_of(&row).err();
+        let plugin = self.integrations.plugin_of(&row);
+        let warning = self.expiry.warning(&row);
         let mut body = Integration::try_from(row)?;
-        if let Some(e) = unavailable {
-            body.status = Status::ProviderUnavailable;
-            body.last_error = Some(e.problem());
+        match plugin {
+            Err(e) => {
+                body.status = Status::ProviderUnavailable;
+                body.last_error = Some(e.problem());
+            }
+            Ok(plugin) => body.rotatable = plugin.can_rotate(),
+        }
+        if let (Some(warning), Status::Connected) = (warning, body.status) {
+            body.status = Status::Expiring;
+            body.expiry_warning = Some(warning);
         }
         let oauth = self.integrations.plugin(&provider).is_ok_and(|p| p.manifest.oauth.is_some());
         if oauth && !body.refreshable {
@@ -217,8 +227,10 @@ impl Api {
         provider_id: Path<String>,
         body: Json<VerifyRequest>,
     ) -> ApiResult<Json<VerificationResult>> {
-        let verdict = self.integrations.verify(&provider_id, body.0.credentials.0).await?;
-        Ok(Json(verdict.into()))
+        let (verdict, reach) = self.integrations.verify(&provider_id, body.0.credentials.0).await?;
+        let mut result = VerificationResult::from(verdict);
+        result.reach = reach.map(Into::into);
+        Ok(Json(result))
     }
 
     /// The loaded connectors and the files of the plugins directory that
@@ -545,7 +557,45 @@ impl Api {
         }))
     }
 
-    /// Rotate: verify a new token for the same account and replace the old one.
+    /// Regenerate the token at the provider: the connector asks the
+    /// provider for a new token in place of the stored one (GitLab: the
+    /// token rotates itself and the old one is revoked at once); the new
+    /// one is sealed and stored, then verified. 409 `rotation_unsupported`
+    /// when the connector cannot; 422 `insufficient_scope` when the token
+    /// lacks the scope for it. To replace the token with one you paste,
+    /// use `PUT /integrations/{id}/credentials`.
+    #[oai(path = "/integrations/:id/rotate", method = "post", tag = "ApiTags::Integrations")]
+    async fn regenerate(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
+        self.integration(self.integrations.regenerate(&id.0.to_string()).await?)
+    }
+
+    /// Limit the connection to one scope its token reaches (`{"scope":
+    /// "acme"}`, an id or path of `reach.top_level`), or lift the limit
+    /// (`{"scope": null}`). The proxy then refuses requests outside it
+    /// (403 `outside_scope`), and actions and syncs stay inside it.
+    #[oai(path = "/integrations/:id/scope", method = "put", tag = "ApiTags::Integrations")]
+    async fn set_scope(
+        &self,
+        _auth: ApiKey,
+        id: Path<uuid::Uuid>,
+        body: Json<ScopeRequest>,
+    ) -> ApiResult<Json<Integration>> {
+        use poem_openapi::types::MaybeUndefined;
+        let scope = match &body.0.scope {
+            MaybeUndefined::Value(v) if !v.trim().is_empty() => Some(v.as_str()),
+            MaybeUndefined::Null => None,
+            _ => {
+                return Err(AppError::Validation(
+                    "Give scope: the id or path of a group the token reaches, or null to lift the limit.".into(),
+                )
+                .into());
+            }
+        };
+        self.integration(self.integrations.set_scope(&id.0.to_string(), scope).await?)
+    }
+
+    /// Replace the token with a new one you paste: it is verified and must
+    /// belong to the same account (409 `account_mismatch` otherwise).
     #[oai(path = "/integrations/:id/credentials", method = "put", tag = "ApiTags::Integrations")]
     async fn rotate(
         &self,
@@ -642,6 +692,7 @@ pub fn routes(
         actions: services.actions.clone(),
         syncs: services.syncs.clone(),
         webhooks: services.webhooks.clone(),
+        expiry: services.expiry.clone(),
     };
     let service = OpenApiService::new(api, "Gatehouse", env!("CARGO_PKG_VERSION"))
         .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors, and use them: an authenticated proxy, typed actions.");

@@ -413,8 +413,94 @@ pub struct VerificationResult {
     pub missing_scopes: Vec<String>,
     pub expires_at: Option<String>,
     pub token_kind: Option<String>,
+    /// What the token reaches and what kind of token it is, when the
+    /// connector can tell.
+    pub reach: Option<Reach>,
     /// Why the token is not valid.
     pub error: Option<Problem>,
+}
+
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// Acts as a person: reaches what that person can reach.
+    Personal,
+    /// Bound to one group (its user is a bot).
+    Group,
+    /// Bound to one project (its user is a bot).
+    Project,
+    /// A service account of its own.
+    Service,
+    #[oai(rename = "oauth")]
+    OAuth,
+    Other,
+}
+
+/// A group, project or organization a token reaches.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ReachItemBody {
+    pub id: String,
+    /// Full path, e.g. `acme/infra`.
+    pub path: String,
+    pub name: String,
+    /// The provider's word for it: `group`, `project`, …
+    pub kind: String,
+}
+
+/// What a token reaches, as its connector says.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct Reach {
+    pub kind: CredentialKind,
+    /// For a group or project token: the group or project it belongs to.
+    pub bound_to: Option<ReachItemBody>,
+    pub group_count: u32,
+    pub project_count: u32,
+    /// The top-level groups it reaches: what a connection can be limited to
+    /// (`PUT /api/v1/integrations/{id}/scope`).
+    pub top_level: Vec<ReachItemBody>,
+    /// E.g. "This token reaches 3 groups: acme, acme-infra, tools."
+    pub summary: String,
+    /// What the provider's "one organization" rule means for this kind of token.
+    pub note: String,
+}
+
+impl From<model::ReachItem> for ReachItemBody {
+    fn from(i: model::ReachItem) -> Self {
+        Self { id: i.id, path: i.path, name: i.name, kind: i.kind }
+    }
+}
+
+impl From<model::TokenReach> for Reach {
+    fn from(r: model::TokenReach) -> Self {
+        use model::CredentialKind as K;
+        Self {
+            kind: match r.kind {
+                K::Personal => CredentialKind::Personal,
+                K::Group => CredentialKind::Group,
+                K::Project => CredentialKind::Project,
+                K::Service => CredentialKind::Service,
+                K::OAuth => CredentialKind::OAuth,
+                K::Other => CredentialKind::Other,
+            },
+            bound_to: r.bound_to.map(Into::into),
+            group_count: r.group_count,
+            project_count: r.project_count,
+            top_level: r.top_level.into_iter().map(Into::into).collect(),
+            summary: r.summary,
+            note: r.note,
+        }
+    }
+}
+
+/// `PUT /integrations/{id}/scope`.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ScopeRequest {
+    /// The id or path of one of `reach.top_level` (or of `reach.bound_to`);
+    /// `null` lifts the limit.
+    pub scope: poem_openapi::types::MaybeUndefined<String>,
 }
 
 /// Served as stored.
@@ -444,6 +530,20 @@ pub struct Integration {
     pub refreshable: bool,
     /// Why the integration cannot be refreshed, for OAuth connectors.
     pub refresh_note: Option<String>,
+    /// What the token reaches, when the connector can tell.
+    pub reach: Option<Reach>,
+    /// The scope the connection is limited to: the proxy, actions and
+    /// syncs stay inside it. Absent: all the token reaches.
+    pub scope: Option<ReachItemBody>,
+    /// With status `expiring`: when the token expires and what to do.
+    pub expiry_warning: Option<String>,
+    /// Whether `POST /api/v1/integrations/{id}/rotate` can have the provider
+    /// issue a new token (the connector exports rotation).
+    pub rotatable: bool,
+    /// Set when a rotation asked the provider for a new token and did not
+    /// store it (the server stopped, or the database failed): the old
+    /// token may be revoked; replace it if the integration stops working.
+    pub rotation_started_at: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -560,6 +660,7 @@ impl VerificationResult {
             missing_scopes: Vec::new(),
             expires_at: None,
             token_kind: None,
+            reach: None,
             error: Some(problem),
         }
     }
@@ -575,6 +676,7 @@ impl From<Result<Verification, VerifyError>> for VerificationResult {
                 missing_scopes: Vec::new(),
                 expires_at: v.expires_at,
                 token_kind: Some(v.token_kind),
+                reach: None,
                 error: None,
             },
             Err(e) => {
@@ -591,6 +693,7 @@ impl From<Result<Verification, VerifyError>> for VerificationResult {
                     missing_scopes,
                     expires_at: None,
                     token_kind: None,
+                    reach: None,
                     error: Some(AppError::Verify(e).problem()),
                 }
             }
@@ -622,6 +725,11 @@ impl TryFrom<IntegrationRow> for Integration {
             last_error: row.last_error.map(|e| e.0),
             refreshable: row.refresh.is_some(),
             refresh_note: None,
+            reach: row.reach.map(|r| r.0.into()),
+            scope: row.scope.map(|s| s.0.into()),
+            expiry_warning: None,
+            rotatable: false,
+            rotation_started_at: row.rotation_started_at.map(|t| t.to_string()),
         })
     }
 }

@@ -1,7 +1,9 @@
 //! Integration lifecycle: turns API requests into connector calls and store
-//! writes — verify, connect (idempotent per account), rotate, re-verify,
-//! disconnect — and opens a connection for use by the proxy, actions and
-//! syncs. Provider-agnostic: it knows fields by kind, not by name.
+//! writes — verify (with what the credential reaches), connect (idempotent
+//! per account), replace the credentials, regenerate them at the provider,
+//! limit the connection to one scope, re-verify, disconnect — and opens a
+//! connection for use by the proxy, actions and syncs. Provider-agnostic:
+//! it knows fields by kind, not by name.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -16,7 +18,7 @@ use crate::{
     registry::ReloadReport,
     runtime::{
         Plugin,
-        model::{Connection, Credentials, FieldKind, Verification, VerifyError},
+        model::{Connection, Credentials, FieldKind, ReachItem, RotateError, TokenReach, Verification, VerifyError},
     },
     services::{
         grants::{Grants, Refreshed},
@@ -59,12 +61,52 @@ impl Integrations {
         self.shared.registry.reload(&self.shared.runtime).await
     }
 
-    /// `POST /providers/{id}/verify`: stores nothing.
-    pub async fn verify(&self, provider: &str, raw: BTreeMap<String, String>) -> Result<Verdict, AppError> {
+    /// `POST /providers/{id}/verify`: stores nothing. A valid credential
+    /// comes with what it reaches, when the connector can tell.
+    pub async fn verify(
+        &self,
+        provider: &str,
+        raw: BTreeMap<String, String>,
+    ) -> Result<(Verdict, Option<TokenReach>), AppError> {
         let plugin = self.plugin(provider)?;
         let verifier = &self.shared.verifier;
         let (credentials, base_url) = verifier.prepare(&plugin, raw)?;
-        verifier.verify(&plugin, &credentials, base_url.as_ref()).await
+        let verdict = verifier.verify(&plugin, &credentials, base_url.as_ref()).await?;
+        let reach = match &verdict {
+            Ok(v) => self.reach(&plugin, &credentials, base_url.as_ref(), &v.account.id).await,
+            Err(_) => None,
+        };
+        Ok((verdict, reach))
+    }
+
+    /// What a verified credential reaches, when its connector exports
+    /// `reach`. The credential is presented by the host, as for actions. A
+    /// failure is logged and leaves the reach unknown: it never fails the
+    /// verification itself.
+    pub(super) async fn reach(
+        &self,
+        plugin: &Plugin,
+        credentials: &Credentials,
+        base_url: Option<&Url>,
+        account_id: &str,
+    ) -> Option<TokenReach> {
+        let base_url = base_url?;
+        if !plugin.has_reach() {
+            return None;
+        }
+        let connection = connection_of(plugin, credentials, base_url, account_id, None);
+        match self.shared.runtime.describe(plugin, &connection, credentials, base_url).await {
+            Ok(Some(Ok(reach))) => Some(reach),
+            Ok(None) => None,
+            Ok(Some(Err(e))) => {
+                tracing::warn!(connector = %plugin.manifest.id, error = ?e, "the connector could not tell what the credential reaches");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(connector = %plugin.manifest.id, error = %e, "the connector could not tell what the credential reaches");
+                None
+            }
+        }
     }
 
     /// Verifies and stores. Returns the row and whether it is new; the same
@@ -80,17 +122,20 @@ impl Integrations {
         let (credentials, base_url) = verifier.prepare(&plugin, raw)?;
         let verification =
             verifier.verify(&plugin, &credentials, base_url.as_ref()).await?.map_err(AppError::Verify)?;
-        self.store_verified(&plugin, &credentials, base_url.as_ref(), &verification, label, None).await
+        let reach = self.reach(&plugin, &credentials, base_url.as_ref(), &verification.account.id).await;
+        self.store_verified(&plugin, &credentials, base_url.as_ref(), &verification, reach, label, None).await
     }
 
     /// Stores verified credentials (and a refresh token, from the OAuth
     /// flow) as a new integration, or over the one of the same account.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn store_verified(
         &self,
         plugin: &Plugin,
         credentials: &Credentials,
         base_url: Option<&Url>,
         verification: &Verification,
+        reach: Option<TokenReach>,
         label: Option<String>,
         refresh_token: Option<&SecretString>,
     ) -> Result<(IntegrationRow, bool), AppError> {
@@ -99,7 +144,9 @@ impl Integrations {
         let base_url = base_url_text(base_url);
         let account_id = &verification.account.id;
         if let Some(existing) = store.find_account(provider, &base_url, account_id).await? {
-            let row = self.replace(&existing.id, plugin, credentials, verification, label, refresh_token).await?;
+            let row = self
+                .replace(&existing.id, plugin, credentials, verification, reach.clone(), label, refresh_token)
+                .await?;
             return Ok((row, false));
         }
         let id = uuid::Uuid::new_v4().to_string();
@@ -123,24 +170,30 @@ impl Integrations {
             last_error: None,
             secret: self.seal_credentials(&id, credentials),
             refresh: refresh_token.map(|t| self.shared.key.seal(Binding::RefreshToken(&id), t.expose_secret())),
+            reach: reach.clone().map(Json),
+            scope: None,
+            expiry_notified_for: None,
+            rotation_started_at: None,
         };
         if store.insert(&row).await? {
             return Ok((row, true));
         }
         // Another request connected the same account meanwhile: update it.
         let existing = store.find_account(provider, &base_url, account_id).await?.ok_or_else(removed)?;
-        let row = self.replace(&existing.id, plugin, credentials, verification, label, refresh_token).await?;
+        let row = self.replace(&existing.id, plugin, credentials, verification, reach, label, refresh_token).await?;
         Ok((row, false))
     }
 
     /// Writes verified credentials over integration `id`, under its lock.
     /// `refresh_token` replaces the stored one (None: not refreshable).
+    #[allow(clippy::too_many_arguments)]
     async fn replace(
         &self,
         id: &str,
         plugin: &Plugin,
         credentials: &Credentials,
         v: &Verification,
+        reach: Option<TokenReach>,
         label: Option<String>,
         refresh_token: Option<&SecretString>,
     ) -> Result<IntegrationRow, AppError> {
@@ -154,6 +207,7 @@ impl Integrations {
             token_expires_at: expiry(v),
             secret: self.seal_credentials(id, credentials),
             refresh: refresh_token.map(|t| self.shared.key.seal(Binding::RefreshToken(id), t.expose_secret())),
+            reach,
         };
         self.shared.store.replace_credentials(id, &verified).await?.ok_or_else(removed)
     }
@@ -197,6 +251,10 @@ impl Integrations {
         let credentials = self.shared.open_credentials(&row)?;
         let base_url = self.shared.stored_base_url(&plugin, &credentials)?;
         let outcome = self.shared.verifier.verify(&plugin, &credentials, base_url.as_ref()).await;
+        let reach = match &outcome {
+            Ok(Ok(v)) => self.reach(&plugin, &credentials, base_url.as_ref(), &v.account.id).await,
+            _ => None,
+        };
         let (checked, result) = match outcome {
             Ok(Ok(v)) => (
                 Checked {
@@ -206,6 +264,7 @@ impl Integrations {
                     account: Some(v.account),
                     verified: true,
                     last_error: None,
+                    reach,
                 },
                 Ok(()),
             ),
@@ -222,6 +281,7 @@ impl Integrations {
                     account: None,
                     verified: true,
                     last_error: Some(AppError::Verify(verdict).problem()),
+                    reach: None,
                 },
                 Ok(()),
             ),
@@ -238,6 +298,7 @@ impl Integrations {
                     account: None,
                     verified: false,
                     last_error: Some(e.problem()),
+                    reach: None,
                 };
                 (checked, Err(e))
             }
@@ -277,8 +338,160 @@ impl Integrations {
                 verification.account.username
             )));
         }
+        let reach = self.reach(&plugin, &credentials, base_url.as_ref(), &verification.account.id).await;
         // A pasted token replaces an OAuth grant: its refresh token is dropped.
-        self.replace(id, &plugin, &credentials, &verification, None, None).await
+        self.replace(id, &plugin, &credentials, &verification, reach, None, None).await
+    }
+
+    /// Limits the connection to one of the scopes its credential reaches
+    /// (`scope`: an id or path from `reach.top_level`, or the item a group or
+    /// project credential is bound to), or lifts the limit (None). What the
+    /// credential reaches is asked again, so the choice is checked against
+    /// the provider's answer of now.
+    pub async fn set_scope(&self, id: &str, scope: Option<&str>) -> Result<IntegrationRow, AppError> {
+        let _guard = self.shared.lock(id).await;
+        let row = self.get(id).await?;
+        let plugin = self.plugin_of(&row)?;
+        let Some(scope) = scope.map(str::trim) else {
+            let row = self.shared.store.set_scope(id, None, None).await?.ok_or_else(removed)?;
+            self.resync(id).await;
+            return Ok(row);
+        };
+        if !plugin.has_reach() {
+            return Err(AppError::ScopeUnsupported(format!(
+                "The connector {} cannot tell what a credential reaches, so its connections cannot be limited to one scope.",
+                plugin.manifest.id
+            )));
+        }
+        let in_use = self.in_use(row)?;
+        let connection = in_use.connection_unscoped();
+        let reach =
+            match self.shared.runtime.describe(&plugin, &connection, &in_use.credentials, &in_use.base_url).await? {
+                Some(Ok(reach)) => reach,
+                Some(Err(e)) => return Err(AppError::Provider(e)),
+                None => {
+                    return Err(AppError::ScopeUnsupported(
+                        "The connector cannot tell what the credential reaches.".into(),
+                    ));
+                }
+            };
+        let choices: Vec<&ReachItem> = reach.top_level.iter().chain(reach.bound_to.as_ref()).collect();
+        let Some(chosen) = choices.iter().find(|i| i.id == scope || i.path.eq_ignore_ascii_case(scope)) else {
+            let names: Vec<&str> = choices.iter().map(|i| i.path.as_str()).collect();
+            return Err(AppError::ScopeNotReached(if names.is_empty() {
+                "The token reaches no group the connection could be limited to.".into()
+            } else {
+                format!(
+                    "The token does not reach that scope; choose one of: {} (GET /api/v1/integrations/{id} lists them under reach.top_level).",
+                    names.join(", ")
+                )
+            }));
+        };
+        let chosen = (*chosen).clone();
+        let row = self.shared.store.set_scope(id, Some(&chosen), Some(&reach)).await?.ok_or_else(removed)?;
+        self.resync(id).await;
+        Ok(row)
+    }
+
+    /// After the scope changed, every sync reads everything again, so what
+    /// now lies outside is removed from the mirror and what lies inside is
+    /// read (a run in progress finishes first, under the old scope).
+    async fn resync(&self, id: &str) {
+        if let Err(e) = self.shared.store.reset_syncs(id, Timestamp::now().unix()).await {
+            tracing::warn!(integration = %id, error = %e, "cannot start the syncs over after a scope change");
+        }
+    }
+
+    /// `POST /integrations/{id}/rotate`: the provider issues a new
+    /// credential in place of the stored one, through the connector's
+    /// `rotation` export, and the new one is sealed and stored.
+    ///
+    /// The order matters because the provider revokes the old credential
+    /// as soon as it issues the new one, so after its answer the new
+    /// credential is the only one that works. Before asking, the row is
+    /// marked (`rotation_started_at`), which also proves the database takes
+    /// writes. After the answer, the new credential is sealed and stored in
+    /// one statement before anything else is tried (no verification first:
+    /// a failure there must not lose it); a failed write is retried, and if
+    /// it still fails the answer is `rotation_incomplete`, the mark stays
+    /// and the server log says so, so the loss is never silent. Only then
+    /// is the new credential verified, which updates status, scopes, expiry
+    /// and reach.
+    pub async fn regenerate(&self, id: &str) -> Result<IntegrationRow, AppError> {
+        let _guard = self.shared.lock(id).await;
+        let row = self.get(id).await?;
+        let plugin = self.plugin_of(&row)?;
+        if !plugin.can_rotate() {
+            return Err(AppError::RotationUnsupported(format!(
+                "The connector {} cannot have the provider issue a new token; create a new one at the provider and send it with PUT /api/v1/integrations/{id}/credentials.",
+                plugin.manifest.id
+            )));
+        }
+        let in_use = self.in_use(row)?;
+        let connection = in_use.connection();
+        if !self.shared.store.begin_rotation(id).await? {
+            return Err(removed());
+        }
+        let answer = self.shared.runtime.rotate(&plugin, &connection, &in_use.credentials, &in_use.base_url).await;
+        let rotated = match answer {
+            Ok(Some(Ok(rotated))) => rotated,
+            other => {
+                self.shared.store.abandon_rotation(id).await?;
+                return Err(match other {
+                    Ok(None) => AppError::RotationUnsupported("The connector does not export rotation.".into()),
+                    Ok(Some(Err(RotateError::NotRotatable(s)))) => AppError::RotationUnsupported(s),
+                    Ok(Some(Err(RotateError::InsufficientScope { scopes, missing_scopes, detail }))) => {
+                        AppError::Verify(VerifyError::InsufficientScope {
+                            account: None,
+                            scopes,
+                            missing_scopes,
+                            detail,
+                        })
+                    }
+                    Ok(Some(Err(RotateError::Provider(e)))) => AppError::Provider(e),
+                    Err(e) => AppError::Plugin(e),
+                    Ok(Some(Ok(_))) => unreachable!("matched above"),
+                });
+            }
+        };
+        let mut credentials = in_use.credentials.clone();
+        for (key, value) in &rotated.credentials {
+            let secret_field = plugin.manifest.fields.iter().any(|f| &f.key == key && f.kind == FieldKind::Secret);
+            if !secret_field || value.expose_secret().trim().is_empty() {
+                tracing::error!(connector = %plugin.manifest.id, field = %key, integration = %id,
+                    "the connector's rotation answered a field that is not one of its secret fields, or an empty one; the provider may already have revoked the stored token");
+                return Err(AppError::Plugin(crate::runtime::CallError::Failed(format!(
+                    "the connector's rotation answered the field {key:?}, which is not one of its secret fields (or is empty); the provider may already have revoked the stored token, so check the integration and replace its token if it no longer works"
+                ))));
+            }
+            credentials.insert(key.clone(), value.expose_secret().to_string());
+        }
+        let sealed = self.seal_credentials(id, &credentials);
+        let hint = token_hint(&plugin, &credentials);
+        let expires_at = rotated.expires_at.as_deref().and_then(Timestamp::parse_expiry);
+        let mut stored = None;
+        for attempt in 0..3u32 {
+            match self.shared.store.store_rotation(id, &sealed, hint.as_deref(), expires_at).await {
+                Ok(row) => {
+                    stored = Some(row);
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(integration = %id, attempt, error = %e, "cannot store the rotated token");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+        let Some(stored) = stored else {
+            return Err(AppError::RotationIncomplete(
+                "The provider issued a new token and revoked the old one, but Gatehouse could not store the new one (the database failed; see the server log). Create a new token at the provider and send it with PUT /api/v1/integrations/{id}/credentials.".replace("{id}", id),
+            ));
+        };
+        stored.ok_or_else(removed)?;
+        drop(_guard);
+        // The new credential is stored; what it is now is learnt by a
+        // re-verification (status, scopes, expiry, reach).
+        self.reverify(id).await
     }
 
     /// Opens a connection for use by the proxy, an action or a sync. An
@@ -313,7 +526,7 @@ impl Integrations {
         }
     }
 
-    fn in_use(&self, row: IntegrationRow) -> Result<InUse, AppError> {
+    pub(super) fn in_use(&self, row: IntegrationRow) -> Result<InUse, AppError> {
         let plugin = self.plugin_of(&row)?;
         let credentials = self.shared.open_credentials(&row)?;
         let base_url = self.shared.stored_base_url(&plugin, &credentials)?.ok_or_else(|| {
@@ -341,16 +554,32 @@ pub struct InUse {
 impl InUse {
     /// What an action or sync may know of the connection: never a secret.
     pub fn connection(&self) -> Connection {
-        let settings = self
-            .plugin
-            .manifest
-            .fields
-            .iter()
-            .filter(|f| f.kind != FieldKind::Secret)
-            .filter_map(|f| self.credentials.get(&f.key).map(|v| (f.key.clone(), v.to_string())))
-            .collect();
-        Connection { base_url: base_url_text(Some(&self.base_url)), account_id: self.row.account_id.clone(), settings }
+        let scope = self.row.scope.as_ref().map(|s| s.0.clone());
+        connection_of(&self.plugin, &self.credentials, &self.base_url, &self.row.account_id, scope)
     }
+
+    /// The connection as if it were not limited to a scope, to ask what
+    /// its credential reaches in full.
+    fn connection_unscoped(&self) -> Connection {
+        connection_of(&self.plugin, &self.credentials, &self.base_url, &self.row.account_id, None)
+    }
+}
+
+fn connection_of(
+    plugin: &Plugin,
+    credentials: &Credentials,
+    base_url: &Url,
+    account_id: &str,
+    scope: Option<ReachItem>,
+) -> Connection {
+    let settings = plugin
+        .manifest
+        .fields
+        .iter()
+        .filter(|f| f.kind != FieldKind::Secret)
+        .filter_map(|f| credentials.get(&f.key).map(|v| (f.key.clone(), v.to_string())))
+        .collect();
+    Connection { base_url: base_url_text(Some(base_url)), account_id: account_id.to_string(), settings, scope }
 }
 
 fn removed() -> AppError {
@@ -369,9 +598,12 @@ pub fn status_of(verdict: &VerifyError) -> Status {
 /// The connector's expiry, when it gave a time Gatehouse can read.
 pub(super) fn expiry(v: &Verification) -> Option<Timestamp> {
     let text = v.expires_at.as_deref()?;
-    let parsed = Timestamp::parse(text);
+    let parsed = Timestamp::parse_expiry(text);
     if parsed.is_none() {
-        tracing::warn!(expires_at = text, "the connector's token expiry is not RFC 3339; it is not stored");
+        tracing::warn!(
+            expires_at = text,
+            "the connector's token expiry is not an RFC 3339 date or date-time; it is not stored"
+        );
     }
     parsed
 }

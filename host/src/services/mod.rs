@@ -5,10 +5,11 @@
 //! ```text
 //! mod.rs (wiring) ─> oauth ─> integrations ─> grants ─> shared ─> verifier
 //!                    actions, proxy, syncs ─> integrations
-//!                    syncs ─> webhooks ─> shared
+//!                    syncs, expiry ─> webhooks ─> shared
 //! ```
 
 pub mod actions;
+pub mod expiry;
 pub mod grants;
 pub mod integrations;
 pub mod oauth;
@@ -38,6 +39,8 @@ pub struct Settings {
     pub syncs: syncs::SyncSettings,
     pub webhook_retry: Duration,
     pub proxy: ProxySettings,
+    /// How long before a credential expires it is shown as `expiring`.
+    pub expiry_warning: Duration,
 }
 
 /// Every service, wired together once.
@@ -49,6 +52,7 @@ pub struct Services {
     pub proxy: Arc<proxy::Proxy>,
     pub syncs: Arc<syncs::Syncs>,
     pub webhooks: Arc<webhooks::Webhooks>,
+    pub expiry: Arc<expiry::Expiry>,
 }
 
 impl Services {
@@ -75,6 +79,7 @@ impl Services {
         let oauth = Arc::new(oauth::OAuthFlow::new(shared.clone(), grants.clone(), integrations.clone()));
         let webhooks = Arc::new(webhooks::Webhooks::new(shared.clone(), settings.webhook_retry)?);
         let syncs = Arc::new(syncs::Syncs::new(shared.clone(), integrations.clone(), webhooks.clone(), settings.syncs));
+        let expiry = Arc::new(expiry::Expiry::new(shared.clone(), webhooks.clone(), settings.expiry_warning));
         Ok(Self {
             actions: Arc::new(actions::Actions::new(shared.clone(), integrations.clone())),
             proxy: Arc::new(proxy::Proxy::new(shared.clone(), integrations.clone(), settings.proxy)),
@@ -83,6 +88,7 @@ impl Services {
             oauth,
             syncs,
             webhooks,
+            expiry,
         })
     }
 

@@ -193,12 +193,14 @@ impl OAuthFlow {
             expires_at: verification.expires_at.clone().or_else(|| grant.expires_in.map(|s| expires_in(s).to_string())),
             ..verification
         };
+        let reach = self.integrations.reach(&plugin, &credentials, base_url.as_ref(), &verification.account.id).await;
         self.integrations
             .store_verified(
                 &plugin,
                 &credentials,
                 base_url.as_ref(),
                 &verification,
+                reach,
                 pending.label,
                 grant.refresh_token.as_ref(),
             )

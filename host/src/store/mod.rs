@@ -17,7 +17,12 @@ use sqlx::{
 
 use sqlx::types::Json;
 
-use crate::{clock::Timestamp, crypto::Sealed, problem::Problem, runtime::model::Account};
+use crate::{
+    clock::Timestamp,
+    crypto::Sealed,
+    problem::Problem,
+    runtime::model::{Account, ReachItem, TokenReach},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,6 +54,9 @@ pub enum Status {
     Unreachable,
     /// The integration's connector is not loaded: shown, never stored.
     ProviderUnavailable,
+    /// Connected, and the token expires within the warning window: shown,
+    /// never stored.
+    Expiring,
 }
 
 /// An integration as stored. Non-secret fields are plain columns; the
@@ -80,6 +88,16 @@ pub struct IntegrationRow {
     /// The sealed refresh token, when the integration can be refreshed.
     #[sqlx(flatten, try_from = "RefreshColumns")]
     pub refresh: Option<Sealed>,
+    /// What the credential reaches, when its connector can tell.
+    #[sqlx(rename = "reach_json")]
+    pub reach: Option<Json<TokenReach>>,
+    /// The part of the provider the connection is limited to.
+    #[sqlx(rename = "scope_json")]
+    pub scope: Option<Json<ReachItem>>,
+    /// The expiry an `integration.expiring` event was sent for.
+    pub expiry_notified_for: Option<Timestamp>,
+    /// Set while a rotation has not stored its new credential.
+    pub rotation_started_at: Option<Timestamp>,
 }
 
 /// The credentials' sealed triple as stored.
@@ -121,6 +139,8 @@ pub struct Verified {
     pub token_expires_at: Option<Timestamp>,
     pub secret: Sealed,
     pub refresh: Option<Sealed>,
+    /// None keeps what was stored (the connector could not tell).
+    pub reach: Option<TokenReach>,
 }
 
 /// What a re-check learnt, without touching the credentials: another
@@ -136,6 +156,8 @@ pub struct Checked {
     /// Set when the provider answered (a verdict), not on a transport failure.
     pub verified: bool,
     pub last_error: Option<Problem>,
+    /// Replaced when the connector told.
+    pub reach: Option<TokenReach>,
 }
 
 /// What a refresh produced, written only while the spent refresh token is
@@ -285,8 +307,8 @@ impl Store {
             "INSERT INTO integrations (id, provider, label, status, base_url, account_id, account_json, scopes_json,
                 missing_scopes_json, token_kind, token_hint, token_expires_at, created_at, updated_at, last_verified_at,
                 last_error_json, secret_key_id, secret_nonce, secret_ciphertext, refresh_key_id, refresh_nonce,
-                refresh_ciphertext)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                refresh_ciphertext, reach_json)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (provider, base_url, account_id) DO NOTHING",
         )
         .bind(&row.id)
@@ -311,6 +333,7 @@ impl Store {
         .bind(row.refresh.as_ref().map(|r| &r.key_id))
         .bind(row.refresh.as_ref().map(|r| &r.nonce))
         .bind(row.refresh.as_ref().map(|r| &r.ciphertext))
+        .bind(&row.reach)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -323,7 +346,8 @@ impl Store {
             "UPDATE integrations SET label = COALESCE(?, label), status = 'connected', account_id = ?, account_json = ?,
                 scopes_json = ?, missing_scopes_json = '[]', token_kind = ?, token_hint = ?, token_expires_at = ?,
                 updated_at = ?, last_verified_at = ?, last_error_json = NULL, secret_key_id = ?, secret_nonce = ?,
-                secret_ciphertext = ?, refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?
+                secret_ciphertext = ?, refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?,
+                reach_json = COALESCE(?, reach_json), rotation_started_at = NULL
              WHERE id = ? RETURNING *",
         )
         .bind(&v.label)
@@ -341,6 +365,7 @@ impl Store {
         .bind(v.refresh.as_ref().map(|r| &r.key_id))
         .bind(v.refresh.as_ref().map(|r| &r.nonce))
         .bind(v.refresh.as_ref().map(|r| &r.ciphertext))
+        .bind(v.reach.as_ref().map(Json))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?)
@@ -358,7 +383,7 @@ impl Store {
                 token_kind = COALESCE(?, token_kind),
                 token_expires_at = CASE WHEN ? THEN ? ELSE token_expires_at END,
                 last_verified_at = CASE WHEN ? THEN ? ELSE last_verified_at END,
-                last_error_json = ?, updated_at = ?
+                last_error_json = ?, updated_at = ?, reach_json = COALESCE(?, reach_json)
              WHERE id = ? RETURNING *",
         )
         .bind(c.status)
@@ -372,6 +397,7 @@ impl Store {
         .bind(now)
         .bind(c.last_error.as_ref().map(Json))
         .bind(now)
+        .bind(c.reach.as_ref().map(Json))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?)
@@ -415,6 +441,110 @@ impl Store {
             .bind(Json(last_error)),
         };
         Ok(query.bind(id).bind(&spent.ciphertext).fetch_optional(&self.pool).await?)
+    }
+
+    /// Limits the connection to `scope` (None: everything its credential
+    /// reaches), with the reach the choice was checked against.
+    pub async fn set_scope(
+        &self,
+        id: &str,
+        scope: Option<&ReachItem>,
+        reach: Option<&TokenReach>,
+    ) -> Result<Option<IntegrationRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "UPDATE integrations SET scope_json = ?, reach_json = COALESCE(?, reach_json), updated_at = ?
+             WHERE id = ? RETURNING *",
+        )
+        .bind(scope.map(Json))
+        .bind(reach.map(Json))
+        .bind(Timestamp::now())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Records that a rotation is about to ask the provider for a new
+    /// credential. Written before the provider is asked, so a crash between
+    /// its answer and the store leaves a trace the API shows.
+    pub async fn begin_rotation(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE integrations SET rotation_started_at = ? WHERE id = ?")
+            .bind(Timestamp::now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The provider did not issue a new credential: nothing changed.
+    pub async fn abandon_rotation(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE integrations SET rotation_started_at = NULL WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores the credential a rotation produced, in one statement: the
+    /// sealed secret, its hint and expiry, status connected, rotation done.
+    pub async fn store_rotation(
+        &self,
+        id: &str,
+        secret: &Sealed,
+        token_hint: Option<&str>,
+        token_expires_at: Option<Timestamp>,
+    ) -> Result<Option<IntegrationRow>, StoreError> {
+        let now = Timestamp::now();
+        Ok(sqlx::query_as(
+            "UPDATE integrations SET status = 'connected', token_hint = ?, token_expires_at = ?, updated_at = ?,
+                last_error_json = NULL, secret_key_id = ?, secret_nonce = ?, secret_ciphertext = ?,
+                rotation_started_at = NULL
+             WHERE id = ? RETURNING *",
+        )
+        .bind(token_hint)
+        .bind(token_expires_at)
+        .bind(now)
+        .bind(&secret.key_id)
+        .bind(&secret.nonce)
+        .bind(&secret.ciphertext)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Integrations whose credential has an expiry, for the expiry watch.
+    pub async fn with_expiry(&self) -> Result<Vec<IntegrationRow>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM integrations WHERE token_expires_at IS NOT NULL ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Marks `expires_at` as announced and enqueues `deliveries`, in one
+    /// transaction and only if that expiry was not announced yet: one
+    /// event per expiry, even with several processes watching.
+    pub async fn announce_expiry(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        deliveries: &[syncs::NewDelivery],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE integrations SET expiry_notified_for = ?1
+             WHERE id = ?2 AND token_expires_at = ?1 AND (expiry_notified_for IS NULL OR expiry_notified_for != ?1)",
+        )
+        .bind(expires_at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let (now_unix, now_text) = crate::clock::now();
+        for d in deliveries {
+            syncs::insert_delivery(&mut tx, d, &now_text, now_unix).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Deletes the row; the sealed secret goes with it (`secure_delete` zeroes
@@ -576,6 +706,10 @@ pub(crate) mod tests {
             last_error: None,
             secret: Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![1, 2, 3] },
             refresh: Some(Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![9] }),
+            reach: None,
+            scope: None,
+            expiry_notified_for: None,
+            rotation_started_at: None,
         }
     }
 
@@ -637,12 +771,48 @@ pub(crate) mod tests {
             token: None,
             verified: true,
             last_error: None,
+            reach: None,
         };
         let after = store.record_check("a", &checked).await.unwrap().unwrap();
         assert_eq!(after.status, Status::Invalid);
         assert_eq!(after.secret.ciphertext, vec![7]);
         assert_eq!(after.refresh.unwrap().ciphertext, vec![8]);
         assert!(after.last_verified_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_expiry_is_announced_once_and_a_new_one_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(None, dir.path()).await.unwrap();
+        let mut written = row("a");
+        let first = Timestamp::parse("2026-12-01T00:00:00Z").unwrap();
+        written.token_expires_at = Some(first);
+        store.insert(&written).await.unwrap();
+        assert!(store.announce_expiry("a", first, &[]).await.unwrap());
+        assert!(!store.announce_expiry("a", first, &[]).await.unwrap(), "the same expiry twice");
+        assert_eq!(store.get("a").await.unwrap().unwrap().expiry_notified_for, Some(first));
+        // Not an expiry the row has (it changed meanwhile): nothing.
+        let other = Timestamp::parse("2027-01-01T00:00:00Z").unwrap();
+        assert!(!store.announce_expiry("a", other, &[]).await.unwrap());
+        let rotated = store.store_rotation("a", &sealed(5), Some("abcd"), Some(other)).await.unwrap().unwrap();
+        assert_eq!((rotated.token_expires_at, rotated.rotation_started_at), (Some(other), None));
+        assert!(store.announce_expiry("a", other, &[]).await.unwrap(), "a new expiry is announced again");
+    }
+
+    #[tokio::test]
+    async fn a_rotation_in_flight_is_visible_until_it_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(None, dir.path()).await.unwrap();
+        store.insert(&row("a")).await.unwrap();
+        assert!(store.begin_rotation("a").await.unwrap());
+        assert!(store.get("a").await.unwrap().unwrap().rotation_started_at.is_some());
+        store.abandon_rotation("a").await.unwrap();
+        assert!(store.get("a").await.unwrap().unwrap().rotation_started_at.is_none());
+        assert!(store.begin_rotation("a").await.unwrap());
+        let stored = store.store_rotation("a", &sealed(6), None, None).await.unwrap().unwrap();
+        assert!(stored.rotation_started_at.is_none());
+        assert_eq!(stored.secret.ciphertext, vec![6]);
+        assert!(!store.begin_rotation("gone").await.unwrap());
     }
 
     #[tokio::test]

@@ -67,6 +67,9 @@ function describeVerification(v) {
   const lines = [`Valid token for ${v.account.username}${v.account.name ? ` (${v.account.name})` : ""}.`];
   if (v.scopes.length) lines.push(`Scopes: ${v.scopes.join(", ")}.`);
   lines.push(v.expires_at ? `Expires: ${v.expires_at}.` : "Does not expire.");
+  // What the token reaches turns the "single organization" note into
+  // something the user can check before connecting.
+  if (v.reach) lines.push(v.reach.summary, v.reach.note);
   return lines;
 }
 
@@ -166,6 +169,27 @@ function oauthStart(provider, form) {
     result);
 }
 
+// The scope chooser: one of the top-level groups the token reaches, or
+// everything it reaches.
+function scopeForm(i, result, provider) {
+  const choices = [...(i.reach.top_level || [])];
+  if (i.reach.bound_to && !choices.some((c) => c.id === i.reach.bound_to.id)) choices.push(i.reach.bound_to);
+  const id = `scope-${i.id}`;
+  const select = el("select", { id, name: "scope" },
+    el("option", { value: "", text: "Everything the token reaches" }),
+    ...choices.map((c) => el("option", { value: c.id, text: c.path, selected: i.scope && i.scope.id === c.id })));
+  const form = el("form", { class: "scope", "aria-label": "Limit to one group" },
+    el("label", { for: id, text: "Limit this connection to" }), select,
+    el("button", { type: "submit", class: "secondary", text: "Save limit" }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const { status, data } = await api("PUT", `/api/v1/integrations/${i.id}/scope`, { scope: select.value || null });
+    if (status === 200) await loadIntegrations();
+    else showResult(result, false, problemLines(data, provider));
+  });
+  return form;
+}
+
 function renderIntegration(i) {
   const provider = providers.find((p) => p.id === i.provider);
   const result = el("div", { class: "result", role: "status", "aria-live": "polite", hidden: true });
@@ -175,12 +199,19 @@ function renderIntegration(i) {
     el("dt", { text: "Scopes" }), el("dd", { text: i.scopes.join(", ") || "—" }),
     el("dt", { text: "Token" }), el("dd", { text: i.token_hint ? "…" + i.token_hint : "hidden" }),
     el("dt", { text: "Expires" }), el("dd", { text: i.token_expires_at || "never" }),
+    i.reach ? el("dt", { text: "Reaches" }) : null, i.reach ? el("dd", { class: "reach", text: i.reach.summary }) : null,
+    i.reach ? el("dt", { text: "Limited to" }) : null,
+    i.reach ? el("dd", { text: i.scope ? i.scope.path : "nothing: all the token reaches" }) : null,
     el("dt", { text: "Refresh" }), el("dd", { text: i.refreshable ? "automatic" : (i.refresh_note || "not needed") }),
     el("dt", { text: "Last check" }), el("dd", { text: i.last_verified_at || "never" }));
   const item = el("li", { "data-id": i.id },
     el("h3", {}, `${provider ? provider.vendor : i.provider} · ${i.account.username}${i.label ? ` · ${i.label}` : ""} `,
       el("span", { class: "status " + i.status, text: i.status.replace("_", " ") })),
-    details, result);
+    details,
+    i.reach ? el("p", { class: "help", text: i.reach.note }) : null,
+    i.expiry_warning ? el("p", { class: "note", role: "note", text: i.expiry_warning }) : null,
+    i.rotation_started_at ? el("p", { class: "error", text: `A token regeneration started at ${i.rotation_started_at} did not finish; if the integration stops working, replace its token.` }) : null,
+    result);
   if (i.last_error) showResult(result, false, problemLines(i.last_error, provider));
   const replace = provider ? el("form", { hidden: true, "aria-label": "Replace token" },
     ...fieldInputs(provider, "replace-" + i.id, true), el("button", { type: "submit", text: "Save new token" })) : null;
@@ -202,12 +233,25 @@ function renderIntegration(i) {
     el("button", { type: "button", class: "secondary", text: "Replace token", onclick: () => {
       if (replace) { replace.hidden = !replace.hidden; if (!replace.hidden) replace.querySelector("input").focus(); }
     } }), " ",
+    // The provider issues a new token in place of this one and revokes
+    // this one; Gatehouse stores the new one without showing it.
+    i.rotatable ? el("button", { type: "button", class: "secondary", text: "Regenerate token", onclick: async () => {
+      if (!confirm(`Regenerate the token of ${i.account.username}? ${provider ? provider.vendor : "The provider"} issues a new one and revokes the current one at once.`)) return;
+      showResult(result, true, ["Regenerating…"]);
+      const { status, data } = await api("POST", `/api/v1/integrations/${i.id}/rotate`);
+      if (status === 200) {
+        await loadIntegrations();
+        const fresh = document.querySelector(`#integrations li[data-id="${i.id}"] .result`);
+        if (fresh) showResult(fresh, true, [`Token regenerated: the new one ends in …${data.token_hint || ""} and the old one no longer works.`]);
+      } else showResult(result, false, problemLines(data, provider));
+    } }) : null, i.rotatable ? " " : null,
     el("button", { type: "button", class: "danger", text: "Disconnect", onclick: async () => {
       if (!confirm(`Disconnect ${i.account.username}? The stored token is erased.`)) return;
       await api("DELETE", `/api/v1/integrations/${i.id}`);
       await loadIntegrations();
     } }),
-    replace);
+    replace,
+    i.reach && (i.reach.top_level.length || i.reach.bound_to) ? scopeForm(i, result, provider) : null);
   return item;
 }
 
