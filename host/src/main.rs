@@ -143,6 +143,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         syncs: sync_settings,
         webhook_retry: config.syncs.webhook_retry,
         proxy: config.proxy.settings(),
+        sessions: gatehouse::services::sessions::SessionSettings {
+            default_ttl: config.embedding.connect_session_ttl,
+            max_ttl: config.embedding.connect_session_max_ttl,
+        },
     };
     let services = Arc::new(Services::new(runtime, registry, store.clone(), key, policy, settings)?);
     if let Some(apps) = config.oauth.apps_json()?.filter(|s| !s.trim().is_empty()) {
@@ -158,7 +162,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tokio::spawn(services.syncs.clone().run_scheduler());
         tokio::spawn(services.webhooks.clone().deliver_in_background(config.syncs.sync_poll));
     }
-    let app = api::routes(&services, api_key_hash, config.limits.max_body_bytes, config.clients.client_body_timeout);
+    let app = api::routes(
+        &services,
+        api_key_hash,
+        config.limits.max_body_bytes,
+        config.clients.client_body_timeout,
+        config.embedding.frame_ancestors.clone(),
+    );
     tracing::info!(address = %local, data_dir = %config.data_dir.display(), "gatehouse listening");
     server::serve(listener, app, config.clients.timeouts(), shutdown, std::time::Duration::from_secs(10)).await;
     store.close().await;

@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! mod.rs (wiring) ─> oauth ─> integrations ─> grants ─> shared ─> verifier
+//!                    oauth ─> sessions ─> shared
 //!                    actions, proxy, syncs ─> integrations
-//!                    syncs ─> webhooks ─> shared
+//!                    integrations, syncs ─> webhooks ─> shared
 //! ```
 
 pub mod actions;
@@ -13,6 +14,7 @@ pub mod grants;
 pub mod integrations;
 pub mod oauth;
 pub mod proxy;
+pub mod sessions;
 mod shared;
 pub mod syncs;
 pub mod verifier;
@@ -38,6 +40,7 @@ pub struct Settings {
     pub syncs: syncs::SyncSettings,
     pub webhook_retry: Duration,
     pub proxy: ProxySettings,
+    pub sessions: sessions::SessionSettings,
 }
 
 /// Every service, wired together once.
@@ -49,6 +52,7 @@ pub struct Services {
     pub proxy: Arc<proxy::Proxy>,
     pub syncs: Arc<syncs::Syncs>,
     pub webhooks: Arc<webhooks::Webhooks>,
+    pub sessions: Arc<sessions::Sessions>,
 }
 
 impl Services {
@@ -71,9 +75,11 @@ impl Services {
             locks: KeyedLocks::default(),
         });
         let grants = Arc::new(grants::Grants::new(shared.clone(), settings.oauth));
-        let integrations = Arc::new(integrations::Integrations::new(shared.clone(), grants.clone()));
-        let oauth = Arc::new(oauth::OAuthFlow::new(shared.clone(), grants.clone(), integrations.clone()));
         let webhooks = Arc::new(webhooks::Webhooks::new(shared.clone(), settings.webhook_retry)?);
+        let integrations = Arc::new(integrations::Integrations::new(shared.clone(), grants.clone(), webhooks.clone()));
+        let sessions = Arc::new(sessions::Sessions::new(shared.clone(), settings.sessions));
+        let oauth =
+            Arc::new(oauth::OAuthFlow::new(shared.clone(), grants.clone(), integrations.clone(), sessions.clone()));
         let syncs = Arc::new(syncs::Syncs::new(shared.clone(), integrations.clone(), webhooks.clone(), settings.syncs));
         Ok(Self {
             actions: Arc::new(actions::Actions::new(shared.clone(), integrations.clone())),
@@ -83,6 +89,7 @@ impl Services {
             oauth,
             syncs,
             webhooks,
+            sessions,
         })
     }
 
