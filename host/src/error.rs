@@ -22,6 +22,19 @@ pub enum AppError {
     EgressDenied(String),
     #[error("missing or wrong API key")]
     Unauthorized,
+    /// A connect session may not do this (a route of the API key, a
+    /// connector the session is not for, another end user).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The connect session's lifetime is over.
+    #[error("the connect session expired")]
+    SessionExpired,
+    /// The consuming system revoked the connect session.
+    #[error("the connect session was revoked")]
+    SessionRevoked,
+    /// The account is already connected for another end user.
+    #[error("{0}")]
+    AccountInUse(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -94,10 +107,14 @@ pub enum ErrorCode {
     OAuthNotConfigured,
     OAuthUnsupported,
     Unauthorized,
+    SessionExpired,
+    SessionRevoked,
+    Forbidden,
     EgressDenied,
     ProviderForbidden,
     NotFound,
     AccountMismatch,
+    AccountInUse,
     NotRefreshable,
     ProxyUnsupported,
     RotationUnsupported,
@@ -135,12 +152,16 @@ impl ErrorCode {
             Self::OAuthNotConfigured => ("oauth_not_configured", 409, "No OAuth application is configured"),
             Self::OAuthUnsupported => ("oauth_unsupported", 400, "The connector does not support OAuth"),
             Self::Unauthorized => ("unauthorized", 401, "Missing or wrong API key"),
+            Self::SessionExpired => ("session_expired", 401, "The connect session expired"),
+            Self::SessionRevoked => ("session_revoked", 401, "The connect session was revoked"),
+            Self::Forbidden => ("forbidden", 403, "Not allowed with a connect session"),
             Self::EgressDenied => ("egress_denied", 403, "The target address is refused by the egress policy"),
             Self::ProviderForbidden => {
                 ("provider_forbidden", 403, "The provider does not allow this for the connected account")
             }
             Self::NotFound => ("not_found", 404, "Not found"),
             Self::AccountMismatch => ("account_mismatch", 409, "The token belongs to another account"),
+            Self::AccountInUse => ("account_in_use", 409, "The account is connected for another end user"),
             Self::NotRefreshable => ("not_refreshable", 409, "The integration cannot be refreshed"),
             Self::ProxyUnsupported => ("proxy_unsupported", 409, "The connector cannot be used through the proxy"),
             Self::RotationUnsupported => ("rotation_unsupported", 409, "This provider cannot rotate the token"),
@@ -198,6 +219,10 @@ impl AppError {
             Self::InvalidBaseUrl(_) => C::InvalidBaseUrl,
             Self::EgressDenied(_) => C::EgressDenied,
             Self::Unauthorized => C::Unauthorized,
+            Self::Forbidden(_) => C::Forbidden,
+            Self::SessionExpired => C::SessionExpired,
+            Self::SessionRevoked => C::SessionRevoked,
+            Self::AccountInUse(_) => C::AccountInUse,
             Self::NotFound(_) => C::NotFound,
             Self::AccountMismatch(_) => C::AccountMismatch,
             Self::Verify(e) => match e {
@@ -301,6 +326,8 @@ impl AppError {
             Self::Validation(s)
             | Self::NotFound(s)
             | Self::AccountMismatch(s)
+            | Self::Forbidden(s)
+            | Self::AccountInUse(s)
             | Self::OAuthState(s)
             | Self::OAuthDenied(s)
             | Self::OAuthNotConfigured(s)
@@ -341,6 +368,12 @@ impl AppError {
             Self::EgressDenied(s) => format!("{s}."),
             Self::Unauthorized => {
                 "Send the API key as `Authorization: Bearer <key>`; it was printed when the server first started or set with GATEHOUSE_API_KEY.".into()
+            }
+            Self::SessionExpired => {
+                "This connect session has expired; ask the application that sent you here for a new link (its backend creates a new session with POST /api/v1/connect-sessions).".into()
+            }
+            Self::SessionRevoked => {
+                "This connect session was revoked; ask the application that sent you here for a new link.".into()
             }
             Self::Verify(e) => match e {
                 VerifyError::InvalidInput(s) => s.clone(),

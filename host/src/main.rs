@@ -144,6 +144,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         webhook_retry: config.syncs.webhook_retry,
         proxy: config.proxy.settings(),
         expiry_warning: config.syncs.expiry_warning,
+        sessions: gatehouse::services::sessions::SessionSettings {
+            default_ttl: config.embedding.connect_session_ttl,
+            max_ttl: config.embedding.connect_session_max_ttl,
+        },
     };
     let services = Arc::new(Services::new(runtime, registry, store.clone(), key, policy, settings)?);
     if let Some(apps) = config.oauth.apps_json()?.filter(|s| !s.trim().is_empty()) {
@@ -162,7 +166,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if !config.syncs.expiry_check_interval.is_zero() {
         tokio::spawn(services.expiry.clone().watch(config.syncs.expiry_check_interval));
     }
-    let app = api::routes(&services, api_key_hash, config.limits.max_body_bytes, config.clients.client_body_timeout);
+    let app = api::routes(
+        &services,
+        api_key_hash,
+        config.limits.max_body_bytes,
+        config.clients.client_body_timeout,
+        config.embedding.frame_ancestors.clone(),
+    );
     tracing::info!(address = %local, data_dir = %config.data_dir.display(), "gatehouse listening");
     server::serve(listener, app, config.clients.timeouts(), shutdown, std::time::Duration::from_secs(10)).await;
     store.close().await;

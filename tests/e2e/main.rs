@@ -28,6 +28,7 @@ mod reload;
 mod sandbox;
 mod secrets;
 mod services;
+mod sessions;
 mod startup;
 mod syncs;
 mod tls;

@@ -1,8 +1,10 @@
 //! The HTTP API: the routes under `/api/v1` (README: API), the OpenAPI
 //! document, Swagger UI and the bearer API key check.
 
+mod embed;
 pub mod models;
 pub mod problem;
+pub mod session;
 mod spec;
 
 use std::{sync::Arc, time::Duration};
@@ -36,6 +38,7 @@ use crate::{
 };
 use models::*;
 use problem::ApiError;
+use session::PageCaller;
 
 /// SHA-256 of the API key; the key itself is never kept.
 pub struct ApiKeyHash(pub String);
@@ -45,8 +48,8 @@ pub struct ApiKeyHash(pub String);
 #[oai(ty = "bearer", checker = "check_api_key")]
 pub struct ApiKey(());
 
-async fn check_api_key(req: &Request, bearer: Bearer) -> Option<()> {
-    api_key_matches(req, &bearer.token).then_some(())
+async fn check_api_key(req: &Request, bearer: Bearer) -> poem::Result<()> {
+    if api_key_matches(req, &bearer.token) { Ok(()) } else { Err(session::refused_on_key_route(&bearer.token)) }
 }
 
 /// Whether `key` is the server's API key (compared as hashes, in constant time).
@@ -208,13 +211,17 @@ impl Api {
 
     /// Every loaded connector's manifest.
     #[oai(path = "/providers", method = "get", tag = "ApiTags::Providers")]
-    async fn providers(&self, _auth: ApiKey) -> ApiResult<Json<ProviderList>> {
-        Ok(Json(ProviderList { providers: self.integrations.plugins().iter().map(|p| p.as_ref().into()).collect() }))
+    async fn providers(&self, auth: PageCaller) -> ApiResult<Json<ProviderList>> {
+        let scope = auth.scope();
+        let plugins = self.integrations.plugins();
+        let allowed = plugins.iter().filter(|p| scope.check_provider(&p.manifest.id).is_ok());
+        Ok(Json(ProviderList { providers: allowed.map(|p| p.as_ref().into()).collect() }))
     }
 
     /// One connector's manifest.
     #[oai(path = "/providers/:provider_id", method = "get", tag = "ApiTags::Providers")]
-    async fn provider(&self, _auth: ApiKey, provider_id: Path<String>) -> ApiResult<Json<ProviderManifest>> {
+    async fn provider(&self, auth: PageCaller, provider_id: Path<String>) -> ApiResult<Json<ProviderManifest>> {
+        auth.scope().check_provider(&provider_id)?;
         Ok(Json(self.integrations.plugin(&provider_id)?.as_ref().into()))
     }
 
@@ -223,11 +230,11 @@ impl Api {
     #[oai(path = "/providers/:provider_id/verify", method = "post", tag = "ApiTags::Providers")]
     async fn verify(
         &self,
-        _auth: ApiKey,
+        auth: PageCaller,
         provider_id: Path<String>,
         body: Json<VerifyRequest>,
     ) -> ApiResult<Json<VerificationResult>> {
-        let (verdict, reach) = self.integrations.verify(&provider_id, body.0.credentials.0).await?;
+        let (verdict, reach) = self.integrations.verify(&auth.scope(), &provider_id, body.0.credentials.0).await?;
         let mut result = VerificationResult::from(verdict);
         result.reach = reach.map(Into::into);
         Ok(Json(result))
@@ -263,41 +270,53 @@ impl Api {
     }
 
     /// Verify and store credentials. Connecting an account that is already
-    /// connected (same provider and base URL) replaces its credentials.
+    /// connected (same provider and base URL) for the same end user
+    /// replaces its credentials. With a connect session the connection is
+    /// the session's end user's.
     #[oai(path = "/integrations", method = "post", tag = "ApiTags::Integrations")]
-    async fn connect(&self, _auth: ApiKey, body: Json<ConnectRequest>) -> ApiResult<ConnectResponse> {
-        let ConnectRequest { provider, credentials, label } = body.0;
-        let (row, created) = self.integrations.connect(&provider, credentials.0, label).await?;
+    async fn connect(&self, auth: PageCaller, body: Json<ConnectRequest>) -> ApiResult<ConnectResponse> {
+        let ConnectRequest { provider, credentials, label, end_user_id, end_user_name, end_user_email, organization } =
+            body.0;
+        let owner = crate::store::Owner { end_user_id, end_user_name, end_user_email, organization };
+        let (row, created) = self.integrations.connect(&auth.scope(), &provider, credentials.0, label, owner).await?;
         let location = format!("/api/v1/integrations/{}", row.id);
         let body = self.integration(row)?;
         Ok(if created { ConnectResponse::Created(body, location) } else { ConnectResponse::Replaced(body) })
     }
 
-    /// All integrations. Never includes secrets.
+    /// All integrations, or one end user's and/or organization's. Never
+    /// includes secrets. A connect session lists its own end user's.
     #[oai(path = "/integrations", method = "get", tag = "ApiTags::Integrations")]
-    async fn list(&self, _auth: ApiKey) -> ApiResult<Json<IntegrationList>> {
-        let rows = self.integrations.list().await?;
+    async fn list(
+        &self,
+        auth: PageCaller,
+        /// Only this end user's connections.
+        end_user_id: Query<Option<String>>,
+        /// Only connections with this organization tag.
+        organization: Query<Option<String>>,
+    ) -> ApiResult<Json<IntegrationList>> {
+        let rows = self.integrations.list(&auth.scope(), end_user_id.0, organization.0).await?;
         let integrations = rows.into_iter().map(|r| self.body(r)).collect::<Result<_, AppError>>()?;
         Ok(Json(IntegrationList { integrations }))
     }
 
     /// One integration.
     #[oai(path = "/integrations/:id", method = "get", tag = "ApiTags::Integrations")]
-    async fn get(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
-        self.integration(self.integrations.get(&id.0.to_string()).await?)
+    async fn get(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
+        self.integration(self.integrations.owned(&auth.scope(), &id.0.to_string()).await?)
     }
 
     /// Disconnect: the integration and its sealed secret are erased.
     #[oai(path = "/integrations/:id", method = "delete", tag = "ApiTags::Integrations")]
-    async fn delete(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
-        self.integrations.delete(&id.0.to_string()).await?;
+    async fn delete(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
+        self.integrations.delete(&auth.scope(), &id.0.to_string()).await?;
         Ok(Deleted::NoContent)
     }
 
     /// Re-verify the stored credentials and update the status.
     #[oai(path = "/integrations/:id/verify", method = "post", tag = "ApiTags::Integrations")]
-    async fn reverify(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
-        self.integration(self.integrations.reverify(&id.0.to_string()).await?)
+    async fn reverify(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
+        self.integration(self.integrations.reverify(&auth.scope(), &id.0.to_string()).await?)
     }
 
     /// Refresh the access token now with the stored refresh token (OAuth
@@ -347,7 +366,7 @@ impl Api {
     #[oai(path = "/oauth/:provider_id/authorize", method = "get", tag = "ApiTags::OAuth")]
     async fn authorize(
         &self,
-        _auth: ApiKey,
+        auth: PageCaller,
         provider_id: Path<String>,
         /// The provider instance; default: the provider's default base URL.
         base_url: Query<Option<String>>,
@@ -360,8 +379,10 @@ impl Api {
         /// single-use state is the only proof (README: OAuth).
         bind_browser: Query<Option<bool>>,
     ) -> ApiResult<AuthorizeResponse> {
-        let bind = bind_browser.0.unwrap_or(true);
-        let auth = self.oauth.authorize(&provider_id, base_url.0.as_deref(), label.0, bind).await?;
+        // A session's flow is always bound to the browser: its end user
+        // must not be able to hand an approval link to someone else.
+        let bind = bind_browser.0.unwrap_or(true) || matches!(auth, PageCaller::Session(_));
+        let auth = self.oauth.authorize(&auth.scope(), &provider_id, base_url.0.as_deref(), label.0, bind).await?;
         let secure = self.grants.public_url_is_https();
         let cookie = auth.browser_cookie.map(|c| {
             let ttl = auth.expires_at.unix() - crate::clock::Timestamp::now().unix();
@@ -379,7 +400,9 @@ impl Api {
 
     /// Where the provider sends the browser back. Needs no API key: the
     /// single-use state is the proof. Connects (or reconnects) the account
-    /// and redirects to the settings page with `?connected=<id>`.
+    /// and redirects to the settings page with `?connected=<id>`; a flow
+    /// started from a connect session goes back to the session's page
+    /// (`/settings`), also when it failed (`?failed=<code>`).
     #[oai(path = "/oauth/:provider_id/callback", method = "get", tag = "ApiTags::OAuth")]
     async fn callback(
         &self,
@@ -399,10 +422,16 @@ impl Api {
             error_description: error_description.0,
             browser,
         };
-        let (row, _) = self.oauth.callback(&provider_id, params).await?;
+        let outcome = self.oauth.callback(&provider_id, params).await;
         // The binding is spent with the state: the browser forgets it.
         let clear = cookie_name.map(|name| browser_cookie(&name, "", 0, self.grants.public_url_is_https()));
-        Ok(CallbackResponse::Connected(format!("/?connected={}", row.id), "no-store".into(), clear))
+        let location = match (outcome.result, outcome.session_id.is_some()) {
+            (Ok((row, _)), false) => format!("/?connected={}", row.id),
+            (Ok((row, _)), true) => format!("/settings?connected={}", row.id),
+            (Err(e), true) => format!("/settings?failed={}", e.code()),
+            (Err(e), false) => return Err(e.into()),
+        };
+        Ok(CallbackResponse::Connected(location, "no-store".into(), clear))
     }
 
     /// Run a typed action of the integration's connector. The body is the
@@ -565,8 +594,8 @@ impl Api {
     /// lacks the scope for it. To replace the token with one you paste,
     /// use `PUT /integrations/{id}/credentials`.
     #[oai(path = "/integrations/:id/rotate", method = "post", tag = "ApiTags::Integrations")]
-    async fn regenerate(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
-        self.integration(self.integrations.regenerate(&id.0.to_string()).await?)
+    async fn regenerate(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
+        self.integration(self.integrations.regenerate(&auth.scope(), &id.0.to_string()).await?)
     }
 
     /// Limit the connection to one scope its token reaches (`{"scope":
@@ -576,7 +605,7 @@ impl Api {
     #[oai(path = "/integrations/:id/scope", method = "put", tag = "ApiTags::Integrations")]
     async fn set_scope(
         &self,
-        _auth: ApiKey,
+        auth: PageCaller,
         id: Path<uuid::Uuid>,
         body: Json<ScopeRequest>,
     ) -> ApiResult<Json<Integration>> {
@@ -591,7 +620,7 @@ impl Api {
                 .into());
             }
         };
-        self.integration(self.integrations.set_scope(&id.0.to_string(), scope).await?)
+        self.integration(self.integrations.set_scope(&auth.scope(), &id.0.to_string(), scope).await?)
     }
 
     /// Replace the token with a new one you paste: it is verified and must
@@ -599,36 +628,12 @@ impl Api {
     #[oai(path = "/integrations/:id/credentials", method = "put", tag = "ApiTags::Integrations")]
     async fn rotate(
         &self,
-        _auth: ApiKey,
+        auth: PageCaller,
         id: Path<uuid::Uuid>,
         body: Json<RotateRequest>,
     ) -> ApiResult<Json<Integration>> {
-        self.integration(self.integrations.rotate(&id.0.to_string(), body.0.credentials.0).await?)
+        self.integration(self.integrations.rotate(&auth.scope(), &id.0.to_string(), body.0.credentials.0).await?)
     }
-}
-
-/// The settings page and its assets, embedded: no CDN, no external network.
-fn page(content_type: &'static str, body: &'static str) -> poem::Response {
-    poem::Response::builder()
-        .content_type(content_type)
-        .header("Content-Security-Policy", "default-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'")
-        .header("Referrer-Policy", "no-referrer")
-        .body(body)
-}
-
-#[poem::handler]
-fn index() -> poem::Response {
-    page("text/html; charset=utf-8", include_str!("page/index.html"))
-}
-
-#[poem::handler]
-fn script() -> poem::Response {
-    page("text/javascript; charset=utf-8", include_str!("page/settings.js"))
-}
-
-#[poem::handler]
-fn stylesheet() -> poem::Response {
-    page("text/css; charset=utf-8", include_str!("page/settings.css"))
 }
 
 /// The cookie binding an OAuth flow to a browser: sent back only to the
@@ -649,15 +654,6 @@ fn cookie(req: &Request, name: &str) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(n, _)| *n == name)
         .map(|(_, v)| v.to_string())
-}
-
-/// Browsers ask for it on every page; without it each visit logs a 404.
-#[poem::handler]
-fn favicon() -> poem::Response {
-    poem::Response::builder()
-        .content_type("image/x-icon")
-        .header("Cache-Control", "public, max-age=86400")
-        .body(include_bytes!("page/favicon.ico").as_slice())
 }
 
 /// Bounds the body before a handler sees it, so an oversized request
@@ -683,6 +679,7 @@ pub fn routes(
     api_key_hash: String,
     max_body_bytes: usize,
     body_timeout: Duration,
+    frame_ancestors: Vec<String>,
 ) -> impl poem::Endpoint + use<> {
     let hooks = services.syncs.clone();
     let api = Api {
@@ -694,13 +691,15 @@ pub fn routes(
         webhooks: services.webhooks.clone(),
         expiry: services.expiry.clone(),
     };
-    let service = OpenApiService::new(api, "Gatehouse", env!("CARGO_PKG_VERSION"))
+    let sessions = session::SessionApi { sessions: services.sessions.clone() };
+    let service = OpenApiService::new((api, sessions), "Gatehouse", env!("CARGO_PKG_VERSION"))
         .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors, and use them: an authenticated proxy, typed actions.");
     let get: &[poem::http::Method] = &[poem::http::Method::GET];
     let spec = Arc::new(spec::Spec::new(
         &service.spec(),
         &[
             ("/", get),
+            ("/settings", get),
             ("/assets/settings.js", get),
             ("/assets/settings.css", get),
             ("/favicon.ico", get),
@@ -710,11 +709,7 @@ pub fn routes(
     ));
     let docs = service.swagger_ui();
     let api_key_hash = Arc::new(ApiKeyHash(api_key_hash));
-    let everything_else = Route::new()
-        .at("/", poem::get(index))
-        .at("/assets/settings.js", poem::get(script))
-        .at("/assets/settings.css", poem::get(stylesheet))
-        .at("/favicon.ico", poem::get(favicon))
+    let everything_else = embed::page_routes(Route::new(), frame_ancestors)
         .at(
             "/api/openapi.json",
             poem::get(poem::endpoint::make_sync({
@@ -742,6 +737,7 @@ pub fn routes(
         )
         .nest("/", everything_else)
         .data(api_key_hash)
+        .data(services.sessions.clone())
         .catch_all_error(problem::render)
         .around(log_request)
         .around(move |ep, req| response_headers(ep, req, spec.clone()))
@@ -752,7 +748,12 @@ pub fn routes(
 async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request, body_timeout: Duration) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
     if !bearer_matches(&req) {
-        return Ok(ApiError::from(AppError::Unauthorized).into_response());
+        let refusal = if session::bearer_is_session(&req) {
+            AppError::Forbidden("A connect session cannot use the proxy; it needs the API key.".into())
+        } else {
+            AppError::Unauthorized
+        };
+        return Ok(ApiError::from(refusal).into_response());
     }
     let method = req.method().clone();
     if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {

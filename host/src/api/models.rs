@@ -331,6 +331,15 @@ pub struct ConnectRequest {
     /// A name for this connection.
     #[oai(validator(max_length = 200))]
     pub label: Option<String>,
+    /// The consuming system's id of the user this connection belongs to.
+    /// With a connect session it is the session's and may be left out.
+    pub end_user_id: Option<String>,
+    /// The end user's display name.
+    pub end_user_name: Option<String>,
+    /// The end user's email.
+    pub end_user_email: Option<String>,
+    /// An organization (tenant) tag of the consuming system's.
+    pub organization: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -544,6 +553,20 @@ pub struct Integration {
     /// store it (the server stopped, or the database failed): the old
     /// token may be revoked; replace it if the integration stops working.
     pub rotation_started_at: Option<String>,
+    /// The consuming system's user this connection belongs to; left out
+    /// for connections made with the API key for no end user.
+    pub end_user: Option<EndUser>,
+    /// The organization (tenant) tag given when connecting.
+    pub organization: Option<String>,
+}
+
+/// An end user of the consuming system, as it named them.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct EndUser {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -730,6 +753,12 @@ impl TryFrom<IntegrationRow> for Integration {
             expiry_warning: None,
             rotatable: false,
             rotation_started_at: row.rotation_started_at.map(|t| t.to_string()),
+            end_user: row.owner.end_user_id.map(|id| EndUser {
+                id,
+                name: row.owner.end_user_name,
+                email: row.owner.end_user_email,
+            }),
+            organization: row.owner.organization,
         })
     }
 }

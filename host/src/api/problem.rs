@@ -12,16 +12,16 @@ pub enum ApiError {
     /// `validation_error`, `invalid_base_url`
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
-    /// `unauthorized`
+    /// `unauthorized`, `session_expired`, `session_revoked`
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
-    /// `egress_denied`, `provider_forbidden`
+    /// `egress_denied`, `provider_forbidden`, `forbidden`
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// `not_found`
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
-    /// `account_mismatch`, `not_refreshable`, `proxy_unsupported`
+    /// `account_mismatch`, `account_in_use`, `not_refreshable`, `proxy_unsupported`
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
     /// `invalid_token`, `token_expired`, `token_revoked`, `insufficient_scope`

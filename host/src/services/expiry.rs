@@ -31,7 +31,10 @@ impl Expiry {
     /// Whether `row` is connected with a credential that expires within the
     /// window (and has not expired yet: then a check says `expired`).
     pub fn is_expiring(&self, row: &IntegrationRow) -> bool {
+        // A token Gatehouse renews with its refresh token (OAuth) expires
+        // by design, every few hours: nothing for anyone to do.
         row.status == Status::Connected
+            && row.refresh.is_none()
             && row.token_expires_at.is_some_and(|at| at.unix() > Timestamp::now().unix() && at.within(self.window))
     }
 

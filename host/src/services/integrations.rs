@@ -22,20 +22,53 @@ use crate::{
     },
     services::{
         grants::{Grants, Refreshed},
+        sessions::Scope,
         shared::{Shared, token_hint},
         verifier::{Verdict, base_url_text},
+        webhooks::{ConnectionEvent, Webhooks},
     },
-    store::{Checked, IntegrationRow, Status, Verified},
+    store::{Checked, IntegrationRow, Owner, Status, Verified},
 };
 
 pub struct Integrations {
     shared: Arc<Shared>,
     grants: Arc<Grants>,
+    webhooks: Arc<Webhooks>,
 }
 
 impl Integrations {
-    pub(super) fn new(shared: Arc<Shared>, grants: Arc<Grants>) -> Self {
-        Self { shared, grants }
+    pub(super) fn new(shared: Arc<Shared>, grants: Arc<Grants>, webhooks: Arc<Webhooks>) -> Self {
+        Self { shared, grants, webhooks }
+    }
+
+    /// Integration `id` if `scope` may see it. Another end user's
+    /// connection answers exactly as a missing one, so ids cannot be probed.
+    pub async fn owned(&self, scope: &Scope, id: &str) -> Result<IntegrationRow, AppError> {
+        let row = self.shared.integration(id).await?;
+        if scope.admits(&row) { Ok(row) } else { Err(self.shared.no_integration(id)) }
+    }
+
+    /// Tells the consuming system about an end user's connection.
+    pub(super) async fn event(&self, kind: ConnectionEvent, row: &IntegrationRow) {
+        if row.owner.end_user_id.is_some() {
+            self.webhooks.connection_event(kind, event_data(row)).await;
+        }
+    }
+
+    /// Tells the consuming system that an end user's attempt to connect failed.
+    pub(super) async fn failed_attempt(&self, owner: &Owner, provider: &str, error: &AppError) {
+        if owner.end_user_id.is_none() {
+            return;
+        }
+        let problem = error.problem();
+        let data = serde_json::json!({
+            "integration_id": null,
+            "provider": provider,
+            "end_user": end_user_json(owner),
+            "organization": owner.organization,
+            "error": {"code": problem.code, "detail": problem.detail},
+        });
+        self.webhooks.connection_event(ConnectionEvent::Failed, data).await;
     }
 
     pub fn plugins(&self) -> Vec<Arc<Plugin>> {
@@ -65,9 +98,11 @@ impl Integrations {
     /// comes with what it reaches, when the connector can tell.
     pub async fn verify(
         &self,
+        scope: &Scope,
         provider: &str,
         raw: BTreeMap<String, String>,
     ) -> Result<(Verdict, Option<TokenReach>), AppError> {
+        scope.check_provider(provider)?;
         let plugin = self.plugin(provider)?;
         let verifier = &self.shared.verifier;
         let (credentials, base_url) = verifier.prepare(&plugin, raw)?;
@@ -111,23 +146,41 @@ impl Integrations {
 
     /// Verifies and stores. Returns the row and whether it is new; the same
     /// account on the same base URL replaces the existing credentials.
+    /// A session connects for its own end user; the API key for the end
+    /// user (and organization) it names, or for none.
     pub async fn connect(
         &self,
+        scope: &Scope,
         provider: &str,
         raw: BTreeMap<String, String>,
         label: Option<String>,
+        owner: Owner,
     ) -> Result<(IntegrationRow, bool), AppError> {
+        scope.check_provider(provider)?;
+        let owner = scope.owner_for_connect(owner)?;
         let plugin = self.plugin(provider)?;
-        let verifier = &self.shared.verifier;
-        let (credentials, base_url) = verifier.prepare(&plugin, raw)?;
-        let verification =
-            verifier.verify(&plugin, &credentials, base_url.as_ref()).await?.map_err(AppError::Verify)?;
-        let reach = self.reach(&plugin, &credentials, base_url.as_ref(), &verification.account.id).await;
-        self.store_verified(&plugin, &credentials, base_url.as_ref(), &verification, reach, label, None).await
+        let result = async {
+            let verifier = &self.shared.verifier;
+            let (credentials, base_url) = verifier.prepare(&plugin, raw)?;
+            let verification =
+                verifier.verify(&plugin, &credentials, base_url.as_ref()).await?.map_err(AppError::Verify)?;
+            let reach = self.reach(&plugin, &credentials, base_url.as_ref(), &verification.account.id).await;
+            self.store_verified(&plugin, &credentials, base_url.as_ref(), &verification, reach, label, None, &owner)
+                .await
+        }
+        .await;
+        if let Err(e) = &result
+            && scope.is_session()
+        {
+            self.failed_attempt(&owner, provider, e).await;
+        }
+        result
     }
 
     /// Stores verified credentials (and a refresh token, from the OAuth
-    /// flow) as a new integration, or over the one of the same account.
+    /// flow) as a new integration of `owner`, or over the one of the same
+    /// account when it is `owner`'s; another end user's is not touched
+    /// (`account_in_use`).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn store_verified(
         &self,
@@ -138,12 +191,14 @@ impl Integrations {
         reach: Option<TokenReach>,
         label: Option<String>,
         refresh_token: Option<&SecretString>,
+        owner: &Owner,
     ) -> Result<(IntegrationRow, bool), AppError> {
         let store = &self.shared.store;
         let provider = plugin.manifest.id.as_str();
         let base_url = base_url_text(base_url);
         let account_id = &verification.account.id;
         if let Some(existing) = store.find_account(provider, &base_url, account_id).await? {
+            check_same_owner(&existing, owner)?;
             let row = self
                 .replace(&existing.id, plugin, credentials, verification, reach.clone(), label, refresh_token)
                 .await?;
@@ -174,12 +229,15 @@ impl Integrations {
             scope: None,
             expiry_notified_for: None,
             rotation_started_at: None,
+            owner: owner.clone(),
         };
         if store.insert(&row).await? {
+            self.event(ConnectionEvent::Created, &row).await;
             return Ok((row, true));
         }
         // Another request connected the same account meanwhile: update it.
         let existing = store.find_account(provider, &base_url, account_id).await?.ok_or_else(removed)?;
+        check_same_owner(&existing, owner)?;
         let row = self.replace(&existing.id, plugin, credentials, verification, reach, label, refresh_token).await?;
         Ok((row, false))
     }
@@ -216,19 +274,30 @@ impl Integrations {
         self.shared.key.seal(Binding::Credentials(id), credentials.to_json().expose_secret())
     }
 
-    pub async fn list(&self) -> Result<Vec<IntegrationRow>, AppError> {
-        Ok(self.shared.store.list().await?)
+    /// The integrations `scope` may see, narrowed to an end user and/or
+    /// organization.
+    pub async fn list(
+        &self,
+        scope: &Scope,
+        end_user_id: Option<String>,
+        organization: Option<String>,
+    ) -> Result<Vec<IntegrationRow>, AppError> {
+        let (end_user_id, organization) = scope.list_filter(end_user_id, organization)?;
+        let rows = self.shared.store.list_owned(end_user_id.as_deref(), organization.as_deref()).await?;
+        Ok(rows.into_iter().filter(|r| scope.admits(r)).collect())
     }
 
     pub async fn get(&self, id: &str) -> Result<IntegrationRow, AppError> {
         self.shared.integration(id).await
     }
 
-    pub async fn delete(&self, id: &str) -> Result<(), AppError> {
+    pub async fn delete(&self, scope: &Scope, id: &str) -> Result<(), AppError> {
+        let row = self.owned(scope, id).await?;
         let guard = self.shared.lock(id).await;
         let deleted = self.shared.store.delete(id).await?;
         drop(guard);
         if deleted {
+            self.event(ConnectionEvent::Deleted, &row).await;
             Ok(())
         } else {
             Err(AppError::NotFound(format!("No integration {id}; it may already be disconnected.")))
@@ -239,9 +308,11 @@ impl Integrations {
     /// answered with the row; a failure to reach the provider marks it
     /// `unreachable` and is returned as the error. Only what the check
     /// learnt is written: never the credentials it read.
-    pub async fn reverify(&self, id: &str) -> Result<IntegrationRow, AppError> {
+    pub async fn reverify(&self, scope: &Scope, id: &str) -> Result<IntegrationRow, AppError> {
+        self.owned(scope, id).await?;
         let _guard = self.shared.lock(id).await;
         let row = self.get(id).await?;
+        let was_connected = row.status == Status::Connected;
         // An access token about to expire is refreshed before it is used.
         let row = match self.grants.refresh_if_due(row).await? {
             Refreshed::Failed(row) => return Ok(row),
@@ -304,13 +375,21 @@ impl Integrations {
             }
         };
         let updated = self.shared.store.record_check(id, &checked).await?.ok_or_else(removed)?;
+        if was_connected && updated.status != Status::Connected {
+            self.event(ConnectionEvent::Failed, &updated).await;
+        }
         result.map(|()| updated)
     }
 
     /// Replaces the credentials of an integration with ones for the same
     /// account. Fields left out keep their stored value.
-    pub async fn rotate(&self, id: &str, raw: BTreeMap<String, String>) -> Result<IntegrationRow, AppError> {
-        let row = self.get(id).await?;
+    pub async fn rotate(
+        &self,
+        scope: &Scope,
+        id: &str,
+        raw: BTreeMap<String, String>,
+    ) -> Result<IntegrationRow, AppError> {
+        let row = self.owned(scope, id).await?;
         let plugin = self.plugin_of(&row)?;
         let stored = self.shared.open_credentials(&row)?;
         let mut merged = raw;
@@ -348,7 +427,8 @@ impl Integrations {
     /// project credential is bound to), or lifts the limit (None). What the
     /// credential reaches is asked again, so the choice is checked against
     /// the provider's answer of now.
-    pub async fn set_scope(&self, id: &str, scope: Option<&str>) -> Result<IntegrationRow, AppError> {
+    pub async fn set_scope(&self, caller: &Scope, id: &str, scope: Option<&str>) -> Result<IntegrationRow, AppError> {
+        self.owned(caller, id).await?;
         let _guard = self.shared.lock(id).await;
         let row = self.get(id).await?;
         let plugin = self.plugin_of(&row)?;
@@ -417,7 +497,8 @@ impl Integrations {
     /// and the server log says so, so the loss is never silent. Only then
     /// is the new credential verified, which updates status, scopes, expiry
     /// and reach.
-    pub async fn regenerate(&self, id: &str) -> Result<IntegrationRow, AppError> {
+    pub async fn regenerate(&self, caller: &Scope, id: &str) -> Result<IntegrationRow, AppError> {
+        self.owned(caller, id).await?;
         let _guard = self.shared.lock(id).await;
         let row = self.get(id).await?;
         let plugin = self.plugin_of(&row)?;
@@ -491,7 +572,7 @@ impl Integrations {
         drop(_guard);
         // The new credential is stored; what it is now is learnt by a
         // re-verification (status, scopes, expiry, reach).
-        self.reverify(id).await
+        self.reverify(caller, id).await
     }
 
     /// Opens a connection for use by the proxy, an action or a sync. An
@@ -580,6 +661,33 @@ fn connection_of(
         .filter_map(|f| credentials.get(&f.key).map(|v| (f.key.clone(), v.to_string())))
         .collect();
     Connection { base_url: base_url_text(Some(base_url)), account_id: account_id.to_string(), settings, scope }
+}
+
+/// Reconnecting an account updates it only for the end user it belongs to.
+fn check_same_owner(existing: &IntegrationRow, owner: &Owner) -> Result<(), AppError> {
+    if existing.owner.end_user_id == owner.end_user_id {
+        return Ok(());
+    }
+    Err(AppError::AccountInUse(
+        "This account is already connected for another end user (or for none), and an account is connected once per provider and base URL; disconnect it there first, or use another account.".into(),
+    ))
+}
+
+/// What a connection event tells about the connection: never a secret.
+fn event_data(row: &IntegrationRow) -> serde_json::Value {
+    serde_json::json!({
+        "integration_id": row.id,
+        "provider": row.provider,
+        "status": poem_openapi::types::ToJSON::to_json(&row.status),
+        "account": {"id": row.account.id, "username": row.account.username},
+        "end_user": end_user_json(&row.owner),
+        "organization": row.owner.organization,
+        "last_error": row.last_error.as_ref().map(|e| serde_json::json!({"code": e.code, "detail": e.detail})),
+    })
+}
+
+fn end_user_json(owner: &Owner) -> serde_json::Value {
+    serde_json::json!({"id": owner.end_user_id, "name": owner.end_user_name, "email": owner.end_user_email})
 }
 
 fn removed() -> AppError {

@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! mod.rs (wiring) ─> oauth ─> integrations ─> grants ─> shared ─> verifier
+//!                    oauth ─> sessions ─> shared
 //!                    actions, proxy, syncs ─> integrations
-//!                    syncs, expiry ─> webhooks ─> shared
+//!                    integrations, syncs, expiry ─> webhooks ─> shared
 //! ```
 
 pub mod actions;
@@ -14,6 +15,7 @@ pub mod grants;
 pub mod integrations;
 pub mod oauth;
 pub mod proxy;
+pub mod sessions;
 mod shared;
 pub mod syncs;
 pub mod verifier;
@@ -41,6 +43,7 @@ pub struct Settings {
     pub proxy: ProxySettings,
     /// How long before a credential expires it is shown as `expiring`.
     pub expiry_warning: Duration,
+    pub sessions: sessions::SessionSettings,
 }
 
 /// Every service, wired together once.
@@ -53,6 +56,7 @@ pub struct Services {
     pub syncs: Arc<syncs::Syncs>,
     pub webhooks: Arc<webhooks::Webhooks>,
     pub expiry: Arc<expiry::Expiry>,
+    pub sessions: Arc<sessions::Sessions>,
 }
 
 impl Services {
@@ -75,9 +79,11 @@ impl Services {
             locks: KeyedLocks::default(),
         });
         let grants = Arc::new(grants::Grants::new(shared.clone(), settings.oauth));
-        let integrations = Arc::new(integrations::Integrations::new(shared.clone(), grants.clone()));
-        let oauth = Arc::new(oauth::OAuthFlow::new(shared.clone(), grants.clone(), integrations.clone()));
         let webhooks = Arc::new(webhooks::Webhooks::new(shared.clone(), settings.webhook_retry)?);
+        let integrations = Arc::new(integrations::Integrations::new(shared.clone(), grants.clone(), webhooks.clone()));
+        let sessions = Arc::new(sessions::Sessions::new(shared.clone(), settings.sessions));
+        let oauth =
+            Arc::new(oauth::OAuthFlow::new(shared.clone(), grants.clone(), integrations.clone(), sessions.clone()));
         let syncs = Arc::new(syncs::Syncs::new(shared.clone(), integrations.clone(), webhooks.clone(), settings.syncs));
         let expiry = Arc::new(expiry::Expiry::new(shared.clone(), webhooks.clone(), settings.expiry_warning));
         Ok(Self {
@@ -89,6 +95,7 @@ impl Services {
             syncs,
             webhooks,
             expiry,
+            sessions,
         })
     }
 

@@ -1,10 +1,12 @@
 //! Persistence: the SQLite database (WAL, migrations at start) holding
 //! integrations with their sealed credentials and refresh tokens, OAuth
-//! applications, authorizations in flight, server settings; sync state and
+//! applications, authorizations in flight, server settings; connect
+//! sessions (`sessions`); sync state and
 //! mirrored records (`syncs`), outgoing webhooks (`webhooks`), every sealed
 //! value at once for key rotation (`sealed`).
 
 pub mod sealed;
+pub mod sessions;
 pub mod syncs;
 pub mod webhooks;
 
@@ -98,6 +100,20 @@ pub struct IntegrationRow {
     pub expiry_notified_for: Option<Timestamp>,
     /// Set while a rotation has not stored its new credential.
     pub rotation_started_at: Option<Timestamp>,
+    /// Whose connection it is: the consuming system's end user (None:
+    /// connected with the API key for no end user) and organization tag.
+    #[sqlx(flatten)]
+    pub owner: Owner,
+}
+
+/// The end user a connection belongs to, as the consuming system named
+/// them, and its organization (tenant) tag.
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Owner {
+    pub end_user_id: Option<String>,
+    pub end_user_name: Option<String>,
+    pub end_user_email: Option<String>,
+    pub organization: Option<String>,
 }
 
 /// The credentials' sealed triple as stored.
@@ -203,6 +219,8 @@ pub struct OAuthStateRow {
     pub verifier: Sealed,
     /// SHA-256 of the browser binding the callback must present, if any.
     pub browser_hash: Option<String>,
+    /// The connect session that started it, if any.
+    pub session_id: Option<String>,
 }
 
 /// An authorization's sealed PKCE verifier as stored.
@@ -282,6 +300,22 @@ impl Store {
         Ok(sqlx::query_as("SELECT * FROM integrations ORDER BY created_at, id").fetch_all(&self.pool).await?)
     }
 
+    /// Integrations of one end user and/or organization (None: any).
+    pub async fn list_owned(
+        &self,
+        end_user_id: Option<&str>,
+        organization: Option<&str>,
+    ) -> Result<Vec<IntegrationRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM integrations WHERE (?1 IS NULL OR end_user_id = ?1) AND (?2 IS NULL OR organization = ?2)
+             ORDER BY created_at, id",
+        )
+        .bind(end_user_id)
+        .bind(organization)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn get(&self, id: &str) -> Result<Option<IntegrationRow>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM integrations WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
     }
@@ -307,8 +341,8 @@ impl Store {
             "INSERT INTO integrations (id, provider, label, status, base_url, account_id, account_json, scopes_json,
                 missing_scopes_json, token_kind, token_hint, token_expires_at, created_at, updated_at, last_verified_at,
                 last_error_json, secret_key_id, secret_nonce, secret_ciphertext, refresh_key_id, refresh_nonce,
-                refresh_ciphertext, reach_json)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                refresh_ciphertext, reach_json, end_user_id, end_user_name, end_user_email, organization)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (provider, base_url, account_id) DO NOTHING",
         )
         .bind(&row.id)
@@ -334,6 +368,10 @@ impl Store {
         .bind(row.refresh.as_ref().map(|r| &r.nonce))
         .bind(row.refresh.as_ref().map(|r| &r.ciphertext))
         .bind(&row.reach)
+        .bind(&row.owner.end_user_id)
+        .bind(&row.owner.end_user_name)
+        .bind(&row.owner.end_user_email)
+        .bind(&row.owner.organization)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -614,8 +652,8 @@ impl Store {
     pub async fn insert_oauth_state(&self, state: &OAuthStateRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO oauth_states (state_hash, provider, base_url, label, created_at, expires_at_unix,
-                verifier_key_id, verifier_nonce, verifier_ciphertext, browser_hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                verifier_key_id, verifier_nonce, verifier_ciphertext, browser_hash, session_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&state.state_hash)
         .bind(&state.provider)
@@ -627,6 +665,7 @@ impl Store {
         .bind(&state.verifier.nonce)
         .bind(&state.verifier.ciphertext)
         .bind(&state.browser_hash)
+        .bind(&state.session_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -710,6 +749,7 @@ pub(crate) mod tests {
             scope: None,
             expiry_notified_for: None,
             rotation_started_at: None,
+            owner: Owner::default(),
         }
     }
 
