@@ -356,7 +356,8 @@ async fn an_aged_token_keeps_its_expiry_across_reverifies() {
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let r = g.post(&format!("/api/v1/integrations/{id}/verify"), json!({})).await;
-        // Pasted, so nothing renews it: an hour from its end it is expiring.
+        // A pasted access token cannot be refreshed and ends within the
+        // hour: valid, and shown as expiring.
         assert_eq!(r.body["status"], "expiring", "{}", r.body);
         close_to_expected(&r.body);
     }

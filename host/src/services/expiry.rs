@@ -1,5 +1,6 @@
 //! Expiry ahead of time: a connected integration whose credential expires
-//! within the warning window (`--expiry-warning`) is shown as `expiring`
+//! within the warning window (`--expiry-warning`) and that Gatehouse cannot
+//! refresh itself is shown as `expiring`
 //! with a sentence naming the date, and a background watch sends every
 //! webhook one `integration.expiring` event per expiry (a new credential
 //! with a new expiry is announced again when its own window opens).
@@ -29,10 +30,10 @@ impl Expiry {
     }
 
     /// Whether `row` is connected with a credential that expires within the
-    /// window (and has not expired yet: then a check says `expired`).
+    /// window (and has not expired yet: then a check says `expired`). A
+    /// refreshable credential is renewed before it expires, so its short
+    /// life is no warning.
     pub fn is_expiring(&self, row: &IntegrationRow) -> bool {
-        // A token Gatehouse renews with its refresh token (OAuth) expires
-        // by design, every few hours: nothing for anyone to do.
         row.status == Status::Connected
             && row.refresh.is_none()
             && row.token_expires_at.is_some_and(|at| at.unix() > Timestamp::now().unix() && at.within(self.window))

@@ -231,7 +231,7 @@ fn top_level(groups: &[AssociatedGroup]) -> Vec<ReachItem> {
         .filter(|g| g.parent_id.is_none_or(|parent| !groups.iter().any(|other| other.id == parent)))
         .map(AssociatedGroup::item)
         .collect();
-    top.sort_by(|a, b| a.path.to_lowercase().cmp(&b.path.to_lowercase()));
+    top.sort_by_key(|item| item.path.to_lowercase());
     top.dedup_by(|a, b| a.id == b.id);
     top
 }
