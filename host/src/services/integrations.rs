@@ -27,7 +27,7 @@ use crate::{
         verifier::{Verdict, base_url_text},
         webhooks::{ConnectionEvent, Webhooks},
     },
-    store::{Checked, IntegrationRow, Owner, Status, Verified},
+    store::{Checked, IntegrationRow, Owner, Status, Store, Verified},
 };
 
 pub struct Integrations {
@@ -475,11 +475,31 @@ impl Integrations {
 
     /// After the scope changed, every sync reads everything again, so what
     /// now lies outside is removed from the mirror and what lies inside is
-    /// read (a run in progress finishes first, under the old scope).
+    /// read. A run in progress holds its lease and finishes under the old
+    /// scope; its sync is started over once the lease is let go (else the
+    /// finished run would schedule the next one an interval later, and
+    /// records outside the new scope would stay mirrored until then).
     async fn resync(&self, id: &str) {
-        if let Err(e) = self.shared.store.reset_syncs(id, Timestamp::now().unix()).await {
-            tracing::warn!(integration = %id, error = %e, "cannot start the syncs over after a scope change");
-        }
+        let store = self.shared.store.clone();
+        let reset = |store: Store, id: String| async move {
+            if let Err(e) = store.reset_syncs(&id, Timestamp::now().unix()).await {
+                tracing::warn!(integration = %id, error = %e, "cannot start the syncs over after a scope change");
+            }
+        };
+        reset(store.clone(), id.to_string()).await;
+        let id = id.to_string();
+        tokio::spawn(async move {
+            // A lease outlives its run by at most the call deadline; stop
+            // waiting after ten minutes whatever happens.
+            for _ in 0..1200 {
+                match store.leased_syncs(&id, Timestamp::now().unix()).await {
+                    Ok(0) => break,
+                    Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+                    Err(_) => return,
+                }
+            }
+            reset(store, id).await;
+        });
     }
 
     /// `POST /integrations/{id}/rotate`: the provider issues a new

@@ -199,6 +199,15 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// How many of an integration's syncs a live process is running now.
+    pub async fn leased_syncs(&self, integration_id: &str, now: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM syncs WHERE integration_id = ?1 AND lease_expires_at >= ?2")
+            .bind(integration_id)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// Syncs that are due and not leased by a live process.
     pub async fn due_syncs(&self, now: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
