@@ -22,6 +22,9 @@ pub enum AppError {
     EgressDenied(String),
     #[error("missing or wrong API key")]
     Unauthorized,
+    /// The API key's role does not include the one the route needs.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -77,6 +80,7 @@ pub enum ErrorCode {
     OAuthNotConfigured,
     OAuthUnsupported,
     Unauthorized,
+    Forbidden,
     EgressDenied,
     ProviderForbidden,
     NotFound,
@@ -113,6 +117,7 @@ impl ErrorCode {
             Self::OAuthNotConfigured => ("oauth_not_configured", 400, "No OAuth application is configured"),
             Self::OAuthUnsupported => ("oauth_unsupported", 400, "The connector does not support OAuth"),
             Self::Unauthorized => ("unauthorized", 401, "Missing or wrong API key"),
+            Self::Forbidden => ("forbidden", 403, "The API key's role does not allow this"),
             Self::EgressDenied => ("egress_denied", 403, "The target address is refused by the egress policy"),
             Self::ProviderForbidden => {
                 ("provider_forbidden", 403, "The provider does not allow this for the connected account")
@@ -167,6 +172,7 @@ impl AppError {
             Self::InvalidBaseUrl(_) => C::InvalidBaseUrl,
             Self::EgressDenied(_) => C::EgressDenied,
             Self::Unauthorized => C::Unauthorized,
+            Self::Forbidden(_) => C::Forbidden,
             Self::NotFound(_) => C::NotFound,
             Self::AccountMismatch(_) => C::AccountMismatch,
             Self::Verify(e) => match e {
@@ -266,6 +272,7 @@ impl AppError {
             | Self::OAuthDenied(s)
             | Self::OAuthNotConfigured(s)
             | Self::NotRefreshable(s)
+            | Self::Forbidden(s)
             | Self::ProxyUnsupported(s) => s.clone(),
             Self::Schema { detail, .. } | Self::BadOutput { detail, .. } => detail.clone(),
             Self::Provider(e) => match e {
@@ -357,6 +364,7 @@ impl AppError {
             missing_scopes,
             retry_after,
             pointer,
+            request_id: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::{
     clock::Timestamp,
+    context::{self, Target},
     crypto::Binding,
     error::AppError,
     registry::ReloadReport,
@@ -25,6 +26,10 @@ use crate::{
     },
     store::{Checked, IntegrationRow, Status, Verified},
 };
+
+/// Audit actions of the credential changes made here.
+const REPLACE: &str = "integration.replace";
+const ROTATE: &str = "integration.rotate";
 
 pub struct Integrations {
     shared: Arc<Shared>,
@@ -54,9 +59,17 @@ impl Integrations {
         self.shared.registry.refused()
     }
 
-    /// Re-reads the plugins directory.
+    /// Re-reads the plugins directory; each connector loaded or unloaded
+    /// goes into the audit log.
     pub async fn reload_plugins(&self) -> anyhow::Result<ReloadReport> {
-        self.shared.registry.reload(&self.shared.runtime).await
+        let report = self.shared.registry.reload(&self.shared.runtime).await?;
+        for id in &report.loaded {
+            self.shared.audit("connector.load", Target::connector(id), "ok").await;
+        }
+        for id in &report.unloaded {
+            self.shared.audit("connector.unload", Target::connector(id), "ok").await;
+        }
+        Ok(report)
     }
 
     /// `POST /providers/{id}/verify`: stores nothing.
@@ -70,6 +83,19 @@ impl Integrations {
     /// Verifies and stores. Returns the row and whether it is new; the same
     /// account on the same base URL replaces the existing credentials.
     pub async fn connect(
+        &self,
+        provider: &str,
+        raw: BTreeMap<String, String>,
+        label: Option<String>,
+    ) -> Result<(IntegrationRow, bool), AppError> {
+        let result = self.connect_verified(provider, raw, label).await;
+        if let Err(e) = &result {
+            self.shared.audit_failure("integration.connect", Target::provider(provider), e).await;
+        }
+        result
+    }
+
+    async fn connect_verified(
         &self,
         provider: &str,
         raw: BTreeMap<String, String>,
@@ -99,7 +125,8 @@ impl Integrations {
         let base_url = base_url_text(base_url);
         let account_id = &verification.account.id;
         if let Some(existing) = store.find_account(provider, &base_url, account_id).await? {
-            let row = self.replace(&existing.id, plugin, credentials, verification, label, refresh_token).await?;
+            let row =
+                self.replace(&existing.id, plugin, credentials, verification, label, refresh_token, REPLACE).await?;
             return Ok((row, false));
         }
         let id = uuid::Uuid::new_v4().to_string();
@@ -124,17 +151,20 @@ impl Integrations {
             secret: self.seal_credentials(&id, credentials),
             refresh: refresh_token.map(|t| self.shared.key.seal(Binding::RefreshToken(&id), t.expose_secret())),
         };
-        if store.insert(&row).await? {
+        let audit = context::audit_entry("integration.connect", Target::integration(&id, provider), "ok");
+        if store.insert(&row, &audit).await? {
             return Ok((row, true));
         }
         // Another request connected the same account meanwhile: update it.
         let existing = store.find_account(provider, &base_url, account_id).await?.ok_or_else(removed)?;
-        let row = self.replace(&existing.id, plugin, credentials, verification, label, refresh_token).await?;
+        let row = self.replace(&existing.id, plugin, credentials, verification, label, refresh_token, REPLACE).await?;
         Ok((row, false))
     }
 
     /// Writes verified credentials over integration `id`, under its lock.
     /// `refresh_token` replaces the stored one (None: not refreshable).
+    /// `action` names the change in the audit log.
+    #[allow(clippy::too_many_arguments)]
     async fn replace(
         &self,
         id: &str,
@@ -143,6 +173,7 @@ impl Integrations {
         v: &Verification,
         label: Option<String>,
         refresh_token: Option<&SecretString>,
+        action: &str,
     ) -> Result<IntegrationRow, AppError> {
         let _guard = self.shared.lock(id).await;
         let verified = Verified {
@@ -155,7 +186,8 @@ impl Integrations {
             secret: self.seal_credentials(id, credentials),
             refresh: refresh_token.map(|t| self.shared.key.seal(Binding::RefreshToken(id), t.expose_secret())),
         };
-        self.shared.store.replace_credentials(id, &verified).await?.ok_or_else(removed)
+        let audit = context::audit_entry(action, Target::integration(id, &plugin.manifest.id), "ok");
+        self.shared.store.replace_credentials(id, &verified, &audit).await?.ok_or_else(removed)
     }
 
     fn seal_credentials(&self, id: &str, credentials: &Credentials) -> crate::crypto::Sealed {
@@ -172,12 +204,16 @@ impl Integrations {
 
     pub async fn delete(&self, id: &str) -> Result<(), AppError> {
         let guard = self.shared.lock(id).await;
-        let deleted = self.shared.store.delete(id).await?;
+        let provider = self.shared.store.get(id).await?.map(|row| row.provider).unwrap_or_default();
+        let audit = context::audit_entry("integration.disconnect", Target::integration(id, &provider), "ok");
+        let deleted = self.shared.store.delete(id, &audit).await?;
         drop(guard);
         if deleted {
             Ok(())
         } else {
-            Err(AppError::NotFound(format!("No integration {id}; it may already be disconnected.")))
+            let e = AppError::NotFound(format!("No integration {id}; it may already be disconnected."));
+            self.shared.audit_failure("integration.disconnect", Target::integration(id, &provider), &e).await;
+            Err(e)
         }
     }
 
@@ -249,6 +285,15 @@ impl Integrations {
     /// Replaces the credentials of an integration with ones for the same
     /// account. Fields left out keep their stored value.
     pub async fn rotate(&self, id: &str, raw: BTreeMap<String, String>) -> Result<IntegrationRow, AppError> {
+        let result = self.rotate_verified(id, raw).await;
+        if let Err(e) = &result {
+            let provider = self.shared.store.get(id).await.ok().flatten().map(|r| r.provider).unwrap_or_default();
+            self.shared.audit_failure(ROTATE, Target::integration(id, &provider), e).await;
+        }
+        result
+    }
+
+    async fn rotate_verified(&self, id: &str, raw: BTreeMap<String, String>) -> Result<IntegrationRow, AppError> {
         let row = self.get(id).await?;
         let plugin = self.plugin_of(&row)?;
         let stored = self.shared.open_credentials(&row)?;
@@ -278,7 +323,7 @@ impl Integrations {
             )));
         }
         // A pasted token replaces an OAuth grant: its refresh token is dropped.
-        self.replace(id, &plugin, &credentials, &verification, None, None).await
+        self.replace(id, &plugin, &credentials, &verification, None, None, ROTATE).await
     }
 
     /// Opens a connection for use by the proxy, an action or a sync. An

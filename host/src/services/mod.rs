@@ -6,9 +6,12 @@
 //! mod.rs (wiring) ─> oauth ─> integrations ─> grants ─> shared ─> verifier
 //!                    actions, proxy, syncs ─> integrations
 //!                    syncs ─> webhooks ─> shared
+//!                    api_keys, audit ─> shared
 //! ```
 
 pub mod actions;
+pub mod api_keys;
+pub mod audit;
 pub mod grants;
 pub mod integrations;
 pub mod oauth;
@@ -38,6 +41,10 @@ pub struct Settings {
     pub syncs: syncs::SyncSettings,
     pub webhook_retry: Duration,
     pub proxy: ProxySettings,
+    /// SHA-256 of `GATEHOUSE_API_KEY`, when set.
+    pub environment_api_key: Option<String>,
+    /// How long audit entries are kept (zero: for ever).
+    pub audit_retention: Duration,
 }
 
 /// Every service, wired together once.
@@ -49,6 +56,8 @@ pub struct Services {
     pub proxy: Arc<proxy::Proxy>,
     pub syncs: Arc<syncs::Syncs>,
     pub webhooks: Arc<webhooks::Webhooks>,
+    pub api_keys: Arc<api_keys::ApiKeys>,
+    pub audit: Arc<audit::Audit>,
 }
 
 impl Services {
@@ -83,6 +92,8 @@ impl Services {
             oauth,
             syncs,
             webhooks,
+            api_keys: Arc::new(api_keys::ApiKeys::new(shared.store.clone(), settings.environment_api_key)),
+            audit: Arc::new(audit::Audit::new(shared, settings.audit_retention)),
         })
     }
 

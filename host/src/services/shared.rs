@@ -8,6 +8,7 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::{
+    context::{self, Target},
     crypto::{Binding, CryptoError, MasterKey},
     error::AppError,
     locks::{KeyedGuard, KeyedLocks},
@@ -66,6 +67,22 @@ impl Shared {
             .get(id)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("No integration {id}; GET /api/v1/integrations lists them.")))
+    }
+
+    /// Records an event in the audit log alone (the generic hook: changes
+    /// that live in the database write their entry in their own
+    /// transaction instead). A failure to write is logged, not answered: the
+    /// event already happened.
+    pub(super) async fn audit(&self, action: &str, target: Target, outcome: &str) {
+        let entry = context::audit_entry(action, target, outcome);
+        if let Err(e) = self.store.record_audit(&entry).await {
+            tracing::error!(error = %e, action, "cannot write the audit log");
+        }
+    }
+
+    /// Records a change that was refused or failed, with its error code.
+    pub(super) async fn audit_failure(&self, action: &str, target: Target, error: &AppError) {
+        self.audit(action, target, error.code().as_str()).await
     }
 
     pub(super) fn open_credentials(&self, row: &IntegrationRow) -> Result<Credentials, AppError> {
