@@ -58,6 +58,8 @@ async fn world() -> World {
             max_body_bytes: 1 << 20,
             max_retry_wait: Duration::from_secs(1),
         },
+        environment_api_key: None,
+        audit_retention: Duration::ZERO,
     };
     let services = Services::new(runtime, registry, store.clone(), key, policy, settings).unwrap();
     World { services, fake, store, _dir: dir }

@@ -1,5 +1,6 @@
 //! The HTTP API: the routes under `/api/v1` (README: API), the OpenAPI
-//! document, Swagger UI and the bearer API key check.
+//! document, Swagger UI; each route states and checks the role it needs
+//! (`auth` resolves the API key), `observe` gives every request its id.
 
 pub mod auth;
 pub mod models;

@@ -204,7 +204,7 @@ impl From<VerifierColumns> for Sealed {
 
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) pool: SqlitePool,
+    pool: SqlitePool,
 }
 
 impl Store {
