@@ -398,10 +398,12 @@ async fn metrics_count_a_scripted_workload_exactly() {
         assert_eq!(g.post("/api/v1/providers/gitlab-pat/verify", pat_body(t, &fake.url)).await.body["valid"], true);
     }
     let r = g.post("/api/v1/providers/gitlab-pat/verify", pat_body(&limited, &fake.url)).await;
-    assert_eq!(r.body["error"]["code"], "rate_limited", "{}", r.body);
+    assert_eq!((r.status, r.code()), (429, "rate_limited"), "{}", r.body);
     for mode in ["trap", "egress"] {
         let body = json!({"credentials": {"mode": mode, "base_url": fake.url}});
-        g.post("/api/v1/providers/hostile-test/verify", body).await;
+        let r = g.post("/api/v1/providers/hostile-test/verify", body).await;
+        let expected = if mode == "trap" { (502, "plugin_failed") } else { (403, "egress_denied") };
+        assert_eq!((r.status, r.code()), expected, "{}", r.body);
     }
     let c = g.post("/api/v1/integrations", connect_pat(&ok1, &fake.url)).await;
     let id = c.body["id"].as_str().unwrap().to_string();
@@ -410,7 +412,11 @@ async fn metrics_count_a_scripted_workload_exactly() {
     let delta = |name: &str, labels: &[(&str, &str)]| series(&after, name, labels) - series(&before, name, labels);
 
     let verify_route = [("method", "POST"), ("route", "/api/v1/providers/{provider_id}/verify"), ("status", "200")];
-    assert_eq!(delta("gatehouse_http_requests_total", &verify_route), 5.0, "{after}");
+    assert_eq!(delta("gatehouse_http_requests_total", &verify_route), 2.0, "{after}");
+    for (status, n) in [("429", 1.0), ("502", 1.0), ("403", 1.0)] {
+        let labels = [verify_route[0], verify_route[1], ("status", status)];
+        assert_eq!(delta("gatehouse_http_requests_total", &labels), n, "status {status}: {after}");
+    }
     let get_route = [("route", "/api/v1/integrations/{id}"), ("status", "200")];
     assert_eq!(delta("gatehouse_http_requests_total", &get_route), 1.0);
     assert_eq!(delta("gatehouse_http_request_duration_seconds_count", &verify_route[..2]), 5.0);
@@ -421,6 +427,8 @@ async fn metrics_count_a_scripted_workload_exactly() {
     assert_eq!(delta("gatehouse_sandbox_faults_total", &[("connector", "hostile-test"), ("kind", "trap")]), 1.0);
     assert_eq!(delta("gatehouse_sandbox_faults_total", &[]), 1.0);
     assert_eq!(delta("gatehouse_egress_denials_total", &[]), 1.0, "{after}");
+    // The hostile connector asks for the metadata address, outside the base URL's host.
+    assert_eq!(delta("gatehouse_egress_denials_total", &[("reason", "origin")]), 1.0, "{after}");
     assert_eq!(delta("gatehouse_provider_rate_limited_total", &[("connector", "gitlab-pat")]), 1.0);
     assert_eq!(series(&after, "gatehouse_provider_rate_limit_remaining", &[("connector", "gitlab-pat")]), 0.0);
     assert!(after.contains("gatehouse_provider_rate_limit_remaining{connector=\"gitlab-pat\"}"));

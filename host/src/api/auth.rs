@@ -32,7 +32,8 @@ async fn check_api_key(req: &Request, _bearer: Bearer) -> Option<Caller> {
 impl ApiKey {
     /// The caller, when its role includes `needed`; else `forbidden`.
     pub fn require(&self, needed: Role) -> Result<&Caller, ApiError> {
-        require(&self.0, needed).map_err(ApiError::from)
+        require(&self.0, needed).map_err(ApiError::from)?;
+        Ok(&self.0)
     }
 }
 

@@ -809,6 +809,7 @@ pub fn routes(services: &Services, options: RouteOptions) -> impl poem::Endpoint
     };
     let service = OpenApiService::new(api, "Gatehouse", env!("CARGO_PKG_VERSION"))
         .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors, and use them: an authenticated proxy, typed actions.");
+    let names = observe::RouteNames::from_spec(&service.spec(), "/api/v1");
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
     let everything_else = Route::new()
@@ -837,7 +838,7 @@ pub fn routes(services: &Services, options: RouteOptions) -> impl poem::Endpoint
         .nest("/", everything_else)
         .around(auth::authenticate)
         .data(services.api_keys.clone())
-        .around(move |ep, req| observe::request(ep, req, address))
+        .around(move |ep, req| observe::request(ep, req, address, names.clone()))
         .catch_all_error(problem::render)
         .around(response_headers)
 }

@@ -5,9 +5,9 @@
 //! headers or bodies, which may hold credentials); the HTTP metrics,
 //! labelled by route template.
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
-use poem::{Endpoint, IntoResponse, Request, Response, route::PathPattern};
+use poem::{Endpoint, IntoResponse, PathPattern, Request, Response};
 use tracing::Instrument;
 
 use crate::context;
@@ -23,7 +23,51 @@ pub struct AddressSource {
     pub trust_forwarded_for: bool,
 }
 
-pub async fn request<E: Endpoint>(ep: Arc<E>, req: Request, source: AddressSource) -> poem::Result<Response> {
+/// The route templates of the OpenAPI document, found by their shape.
+/// poem-openapi registers its routes with parameters renamed (`:param0`),
+/// so the pattern poem reports is matched back to the documented template
+/// (`/api/v1/providers/{provider_id}/verify`) that a dashboard reads.
+#[derive(Debug, Default, Clone)]
+pub struct RouteNames(Arc<HashMap<String, String>>);
+
+impl RouteNames {
+    /// From the OpenAPI document's paths; `prefix` is where the API is
+    /// served, added to the paths that do not carry it.
+    pub fn from_spec(spec: &str, prefix: &str) -> Self {
+        let paths = serde_json::from_str::<serde_json::Value>(spec)
+            .ok()
+            .and_then(|doc| doc.get("paths").and_then(|p| p.as_object()).map(|p| p.keys().cloned().collect::<Vec<_>>()))
+            .unwrap_or_default();
+        let names = paths
+            .into_iter()
+            .map(|path| if path.starts_with(prefix) { path } else { format!("{prefix}{path}") })
+            .map(|path| (shape(&path), path))
+            .collect();
+        Self(Arc::new(names))
+    }
+
+    /// The template for poem's route `pattern`.
+    fn template(&self, pattern: &str) -> String {
+        let own = template(pattern);
+        self.0.get(&shape(&own)).cloned().unwrap_or(own)
+    }
+}
+
+/// A template with its parameters' names left out: `/a/{}/b`.
+fn shape(template: &str) -> String {
+    template
+        .split('/')
+        .map(|segment| if segment.starts_with('{') && segment.ends_with('}') { "{}" } else { segment })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+pub async fn request<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    source: AddressSource,
+    names: RouteNames,
+) -> poem::Result<Response> {
     let id = req
         .headers()
         .get(REQUEST_ID)
@@ -40,10 +84,10 @@ pub async fn request<E: Endpoint>(ep: Arc<E>, req: Request, source: AddressSourc
     let (route, mut response) = match served {
         Ok(response) => {
             let response = response.into_response();
-            (response.data::<PathPattern>().map(|p| template(&p.0)), response)
+            (response.data::<PathPattern>().map(|p| names.template(&p.0)), response)
         }
         Err(err) => {
-            let route = err.data::<PathPattern>().map(|p| template(&p.0));
+            let route = err.data::<PathPattern>().map(|p| names.template(&p.0));
             // Rendered here, inside the request's context, so the problem
             // carries the request id.
             (route, context::in_request(context, super::problem::render(err)).await)
@@ -96,7 +140,8 @@ fn template(pattern: &str) -> String {
 
 /// The caller's IP address: the peer's, or with `trust_forwarded_for` the
 /// last address of `X-Forwarded-For` (what the proxy in front saw; earlier
-/// entries are the client's own say and could be anything).
+/// entries are the client's own say and could be anything). A last entry
+/// that is not an address falls back to the peer's, never to an earlier one.
 fn client_address(req: &Request, source: AddressSource) -> Option<String> {
     if source.trust_forwarded_for
         && let Some(forwarded) = req
@@ -105,8 +150,8 @@ fn client_address(req: &Request, source: AddressSource) -> Option<String> {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
-            .last()
+            .next_back()
+            .and_then(|a| a.trim().parse::<std::net::IpAddr>().ok())
     {
         return Some(forwarded.to_string());
     }
@@ -125,6 +170,11 @@ mod tests {
         assert_eq!(template("/api/v1/integrations/:id"), "/api/v1/integrations/{id}");
         assert_eq!(template("/api/v1/integrations/:id/proxy/*path"), "/api/v1/integrations/{id}/proxy/{path}");
         assert_eq!(template("/"), "/");
+        let spec = r#"{"paths": {"/providers/{provider_id}/verify": {}, "/health": {}}}"#;
+        let names = RouteNames::from_spec(spec, "/api/v1");
+        assert_eq!(names.template("/api/v1/providers/:param0/verify"), "/api/v1/providers/{provider_id}/verify");
+        assert_eq!(names.template("/api/v1/health"), "/api/v1/health");
+        assert_eq!(names.template("/metrics"), "/metrics");
     }
 
     #[test]

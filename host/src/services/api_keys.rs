@@ -100,7 +100,7 @@ impl ApiKeys {
     async fn insert(&self, name: &str, role: Role) -> Result<(ApiKeyRow, SecretString), AppError> {
         let name = valid_name(name)?;
         let key = crypto::generate_api_key();
-        let row = new_row(name, role, &key);
+        let row = new_row(name.clone(), role, &key);
         let audit = context::audit_entry("api_key.create", Target::api_key(Some(&row.id)), "ok");
         if !self.store.insert_api_key(&row, &audit).await? {
             return Err(AppError::Validation(format!(

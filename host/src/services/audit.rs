@@ -44,7 +44,8 @@ impl Audit {
     }
 
     pub async fn page(&self, q: AuditQuery<'_>) -> Result<AuditPage, AppError> {
-        let after = match q.cursor {
+        // An empty cursor (`?cursor=`) is the first page, as with no cursor.
+        let after = match q.cursor.map(str::trim).filter(|c| !c.is_empty()) {
             None => 0,
             Some(c) => c.parse::<i64>().ok().filter(|c| *c >= 0).ok_or_else(|| {
                 AppError::Validation("cursor is not valid; pass the next_cursor of an earlier page.".into())
