@@ -133,6 +133,9 @@ impl ApiKeys {
         match self.store.revoke_api_key(id, &audit).await? {
             Some(row) => Ok(row),
             None => {
+                // The target is named only when it is a key: the id comes
+                // from the caller's path, and a pasted secret may be in it.
+                let mut target = Target::api_key(Some(id));
                 let e = if id == ENVIRONMENT_KEY_ID {
                     AppError::Validation(
                         "The GATEHOUSE_API_KEY key lives in the server's environment: unset or change it there and restart the server.".into(),
@@ -140,9 +143,10 @@ impl ApiKeys {
                 } else if self.store.api_key(id).await?.is_some() {
                     AppError::Validation(format!("The key {id} is already revoked."))
                 } else {
-                    AppError::NotFound(format!("No API key {id}; GET /api/v1/api-keys lists them."))
+                    target = Target::api_key(None);
+                    AppError::NotFound("No such API key; GET /api/v1/api-keys lists them.".into())
                 };
-                self.audit_failure("api_key.revoke", Target::api_key(Some(id)), &e).await;
+                self.audit_failure("api_key.revoke", target, &e).await;
                 Err(e)
             }
         }

@@ -95,7 +95,9 @@ impl Grants {
         let provider = input.provider.clone();
         let result = self.store_app(input, source).await;
         if let Err(e) = &result {
-            self.shared.audit_failure("oauth_app.save", Target::oauth_app(None, &provider), e).await;
+            let target =
+                Target { provider: self.shared.known_provider(&provider), ..Target::oauth_app(None, &provider) };
+            self.shared.audit_failure("oauth_app.save", target, e).await;
         }
         result
     }

@@ -90,7 +90,8 @@ impl Integrations {
     ) -> Result<(IntegrationRow, bool), AppError> {
         let result = self.connect_verified(provider, raw, label).await;
         if let Err(e) = &result {
-            self.shared.audit_failure("integration.connect", Target::provider(provider), e).await;
+            let target = Target { provider: self.shared.known_provider(provider), ..Target::provider(provider) };
+            self.shared.audit_failure("integration.connect", target, e).await;
         }
         result
     }

@@ -51,6 +51,13 @@ impl Shared {
         })
     }
 
+    /// `provider` when it is a loaded connector's id, for an audit entry:
+    /// a name a caller sent that matches none is not written down (a
+    /// pasted secret may be in it).
+    pub(super) fn known_provider(&self, provider: &str) -> Option<String> {
+        self.registry.get(provider).map(|p| p.manifest.id.clone())
+    }
+
     /// The connector of a stored integration; `provider_unavailable` when it
     /// is no longer loaded (the credentials stay stored until it is back).
     pub(super) fn plugin_of(&self, row: &IntegrationRow) -> Result<Arc<Plugin>, AppError> {
