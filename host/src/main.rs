@@ -69,10 +69,12 @@ fn init_tracing(log_connectors: Option<tracing_subscriber::filter::LevelFilter>,
     }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    // JSON lines carry the request span's fields (request_id) at the top
-    // level of each object, where a log shipper indexes them.
+    // JSON lines keep the event's fields under `fields` (a connector's
+    // field named `level` or `target` cannot shadow the line's own) and the
+    // request's span (its request_id) under `span`, where a log shipper
+    // indexes them.
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
         LogFormat::Text => builder.init(),
     }
 }

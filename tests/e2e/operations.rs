@@ -350,9 +350,9 @@ async fn request_ids_in_headers_problems_and_json_logs() {
         lines.push(value);
     }
     let tagged: Vec<&Value> = lines.iter().filter(|l| l["span"]["request_id"] == "support-ticket-42").collect();
-    let served = tagged.iter().find(|l| l["message"] == "request").expect("the request line carries the id");
-    assert_eq!(served["status"], 404);
-    assert_eq!(served["path"], format!("/api/v1/integrations/{UNKNOWN}"));
+    let served = tagged.iter().find(|l| l["fields"]["message"] == "request").expect("the request line carries the id");
+    assert_eq!(served["fields"]["status"], 404);
+    assert_eq!(served["fields"]["path"], format!("/api/v1/integrations/{UNKNOWN}"));
     assert!(lines.iter().any(|l| l["span"]["request_id"] == made.as_str()));
     g.finish(&[]);
 }

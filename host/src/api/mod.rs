@@ -668,7 +668,7 @@ impl Api {
     }
 
     /// The audit log, oldest first: every change to credentials or
-    /// configuration, and every refused attempt, with who (the API key's id
+    /// configuration, and every attempt at one that failed, with who (the API key's id
     /// and name), what, the outcome and the caller's address. Start without
     /// a cursor, then pass `next_cursor`.
     ///

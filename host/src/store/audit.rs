@@ -1,7 +1,7 @@
 //! The audit log as stored: who changed which credential or setting, when,
 //! from where, and how it ended. Entries of a change are written in the
 //! change's own transaction (`AuditEntry::write`), so no change is stored
-//! without its entry; refused attempts are written alone. Nothing secret is
+//! without its entry; failed attempts are written alone. Nothing secret is
 //! ever in an entry: ids, names, action and outcome codes only.
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
@@ -73,7 +73,7 @@ pub struct AuditFilter {
 }
 
 impl Store {
-    /// Writes one entry alone (a refused attempt, or an event outside the
+    /// Writes one entry alone (a failed attempt, or an event outside the
     /// database such as a connector loaded).
     pub async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
