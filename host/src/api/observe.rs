@@ -178,6 +178,18 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarded_address_is_the_last_entry_and_only_when_trusted() {
+        let req = |value: &str| Request::builder().header("x-forwarded-for", value).finish();
+        let trusted = AddressSource { trust_forwarded_for: true };
+        let r = req("6.6.6.6, 10.0.0.7");
+        assert_eq!(client_address(&r, trusted).as_deref(), Some("10.0.0.7"));
+        // Not trusted: the client's header is ignored (no peer in this test).
+        assert_eq!(client_address(&r, AddressSource::default()), None);
+        // A last entry that is no address does not hand over to the client's own say.
+        assert_eq!(client_address(&req("6.6.6.6, junk"), trusted), None);
+    }
+
+    #[test]
     fn only_plain_request_ids_are_taken() {
         assert!(valid_request_id("0b6e-4f.a_b:c"));
         assert!(!valid_request_id(""));
