@@ -40,10 +40,11 @@ fn main() {
 /// `gatehouse_componentize_py`, `gatehouse_componentize_js` (node, and
 /// `npm ci` in plugins/bitbucket-js), `gatehouse_netns` (unprivileged user,
 /// network and mount namespaces with `unshare` and iproute2's `ip`, for the
-/// tests that must not reach a real network if the code under test fails)
-/// and `gatehouse_strace` (an `strace` allowed to trace). Under `CI` they are
-/// never ignored, so a missing tool fails the run. `tests/setup.sh` installs
-/// all of them.
+/// tests that must not reach a real network if the code under test fails),
+/// `gatehouse_strace` (an `strace` allowed to trace) and
+/// `gatehouse_api_tools` (schemathesis and openapi-python-client in
+/// tests/api/.venv). Under `CI` they are never ignored, so a missing tool
+/// fails the run. `tests/setup.sh` installs all of them.
 fn detect_test_tools(root: &Path) {
     println!("cargo:rustc-check-cfg=cfg(gatehouse_browser)");
     println!("cargo:rustc-check-cfg=cfg(gatehouse_componentize_py)");
@@ -126,5 +127,13 @@ fn detect_test_tools(root: &Path) {
         .is_ok_and(|s| s.success());
     if ci || strace {
         println!("cargo:rustc-cfg=gatehouse_strace");
+    }
+
+    println!("cargo:rustc-check-cfg=cfg(gatehouse_api_tools)");
+    let stamp = root.join("tests/api/.venv/requirements.txt");
+    let api_tools = Some(stamp.clone()).filter(|p| p.is_file());
+    watch(&api_tools, &[root.join("tests/api")]);
+    if ci || api_tools.is_some() {
+        println!("cargo:rustc-cfg=gatehouse_api_tools");
     }
 }

@@ -10,7 +10,9 @@
 #     must be enabled in the kernel),
 #   - componentize-js (npm ci in plugins/bitbucket-js, the version its
 #     package-lock.json pins), which builds the JavaScript connectors,
-#   - strace, for the test that watches what the host fsyncs.
+#   - strace, for the test that watches what the host fsyncs,
+#   - schemathesis and openapi-python-client (pinned in tests/api/requirements.txt,
+#     in the virtualenv tests/api/.venv), for the API conformance tests.
 # A tool it cannot install is reported here; host/build.rs then compiles
 # the test that needs it as ignored (under CI=true such a test fails).
 set -uo pipefail
@@ -50,6 +52,23 @@ if ! command -v componentize-py >/dev/null || ! componentize-py --version >/dev/
   echo "tests/setup.sh: pip install componentize-py==0.25.1"
   python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1 \
     || missing+=("componentize-py (pip install componentize-py==0.25.1 failed)")
+fi
+
+# The API conformance tools, pinned, in their own virtualenv so their
+# dependencies cannot clash with anything else's; re-made when the pins change.
+venv=tests/api/.venv
+if ! cmp -s tests/api/requirements.txt "$venv/requirements.txt"; then
+  echo "tests/setup.sh: pip install -r tests/api/requirements.txt (into $venv)"
+  if ! python3 -m venv --help >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  fi
+  rm -rf "$venv"
+  if python3 -m venv "$venv" \
+    && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/api/requirements.txt; then
+    cp tests/api/requirements.txt "$venv/requirements.txt"
+  else
+    missing+=("schemathesis and openapi-python-client (python3 -m venv $venv; pip install -r tests/api/requirements.txt failed)")
+  fi
 fi
 
 have_ip() { command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; }

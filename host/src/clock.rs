@@ -47,6 +47,22 @@ impl Timestamp {
         OffsetDateTime::parse(text, &Rfc3339).ok().map(Self::from)
     }
 
+    /// An expiry as connectors give it: RFC 3339 date-time, or a full date
+    /// alone (`2026-12-01`), which means the start of that day in UTC (when
+    /// providers such as GitLab end a token's life).
+    pub fn parse_expiry(text: &str) -> Option<Self> {
+        Self::parse(text).or_else(|| {
+            let (year, rest) = text.split_once('-')?;
+            let (month, day) = rest.split_once('-')?;
+            if (year.len(), month.len(), day.len()) != (4, 2, 2) {
+                return None;
+            }
+            let month = time::Month::try_from(month.parse::<u8>().ok()?).ok()?;
+            let date = time::Date::from_calendar_date(year.parse().ok()?, month, day.parse().ok()?).ok()?;
+            Some(Self(date.midnight().assume_utc()))
+        })
+    }
+
     pub fn unix(self) -> i64 {
         self.0.unix_timestamp()
     }
@@ -103,6 +119,9 @@ mod tests {
         assert_eq!(t.to_string(), "2026-11-26T12:14:15Z");
         assert_eq!(Timestamp::parse(&t.to_string()), Some(t));
         assert_eq!(Timestamp::parse("2026-11-26"), None);
+        assert_eq!(Timestamp::parse_expiry("2026-11-26").unwrap().to_string(), "2026-11-26T00:00:00Z");
+        assert_eq!(Timestamp::parse_expiry("2026-11-26T10:00:00Z").unwrap().to_string(), "2026-11-26T10:00:00Z");
+        assert_eq!(Timestamp::parse_expiry("next week"), None);
     }
 
     #[test]

@@ -305,6 +305,8 @@ pub struct ServeConfig {
 
     #[command(flatten)]
     pub operations: OperationsConfig,
+    #[command(flatten)]
+    pub embedding: EmbedConfig,
 }
 
 /// Where `/metrics` is served.
@@ -357,6 +359,44 @@ impl OperationsConfig {
             (_, None) => Ok(None),
         }
     }
+}
+
+/// Connect sessions and embedding the settings page in the consuming
+/// system's own pages.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EmbedConfig {
+    /// An origin allowed to frame the settings page (CSP `frame-ancestors`)
+    /// and to receive its `postMessage` events, e.g.
+    /// `https://app.example.com`; repeatable. Default: none (the page cannot
+    /// be framed).
+    #[arg(long = "frame-ancestors", value_name = "ORIGIN", env = "GATEHOUSE_FRAME_ANCESTORS", value_delimiter = ',', value_parser = parse_origin)]
+    pub frame_ancestors: Vec<String>,
+
+    /// Lifetime of a connect session when its creator does not say.
+    #[arg(long, env = "GATEHOUSE_CONNECT_SESSION_TTL", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub connect_session_ttl: Duration,
+
+    /// Longest lifetime a connect session may ask for.
+    #[arg(long, env = "GATEHOUSE_CONNECT_SESSION_MAX_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub connect_session_max_ttl: Duration,
+}
+
+/// An origin as browsers compare them: scheme, host and port, nothing else.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text.trim())
+        .map_err(|e| format!("{text:?} is not an origin such as https://app.example.com: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+    {
+        return Err(format!(
+            "{text:?} is not an origin: give only scheme, host and port, such as https://app.example.com"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
 }
 
 /// How long API clients may take to send a request: slow or stalled
@@ -416,6 +456,17 @@ pub struct SyncConfig {
     /// waits five times longer, 8 attempts in all.
     #[arg(long, env = "GATEHOUSE_WEBHOOK_RETRY", default_value = "5s", value_parser = humantime::parse_duration)]
     pub webhook_retry: Duration,
+
+    /// A connected integration whose token expires within this window is
+    /// shown as `expiring`, and webhooks get one `integration.expiring`
+    /// event per expiry.
+    #[arg(long, env = "GATEHOUSE_EXPIRY_WARNING", default_value = "14days", value_parser = humantime::parse_duration)]
+    pub expiry_warning: Duration,
+
+    /// How often this process looks for tokens entering the expiry window
+    /// (0 turns the `integration.expiring` events off in this process).
+    #[arg(long, env = "GATEHOUSE_EXPIRY_CHECK_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub expiry_check_interval: Duration,
 }
 
 /// The authenticated proxy (`/api/v1/integrations/{id}/proxy/{path}`).

@@ -22,9 +22,20 @@ pub enum AppError {
     EgressDenied(String),
     #[error("missing or wrong API key")]
     Unauthorized,
-    /// The API key's role does not include the one the route needs.
+    /// Not allowed for this caller: the API key's role lacks the one the
+    /// route needs, or a connect session may not do this (a route of the
+    /// API key, a connector the session is not for, another end user).
     #[error("{0}")]
     Forbidden(String),
+    /// The connect session's lifetime is over.
+    #[error("the connect session expired")]
+    SessionExpired,
+    /// The consuming system revoked the connect session.
+    #[error("the connect session was revoked")]
+    SessionRevoked,
+    /// The account is already connected for another end user.
+    #[error("{0}")]
+    AccountInUse(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -58,6 +69,23 @@ pub enum AppError {
     /// The connector cannot be used through the proxy.
     #[error("{0}")]
     ProxyUnsupported(String),
+    /// The connector (or this kind of credential) cannot replace itself at
+    /// the provider.
+    #[error("{0}")]
+    RotationUnsupported(String),
+    /// The provider issued a new credential that could not be stored.
+    #[error("{0}")]
+    RotationIncomplete(String),
+    /// The connector cannot tell what a credential reaches, so the
+    /// connection cannot be limited to part of the provider.
+    #[error("{0}")]
+    ScopeUnsupported(String),
+    /// The chosen scope is not among what the credential reaches.
+    #[error("{0}")]
+    ScopeNotReached(String),
+    /// A request for something outside the connection's scope.
+    #[error("{0}")]
+    OutsideScope(String),
     /// The connector of a stored integration is no longer loaded (its id).
     #[error("the connector {0} is not loaded")]
     ProviderUnavailable(String),
@@ -80,13 +108,21 @@ pub enum ErrorCode {
     OAuthNotConfigured,
     OAuthUnsupported,
     Unauthorized,
+    SessionExpired,
+    SessionRevoked,
     Forbidden,
     EgressDenied,
     ProviderForbidden,
     NotFound,
     AccountMismatch,
+    AccountInUse,
     NotRefreshable,
     ProxyUnsupported,
+    RotationUnsupported,
+    ScopeUnsupported,
+    OutsideScope,
+    ScopeNotReached,
+    RotationIncomplete,
     InvalidToken,
     TokenExpired,
     TokenRevoked,
@@ -114,18 +150,30 @@ impl ErrorCode {
             Self::InvalidBaseUrl => ("invalid_base_url", 400, "The base URL is not acceptable"),
             Self::OAuthStateInvalid => ("oauth_state_invalid", 400, "The authorization state is not valid"),
             Self::OAuthDenied => ("oauth_denied", 400, "The provider did not grant the authorization"),
-            Self::OAuthNotConfigured => ("oauth_not_configured", 400, "No OAuth application is configured"),
+            Self::OAuthNotConfigured => ("oauth_not_configured", 409, "No OAuth application is configured"),
             Self::OAuthUnsupported => ("oauth_unsupported", 400, "The connector does not support OAuth"),
             Self::Unauthorized => ("unauthorized", 401, "Missing or wrong API key"),
-            Self::Forbidden => ("forbidden", 403, "The API key's role does not allow this"),
+            Self::SessionExpired => ("session_expired", 401, "The connect session expired"),
+            Self::SessionRevoked => ("session_revoked", 401, "The connect session was revoked"),
+            Self::Forbidden => ("forbidden", 403, "Not allowed for this caller"),
             Self::EgressDenied => ("egress_denied", 403, "The target address is refused by the egress policy"),
             Self::ProviderForbidden => {
                 ("provider_forbidden", 403, "The provider does not allow this for the connected account")
             }
             Self::NotFound => ("not_found", 404, "Not found"),
             Self::AccountMismatch => ("account_mismatch", 409, "The token belongs to another account"),
+            Self::AccountInUse => ("account_in_use", 409, "The account is connected for another end user"),
             Self::NotRefreshable => ("not_refreshable", 409, "The integration cannot be refreshed"),
             Self::ProxyUnsupported => ("proxy_unsupported", 409, "The connector cannot be used through the proxy"),
+            Self::RotationUnsupported => ("rotation_unsupported", 409, "This provider cannot rotate the token"),
+            Self::ScopeUnsupported => {
+                ("scope_unsupported", 409, "The connection cannot be limited to part of the provider")
+            }
+            Self::OutsideScope => ("outside_scope", 403, "The request is outside the connection's scope"),
+            Self::ScopeNotReached => ("scope_not_reached", 422, "The token does not reach that scope"),
+            Self::RotationIncomplete => {
+                ("rotation_incomplete", 503, "The new token was issued but could not be stored")
+            }
             Self::InvalidToken => ("invalid_token", 422, "The provider refused the token"),
             Self::TokenExpired => ("token_expired", 422, "The token has expired"),
             Self::TokenRevoked => ("token_revoked", 422, "The token was revoked"),
@@ -173,6 +221,9 @@ impl AppError {
             Self::EgressDenied(_) => C::EgressDenied,
             Self::Unauthorized => C::Unauthorized,
             Self::Forbidden(_) => C::Forbidden,
+            Self::SessionExpired => C::SessionExpired,
+            Self::SessionRevoked => C::SessionRevoked,
+            Self::AccountInUse(_) => C::AccountInUse,
             Self::NotFound(_) => C::NotFound,
             Self::AccountMismatch(_) => C::AccountMismatch,
             Self::Verify(e) => match e {
@@ -215,6 +266,11 @@ impl AppError {
             Self::Schema { .. } => C::ValidationError,
             Self::BadOutput { .. } => C::PluginFailed,
             Self::ProxyUnsupported(_) => C::ProxyUnsupported,
+            Self::RotationUnsupported(_) => C::RotationUnsupported,
+            Self::RotationIncomplete(_) => C::RotationIncomplete,
+            Self::ScopeUnsupported(_) => C::ScopeUnsupported,
+            Self::ScopeNotReached(_) => C::ScopeNotReached,
+            Self::OutsideScope(_) => C::OutsideScope,
             Self::ProviderUnavailable(_) => C::ProviderUnavailable,
             Self::Plugin(CallError::Timeout(_)) => C::PluginTimeout,
             Self::Plugin(CallError::Failed(_)) => C::PluginFailed,
@@ -254,6 +310,9 @@ impl AppError {
                 "The connected account lacks the permission or scope for this; use an account or token that has it.",
             ),
             Self::OAuth(OAuthError::InvalidGrant(_)) => Some("Start the authorization again."),
+            Self::OutsideScope(_) => Some(
+                "This connection is limited to one scope (reach.scope on the integration); ask for something inside it, or change or lift the limit with PUT /api/v1/integrations/{id}/scope.",
+            ),
             Self::OAuth(OAuthError::InvalidClient(_)) => Some(
                 "Check the client id and secret of the OAuth application for this base URL (POST /api/v1/oauth-apps replaces them).",
             ),
@@ -268,12 +327,18 @@ impl AppError {
             Self::Validation(s)
             | Self::NotFound(s)
             | Self::AccountMismatch(s)
+            | Self::Forbidden(s)
+            | Self::AccountInUse(s)
             | Self::OAuthState(s)
             | Self::OAuthDenied(s)
             | Self::OAuthNotConfigured(s)
             | Self::NotRefreshable(s)
-            | Self::Forbidden(s)
-            | Self::ProxyUnsupported(s) => s.clone(),
+            | Self::ProxyUnsupported(s)
+            | Self::RotationUnsupported(s)
+            | Self::RotationIncomplete(s)
+            | Self::ScopeUnsupported(s)
+            | Self::ScopeNotReached(s)
+            | Self::OutsideScope(s) => s.clone(),
             Self::Schema { detail, .. } | Self::BadOutput { detail, .. } => detail.clone(),
             Self::Provider(e) => match e {
                 ProviderError::InvalidInput(s) => sentence(s),
@@ -304,6 +369,12 @@ impl AppError {
             Self::EgressDenied(s) => format!("{s}."),
             Self::Unauthorized => {
                 "Send the API key as `Authorization: Bearer <key>`; it was printed when the server first started or set with GATEHOUSE_API_KEY.".into()
+            }
+            Self::SessionExpired => {
+                "This connect session has expired; ask the application that sent you here for a new link (its backend creates a new session with POST /api/v1/connect-sessions).".into()
+            }
+            Self::SessionRevoked => {
+                "This connect session was revoked; ask the application that sent you here for a new link.".into()
             }
             Self::Verify(e) => match e {
                 VerifyError::InvalidInput(s) => s.clone(),

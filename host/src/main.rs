@@ -162,6 +162,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         proxy: config.proxy.settings(),
         environment_api_key,
         audit_retention: config.operations.audit_retention,
+        expiry_warning: config.syncs.expiry_warning,
+        sessions: gatehouse::services::sessions::SessionSettings {
+            default_ttl: config.embedding.connect_session_ttl,
+            max_ttl: config.embedding.connect_session_max_ttl,
+        },
     };
     let services = Arc::new(Services::new(runtime, registry, store.clone(), key, policy, settings)?);
     if let Some(key) = services.api_keys.first_start().await? {
@@ -182,11 +187,15 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tokio::spawn(services.syncs.clone().run_scheduler());
         tokio::spawn(services.webhooks.clone().deliver_in_background(config.syncs.sync_poll));
     }
+    if !config.syncs.expiry_check_interval.is_zero() {
+        tokio::spawn(services.expiry.clone().watch(config.syncs.expiry_check_interval));
+    }
     let options = api::RouteOptions {
         max_body_bytes: config.limits.max_body_bytes,
         body_timeout: config.clients.client_body_timeout,
         address: api::observe::AddressSource { trust_forwarded_for: config.operations.trust_forwarded_for },
         metrics_behind_key: config.operations.metrics == gatehouse::config::MetricsMode::Key,
+        frame_ancestors: config.embedding.frame_ancestors.clone(),
     };
     let app = api::routes(&services, options);
     let timeouts = config.clients.timeouts();

@@ -116,7 +116,7 @@ pub fn create(request: &Request<'_>) -> Result<Vec<String>, ScaffoldError> {
         ("{{title}}", &title(name)),
         ("{{sdk_path}}", &sdk_path),
         ("{{sdk_note}}", sdk_note),
-        ("{{wit_version}}", crate::runtime::wit::v0_3_0::VERSION),
+        ("{{wit_version}}", crate::runtime::wit::latest::VERSION),
         ("{{componentize_js_version}}", COMPONENTIZE_JS_VERSION),
     ];
     let mut files: Vec<(String, String)> = Vec::new();
@@ -186,7 +186,7 @@ mod tests {
         // implements, or a connector would build against another one.
         assert_eq!(SDK[9].1, WIT[0].1, "plugins/sdk/wit/provider.wit differs from wit/provider.wit");
         assert_eq!(SDK[10].1, WIT[1].1, "plugins/sdk/wit/deps/host.wit differs from wit/deps/host.wit");
-        let version = crate::runtime::wit::v0_3_0::VERSION;
+        let version = crate::runtime::wit::latest::VERSION;
         assert!(SDK[0].1.contains(&format!("\nversion = \"{version}\"")), "the SDK's version is the WIT's");
     }
 

@@ -1,6 +1,6 @@
 """Gitea / Forgejo access-token connector for Gatehouse, in Python.
 
-Built from ../../wit (gatehouse:plugin@0.3.0) alone with componentize-py
+Built from ../../wit (gatehouse:plugin@0.4.0) alone with componentize-py
 (see README.md here); it shows that a connector needs nothing from the
 host's source code.
 
@@ -94,7 +94,7 @@ class Connector(exports.Connector):
             version="0.3.0",
             oauth=None,
             # How the host presents the stored token on authenticated
-            # requests (gatehouse:plugin@0.3.0).
+            # requests (gatehouse:plugin@0.4.0).
             credential_presentation=types.CredentialPresentation(header="authorization", value="token {token}"),
             actions=[],
             sync_models=[types.SyncModel(

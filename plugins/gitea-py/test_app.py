@@ -31,7 +31,7 @@ def _send(request):
 http.send = _send
 import app  # noqa: E402
 
-CONNECTION = types.Connection(base_url="https://gitea.example", account_id="1", settings=[])
+CONNECTION = types.Connection(base_url="https://gitea.example", account_id="1", settings=[], scope=None)
 
 
 def repo(i):

@@ -77,6 +77,16 @@ try {
   await pat.locator(".result.fail", { hasText: "Missing scopes: api, read_api" }).waitFor();
   await pat.locator(".result.fail", { hasText: "Cross-check the permissions and scope of your tokens on GitLab" }).waitFor();
 
+  step("a verified token says what it reaches: a group token its group");
+  await pat.getByLabel("Personal Access Token (PAT)").fill(tokens.group);
+  await pat.locator(".result.ok", { hasText: "This is a group token for acme" }).waitFor();
+  await pat.locator(".result.ok", { hasText: "single-organization token" }).waitFor();
+
+  step("a personal token the groups it reaches");
+  await pat.getByLabel("Personal Access Token (PAT)").fill(tokens.pat);
+  await pat.locator(".result.ok", { hasText: "This token reaches 2 groups: acme, tools (and 1 project)." }).waitFor();
+  await page.locator("#token-kinds", { hasText: "Group access token" }).waitFor();
+
   step("PAT + base URL → Connect → listed as connected");
   await pat.getByLabel("Personal Access Token (PAT)").fill(tokens.pat);
   await pat.getByRole("button", { name: "Connect" }).click();
@@ -85,6 +95,16 @@ try {
   await item.locator(".status.connected").waitFor();
   await item.getByText("api", { exact: true }).waitFor();
   assert.equal(await pat.getByLabel("Personal Access Token (PAT)").inputValue(), "", "the token is cleared after submit");
+  await item.locator("dd.reach", { hasText: "This token reaches 2 groups: acme, tools" }).waitFor();
+
+  step("limit the connection to one group it reaches");
+  await item.getByLabel("Limit this connection to").selectOption({ label: "acme" });
+  const [limited] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/scope") && r.request().method() === "PUT"),
+    item.getByRole("button", { name: "Save limit" }).click(),
+  ]);
+  assert.equal(limited.status(), 200);
+  await page.locator("#integrations li").first().locator("dt:text-is('Limited to') + dd", { hasText: "acme" }).waitFor();
 
   step("no token in the URL, storage or the page");
   const html = await page.content();
@@ -128,6 +148,17 @@ try {
     "…" + tokens.pat2.slice(-4),
   );
   assert.ok(!(await page.content()).includes(tokens.pat2), "the new token is not in the page");
+
+  step("regenerate the token at GitLab");
+  const hintBefore = await hint();
+  const [regenerated] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith("/rotate") && r.request().method() === "POST"),
+    page.locator("#integrations li").first().getByRole("button", { name: "Regenerate token" }).click(),
+  ]);
+  assert.equal(regenerated.status(), 200);
+  await page.locator("#integrations li").first().locator(".result.ok", { hasText: "Token regenerated" }).waitFor();
+  assert.notEqual(await hint(), hintBefore, "a new token is stored");
+  await page.locator("#integrations li").first().locator(".status.connected").waitFor();
 
   step("disconnect");
   await page.locator("#integrations li").first().getByRole("button", { name: "Disconnect" }).click();

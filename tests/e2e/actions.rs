@@ -247,7 +247,7 @@ async fn a_connector_acting_for_a_connection_never_sees_its_credential() {
     assert_eq!(c.body["account"]["username"], "jane");
     let id = c.body["id"].as_str().unwrap();
     let snoop = g.get("/api/v1/providers/test-snoop").await.body;
-    assert_eq!(snoop["plugin"]["wit_version"], "0.3.0");
+    assert_eq!(snoop["plugin"]["wit_version"], "0.4.0");
 
     let r = g.post(&action(id, "whoami"), json!({})).await;
     assert_eq!((r.status, r.body["username"].as_str()), (200, Some("jane")), "authenticated requests work: {}", r.body);

@@ -86,7 +86,7 @@ async fn providers_show_the_product_page_fields() {
     assert_eq!(pat["fields"][1]["default"], "https://gitlab.com");
     assert_eq!(pat["required_scopes"], json!(["api", "read_api"]));
     assert_eq!(pat["required_scopes_rule"], "any_of");
-    assert_eq!(pat["plugin"]["wit_version"], "0.3.0");
+    assert_eq!(pat["plugin"]["wit_version"], "0.4.0");
     assert_eq!(pat["plugin"]["sha256"].as_str().unwrap().len(), 64);
     let oauth = g.get("/api/v1/providers/gitlab-oauth").await.body;
     assert_eq!(oauth["name"], "Connect using OAuth v2");

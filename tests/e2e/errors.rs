@@ -192,6 +192,29 @@ async fn an_unknown_route_is_not_found() {
     g.finish(&[]);
 }
 
+/// A method a route does not take is 405 with the `Allow` header RFC 9110
+/// requires, listing what the route does take (from the served document).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_method_is_405_with_allow() {
+    let g = Gatehouse::start(Options::lax()).await;
+    let id = uuid::Uuid::new_v4();
+    let cases = [
+        ("TRACE", "/api/v1/health".to_string(), "GET, HEAD"),
+        ("DELETE", "/api/v1/integrations".to_string(), "GET, HEAD, POST"),
+        ("PUT", format!("/api/v1/integrations/{id}"), "DELETE, GET, HEAD"),
+        ("GET", format!("/api/v1/integrations/{id}/verify"), "POST"),
+        ("PATCH", "/api/v1/webhooks".to_string(), "GET, HEAD, POST"),
+        ("POST", "/".to_string(), "GET, HEAD"),
+        ("GET", format!("/api/v1/hooks/{id}"), "POST"),
+    ];
+    for (method, path, allow) in cases {
+        let r = g.call(method, &path, None, Some(crate::harness::API_KEY)).await;
+        assert_eq!((r.status, r.code()), (405, "method_not_allowed"), "{method} {path}: {}", r.body);
+        assert_eq!(r.headers.get("allow").and_then(|v| v.to_str().ok()), Some(allow), "{method} {path}");
+    }
+    g.finish(&[]);
+}
+
 /// Stored credentials sealed with another master key cannot be opened:
 /// `secret_unavailable` (503), and the integration is still listed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

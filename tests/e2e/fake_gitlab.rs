@@ -118,6 +118,8 @@ struct State {
     issued_codes: Vec<String>,
     verifiers: Vec<String>,
     states: Vec<String>,
+    /// Tokens issued by `/personal_access_tokens/self/rotate`.
+    rotations: usize,
 }
 
 #[derive(Clone)]
@@ -247,6 +249,26 @@ impl FakeGitlab {
     /// The projects, issues and notes behind `/api/v4/projects`.
     pub fn api<R>(&self, f: impl FnOnce(&mut crate::fake_gitlab_api::Data) -> R) -> R {
         f(&mut self.state.lock().unwrap().api)
+    }
+
+    /// How many tokens `/personal_access_tokens/self/rotate` issued.
+    pub fn rotations(&self) -> usize {
+        self.state.lock().unwrap().rotations
+    }
+
+    /// Whether `token` is still accepted (not revoked or expired).
+    pub fn is_active(&self, token: &str) -> bool {
+        let s = self.state.lock().unwrap();
+        s.tokens
+            .get(token)
+            .is_some_and(|t| t.state == TokenState::Active && t.lifetime.is_none_or(|l| t.created_at + l >= now()))
+    }
+
+    /// Sets when `token` expires: `seconds` from now.
+    pub fn expire_in(&self, token: &str, seconds: i64) {
+        let mut s = self.state.lock().unwrap();
+        let t = s.tokens.get_mut(token).unwrap();
+        t.lifetime = Some(now() + seconds - t.created_at);
     }
 
     pub fn hits(&self, path: &str) -> usize {
@@ -575,8 +597,24 @@ async fn route(state: Arc<Mutex<State>>, mut req: Request) -> Response {
     }
 
     let user = user.expect("tokens belong to users");
+    if path == "/api/v4/personal_access_tokens/self/rotate" && token.kind == Kind::Pat {
+        if req.method() != "POST" {
+            return json_response(405, json!({"error": "405 Method Not Allowed"}));
+        }
+        let body = req.take_body().into_vec().await.unwrap_or_default();
+        let presented = presented.map(|(_, t)| t).unwrap_or_default();
+        return rotate(&state, &presented, &token, &body);
+    }
     let api_path = path.starts_with("/api/v4/projects")
-        || ["/api/v4/groups", "/api/v4/issues", "/api/v4/merge_requests", "/echo-headers"].contains(&path.as_str());
+        || path.starts_with("/api/v4/groups/")
+        || [
+            "/api/v4/groups",
+            "/api/v4/issues",
+            "/api/v4/merge_requests",
+            "/echo-headers",
+            crate::fake_gitlab_api::ASSOCIATIONS,
+        ]
+        .contains(&path.as_str());
     if api_path {
         let slow = state.lock().unwrap().api.slow;
         if req.method() == "GET" && !slow.is_zero() {
@@ -615,6 +653,72 @@ async fn route(state: Arc<Mutex<State>>, mut req: Request) -> Response {
     json_response(status, body)
 }
 
+/// `POST /personal_access_tokens/self/rotate`: needs `api` or
+/// `self_rotate` (else 403 `insufficient_scope`, as GitLab answers); issues
+/// a new token of the same user and scopes expiring at 00:00 UTC of
+/// `expires_at` (a week when not given, at most a year), revokes the
+/// presented one, and answers the new one with its `token`.
+fn rotate(state: &Mutex<State>, presented: &str, token: &Token, body: &[u8]) -> Response {
+    if !token.scopes.iter().any(|s| s == "api" || s == "self_rotate") {
+        return json_response(
+            403,
+            json!({
+                "error": "insufficient_scope",
+                "error_description": "The request requires higher privileges than provided by the access token.",
+                "scope": "api self_rotate"
+            }),
+        );
+    }
+    let input: Value = serde_json::from_slice(body).unwrap_or(json!({}));
+    let today = now().div_euclid(86_400) * 86_400;
+    let expires = match input["expires_at"].as_str() {
+        None => today + 7 * 86_400,
+        Some(text) => match time::OffsetDateTime::parse(
+            &format!("{text}T00:00:00Z"),
+            &time::format_description::well_known::Rfc3339,
+        ) {
+            Ok(t) => t.unix_timestamp(),
+            Err(_) => return json_response(400, json!({"error": "expires_at is invalid"})),
+        },
+    };
+    if expires <= today || expires > today + 366 * 86_400 {
+        return json_response(
+            400,
+            json!({"message": "400 Bad request - Expiration date must be in the future and at most a year away"}),
+        );
+    }
+    let new = format!("glpat-{}", uuid::Uuid::new_v4().simple());
+    let created_at = now();
+    let mut s = state.lock().unwrap();
+    s.rotations += 1;
+    s.tokens.insert(
+        new.clone(),
+        Token {
+            user: token.user,
+            kind: Kind::Pat,
+            scopes: token.scopes.clone(),
+            state: TokenState::Active,
+            behavior: Behavior::Normal,
+            created_at,
+            lifetime: Some(expires - created_at),
+        },
+    );
+    // GitLab revokes the rotated token at once.
+    if let Some(old) = s.tokens.get_mut(presented) {
+        old.state = TokenState::Revoked;
+    }
+    let expires_date = time::OffsetDateTime::from_unix_timestamp(expires).unwrap().date();
+    json_response(
+        200,
+        json!({
+            "id": 4712, "name": "gatehouse", "description": "", "revoked": false,
+            "created_at": crate::fake_gitlab_api::gitlab_time(created_at), "scopes": token.scopes,
+            "user_id": token.user, "last_used_at": null, "active": true,
+            "expires_at": expires_date.to_string(), "token": new
+        }),
+    )
+}
+
 /// The normal answer at `path` for an accepted, active `token`.
 fn answer(path: &str, token: &Token, user: &User) -> (u16, Value) {
     match path {
@@ -625,7 +729,7 @@ fn answer(path: &str, token: &Token, user: &User) -> (u16, Value) {
                 200,
                 json!({
                     "id": 4711, "name": "gatehouse", "description": "", "revoked": false,
-                    "created_at": "2026-01-01T00:00:00.000Z", "scopes": token.scopes,
+                    "created_at": crate::fake_gitlab_api::gitlab_time(token.created_at), "scopes": token.scopes,
                     "user_id": token.user, "last_used_at": null, "active": true,
                     "expires_at": expires.date().to_string()
                 }),

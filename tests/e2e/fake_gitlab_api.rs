@@ -183,8 +183,9 @@ pub fn route(
             headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string())).collect();
         return Some(json_response(200, json!({"headers": echoed})));
     }
-    let owned = ["/api/v4/groups", "/api/v4/issues", "/api/v4/merge_requests"].contains(&path)
-        || path.starts_with("/api/v4/projects");
+    let owned = ["/api/v4/groups", "/api/v4/issues", "/api/v4/merge_requests", ASSOCIATIONS].contains(&path)
+        || path.starts_with("/api/v4/projects")
+        || path.starts_with("/api/v4/groups/");
     if !owned {
         return None;
     }
@@ -231,6 +232,7 @@ fn answer(data: &mut Data, method: &str, path: &str, query: &str, body: &[u8], c
     let q: BTreeMap<String, String> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let scope_all = q.get("scope").map(String::as_str) == Some("all");
     match (method, path) {
+        ("GET", ASSOCIATIONS) => return Some(associations(data, &q, caller, query)),
         ("GET", "/api/v4/groups") => return Some(list_groups(data, query, caller)),
         ("GET", "/api/v4/issues") => {
             let items = by_update(visible_work(data, caller, scope_all, false), &q);
@@ -242,6 +244,9 @@ fn answer(data: &mut Data, method: &str, path: &str, query: &str, body: &[u8], c
         }
         _ => {}
     }
+    if let Some(rest) = path.strip_prefix("/api/v4/groups/") {
+        return Some(group_routes(data, method, rest, &q, query, caller));
+    }
     let rest = path.strip_prefix("/api/v4/projects")?;
     let segments: Vec<&str> = rest.trim_start_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     Some(match (method, segments.as_slice()) {
@@ -252,7 +257,7 @@ fn answer(data: &mut Data, method: &str, path: &str, query: &str, body: &[u8], c
                 .parse::<u64>()
                 .ok()
                 .or_else(|| data.projects.iter().find(|(_, p)| p.path_with_namespace == decoded).map(|(id, _)| *id));
-            let Some(id) = id.filter(|id| data.projects.get(id).is_some_and(|p| p.members.contains(&caller.user)))
+            let Some(id) = id.filter(|id| data.projects.get(id).is_some_and(|p| sees_project(data, p, caller.user)))
             else {
                 return Some(not_found("Project"));
             };
@@ -267,6 +272,138 @@ fn answer(data: &mut Data, method: &str, path: &str, query: &str, body: &[u8], c
         }
         _ => json_response(405, json!({"error": "405 Method Not Allowed"})),
     })
+}
+
+/// GitLab's `GET /personal_access_tokens/self/associations`.
+pub const ASSOCIATIONS: &str = "/api/v4/personal_access_tokens/self/associations";
+
+/// Whether `user` is a member of the group at `full_path` or of one of its
+/// ancestors (membership is inherited downwards, as in GitLab).
+fn in_group(data: &Data, full_path: &str, user: u64) -> bool {
+    data.groups.values().any(|g| {
+        g.members.contains(&user) && (g.full_path == full_path || full_path.starts_with(&format!("{}/", g.full_path)))
+    })
+}
+
+/// Whether `user` can see the project: a member of it or of a group above it.
+fn sees_project(data: &Data, p: &Project, user: u64) -> bool {
+    p.members.contains(&user)
+        || p.path_with_namespace.rsplit_once('/').is_some_and(|(namespace, _)| in_group(data, namespace, user))
+}
+
+fn group_json(data: &Data, id: u64, g: &Group) -> Value {
+    let name = g.full_path.rsplit('/').next().unwrap_or_default();
+    let parent = g
+        .full_path
+        .rsplit_once('/')
+        .and_then(|(parent, _)| data.groups.iter().find(|(_, p)| p.full_path == parent).map(|(id, _)| *id));
+    json!({
+        "id": id, "web_url": format!("https://gitlab.example.com/groups/{}", g.full_path), "name": name,
+        "path": name, "description": "", "visibility": "private", "full_name": g.full_path.replace('/', " / "),
+        "full_path": g.full_path, "parent_id": parent, "created_at": gitlab_time(CREATED)
+    })
+}
+
+/// The groups and projects the token's user is a member of, in GitLab's
+/// shape (groups without `full_path`), `page` and `per_page` applying to
+/// each list, with the pagination headers.
+fn associations(data: &Data, q: &BTreeMap<String, String>, caller: &Caller, query: &str) -> Response {
+    let page: usize = q.get("page").and_then(|p| p.parse().ok()).filter(|p| *p >= 1).unwrap_or(1);
+    let per_page: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(20).clamp(1, 100);
+    let groups: Vec<Value> = data
+        .groups
+        .iter()
+        .filter(|(_, g)| g.members.contains(&caller.user))
+        .map(|(id, g)| {
+            let mut v = group_json(data, *id, g);
+            let o = v.as_object_mut().unwrap();
+            for gone in ["path", "description", "full_name", "full_path", "created_at"] {
+                o.remove(gone);
+            }
+            o.insert("organization_id".into(), json!(1));
+            o.insert("access_levels".into(), json!(50));
+            v
+        })
+        .collect();
+    let projects: Vec<Value> = data
+        .projects
+        .iter()
+        .filter(|(_, p)| p.members.contains(&caller.user))
+        .filter_map(|(id, _)| {
+            let mut v = project_json(data, *id, true)?;
+            v["access_levels"] = json!({"project_access_level": 30, "group_access_level": null});
+            v["visibility"] = json!("private");
+            Some(v)
+        })
+        .collect();
+    let total = groups.len().max(projects.len());
+    let total_pages = total.div_ceil(per_page).max(1);
+    let take = |items: Vec<Value>| items.into_iter().skip((page - 1) * per_page).take(per_page).collect::<Vec<_>>();
+    let mut response = json_response(200, json!({"groups": take(groups), "projects": take(projects)}));
+    let next = if page < total_pages { (page + 1).to_string() } else { String::new() };
+    let h = response.headers_mut();
+    h.insert("x-page", page.to_string().parse().unwrap());
+    h.insert("x-per-page", per_page.to_string().parse().unwrap());
+    h.insert("x-next-page", next.parse().unwrap());
+    h.insert("x-total", total.to_string().parse().unwrap());
+    h.insert("x-total-pages", total_pages.to_string().parse().unwrap());
+    if !next.is_empty() {
+        let others: Vec<(String, String)> =
+            url::form_urlencoded::parse(query.as_bytes()).into_owned().filter(|(k, _)| k != "page").collect();
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &others {
+            q.append_pair(k, v);
+        }
+        q.append_pair("page", &next);
+        let link = format!("<{}{ASSOCIATIONS}?{}>; rel=\"next\"", caller.base_url, q.finish());
+        h.insert("link", link.parse().unwrap());
+    }
+    response
+}
+
+/// `GET /groups/:id` (numeric id or URL-encoded full path) and
+/// `GET /groups/:id/projects` (`include_subgroups`), for members of the
+/// group or of a group above it; 404 otherwise, as GitLab answers.
+fn group_routes(
+    data: &Data,
+    method: &str,
+    rest: &str,
+    q: &BTreeMap<String, String>,
+    query: &str,
+    caller: &Caller,
+) -> Response {
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let Some(first) = segments.first() else { return not_found("Group") };
+    let decoded = percent_decode(first);
+    let found = decoded
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| data.groups.get(&id).map(|g| (id, g)))
+        .or_else(|| data.groups.iter().find(|(_, g)| g.full_path == decoded).map(|(id, g)| (*id, g)));
+    let Some((id, group)) = found.filter(|(_, g)| in_group(data, &g.full_path, caller.user)) else {
+        return not_found("Group");
+    };
+    match (method, &segments[1..]) {
+        ("GET", []) => json_response(200, group_json(data, id, group)),
+        ("GET", ["projects"]) => {
+            let subgroups = q.get("include_subgroups").map(String::as_str) == Some("true");
+            let items: Vec<Value> = data
+                .projects
+                .iter()
+                .filter(|(_, p)| sees_project(data, p, caller.user))
+                .filter(|(_, p)| match p.path_with_namespace.rsplit_once('/') {
+                    Some((namespace, _)) => {
+                        namespace == group.full_path
+                            || (subgroups && namespace.starts_with(&format!("{}/", group.full_path)))
+                    }
+                    None => false,
+                })
+                .filter_map(|(id, _)| project_json(data, *id, q.get("simple").map(String::as_str) == Some("true")))
+                .collect();
+            offset_page(items, q, caller.base_url, &format!("/api/v4/groups/{first}/projects"), query)
+        }
+        _ => json_response(404, json!({"error": "404 Not Found"})),
+    }
 }
 
 fn issue_json(id: u64, iid: u64, project: u64, path: &str, title: &str, author: (u64, &str), updated_at: i64) -> Value {
@@ -419,7 +556,7 @@ fn project_json(data: &Data, id: u64, simple: bool) -> Option<Value> {
         "web_url": format!("https://gitlab.example.com/{}", p.path_with_namespace),
         "readme_url": null, "forks_count": 0, "avatar_url": null, "star_count": 0,
         "last_activity_at": gitlab_time(p.updated_at),
-        "namespace": {"id": 9, "name": "acme", "path": "acme", "kind": "group", "full_path": "acme", "parent_id": null}
+        "namespace": namespace_json(data, &p.path_with_namespace)
     });
     if !simple {
         v["visibility"] = json!("private");
@@ -428,6 +565,17 @@ fn project_json(data: &Data, id: u64, simple: bool) -> Option<Value> {
         v["open_issues_count"] = json!(p.issues.len());
     }
     Some(v)
+}
+
+/// The project's namespace: its group when the fake has one at that path.
+fn namespace_json(data: &Data, path_with_namespace: &str) -> Value {
+    let full_path = path_with_namespace.rsplit_once('/').map_or("", |(n, _)| n);
+    let name = full_path.rsplit('/').next().unwrap_or_default();
+    let group = data.groups.iter().find(|(_, g)| g.full_path == full_path);
+    json!({
+        "id": group.map_or(9, |(id, _)| *id), "name": name, "path": name, "kind": "group", "full_path": full_path,
+        "parent_id": null
+    })
 }
 
 /// `GET /projects?membership=true`: offset pagination (`page`, `per_page`,

@@ -187,7 +187,7 @@ async fn denied_wrong_verifier_and_missing_configuration() {
 
     // No application yet; and a connector without OAuth.
     let r = g.get(&format!("/api/v1/oauth/gitlab-oauth/authorize?base_url={}&redirect=false", fake.url)).await;
-    assert_eq!((r.status, r.code()), (400, "oauth_not_configured"));
+    assert_eq!((r.status, r.code()), (409, "oauth_not_configured"));
     let r = g.get("/api/v1/oauth/gitlab-pat/authorize?redirect=false").await;
     assert_eq!((r.status, r.code()), (400, "oauth_unsupported"));
     let r = g.call("GET", "/api/v1/oauth/gitlab-oauth/authorize", None, None).await;
@@ -296,7 +296,13 @@ async fn background_task_refreshes_and_restart_mid_flow_completes() {
     }
     let it = g.get(&format!("/api/v1/integrations/{id}")).await.body;
     assert_eq!(it["status"], "connected");
-    assert!(g.logs().contains("access token refreshed"));
+    // The fake counts the hit before the host has stored and logged the
+    // new pair: under load the line comes a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !g.logs().contains("access token refreshed") {
+        assert!(std::time::Instant::now() < deadline, "the refresh was not logged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let mut secrets = fake.all_tokens();
     secrets.push(CLIENT_SECRET.into());
     g.finish_scan(&secrets, &fake.oauth_states());
@@ -350,7 +356,9 @@ async fn an_aged_token_keeps_its_expiry_across_reverifies() {
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let r = g.post(&format!("/api/v1/integrations/{id}/verify"), json!({})).await;
-        assert_eq!(r.body["status"], "connected", "{}", r.body);
+        // A pasted access token cannot be refreshed and ends within the
+        // hour: valid, and shown as expiring.
+        assert_eq!(r.body["status"], "expiring", "{}", r.body);
         close_to_expected(&r.body);
     }
     close_to_expected(&g.get(&format!("/api/v1/integrations/{id}")).await.body);

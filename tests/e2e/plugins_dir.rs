@@ -52,7 +52,7 @@ async fn the_plugins_route_lists_loaded_and_refused_files_and_serving_ids_are_ke
     assert_eq!(loaded, ["gitlab-oauth", "gitlab-pat", "hostile-test"]);
     let hostile = &status.body["loaded"][2];
     assert!(hostile["source"].as_str().unwrap().ends_with("z-hostile.wasm"), "{hostile}");
-    assert_eq!((&hostile["wit_version"], &hostile["exports"]), (&json!("0.3.0"), &json!(["connector"])));
+    assert_eq!((&hostile["wit_version"], &hostile["exports"]), (&json!("0.4.0"), &json!(["connector"])));
     let bad = refused_reason(&status.body, "bad-manifest.wasm").expect("the bad manifest is listed");
     for problem in
         ["id \"Bad Id\"", "\"not-semver\" is not a semantic version", "appears twice", "must not have a default"]

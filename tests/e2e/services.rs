@@ -15,8 +15,14 @@ use gatehouse::{
     egress::Policy,
     error::{AppError, ErrorCode},
     registry::Registry,
-    services::{Services, Settings, grants::OAuthAppInput, oauth::CallbackParams, syncs::SyncSettings},
-    store::{Status, Store},
+    services::{
+        Services, Settings,
+        grants::OAuthAppInput,
+        oauth::CallbackParams,
+        sessions::{Scope, SessionSettings},
+        syncs::SyncSettings,
+    },
+    store::{Owner, Status, Store},
 };
 use secrecy::{SecretSlice, SecretString};
 
@@ -53,6 +59,7 @@ async fn world() -> World {
             pause_below_remaining: 0,
         },
         webhook_retry: Duration::from_secs(1),
+        expiry_warning: Duration::from_secs(14 * 86_400),
         proxy: ProxySettings {
             timeout: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
@@ -60,6 +67,7 @@ async fn world() -> World {
         },
         environment_api_key: None,
         audit_retention: Duration::ZERO,
+        sessions: SessionSettings { default_ttl: Duration::from_secs(1800), max_ttl: Duration::from_secs(86_400) },
     };
     let services = Services::new(runtime, registry, store.clone(), key, policy, settings).unwrap();
     World { services, fake, store, _dir: dir }
@@ -81,20 +89,24 @@ fn code<T>(r: Result<T, AppError>) -> ErrorCode {
 async fn one_integration_per_account_and_base_url() {
     let w = world().await;
     let jane = w.fake.add_user("jane", false);
-    let (first, created) =
-        w.services.integrations.connect("gitlab-pat", pat_fields(&w, &w.fake.pat(jane)), None).await.unwrap();
+    let (first, created) = w
+        .services
+        .integrations
+        .connect(&Scope::ApiKey, "gitlab-pat", pat_fields(&w, &w.fake.pat(jane)), None, Owner::default())
+        .await
+        .unwrap();
     assert!(created);
     let (second, created) = w
         .services
         .integrations
-        .connect("gitlab-pat", pat_fields(&w, &w.fake.pat(jane)), Some("work".into()))
+        .connect(&Scope::ApiKey, "gitlab-pat", pat_fields(&w, &w.fake.pat(jane)), Some("work".into()), Owner::default())
         .await
         .unwrap();
     assert!(!created);
     assert_eq!(first.id, second.id);
     assert_eq!(second.label.as_deref(), Some("work"));
     assert_ne!(first.secret.ciphertext, second.secret.ciphertext, "the new token replaced the old");
-    assert_eq!(w.services.integrations.list().await.unwrap().len(), 1);
+    assert_eq!(w.services.integrations.list(&Scope::ApiKey, None, None).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -102,16 +114,21 @@ async fn a_recheck_records_the_verdict_and_keeps_the_credentials() {
     let w = world().await;
     let jane = w.fake.add_user("jane", false);
     let token = w.fake.pat(jane);
-    let (row, _) = w.services.integrations.connect("gitlab-pat", pat_fields(&w, &token), None).await.unwrap();
+    let (row, _) = w
+        .services
+        .integrations
+        .connect(&Scope::ApiKey, "gitlab-pat", pat_fields(&w, &token), None, Owner::default())
+        .await
+        .unwrap();
     w.fake.set_state(&token, TokenState::Revoked);
-    let checked = w.services.integrations.reverify(&row.id).await.unwrap();
+    let checked = w.services.integrations.reverify(&Scope::ApiKey, &row.id).await.unwrap();
     assert_eq!(checked.status, Status::Invalid);
     assert_eq!(checked.last_error.as_ref().unwrap().0.code, "token_revoked");
     assert_eq!(checked.secret.ciphertext, row.secret.ciphertext);
     assert!(checked.last_verified_at.is_some());
     // Valid again: connected, and the last error is gone.
     w.fake.set_state(&token, TokenState::Active);
-    let checked = w.services.integrations.reverify(&row.id).await.unwrap();
+    let checked = w.services.integrations.reverify(&Scope::ApiKey, &row.id).await.unwrap();
     assert_eq!(checked.status, Status::Connected);
     assert!(checked.last_error.is_none());
 }
@@ -121,15 +138,19 @@ async fn rotation_stays_within_one_account() {
     let w = world().await;
     let jane = w.fake.add_user("jane", false);
     let john = w.fake.add_user("john", false);
-    let (row, _) =
-        w.services.integrations.connect("gitlab-pat", pat_fields(&w, &w.fake.pat(jane)), None).await.unwrap();
+    let (row, _) = w
+        .services
+        .integrations
+        .connect(&Scope::ApiKey, "gitlab-pat", pat_fields(&w, &w.fake.pat(jane)), None, Owner::default())
+        .await
+        .unwrap();
     let theirs = BTreeMap::from([("token".to_string(), w.fake.pat(john))]);
-    assert_eq!(code(w.services.integrations.rotate(&row.id, theirs).await), ErrorCode::AccountMismatch);
+    assert_eq!(code(w.services.integrations.rotate(&Scope::ApiKey, &row.id, theirs).await), ErrorCode::AccountMismatch);
     let stored = w.store.get(&row.id).await.unwrap().unwrap();
     assert_eq!(stored.secret.ciphertext, row.secret.ciphertext, "a refused rotation writes nothing");
     // The base URL is kept from the stored credentials when left out.
     let mine = BTreeMap::from([("token".to_string(), w.fake.pat(jane))]);
-    let rotated = w.services.integrations.rotate(&row.id, mine).await.unwrap();
+    let rotated = w.services.integrations.rotate(&Scope::ApiKey, &row.id, mine).await.unwrap();
     assert_eq!(rotated.id, row.id);
     assert_ne!(rotated.secret.ciphertext, row.secret.ciphertext);
 }
@@ -147,9 +168,10 @@ async fn connect_oauth(w: &World) -> String {
         redirect_uri: None,
     };
     w.services.grants.save_app(app, "test").await.unwrap();
-    let auth = w.services.oauth.authorize("gitlab-oauth", Some(&w.fake.url), None, false).await.unwrap();
+    let auth =
+        w.services.oauth.authorize(&Scope::ApiKey, "gitlab-oauth", Some(&w.fake.url), None, false).await.unwrap();
     let back = approve(&auth.url).await;
-    let (row, created) = w.services.oauth.callback("gitlab-oauth", back).await.unwrap();
+    let (row, created) = w.services.oauth.callback("gitlab-oauth", back).await.result.unwrap();
     assert!(created && row.refresh.is_some());
     row.id
 }
@@ -175,15 +197,16 @@ async fn an_oauth_state_is_spent_once_and_only_for_its_provider() {
     let w = world().await;
     w.fake.sign_in(Some(w.fake.add_user("jane", false)));
     connect_oauth(&w).await;
-    let auth = w.services.oauth.authorize("gitlab-oauth", Some(&w.fake.url), None, false).await.unwrap();
+    let auth =
+        w.services.oauth.authorize(&Scope::ApiKey, "gitlab-oauth", Some(&w.fake.url), None, false).await.unwrap();
     let back = approve(&auth.url).await;
     let state = back.state.clone();
-    assert_eq!(code(w.services.oauth.callback("gitlab-pat", back).await), ErrorCode::OAuthStateInvalid);
+    assert_eq!(code(w.services.oauth.callback("gitlab-pat", back).await.result), ErrorCode::OAuthStateInvalid);
     // Presented to the wrong provider, the state is spent all the same.
     let again = CallbackParams { state, code: Some(SecretString::from("x")), ..CallbackParams::default() };
-    assert_eq!(code(w.services.oauth.callback("gitlab-oauth", again).await), ErrorCode::OAuthStateInvalid);
+    assert_eq!(code(w.services.oauth.callback("gitlab-oauth", again).await.result), ErrorCode::OAuthStateInvalid);
     let unknown = CallbackParams { state: Some(SecretString::from("nope")), ..CallbackParams::default() };
-    assert_eq!(code(w.services.oauth.callback("gitlab-oauth", unknown).await), ErrorCode::OAuthStateInvalid);
+    assert_eq!(code(w.services.oauth.callback("gitlab-oauth", unknown).await.result), ErrorCode::OAuthStateInvalid);
 }
 
 #[tokio::test]
@@ -191,7 +214,7 @@ async fn a_flow_started_in_a_browser_finishes_only_there() {
     let w = world().await;
     w.fake.sign_in(Some(w.fake.add_user("jane", false)));
     connect_oauth(&w).await;
-    let auth = w.services.oauth.authorize("gitlab-oauth", Some(&w.fake.url), None, true).await.unwrap();
+    let auth = w.services.oauth.authorize(&Scope::ApiKey, "gitlab-oauth", Some(&w.fake.url), None, true).await.unwrap();
     let cookie = auth.browser_cookie.expect("a bound flow sets a cookie");
     let back = approve(&auth.url).await;
     assert_eq!(
@@ -202,11 +225,11 @@ async fn a_flow_started_in_a_browser_finishes_only_there() {
     );
     // Another browser, with the state and code but not the cookie: refused.
     let elsewhere = CallbackParams { browser: Some(SecretString::from("guess")), ..back };
-    assert_eq!(code(w.services.oauth.callback("gitlab-oauth", elsewhere).await), ErrorCode::OAuthStateInvalid);
+    assert_eq!(code(w.services.oauth.callback("gitlab-oauth", elsewhere).await.result), ErrorCode::OAuthStateInvalid);
     // The browser that started it (a new flow: the state above is spent).
-    let auth = w.services.oauth.authorize("gitlab-oauth", Some(&w.fake.url), None, true).await.unwrap();
+    let auth = w.services.oauth.authorize(&Scope::ApiKey, "gitlab-oauth", Some(&w.fake.url), None, true).await.unwrap();
     let back = CallbackParams { browser: auth.browser_cookie.map(|c| c.value), ..approve(&auth.url).await };
-    w.services.oauth.callback("gitlab-oauth", back).await.unwrap();
+    w.services.oauth.callback("gitlab-oauth", back).await.result.unwrap();
 }
 
 #[tokio::test]

@@ -34,7 +34,7 @@ async fn syncs(g: &Gatehouse, id: &str) -> BTreeMap<String, Value> {
 
 /// Waits until `model`'s sync has finished a run after `after` (its
 /// `last_finished_at` changed) and is idle again.
-async fn wait_idle(g: &Gatehouse, id: &str, model: &str, after: Option<&Value>) -> Value {
+pub(crate) async fn wait_idle(g: &Gatehouse, id: &str, model: &str, after: Option<&Value>) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = syncs(g, id).await.remove(model).expect("the model is listed");
@@ -48,7 +48,7 @@ async fn wait_idle(g: &Gatehouse, id: &str, model: &str, after: Option<&Value>) 
 }
 
 /// The whole feed for `model` from `cursor`, `limit` records a page.
-async fn read_feed(g: &Gatehouse, id: &str, model: &str, cursor: &str, limit: u32) -> (Vec<Value>, String) {
+pub(crate) async fn read_feed(g: &Gatehouse, id: &str, model: &str, cursor: &str, limit: u32) -> (Vec<Value>, String) {
     let mut cursor = cursor.to_string();
     let mut all = Vec::new();
     loop {
@@ -336,11 +336,11 @@ async fn rate_limits_pause_and_server_errors_retry() {
 }
 
 /// What a receiver got: headers and body of each request.
-type Received = Arc<Mutex<Vec<(BTreeMap<String, String>, String)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(BTreeMap<String, String>, String)>>>;
 
 /// A receiver of the consuming system: records what it gets, answers 500 to
 /// the first delivery and 204 after.
-async fn receiver() -> (String, Received) {
+pub(crate) async fn receiver() -> (String, Received) {
     use poem::{
         Request, Server,
         listener::{Acceptor, TcpAcceptor},

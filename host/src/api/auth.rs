@@ -25,8 +25,10 @@ use super::problem::ApiError;
 #[oai(ty = "bearer", checker = "check_api_key")]
 pub struct ApiKey(pub Caller);
 
-async fn check_api_key(req: &Request, _bearer: Bearer) -> Option<Caller> {
-    req.data::<Caller>().cloned()
+/// A key in use, resolved by `authenticate`; else a session's token is
+/// 403 (sessions may use the settings page's routes only), anything else 401.
+async fn check_api_key(req: &Request, bearer: Bearer) -> poem::Result<Caller> {
+    req.data::<Caller>().cloned().ok_or_else(|| super::session::refused_on_key_route(&bearer.token))
 }
 
 impl ApiKey {

@@ -3,9 +3,12 @@
 //! (`auth` resolves the API key), `observe` gives every request its id.
 
 pub mod auth;
+mod embed;
 pub mod models;
 pub mod observe;
 pub mod problem;
+pub mod session;
+mod spec;
 
 use std::{sync::Arc, time::Duration};
 
@@ -26,6 +29,7 @@ use crate::{
         actions::Actions,
         api_keys::ApiKeys,
         audit::{Audit, AuditQuery},
+        expiry::Expiry,
         grants::{Grants, OAuthAppInput, not_refreshable_sentence},
         integrations::Integrations,
         oauth::{CallbackParams, OAuthFlow, browser_cookie_name},
@@ -38,6 +42,7 @@ use crate::{
 use auth::ApiKey;
 use models::*;
 use problem::ApiError;
+use session::PageCaller;
 
 #[derive(poem_openapi::Tags)]
 enum ApiTags {
@@ -122,6 +127,7 @@ pub struct Api {
     webhooks: Arc<Webhooks>,
     api_keys: Arc<ApiKeys>,
     audit: Arc<Audit>,
+    expiry: Arc<Expiry>,
 }
 
 #[derive(ApiResponse)]
@@ -150,11 +156,19 @@ impl Api {
     /// integration cannot be refreshed.
     fn body(&self, row: IntegrationRow) -> Result<Integration, AppError> {
         let provider = row.provider.clone();
-        let unavailable = self.integrations.plugin_of(&row).err();
+        let plugin = self.integrations.plugin_of(&row);
+        let warning = self.expiry.warning(&row);
         let mut body = Integration::try_from(row)?;
-        if let Some(e) = unavailable {
-            body.status = Status::ProviderUnavailable;
-            body.last_error = Some(e.problem());
+        match plugin {
+            Err(e) => {
+                body.status = Status::ProviderUnavailable;
+                body.last_error = Some(e.problem());
+            }
+            Ok(plugin) => body.rotatable = plugin.can_rotate(),
+        }
+        if let (Some(warning), Status::Connected) = (warning, body.status) {
+            body.status = Status::Expiring;
+            body.expiry_warning = Some(warning);
         }
         let oauth = self.integrations.plugin(&provider).is_ok_and(|p| p.manifest.oauth.is_some());
         if oauth && !body.refreshable {
@@ -187,16 +201,20 @@ impl Api {
     ///
     /// Role: reader.
     #[oai(path = "/providers", method = "get", tag = "ApiTags::Providers")]
-    async fn providers(&self, auth: ApiKey) -> ApiResult<Json<ProviderList>> {
+    async fn providers(&self, auth: PageCaller) -> ApiResult<Json<ProviderList>> {
         auth.require(Role::Reader)?;
-        Ok(Json(ProviderList { providers: self.integrations.plugins().iter().map(|p| p.as_ref().into()).collect() }))
+        let scope = auth.scope();
+        let plugins = self.integrations.plugins();
+        let allowed = plugins.iter().filter(|p| scope.check_provider(&p.manifest.id).is_ok());
+        Ok(Json(ProviderList { providers: allowed.map(|p| p.as_ref().into()).collect() }))
     }
 
     /// One connector's manifest.
     ///
     /// Role: reader.
     #[oai(path = "/providers/:provider_id", method = "get", tag = "ApiTags::Providers")]
-    async fn provider(&self, auth: ApiKey, provider_id: Path<String>) -> ApiResult<Json<ProviderManifest>> {
+    async fn provider(&self, auth: PageCaller, provider_id: Path<String>) -> ApiResult<Json<ProviderManifest>> {
+        auth.scope().check_provider(&provider_id)?;
         auth.require(Role::Reader)?;
         Ok(Json(self.integrations.plugin(&provider_id)?.as_ref().into()))
     }
@@ -208,13 +226,15 @@ impl Api {
     #[oai(path = "/providers/:provider_id/verify", method = "post", tag = "ApiTags::Providers")]
     async fn verify(
         &self,
-        auth: ApiKey,
+        auth: PageCaller,
         provider_id: Path<String>,
         body: Json<VerifyRequest>,
     ) -> ApiResult<Json<VerificationResult>> {
         auth.require(Role::Operator)?;
-        let verdict = self.integrations.verify(&provider_id, credential_strings(body.0.credentials)?).await?;
-        Ok(Json(verdict.into()))
+        let (verdict, reach) = self.integrations.verify(&auth.scope(), &provider_id, body.0.credentials.0).await?;
+        let mut result = VerificationResult::from(verdict);
+        result.reach = reach.map(Into::into);
+        Ok(Json(result))
     }
 
     /// The loaded connectors and the files of the plugins directory that
@@ -253,26 +273,38 @@ impl Api {
     }
 
     /// Verify and store credentials. Connecting an account that is already
-    /// connected (same provider and base URL) replaces its credentials.
+    /// connected (same provider and base URL) for the same end user
+    /// replaces its credentials. With a connect session the connection is
+    /// the session's end user's.
     ///
     /// Role: operator.
     #[oai(path = "/integrations", method = "post", tag = "ApiTags::Integrations")]
-    async fn connect(&self, auth: ApiKey, body: Json<ConnectRequest>) -> ApiResult<ConnectResponse> {
+    async fn connect(&self, auth: PageCaller, body: Json<ConnectRequest>) -> ApiResult<ConnectResponse> {
         auth.require(Role::Operator)?;
-        let ConnectRequest { provider, credentials, label } = body.0;
-        let (row, created) = self.integrations.connect(&provider, credential_strings(credentials)?, label).await?;
+        let ConnectRequest { provider, credentials, label, end_user_id, end_user_name, end_user_email, organization } =
+            body.0;
+        let owner = crate::store::Owner { end_user_id, end_user_name, end_user_email, organization };
+        let (row, created) = self.integrations.connect(&auth.scope(), &provider, credentials.0, label, owner).await?;
         let location = format!("/api/v1/integrations/{}", row.id);
         let body = self.integration(row)?;
         Ok(if created { ConnectResponse::Created(body, location) } else { ConnectResponse::Replaced(body) })
     }
 
-    /// All integrations. Never includes secrets.
+    /// All integrations, or one end user's and/or organization's. Never
+    /// includes secrets. A connect session lists its own end user's.
     ///
     /// Role: reader.
     #[oai(path = "/integrations", method = "get", tag = "ApiTags::Integrations")]
-    async fn list(&self, auth: ApiKey) -> ApiResult<Json<IntegrationList>> {
+    async fn list(
+        &self,
+        auth: PageCaller,
+        /// Only this end user's connections.
+        end_user_id: Query<Option<String>>,
+        /// Only connections with this organization tag.
+        organization: Query<Option<String>>,
+    ) -> ApiResult<Json<IntegrationList>> {
         auth.require(Role::Reader)?;
-        let rows = self.integrations.list().await?;
+        let rows = self.integrations.list(&auth.scope(), end_user_id.0, organization.0).await?;
         let integrations = rows.into_iter().map(|r| self.body(r)).collect::<Result<_, AppError>>()?;
         Ok(Json(IntegrationList { integrations }))
     }
@@ -281,18 +313,18 @@ impl Api {
     ///
     /// Role: reader.
     #[oai(path = "/integrations/:id", method = "get", tag = "ApiTags::Integrations")]
-    async fn get(&self, auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
+    async fn get(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
         auth.require(Role::Reader)?;
-        self.integration(self.integrations.get(&id.0.to_string()).await?)
+        self.integration(self.integrations.owned(&auth.scope(), &id.0.to_string()).await?)
     }
 
     /// Disconnect: the integration and its sealed secret are erased.
     ///
     /// Role: operator.
     #[oai(path = "/integrations/:id", method = "delete", tag = "ApiTags::Integrations")]
-    async fn delete(&self, auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
+    async fn delete(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
         auth.require(Role::Operator)?;
-        self.integrations.delete(&id.0.to_string()).await?;
+        self.integrations.delete(&auth.scope(), &id.0.to_string()).await?;
         Ok(Deleted::NoContent)
     }
 
@@ -300,9 +332,9 @@ impl Api {
     ///
     /// Role: operator.
     #[oai(path = "/integrations/:id/verify", method = "post", tag = "ApiTags::Integrations")]
-    async fn reverify(&self, auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
+    async fn reverify(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
         auth.require(Role::Operator)?;
-        self.integration(self.integrations.reverify(&id.0.to_string()).await?)
+        self.integration(self.integrations.reverify(&auth.scope(), &id.0.to_string()).await?)
     }
 
     /// Refresh the access token now with the stored refresh token (OAuth
@@ -369,7 +401,7 @@ impl Api {
     #[oai(path = "/oauth/:provider_id/authorize", method = "get", tag = "ApiTags::OAuth")]
     async fn authorize(
         &self,
-        auth: ApiKey,
+        auth: PageCaller,
         provider_id: Path<String>,
         /// The provider instance; default: the provider's default base URL.
         base_url: Query<Option<String>>,
@@ -383,8 +415,10 @@ impl Api {
         bind_browser: Query<Option<bool>>,
     ) -> ApiResult<AuthorizeResponse> {
         auth.require(Role::Operator)?;
-        let bind = bind_browser.0.unwrap_or(true);
-        let auth = self.oauth.authorize(&provider_id, base_url.0.as_deref(), label.0, bind).await?;
+        // A session's flow is always bound to the browser: its end user
+        // must not be able to hand an approval link to someone else.
+        let bind = bind_browser.0.unwrap_or(true) || matches!(auth, PageCaller::Session(_));
+        let auth = self.oauth.authorize(&auth.scope(), &provider_id, base_url.0.as_deref(), label.0, bind).await?;
         let secure = self.grants.public_url_is_https();
         let cookie = auth.browser_cookie.map(|c| {
             let ttl = auth.expires_at.unix() - crate::clock::Timestamp::now().unix();
@@ -402,7 +436,9 @@ impl Api {
 
     /// Where the provider sends the browser back. Needs no API key: the
     /// single-use state is the proof. Connects (or reconnects) the account
-    /// and redirects to the settings page with `?connected=<id>`.
+    /// and redirects to the settings page with `?connected=<id>`; a flow
+    /// started from a connect session goes back to the session's page
+    /// (`/settings`), also when it failed (`?failed=<code>`).
     #[oai(path = "/oauth/:provider_id/callback", method = "get", tag = "ApiTags::OAuth")]
     async fn callback(
         &self,
@@ -422,10 +458,16 @@ impl Api {
             error_description: error_description.0,
             browser,
         };
-        let (row, _) = self.oauth.callback(&provider_id, params).await?;
+        let outcome = self.oauth.callback(&provider_id, params).await;
         // The binding is spent with the state: the browser forgets it.
         let clear = cookie_name.map(|name| browser_cookie(&name, "", 0, self.grants.public_url_is_https()));
-        Ok(CallbackResponse::Connected(format!("/?connected={}", row.id), "no-store".into(), clear))
+        let location = match (outcome.result, outcome.session_id.is_some()) {
+            (Ok((row, _)), false) => format!("/?connected={}", row.id),
+            (Ok((row, _)), true) => format!("/settings?connected={}", row.id),
+            (Err(e), true) => format!("/settings?failed={}", e.code()),
+            (Err(e), false) => return Err(e.into()),
+        };
+        Ok(CallbackResponse::Connected(location, "no-store".into(), clear))
     }
 
     /// Run a typed action of the integration's connector. The body is the
@@ -550,16 +592,18 @@ impl Api {
         /// One model; all models when left out.
         model: Query<Option<String>>,
         /// Where to continue: a `next_cursor` (or a record's `cursor`) from an earlier page.
+        #[oai(validator(pattern = "^[0-9]{0,18}$"))]
         cursor: Query<Option<String>>,
         /// Records per page, 1 to 1000 (default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u32>>,
         /// Only records changed after this RFC 3339 time.
-        modified_after: Query<Option<String>>,
+        modified_after: Query<Option<time::OffsetDateTime>>,
     ) -> ApiResult<Json<RecordPage>> {
         auth.require(Role::Reader)?;
         let page = self
             .syncs
-            .feed(&id.0.to_string(), model.0.as_deref(), cursor.0.as_deref(), limit.0, modified_after.0.as_deref())
+            .feed(&id.0.to_string(), model.0.as_deref(), cursor.0.as_deref(), limit.0, modified_after.0)
             .await?;
         let records = page.records.into_iter().map(RecordItem::try_from).collect::<Result<_, AppError>>()?;
         Ok(Json(RecordPage { records, next_cursor: page.next_cursor.to_string() }))
@@ -615,18 +659,62 @@ impl Api {
         }))
     }
 
-    /// Rotate: verify a new token for the same account and replace the old one.
+    /// Regenerate the token at the provider: the connector asks the
+    /// provider for a new token in place of the stored one (GitLab: the
+    /// token rotates itself and the old one is revoked at once); the new
+    /// one is sealed and stored, then verified. 409 `rotation_unsupported`
+    /// when the connector cannot; 422 `insufficient_scope` when the token
+    /// lacks the scope for it. To replace the token with one you paste,
+    /// use `PUT /integrations/{id}/credentials`.
+    ///
+    /// Role: operator.
+    #[oai(path = "/integrations/:id/rotate", method = "post", tag = "ApiTags::Integrations")]
+    async fn regenerate(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
+        auth.require(Role::Operator)?;
+        self.integration(self.integrations.regenerate(&auth.scope(), &id.0.to_string()).await?)
+    }
+
+    /// Limit the connection to one scope its token reaches (`{"scope":
+    /// "acme"}`, an id or path of `reach.top_level`), or lift the limit
+    /// (`{"scope": null}`). The proxy then refuses requests outside it
+    /// (403 `outside_scope`), and actions and syncs stay inside it.
+    ///
+    /// Role: operator.
+    #[oai(path = "/integrations/:id/scope", method = "put", tag = "ApiTags::Integrations")]
+    async fn set_scope(
+        &self,
+        auth: PageCaller,
+        id: Path<uuid::Uuid>,
+        body: Json<ScopeRequest>,
+    ) -> ApiResult<Json<Integration>> {
+        auth.require(Role::Operator)?;
+        use poem_openapi::types::MaybeUndefined;
+        let scope = match &body.0.scope {
+            MaybeUndefined::Value(v) if !v.trim().is_empty() => Some(v.as_str()),
+            MaybeUndefined::Null => None,
+            _ => {
+                return Err(AppError::Validation(
+                    "Give scope: the id or path of a group the token reaches, or null to lift the limit.".into(),
+                )
+                .into());
+            }
+        };
+        self.integration(self.integrations.set_scope(&auth.scope(), &id.0.to_string(), scope).await?)
+    }
+
+    /// Replace the token with a new one you paste: it is verified and must
+    /// belong to the same account (409 `account_mismatch` otherwise).
     ///
     /// Role: operator.
     #[oai(path = "/integrations/:id/credentials", method = "put", tag = "ApiTags::Integrations")]
     async fn rotate(
         &self,
-        auth: ApiKey,
+        auth: PageCaller,
         id: Path<uuid::Uuid>,
         body: Json<RotateRequest>,
     ) -> ApiResult<Json<Integration>> {
         auth.require(Role::Operator)?;
-        self.integration(self.integrations.rotate(&id.0.to_string(), credential_strings(body.0.credentials)?).await?)
+        self.integration(self.integrations.rotate(&auth.scope(), &id.0.to_string(), body.0.credentials.0).await?)
     }
 
     /// Create a named API key with a role. The key is in this answer only;
@@ -713,30 +801,6 @@ impl Api {
     }
 }
 
-/// The settings page and its assets, embedded: no CDN, no external network.
-fn page(content_type: &'static str, body: &'static str) -> poem::Response {
-    poem::Response::builder()
-        .content_type(content_type)
-        .header("Content-Security-Policy", "default-src 'self'; img-src 'self' https: data:; frame-ancestors 'none'")
-        .header("Referrer-Policy", "no-referrer")
-        .body(body)
-}
-
-#[poem::handler]
-fn index() -> poem::Response {
-    page("text/html; charset=utf-8", include_str!("page/index.html"))
-}
-
-#[poem::handler]
-fn script() -> poem::Response {
-    page("text/javascript; charset=utf-8", include_str!("page/settings.js"))
-}
-
-#[poem::handler]
-fn stylesheet() -> poem::Response {
-    page("text/css; charset=utf-8", include_str!("page/settings.css"))
-}
-
 /// The cookie binding an OAuth flow to a browser: sent back only to the
 /// OAuth routes, unreadable by scripts, and sent on the provider's
 /// top-level redirect back (Lax) but not on cross-site subrequests.
@@ -755,15 +819,6 @@ fn cookie(req: &Request, name: &str) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(n, _)| *n == name)
         .map(|(_, v)| v.to_string())
-}
-
-/// Browsers ask for it on every page; without it each visit logs a 404.
-#[poem::handler]
-fn favicon() -> poem::Response {
-    poem::Response::builder()
-        .content_type("image/x-icon")
-        .header("Cache-Control", "public, max-age=86400")
-        .body(include_bytes!("page/favicon.ico").as_slice())
 }
 
 /// Bounds the body before a handler sees it, so an oversized request
@@ -785,17 +840,19 @@ async fn limit_body<E: poem::Endpoint>(
 const DRAIN_AFTER_TOO_LARGE: u64 = 4 * 1024 * 1024;
 
 /// How the routes are served (from the command line).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RouteOptions {
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
     pub address: observe::AddressSource,
     /// Serve `/metrics` here, to callers with an API key.
     pub metrics_behind_key: bool,
+    /// Origins allowed to frame the settings page.
+    pub frame_ancestors: Vec<String>,
 }
 
 pub fn routes(services: &Services, options: RouteOptions) -> impl poem::Endpoint + use<> {
-    let RouteOptions { max_body_bytes, body_timeout, address, metrics_behind_key } = options;
+    let RouteOptions { max_body_bytes, body_timeout, address, metrics_behind_key, frame_ancestors } = options;
     let hooks = services.syncs.clone();
     let api = Api {
         integrations: services.integrations.clone(),
@@ -806,18 +863,36 @@ pub fn routes(services: &Services, options: RouteOptions) -> impl poem::Endpoint
         webhooks: services.webhooks.clone(),
         api_keys: services.api_keys.clone(),
         audit: services.audit.clone(),
+        expiry: services.expiry.clone(),
     };
-    let service = OpenApiService::new(api, "Gatehouse", env!("CARGO_PKG_VERSION"))
+    let sessions = session::SessionApi { sessions: services.sessions.clone() };
+    let service = OpenApiService::new((api, sessions), "Gatehouse", env!("CARGO_PKG_VERSION"))
         .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors, and use them: an authenticated proxy, typed actions.");
     let names = observe::RouteNames::from_spec(&service.spec(), "/api/v1");
-    let spec = service.spec_endpoint();
+    let get: &[poem::http::Method] = &[poem::http::Method::GET];
+    let spec = Arc::new(spec::Spec::new(
+        &service.spec(),
+        &[
+            ("/", get),
+            ("/settings", get),
+            ("/assets/settings.js", get),
+            ("/assets/settings.css", get),
+            ("/favicon.ico", get),
+            ("/api/openapi.json", get),
+            ("/api/v1/hooks/{id}", &[poem::http::Method::POST]),
+        ],
+    ));
     let docs = service.swagger_ui();
-    let everything_else = Route::new()
-        .at("/", poem::get(index))
-        .at("/assets/settings.js", poem::get(script))
-        .at("/assets/settings.css", poem::get(stylesheet))
-        .at("/favicon.ico", poem::get(favicon))
-        .at("/api/openapi.json", spec)
+    let everything_else = embed::page_routes(Route::new(), frame_ancestors)
+        .at(
+            "/api/openapi.json",
+            poem::get(poem::endpoint::make_sync({
+                let spec = spec.clone();
+                move |_| {
+                    poem::Response::builder().content_type("application/json; charset=utf-8").body(spec.json().to_vec())
+                }
+            })),
+        )
         .nest("/docs", docs)
         .nest_no_strip("/api/v1", service.around(move |ep, req| limit_body(ep, req, max_body_bytes, body_timeout)))
         .with(NormalizePath::new(TrailingSlash::Trim));
@@ -838,9 +913,10 @@ pub fn routes(services: &Services, options: RouteOptions) -> impl poem::Endpoint
         .nest("/", everything_else)
         .around(auth::authenticate)
         .data(services.api_keys.clone())
+        .data(services.sessions.clone())
         .around(move |ep, req| observe::request(ep, req, address, names.clone()))
         .catch_all_error(problem::render)
-        .around(response_headers)
+        .around(move |ep, req| response_headers(ep, req, spec.clone()))
 }
 
 /// `GET /metrics` on the API's address (`--metrics key`): any API key.
@@ -876,7 +952,12 @@ pub fn public_metrics() -> impl poem::Endpoint + use<> {
 async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request, body_timeout: Duration) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
     let Some(caller) = auth::caller(&req) else {
-        return Ok(ApiError::from(AppError::Unauthorized).into_response());
+        let refusal = if session::bearer_is_session(&req) {
+            AppError::Forbidden("A connect session cannot use the proxy; it needs the API key.".into())
+        } else {
+            AppError::Unauthorized
+        };
+        return Ok(ApiError::from(refusal).into_response());
     };
     // Reading through the proxy is a reader's; anything that may change
     // something at the provider is an operator's.
@@ -995,11 +1076,17 @@ async fn read_limited(body: poem::Body, max: usize, timeout: Duration) -> poem::
 
 /// Headers every answer carries: API answers (credentials, account data)
 /// are not stored by caches, and no answer is content-sniffed. A proxied
-/// provider answer keeps its own caching rules when it states them.
-async fn response_headers<E: poem::Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<poem::Response> {
+/// provider answer keeps its own caching rules when it states them. A 405
+/// says which methods the path takes.
+async fn response_headers<E: poem::Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    spec: Arc<spec::Spec>,
+) -> poem::Result<poem::Response> {
     use poem::http::{HeaderValue, header};
     let path = req.uri().path().to_string();
     let mut response = ep.call(req).await.map(poem::IntoResponse::into_response)?;
+    spec.complete(&path, &mut response);
     let headers = response.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if path.starts_with("/api/") {

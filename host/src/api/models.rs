@@ -331,6 +331,15 @@ pub struct ConnectRequest {
     /// A name for this connection.
     #[oai(validator(max_length = 200))]
     pub label: Option<String>,
+    /// The consuming system's id of the user this connection belongs to.
+    /// With a connect session it is the session's and may be left out.
+    pub end_user_id: Option<String>,
+    /// The end user's display name.
+    pub end_user_name: Option<String>,
+    /// The end user's email.
+    pub end_user_email: Option<String>,
+    /// An organization (tenant) tag of the consuming system's.
+    pub organization: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -341,19 +350,55 @@ pub struct RotateRequest {
     pub credentials: CredentialValues,
 }
 
-/// Credential values by field key; every value is a string.
-pub type CredentialValues = BTreeMap<String, serde_json::Value>;
+/// Credential values by field key; every value must be a JSON string.
+/// (poem-openapi's own string parser would take a number or a boolean as
+/// its text.) Documented as an object of strings.
+#[derive(Debug, Default)]
+pub struct CredentialValues(pub BTreeMap<String, String>);
 
-/// Checks that every value is a string. The error names the key, never the
-/// value, which may be a secret.
-pub fn credential_strings(values: CredentialValues) -> Result<BTreeMap<String, String>, AppError> {
-    values
-        .into_iter()
-        .map(|(k, v)| match v {
-            serde_json::Value::String(s) => Ok((k, s)),
-            _ => Err(AppError::Validation(format!("The credential {k:?} must be a string."))),
-        })
-        .collect()
+impl poem_openapi::types::Type for CredentialValues {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        <BTreeMap<String, String> as poem_openapi::types::Type>::name()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        <BTreeMap<String, String> as poem_openapi::types::Type>::schema_ref()
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for CredentialValues {
+    /// The error names the key, never the value, which may be a secret.
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        use poem_openapi::types::ParseError;
+        let Some(serde_json::Value::Object(map)) = value else {
+            return Err(ParseError::custom("credentials must be an object of strings by field name"));
+        };
+        map.into_iter()
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => Ok((key, text)),
+                _ => Err(ParseError::custom(format!("the credential {key:?} must be a string"))),
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl poem_openapi::types::ToJSON for CredentialValues {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        self.0.to_json()
+    }
 }
 
 #[derive(Debug, Clone, Object)]
@@ -377,8 +422,94 @@ pub struct VerificationResult {
     pub missing_scopes: Vec<String>,
     pub expires_at: Option<String>,
     pub token_kind: Option<String>,
+    /// What the token reaches and what kind of token it is, when the
+    /// connector can tell.
+    pub reach: Option<Reach>,
     /// Why the token is not valid.
     pub error: Option<Problem>,
+}
+
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// Acts as a person: reaches what that person can reach.
+    Personal,
+    /// Bound to one group (its user is a bot).
+    Group,
+    /// Bound to one project (its user is a bot).
+    Project,
+    /// A service account of its own.
+    Service,
+    #[oai(rename = "oauth")]
+    OAuth,
+    Other,
+}
+
+/// A group, project or organization a token reaches.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ReachItemBody {
+    pub id: String,
+    /// Full path, e.g. `acme/infra`.
+    pub path: String,
+    pub name: String,
+    /// The provider's word for it: `group`, `project`, …
+    pub kind: String,
+}
+
+/// What a token reaches, as its connector says.
+#[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct Reach {
+    pub kind: CredentialKind,
+    /// For a group or project token: the group or project it belongs to.
+    pub bound_to: Option<ReachItemBody>,
+    pub group_count: u32,
+    pub project_count: u32,
+    /// The top-level groups it reaches: what a connection can be limited to
+    /// (`PUT /api/v1/integrations/{id}/scope`).
+    pub top_level: Vec<ReachItemBody>,
+    /// E.g. "This token reaches 3 groups: acme, acme-infra, tools."
+    pub summary: String,
+    /// What the provider's "one organization" rule means for this kind of token.
+    pub note: String,
+}
+
+impl From<model::ReachItem> for ReachItemBody {
+    fn from(i: model::ReachItem) -> Self {
+        Self { id: i.id, path: i.path, name: i.name, kind: i.kind }
+    }
+}
+
+impl From<model::TokenReach> for Reach {
+    fn from(r: model::TokenReach) -> Self {
+        use model::CredentialKind as K;
+        Self {
+            kind: match r.kind {
+                K::Personal => CredentialKind::Personal,
+                K::Group => CredentialKind::Group,
+                K::Project => CredentialKind::Project,
+                K::Service => CredentialKind::Service,
+                K::OAuth => CredentialKind::OAuth,
+                K::Other => CredentialKind::Other,
+            },
+            bound_to: r.bound_to.map(Into::into),
+            group_count: r.group_count,
+            project_count: r.project_count,
+            top_level: r.top_level.into_iter().map(Into::into).collect(),
+            summary: r.summary,
+            note: r.note,
+        }
+    }
+}
+
+/// `PUT /integrations/{id}/scope`.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ScopeRequest {
+    /// The id or path of one of `reach.top_level` (or of `reach.bound_to`);
+    /// `null` lifts the limit.
+    pub scope: poem_openapi::types::MaybeUndefined<String>,
 }
 
 /// Served as stored.
@@ -408,6 +539,34 @@ pub struct Integration {
     pub refreshable: bool,
     /// Why the integration cannot be refreshed, for OAuth connectors.
     pub refresh_note: Option<String>,
+    /// What the token reaches, when the connector can tell.
+    pub reach: Option<Reach>,
+    /// The scope the connection is limited to: the proxy, actions and
+    /// syncs stay inside it. Absent: all the token reaches.
+    pub scope: Option<ReachItemBody>,
+    /// With status `expiring`: when the token expires and what to do.
+    pub expiry_warning: Option<String>,
+    /// Whether `POST /api/v1/integrations/{id}/rotate` can have the provider
+    /// issue a new token (the connector exports rotation).
+    pub rotatable: bool,
+    /// Set when a rotation asked the provider for a new token and did not
+    /// store it (the server stopped, or the database failed): the old
+    /// token may be revoked; replace it if the integration stops working.
+    pub rotation_started_at: Option<String>,
+    /// The consuming system's user this connection belongs to; left out
+    /// for connections made with the API key for no end user.
+    pub end_user: Option<EndUser>,
+    /// The organization (tenant) tag given when connecting.
+    pub organization: Option<String>,
+}
+
+/// An end user of the consuming system, as it named them.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct EndUser {
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -524,6 +683,7 @@ impl VerificationResult {
             missing_scopes: Vec::new(),
             expires_at: None,
             token_kind: None,
+            reach: None,
             error: Some(problem),
         }
     }
@@ -539,6 +699,7 @@ impl From<Result<Verification, VerifyError>> for VerificationResult {
                 missing_scopes: Vec::new(),
                 expires_at: v.expires_at,
                 token_kind: Some(v.token_kind),
+                reach: None,
                 error: None,
             },
             Err(e) => {
@@ -555,6 +716,7 @@ impl From<Result<Verification, VerifyError>> for VerificationResult {
                     missing_scopes,
                     expires_at: None,
                     token_kind: None,
+                    reach: None,
                     error: Some(AppError::Verify(e).problem()),
                 }
             }
@@ -586,6 +748,17 @@ impl TryFrom<IntegrationRow> for Integration {
             last_error: row.last_error.map(|e| e.0),
             refreshable: row.refresh.is_some(),
             refresh_note: None,
+            reach: row.reach.map(|r| r.0.into()),
+            scope: row.scope.map(|s| s.0.into()),
+            expiry_warning: None,
+            rotatable: false,
+            rotation_started_at: row.rotation_started_at.map(|t| t.to_string()),
+            end_user: row.owner.end_user_id.map(|id| EndUser {
+                id,
+                name: row.owner.end_user_name,
+                email: row.owner.end_user_email,
+            }),
+            organization: row.owner.organization,
         })
     }
 }
@@ -648,6 +821,7 @@ pub struct SyncList {
 pub struct SyncSettingsRequest {
     pub enabled: Option<bool>,
     /// Seconds between runs (10 to 2592000); `null` goes back to the connector's default.
+    #[oai(validator(minimum(value = "10"), maximum(value = "2592000")))]
     pub interval_seconds: poem_openapi::types::MaybeUndefined<u32>,
 }
 
@@ -689,6 +863,11 @@ pub struct RecordPage {
 #[oai(deny_unknown_fields)]
 pub struct WebhookRequest {
     /// Where events are POSTed, e.g. `https://app.example.com/hooks/gatehouse`.
+    /// A host name or IPv4 address; no user name, password or fragment.
+    #[oai(validator(
+        max_length = 2048,
+        pattern = r"^[hH][tT][tT][pP][sS]?://(([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?([/?][^#\s]*)?$"
+    ))]
     pub url: String,
 }
 

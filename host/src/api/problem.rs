@@ -12,7 +12,7 @@ pub enum ApiError {
     /// `validation_error`, `invalid_base_url`
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
-    /// `unauthorized`
+    /// `unauthorized`, `session_expired`, `session_revoked`
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
     /// `forbidden`, `egress_denied`, `provider_forbidden`
@@ -21,12 +21,18 @@ pub enum ApiError {
     /// `not_found`
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
-    /// `account_mismatch`, `not_refreshable`, `proxy_unsupported`
+    /// `account_mismatch`, `account_in_use`, `not_refreshable`, `proxy_unsupported`
     #[oai(status = 409, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
     /// `invalid_token`, `token_expired`, `token_revoked`, `insufficient_scope`
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
+    /// `payload_too_large`: the body is over the server's limit
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// `validation_error`: the body is not sent as `application/json`
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     /// `rate_limited`
     #[oai(status = 429, content_type = "application/problem+json")]
     TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] Option<String>),
@@ -64,6 +70,8 @@ impl From<AppError> for ApiError {
             403 => Self::Forbidden(body),
             404 => Self::NotFound(body),
             409 => Self::Conflict(body),
+            413 => Self::PayloadTooLarge(body),
+            415 => Self::UnsupportedMediaType(body),
             422 => Self::Unprocessable(body),
             429 => Self::TooManyRequests(body, retry_after),
             502 => Self::BadGateway(body),

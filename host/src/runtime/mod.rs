@@ -28,8 +28,8 @@ use crate::{
     metrics::CallOutcome,
 };
 use model::{
-    Connection, Credentials, FieldKind, Manifest, OAuthClient, OAuthError, ProviderError, RateBudget, SyncPage,
-    TokenGrant, Verification, VerifyError,
+    Connection, Credentials, FieldKind, Manifest, OAuthClient, OAuthError, ProviderError, RateBudget, ReachItem,
+    RotateError, Rotated, ScopeVerdict, SyncPage, TokenGrant, TokenReach, Verification, VerifyError,
 };
 
 /// How often the epoch advances; the granularity of deadlines and of
@@ -101,6 +101,7 @@ enum Bindings {
     V0_1_0(wit::v0_1_0::ProviderPre<CallState>),
     V0_2_0(wit::v0_2_0::ProviderPre<CallState>),
     V0_3_0(wit::v0_3_0::Pre),
+    V0_4_0(wit::v0_4_0::Pre),
 }
 
 /// One call into a connector in the host's terms; each WIT version module
@@ -137,6 +138,18 @@ pub(crate) enum Call<'a> {
         run_started_at: &'a str,
         connection: &'a Connection,
     },
+    Describe {
+        connection: &'a Connection,
+    },
+    CheckPath {
+        scope: &'a ReachItem,
+        method: &'a str,
+        path: &'a str,
+        connection: &'a Connection,
+    },
+    Rotate {
+        connection: &'a Connection,
+    },
 }
 
 impl Call<'_> {
@@ -150,6 +163,9 @@ impl Call<'_> {
             Self::RefreshToken { .. } => "refresh-token",
             Self::Action { .. } => "action",
             Self::Sync { .. } => "sync",
+            Self::Describe { .. } => "describe",
+            Self::CheckPath { .. } => "check-path",
+            Self::Rotate { .. } => "rotate",
         }
     }
 }
@@ -161,6 +177,11 @@ pub(crate) enum Answer {
     Grant(Result<TokenGrant, OAuthError>),
     Action(Result<String, ProviderError>),
     Sync(Result<SyncPage, ProviderError>),
+    Reach(Result<TokenReach, ProviderError>),
+    PathVerdict(Result<ScopeVerdict, ProviderError>),
+    Rotated(Result<Rotated, RotateError>),
+    /// The component does not export what the call needs.
+    Unsupported,
 }
 
 /// A page of a sync, and the lowest rate-limit budget seen while making it.
@@ -196,10 +217,18 @@ impl Plugin {
     /// validate`.
     pub fn exports(&self) -> Vec<&'static str> {
         let (oauth, actions, syncs) = self.optional_exports();
-        [("connector", true), ("oauth", oauth), ("actions", actions), ("syncs", syncs)]
-            .into_iter()
-            .filter_map(|(name, has)| has.then_some(name))
-            .collect()
+        let (reach, rotation) = self.token_exports();
+        [
+            ("connector", true),
+            ("oauth", oauth),
+            ("actions", actions),
+            ("syncs", syncs),
+            ("reach", reach),
+            ("rotation", rotation),
+        ]
+        .into_iter()
+        .filter_map(|(name, has)| has.then_some(name))
+        .collect()
     }
 
     /// What the component exports beyond `connector`, whatever its WIT
@@ -210,7 +239,27 @@ impl Plugin {
             // 0.2.0 has OAuth inside `connector`.
             Bindings::V0_2_0(_) => (true, false, false),
             Bindings::V0_3_0(pre) => (pre.exports_oauth(), pre.exports_actions(), pre.exports_syncs()),
+            Bindings::V0_4_0(pre) => (pre.exports_oauth(), pre.exports_actions(), pre.exports_syncs()),
         }
+    }
+
+    /// Whether the component exports `reach` and `rotation` (0.4.0 on).
+    pub fn token_exports(&self) -> (bool, bool) {
+        match &self.bindings {
+            Bindings::V0_4_0(pre) => (pre.exports_reach(), pre.exports_rotation()),
+            _ => (false, false),
+        }
+    }
+
+    /// Whether the connector can tell what a credential reaches (and so
+    /// whether a connection can be limited to part of the provider).
+    pub fn has_reach(&self) -> bool {
+        self.token_exports().0
+    }
+
+    /// Whether the connector can replace a credential at the provider.
+    pub fn can_rotate(&self) -> bool {
+        self.token_exports().1
     }
 }
 
@@ -560,6 +609,7 @@ impl Runtime {
         wit::v0_1_0::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         wit::v0_2_0::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
         wit::v0_3_0::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        wit::v0_4_0::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let weak = engine.weak();
         std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
@@ -591,7 +641,7 @@ impl Runtime {
     }
 
     pub fn supported_wit_versions() -> &'static [&'static str] {
-        &[wit::v0_1_0::VERSION, wit::v0_2_0::VERSION, wit::v0_3_0::VERSION]
+        &[wit::v0_1_0::VERSION, wit::v0_2_0::VERSION, wit::v0_3_0::VERSION, wit::v0_4_0::VERSION]
     }
 
     /// Compiles, links and asks for the manifest. Every connector, builtin
@@ -619,7 +669,11 @@ impl Runtime {
         };
         let exports: Vec<String> =
             component.component_type().exports(&self.engine).map(|(name, _)| name.to_string()).collect();
-        let (bindings, wit_version) = if exports.iter().any(|e| e == wit::v0_3_0::CONNECTOR_EXPORT) {
+        let (bindings, wit_version) = if exports.iter().any(|e| e == wit::v0_4_0::CONNECTOR_EXPORT) {
+            let pre = self.linker.instantiate_pre(&component).map_err(|e| wrong_world(format!("{e:#}")))?;
+            let pre = wit::v0_4_0::Pre::new(pre).map_err(|e| wrong_world(format!("{e:#}")))?;
+            (Bindings::V0_4_0(pre), wit::v0_4_0::VERSION)
+        } else if exports.iter().any(|e| e == wit::v0_3_0::CONNECTOR_EXPORT) {
             let pre = self.linker.instantiate_pre(&component).map_err(|e| wrong_world(format!("{e:#}")))?;
             let pre = wit::v0_3_0::Pre::new(pre).map_err(|e| wrong_world(format!("{e:#}")))?;
             (Bindings::V0_3_0(pre), wit::v0_3_0::VERSION)
@@ -885,6 +939,87 @@ impl Runtime {
         Ok(SyncOutcome { page, budget })
     }
 
+    /// Asks what the connection's credential reaches. None when the
+    /// connector does not export `reach`.
+    pub async fn describe(
+        &self,
+        plugin: &Plugin,
+        connection: &Connection,
+        credentials: &Credentials,
+        base_url: &Url,
+    ) -> Result<Option<Result<TokenReach, ProviderError>>, CallError> {
+        if !plugin.has_reach() {
+            return Ok(None);
+        }
+        let credential = credential_header(&plugin.manifest, credentials, base_url).map_err(CallError::Failed)?;
+        let call = Call::Describe { connection };
+        let secrets = secret_values(plugin, credentials);
+        let (answer, last_send_error, _) =
+            self.guarded(plugin, call, std::slice::from_ref(base_url), Some(credential), secrets).await?;
+        match answer {
+            Answer::Reach(result) => Ok(Some(result.map_err(|e| denied_wins(last_send_error, e)))),
+            Answer::Unsupported => Ok(None),
+            _ => Err(CallError::Failed("describe() answered something else".into())),
+        }
+    }
+
+    /// Asks whether `method path` stays inside `scope`. None when the
+    /// connector does not export `reach`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn check_path(
+        &self,
+        plugin: &Plugin,
+        scope: &ReachItem,
+        method: &str,
+        path: &str,
+        connection: &Connection,
+        credentials: &Credentials,
+        base_url: &Url,
+    ) -> Result<Option<Result<ScopeVerdict, ProviderError>>, CallError> {
+        if !plugin.has_reach() {
+            return Ok(None);
+        }
+        let credential = credential_header(&plugin.manifest, credentials, base_url).map_err(CallError::Failed)?;
+        let call = Call::CheckPath { scope, method, path, connection };
+        let secrets = secret_values(plugin, credentials);
+        let (answer, last_send_error, _) =
+            self.guarded(plugin, call, std::slice::from_ref(base_url), Some(credential), secrets).await?;
+        match answer {
+            Answer::PathVerdict(result) => Ok(Some(result.map_err(|e| denied_wins(last_send_error, e)))),
+            Answer::Unsupported => Ok(None),
+            _ => Err(CallError::Failed("check-path() answered something else".into())),
+        }
+    }
+
+    /// Asks the connector to have the provider replace the stored
+    /// credential. None when the connector does not export `rotation`. The
+    /// stored credential is presented by the host; the new one comes back
+    /// as secrets.
+    pub async fn rotate(
+        &self,
+        plugin: &Plugin,
+        connection: &Connection,
+        credentials: &Credentials,
+        base_url: &Url,
+    ) -> Result<Option<Result<Rotated, RotateError>>, CallError> {
+        if !plugin.can_rotate() {
+            return Ok(None);
+        }
+        let credential = credential_header(&plugin.manifest, credentials, base_url).map_err(CallError::Failed)?;
+        let call = Call::Rotate { connection };
+        let secrets = secret_values(plugin, credentials);
+        let (answer, last_send_error, _) =
+            self.guarded(plugin, call, std::slice::from_ref(base_url), Some(credential), secrets).await?;
+        match answer {
+            Answer::Rotated(result) => Ok(Some(result.map_err(|e| match e {
+                RotateError::Provider(p) => RotateError::Provider(denied_wins(last_send_error, p)),
+                other => other,
+            }))),
+            Answer::Unsupported => Ok(None),
+            _ => Err(CallError::Failed("rotate() answered something else".into())),
+        }
+    }
+
     /// A call that takes a concurrency slot and the per-call deadline.
     async fn guarded(
         &self,
@@ -933,6 +1068,7 @@ impl Runtime {
                 Bindings::V0_1_0(pre) => wit::v0_1_0::call(pre, &mut store, call).await,
                 Bindings::V0_2_0(pre) => wit::v0_2_0::call(pre, &mut store, call).await,
                 Bindings::V0_3_0(pre) => wit::v0_3_0::call(pre, &mut store, call).await,
+                Bindings::V0_4_0(pre) => wit::v0_4_0::call(pre, &mut store, call).await,
             }
         };
         let outcome = tokio::time::timeout_at(deadline.at.into(), run).await;
@@ -985,6 +1121,16 @@ impl Runtime {
             Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         store
+    }
+}
+
+/// A policy refusal the host saw wins over what the connector made of it.
+fn denied_wins(last_send_error: Option<SendError>, e: ProviderError) -> ProviderError {
+    match (last_send_error, e) {
+        (Some(SendError::Denied(why)), ProviderError::UpstreamError(_) | ProviderError::UpstreamUnreachable(_)) => {
+            ProviderError::EgressDenied(why)
+        }
+        (_, e) => e,
     }
 }
 

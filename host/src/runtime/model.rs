@@ -104,6 +104,74 @@ pub struct Connection {
     pub base_url: String,
     pub account_id: String,
     pub settings: Vec<(String, String)>,
+    /// The part of the provider the connection is limited to, if any.
+    pub scope: Option<ReachItem>,
+}
+
+/// What kind of credential a token is, as its connector tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    Personal,
+    Group,
+    Project,
+    Service,
+    #[serde(rename = "oauth")]
+    OAuth,
+    Other,
+}
+
+/// A group, project or organization a credential reaches.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReachItem {
+    pub id: String,
+    pub path: String,
+    pub name: String,
+    pub kind: String,
+}
+
+/// What a credential reaches; texts already redacted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenReach {
+    pub kind: CredentialKind,
+    pub bound_to: Option<ReachItem>,
+    pub group_count: u32,
+    pub project_count: u32,
+    pub top_level: Vec<ReachItem>,
+    pub summary: String,
+    pub note: String,
+}
+
+/// Whether a request stays inside a connection's scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeVerdict {
+    Inside,
+    Outside(String),
+    Unknown(String),
+}
+
+/// A credential the provider issued in place of the stored one: new
+/// values of secret fields.
+pub struct Rotated {
+    pub credentials: Vec<(String, SecretString)>,
+    pub expires_at: Option<String>,
+}
+
+impl fmt::Debug for Rotated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rotated")
+            .field("fields", &self.credentials.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Why a rotation did not happen; sentences already redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateError {
+    NotRotatable(String),
+    InsufficientScope { scopes: Vec<String>, missing_scopes: Vec<String>, detail: String },
+    Provider(ProviderError),
 }
 
 /// One page of a sync run, as the connector answered it.

@@ -1,7 +1,9 @@
 //! Integration lifecycle: turns API requests into connector calls and store
-//! writes — verify, connect (idempotent per account), rotate, re-verify,
-//! disconnect — and opens a connection for use by the proxy, actions and
-//! syncs. Provider-agnostic: it knows fields by kind, not by name.
+//! writes — verify (with what the credential reaches), connect (idempotent
+//! per account), replace the credentials, regenerate them at the provider,
+//! limit the connection to one scope, re-verify, disconnect — and opens a
+//! connection for use by the proxy, actions and syncs. Provider-agnostic:
+//! it knows fields by kind, not by name.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -17,14 +19,16 @@ use crate::{
     registry::ReloadReport,
     runtime::{
         Plugin,
-        model::{Connection, Credentials, FieldKind, Verification, VerifyError},
+        model::{Connection, Credentials, FieldKind, ReachItem, RotateError, TokenReach, Verification, VerifyError},
     },
     services::{
         grants::{Grants, Refreshed},
+        sessions::Scope,
         shared::{Shared, token_hint},
         verifier::{Verdict, base_url_text},
+        webhooks::{ConnectionEvent, Webhooks},
     },
-    store::{Checked, IntegrationRow, Status, Verified},
+    store::{Checked, IntegrationRow, Owner, Status, Verified},
 };
 
 /// Audit actions of the credential changes made here.
@@ -34,11 +38,42 @@ const ROTATE: &str = "integration.rotate";
 pub struct Integrations {
     shared: Arc<Shared>,
     grants: Arc<Grants>,
+    webhooks: Arc<Webhooks>,
 }
 
 impl Integrations {
-    pub(super) fn new(shared: Arc<Shared>, grants: Arc<Grants>) -> Self {
-        Self { shared, grants }
+    pub(super) fn new(shared: Arc<Shared>, grants: Arc<Grants>, webhooks: Arc<Webhooks>) -> Self {
+        Self { shared, grants, webhooks }
+    }
+
+    /// Integration `id` if `scope` may see it. Another end user's
+    /// connection answers exactly as a missing one, so ids cannot be probed.
+    pub async fn owned(&self, scope: &Scope, id: &str) -> Result<IntegrationRow, AppError> {
+        let row = self.shared.integration(id).await?;
+        if scope.admits(&row) { Ok(row) } else { Err(self.shared.no_integration(id)) }
+    }
+
+    /// Tells the consuming system about an end user's connection.
+    pub(super) async fn event(&self, kind: ConnectionEvent, row: &IntegrationRow) {
+        if row.owner.end_user_id.is_some() {
+            self.webhooks.connection_event(kind, event_data(row)).await;
+        }
+    }
+
+    /// Tells the consuming system that an end user's attempt to connect failed.
+    pub(super) async fn failed_attempt(&self, owner: &Owner, provider: &str, error: &AppError) {
+        if owner.end_user_id.is_none() {
+            return;
+        }
+        let problem = error.problem();
+        let data = serde_json::json!({
+            "integration_id": null,
+            "provider": provider,
+            "end_user": end_user_json(owner),
+            "organization": owner.organization,
+            "error": {"code": problem.code, "detail": problem.detail},
+        });
+        self.webhooks.connection_event(ConnectionEvent::Failed, data).await;
     }
 
     pub fn plugins(&self) -> Vec<Arc<Plugin>> {
@@ -72,62 +107,116 @@ impl Integrations {
         Ok(report)
     }
 
-    /// `POST /providers/{id}/verify`: stores nothing.
-    pub async fn verify(&self, provider: &str, raw: BTreeMap<String, String>) -> Result<Verdict, AppError> {
+    /// `POST /providers/{id}/verify`: stores nothing. A valid credential
+    /// comes with what it reaches, when the connector can tell.
+    pub async fn verify(
+        &self,
+        scope: &Scope,
+        provider: &str,
+        raw: BTreeMap<String, String>,
+    ) -> Result<(Verdict, Option<TokenReach>), AppError> {
+        scope.check_provider(provider)?;
         let plugin = self.plugin(provider)?;
         let verifier = &self.shared.verifier;
         let (credentials, base_url) = verifier.prepare(&plugin, raw)?;
-        verifier.verify(&plugin, &credentials, base_url.as_ref()).await
+        let verdict = verifier.verify(&plugin, &credentials, base_url.as_ref()).await?;
+        let reach = match &verdict {
+            Ok(v) => self.reach(&plugin, &credentials, base_url.as_ref(), &v.account.id).await,
+            Err(_) => None,
+        };
+        Ok((verdict, reach))
+    }
+
+    /// What a verified credential reaches, when its connector exports
+    /// `reach`. The credential is presented by the host, as for actions. A
+    /// failure is logged and leaves the reach unknown: it never fails the
+    /// verification itself.
+    pub(super) async fn reach(
+        &self,
+        plugin: &Plugin,
+        credentials: &Credentials,
+        base_url: Option<&Url>,
+        account_id: &str,
+    ) -> Option<TokenReach> {
+        let base_url = base_url?;
+        if !plugin.has_reach() {
+            return None;
+        }
+        let connection = connection_of(plugin, credentials, base_url, account_id, None);
+        match self.shared.runtime.describe(plugin, &connection, credentials, base_url).await {
+            Ok(Some(Ok(reach))) => Some(reach),
+            Ok(None) => None,
+            Ok(Some(Err(e))) => {
+                tracing::warn!(connector = %plugin.manifest.id, error = ?e, "the connector could not tell what the credential reaches");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(connector = %plugin.manifest.id, error = %e, "the connector could not tell what the credential reaches");
+                None
+            }
+        }
     }
 
     /// Verifies and stores. Returns the row and whether it is new; the same
     /// account on the same base URL replaces the existing credentials.
+    /// A session connects for its own end user; the API key for the end
+    /// user (and organization) it names, or for none.
     pub async fn connect(
         &self,
+        scope: &Scope,
         provider: &str,
         raw: BTreeMap<String, String>,
         label: Option<String>,
+        owner: Owner,
     ) -> Result<(IntegrationRow, bool), AppError> {
-        let result = self.connect_verified(provider, raw, label).await;
+        scope.check_provider(provider)?;
+        let owner = scope.owner_for_connect(owner)?;
+        let plugin = self.plugin(provider)?;
+        let result = async {
+            let verifier = &self.shared.verifier;
+            let (credentials, base_url) = verifier.prepare(&plugin, raw)?;
+            let verification =
+                verifier.verify(&plugin, &credentials, base_url.as_ref()).await?.map_err(AppError::Verify)?;
+            let reach = self.reach(&plugin, &credentials, base_url.as_ref(), &verification.account.id).await;
+            self.store_verified(&plugin, &credentials, base_url.as_ref(), &verification, reach, label, None, &owner)
+                .await
+        }
+        .await;
         if let Err(e) = &result {
+            if scope.is_session() {
+                self.failed_attempt(&owner, provider, e).await;
+            }
             let target = Target { provider: self.shared.known_provider(provider), ..Target::provider(provider) };
             self.shared.audit_failure("integration.connect", target, e).await;
         }
         result
     }
 
-    async fn connect_verified(
-        &self,
-        provider: &str,
-        raw: BTreeMap<String, String>,
-        label: Option<String>,
-    ) -> Result<(IntegrationRow, bool), AppError> {
-        let plugin = self.plugin(provider)?;
-        let verifier = &self.shared.verifier;
-        let (credentials, base_url) = verifier.prepare(&plugin, raw)?;
-        let verification =
-            verifier.verify(&plugin, &credentials, base_url.as_ref()).await?.map_err(AppError::Verify)?;
-        self.store_verified(&plugin, &credentials, base_url.as_ref(), &verification, label, None).await
-    }
-
     /// Stores verified credentials (and a refresh token, from the OAuth
-    /// flow) as a new integration, or over the one of the same account.
+    /// flow) as a new integration of `owner`, or over the one of the same
+    /// account when it is `owner`'s; another end user's is not touched
+    /// (`account_in_use`).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn store_verified(
         &self,
         plugin: &Plugin,
         credentials: &Credentials,
         base_url: Option<&Url>,
         verification: &Verification,
+        reach: Option<TokenReach>,
         label: Option<String>,
         refresh_token: Option<&SecretString>,
+        owner: &Owner,
     ) -> Result<(IntegrationRow, bool), AppError> {
         let store = &self.shared.store;
         let provider = plugin.manifest.id.as_str();
         let base_url = base_url_text(base_url);
         let account_id = &verification.account.id;
         if let Some(existing) = store.find_account(provider, &base_url, account_id).await? {
-            let row =
-                self.replace(&existing.id, plugin, credentials, verification, label, refresh_token, REPLACE).await?;
+            check_same_owner(&existing, owner)?;
+            let row = self
+                .replace(&existing.id, plugin, credentials, verification, reach.clone(), label, refresh_token, REPLACE)
+                .await?;
             return Ok((row, false));
         }
         let id = uuid::Uuid::new_v4().to_string();
@@ -151,14 +240,22 @@ impl Integrations {
             last_error: None,
             secret: self.seal_credentials(&id, credentials),
             refresh: refresh_token.map(|t| self.shared.key.seal(Binding::RefreshToken(&id), t.expose_secret())),
+            reach: reach.clone().map(Json),
+            scope: None,
+            expiry_notified_for: None,
+            rotation_started_at: None,
+            owner: owner.clone(),
         };
         let audit = context::audit_entry("integration.connect", Target::integration(&id, provider), "ok");
         if store.insert(&row, &audit).await? {
+            self.event(ConnectionEvent::Created, &row).await;
             return Ok((row, true));
         }
         // Another request connected the same account meanwhile: update it.
         let existing = store.find_account(provider, &base_url, account_id).await?.ok_or_else(removed)?;
-        let row = self.replace(&existing.id, plugin, credentials, verification, label, refresh_token, REPLACE).await?;
+        check_same_owner(&existing, owner)?;
+        let row =
+            self.replace(&existing.id, plugin, credentials, verification, reach, label, refresh_token, REPLACE).await?;
         Ok((row, false))
     }
 
@@ -172,6 +269,7 @@ impl Integrations {
         plugin: &Plugin,
         credentials: &Credentials,
         v: &Verification,
+        reach: Option<TokenReach>,
         label: Option<String>,
         refresh_token: Option<&SecretString>,
         action: &str,
@@ -186,6 +284,7 @@ impl Integrations {
             token_expires_at: expiry(v),
             secret: self.seal_credentials(id, credentials),
             refresh: refresh_token.map(|t| self.shared.key.seal(Binding::RefreshToken(id), t.expose_secret())),
+            reach,
         };
         let audit = context::audit_entry(action, Target::integration(id, &plugin.manifest.id), "ok");
         self.shared.store.replace_credentials(id, &verified, &audit).await?.ok_or_else(removed)
@@ -195,21 +294,32 @@ impl Integrations {
         self.shared.key.seal(Binding::Credentials(id), credentials.to_json().expose_secret())
     }
 
-    pub async fn list(&self) -> Result<Vec<IntegrationRow>, AppError> {
-        Ok(self.shared.store.list().await?)
+    /// The integrations `scope` may see, narrowed to an end user and/or
+    /// organization.
+    pub async fn list(
+        &self,
+        scope: &Scope,
+        end_user_id: Option<String>,
+        organization: Option<String>,
+    ) -> Result<Vec<IntegrationRow>, AppError> {
+        let (end_user_id, organization) = scope.list_filter(end_user_id, organization)?;
+        let rows = self.shared.store.list_owned(end_user_id.as_deref(), organization.as_deref()).await?;
+        Ok(rows.into_iter().filter(|r| scope.admits(r)).collect())
     }
 
     pub async fn get(&self, id: &str) -> Result<IntegrationRow, AppError> {
         self.shared.integration(id).await
     }
 
-    pub async fn delete(&self, id: &str) -> Result<(), AppError> {
+    pub async fn delete(&self, scope: &Scope, id: &str) -> Result<(), AppError> {
+        let row = self.owned(scope, id).await?;
         let guard = self.shared.lock(id).await;
         let provider = self.shared.store.get(id).await?.map(|row| row.provider).unwrap_or_default();
         let audit = context::audit_entry("integration.disconnect", Target::integration(id, &provider), "ok");
         let deleted = self.shared.store.delete(id, &audit).await?;
         drop(guard);
         if deleted {
+            self.event(ConnectionEvent::Deleted, &row).await;
             Ok(())
         } else {
             let e = AppError::NotFound(format!("No integration {id}; it may already be disconnected."));
@@ -222,9 +332,11 @@ impl Integrations {
     /// answered with the row; a failure to reach the provider marks it
     /// `unreachable` and is returned as the error. Only what the check
     /// learnt is written: never the credentials it read.
-    pub async fn reverify(&self, id: &str) -> Result<IntegrationRow, AppError> {
+    pub async fn reverify(&self, scope: &Scope, id: &str) -> Result<IntegrationRow, AppError> {
+        self.owned(scope, id).await?;
         let _guard = self.shared.lock(id).await;
         let row = self.get(id).await?;
+        let was_connected = row.status == Status::Connected;
         // An access token about to expire is refreshed before it is used.
         let row = match self.grants.refresh_if_due(row).await? {
             Refreshed::Failed(row) => return Ok(row),
@@ -234,6 +346,10 @@ impl Integrations {
         let credentials = self.shared.open_credentials(&row)?;
         let base_url = self.shared.stored_base_url(&plugin, &credentials)?;
         let outcome = self.shared.verifier.verify(&plugin, &credentials, base_url.as_ref()).await;
+        let reach = match &outcome {
+            Ok(Ok(v)) => self.reach(&plugin, &credentials, base_url.as_ref(), &v.account.id).await,
+            _ => None,
+        };
         let (checked, result) = match outcome {
             Ok(Ok(v)) => (
                 Checked {
@@ -243,6 +359,7 @@ impl Integrations {
                     account: Some(v.account),
                     verified: true,
                     last_error: None,
+                    reach,
                 },
                 Ok(()),
             ),
@@ -259,6 +376,7 @@ impl Integrations {
                     account: None,
                     verified: true,
                     last_error: Some(AppError::Verify(verdict).problem()),
+                    reach: None,
                 },
                 Ok(()),
             ),
@@ -275,18 +393,27 @@ impl Integrations {
                     account: None,
                     verified: false,
                     last_error: Some(e.problem()),
+                    reach: None,
                 };
                 (checked, Err(e))
             }
         };
         let updated = self.shared.store.record_check(id, &checked).await?.ok_or_else(removed)?;
+        if was_connected && updated.status != Status::Connected {
+            self.event(ConnectionEvent::Failed, &updated).await;
+        }
         result.map(|()| updated)
     }
 
     /// Replaces the credentials of an integration with ones for the same
     /// account. Fields left out keep their stored value.
-    pub async fn rotate(&self, id: &str, raw: BTreeMap<String, String>) -> Result<IntegrationRow, AppError> {
-        let result = self.rotate_verified(id, raw).await;
+    pub async fn rotate(
+        &self,
+        scope: &Scope,
+        id: &str,
+        raw: BTreeMap<String, String>,
+    ) -> Result<IntegrationRow, AppError> {
+        let result = self.rotate_verified(scope, id, raw).await;
         if let Err(e) = &result {
             let provider = self.shared.store.get(id).await.ok().flatten().map(|r| r.provider).unwrap_or_default();
             self.shared.audit_failure(ROTATE, Target::integration(id, &provider), e).await;
@@ -294,8 +421,13 @@ impl Integrations {
         result
     }
 
-    async fn rotate_verified(&self, id: &str, raw: BTreeMap<String, String>) -> Result<IntegrationRow, AppError> {
-        let row = self.get(id).await?;
+    async fn rotate_verified(
+        &self,
+        scope: &Scope,
+        id: &str,
+        raw: BTreeMap<String, String>,
+    ) -> Result<IntegrationRow, AppError> {
+        let row = self.owned(scope, id).await?;
         let plugin = self.plugin_of(&row)?;
         let stored = self.shared.open_credentials(&row)?;
         let mut merged = raw;
@@ -323,8 +455,162 @@ impl Integrations {
                 verification.account.username
             )));
         }
+        let reach = self.reach(&plugin, &credentials, base_url.as_ref(), &verification.account.id).await;
         // A pasted token replaces an OAuth grant: its refresh token is dropped.
-        self.replace(id, &plugin, &credentials, &verification, None, None, ROTATE).await
+        self.replace(id, &plugin, &credentials, &verification, reach, None, None, ROTATE).await
+    }
+
+    /// Limits the connection to one of the scopes its credential reaches
+    /// (`scope`: an id or path from `reach.top_level`, or the item a group or
+    /// project credential is bound to), or lifts the limit (None). What the
+    /// credential reaches is asked again, so the choice is checked against
+    /// the provider's answer of now.
+    pub async fn set_scope(&self, caller: &Scope, id: &str, scope: Option<&str>) -> Result<IntegrationRow, AppError> {
+        self.owned(caller, id).await?;
+        let _guard = self.shared.lock(id).await;
+        let row = self.get(id).await?;
+        let plugin = self.plugin_of(&row)?;
+        let Some(scope) = scope.map(str::trim) else {
+            let row = self.shared.store.set_scope(id, None, None).await?.ok_or_else(removed)?;
+            self.resync(id).await;
+            return Ok(row);
+        };
+        if !plugin.has_reach() {
+            return Err(AppError::ScopeUnsupported(format!(
+                "The connector {} cannot tell what a credential reaches, so its connections cannot be limited to one scope.",
+                plugin.manifest.id
+            )));
+        }
+        let in_use = self.in_use(row)?;
+        let connection = in_use.connection_unscoped();
+        let reach =
+            match self.shared.runtime.describe(&plugin, &connection, &in_use.credentials, &in_use.base_url).await? {
+                Some(Ok(reach)) => reach,
+                Some(Err(e)) => return Err(AppError::Provider(e)),
+                None => {
+                    return Err(AppError::ScopeUnsupported(
+                        "The connector cannot tell what the credential reaches.".into(),
+                    ));
+                }
+            };
+        let choices: Vec<&ReachItem> = reach.top_level.iter().chain(reach.bound_to.as_ref()).collect();
+        let Some(chosen) = choices.iter().find(|i| i.id == scope || i.path.eq_ignore_ascii_case(scope)) else {
+            let names: Vec<&str> = choices.iter().map(|i| i.path.as_str()).collect();
+            return Err(AppError::ScopeNotReached(if names.is_empty() {
+                "The token reaches no group the connection could be limited to.".into()
+            } else {
+                format!(
+                    "The token does not reach that scope; choose one of: {} (GET /api/v1/integrations/{id} lists them under reach.top_level).",
+                    names.join(", ")
+                )
+            }));
+        };
+        let chosen = (*chosen).clone();
+        let row = self.shared.store.set_scope(id, Some(&chosen), Some(&reach)).await?.ok_or_else(removed)?;
+        self.resync(id).await;
+        Ok(row)
+    }
+
+    /// After the scope changed, every sync reads everything again, so what
+    /// now lies outside is removed from the mirror and what lies inside is
+    /// read (a run in progress finishes first, under the old scope).
+    async fn resync(&self, id: &str) {
+        if let Err(e) = self.shared.store.reset_syncs(id, Timestamp::now().unix()).await {
+            tracing::warn!(integration = %id, error = %e, "cannot start the syncs over after a scope change");
+        }
+    }
+
+    /// `POST /integrations/{id}/rotate`: the provider issues a new
+    /// credential in place of the stored one, through the connector's
+    /// `rotation` export, and the new one is sealed and stored.
+    ///
+    /// The order matters because the provider revokes the old credential
+    /// as soon as it issues the new one, so after its answer the new
+    /// credential is the only one that works. Before asking, the row is
+    /// marked (`rotation_started_at`), which also proves the database takes
+    /// writes. After the answer, the new credential is sealed and stored in
+    /// one statement before anything else is tried (no verification first:
+    /// a failure there must not lose it); a failed write is retried, and if
+    /// it still fails the answer is `rotation_incomplete`, the mark stays
+    /// and the server log says so, so the loss is never silent. Only then
+    /// is the new credential verified, which updates status, scopes, expiry
+    /// and reach.
+    pub async fn regenerate(&self, caller: &Scope, id: &str) -> Result<IntegrationRow, AppError> {
+        self.owned(caller, id).await?;
+        let _guard = self.shared.lock(id).await;
+        let row = self.get(id).await?;
+        let plugin = self.plugin_of(&row)?;
+        if !plugin.can_rotate() {
+            return Err(AppError::RotationUnsupported(format!(
+                "The connector {} cannot have the provider issue a new token; create a new one at the provider and send it with PUT /api/v1/integrations/{id}/credentials.",
+                plugin.manifest.id
+            )));
+        }
+        let in_use = self.in_use(row)?;
+        let connection = in_use.connection();
+        if !self.shared.store.begin_rotation(id).await? {
+            return Err(removed());
+        }
+        let answer = self.shared.runtime.rotate(&plugin, &connection, &in_use.credentials, &in_use.base_url).await;
+        let rotated = match answer {
+            Ok(Some(Ok(rotated))) => rotated,
+            other => {
+                self.shared.store.abandon_rotation(id).await?;
+                return Err(match other {
+                    Ok(None) => AppError::RotationUnsupported("The connector does not export rotation.".into()),
+                    Ok(Some(Err(RotateError::NotRotatable(s)))) => AppError::RotationUnsupported(s),
+                    Ok(Some(Err(RotateError::InsufficientScope { scopes, missing_scopes, detail }))) => {
+                        AppError::Verify(VerifyError::InsufficientScope {
+                            account: None,
+                            scopes,
+                            missing_scopes,
+                            detail,
+                        })
+                    }
+                    Ok(Some(Err(RotateError::Provider(e)))) => AppError::Provider(e),
+                    Err(e) => AppError::Plugin(e),
+                    Ok(Some(Ok(_))) => unreachable!("matched above"),
+                });
+            }
+        };
+        let mut credentials = in_use.credentials.clone();
+        for (key, value) in &rotated.credentials {
+            let secret_field = plugin.manifest.fields.iter().any(|f| &f.key == key && f.kind == FieldKind::Secret);
+            if !secret_field || value.expose_secret().trim().is_empty() {
+                tracing::error!(connector = %plugin.manifest.id, field = %key, integration = %id,
+                    "the connector's rotation answered a field that is not one of its secret fields, or an empty one; the provider may already have revoked the stored token");
+                return Err(AppError::Plugin(crate::runtime::CallError::Failed(format!(
+                    "the connector's rotation answered the field {key:?}, which is not one of its secret fields (or is empty); the provider may already have revoked the stored token, so check the integration and replace its token if it no longer works"
+                ))));
+            }
+            credentials.insert(key.clone(), value.expose_secret().to_string());
+        }
+        let sealed = self.seal_credentials(id, &credentials);
+        let hint = token_hint(&plugin, &credentials);
+        let expires_at = rotated.expires_at.as_deref().and_then(Timestamp::parse_expiry);
+        let mut stored = None;
+        for attempt in 0..3u32 {
+            match self.shared.store.store_rotation(id, &sealed, hint.as_deref(), expires_at).await {
+                Ok(row) => {
+                    stored = Some(row);
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(integration = %id, attempt, error = %e, "cannot store the rotated token");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+        let Some(stored) = stored else {
+            return Err(AppError::RotationIncomplete(
+                "The provider issued a new token and revoked the old one, but Gatehouse could not store the new one (the database failed; see the server log). Create a new token at the provider and send it with PUT /api/v1/integrations/{id}/credentials.".replace("{id}", id),
+            ));
+        };
+        stored.ok_or_else(removed)?;
+        drop(_guard);
+        // The new credential is stored; what it is now is learnt by a
+        // re-verification (status, scopes, expiry, reach).
+        self.reverify(caller, id).await
     }
 
     /// Opens a connection for use by the proxy, an action or a sync. An
@@ -359,7 +645,7 @@ impl Integrations {
         }
     }
 
-    fn in_use(&self, row: IntegrationRow) -> Result<InUse, AppError> {
+    pub(super) fn in_use(&self, row: IntegrationRow) -> Result<InUse, AppError> {
         let plugin = self.plugin_of(&row)?;
         let credentials = self.shared.open_credentials(&row)?;
         let base_url = self.shared.stored_base_url(&plugin, &credentials)?.ok_or_else(|| {
@@ -387,16 +673,59 @@ pub struct InUse {
 impl InUse {
     /// What an action or sync may know of the connection: never a secret.
     pub fn connection(&self) -> Connection {
-        let settings = self
-            .plugin
-            .manifest
-            .fields
-            .iter()
-            .filter(|f| f.kind != FieldKind::Secret)
-            .filter_map(|f| self.credentials.get(&f.key).map(|v| (f.key.clone(), v.to_string())))
-            .collect();
-        Connection { base_url: base_url_text(Some(&self.base_url)), account_id: self.row.account_id.clone(), settings }
+        let scope = self.row.scope.as_ref().map(|s| s.0.clone());
+        connection_of(&self.plugin, &self.credentials, &self.base_url, &self.row.account_id, scope)
     }
+
+    /// The connection as if it were not limited to a scope, to ask what
+    /// its credential reaches in full.
+    fn connection_unscoped(&self) -> Connection {
+        connection_of(&self.plugin, &self.credentials, &self.base_url, &self.row.account_id, None)
+    }
+}
+
+fn connection_of(
+    plugin: &Plugin,
+    credentials: &Credentials,
+    base_url: &Url,
+    account_id: &str,
+    scope: Option<ReachItem>,
+) -> Connection {
+    let settings = plugin
+        .manifest
+        .fields
+        .iter()
+        .filter(|f| f.kind != FieldKind::Secret)
+        .filter_map(|f| credentials.get(&f.key).map(|v| (f.key.clone(), v.to_string())))
+        .collect();
+    Connection { base_url: base_url_text(Some(base_url)), account_id: account_id.to_string(), settings, scope }
+}
+
+/// Reconnecting an account updates it only for the end user it belongs to.
+fn check_same_owner(existing: &IntegrationRow, owner: &Owner) -> Result<(), AppError> {
+    if existing.owner.end_user_id == owner.end_user_id {
+        return Ok(());
+    }
+    Err(AppError::AccountInUse(
+        "This account is already connected for another end user (or for none), and an account is connected once per provider and base URL; disconnect it there first, or use another account.".into(),
+    ))
+}
+
+/// What a connection event tells about the connection: never a secret.
+fn event_data(row: &IntegrationRow) -> serde_json::Value {
+    serde_json::json!({
+        "integration_id": row.id,
+        "provider": row.provider,
+        "status": poem_openapi::types::ToJSON::to_json(&row.status),
+        "account": {"id": row.account.id, "username": row.account.username},
+        "end_user": end_user_json(&row.owner),
+        "organization": row.owner.organization,
+        "last_error": row.last_error.as_ref().map(|e| serde_json::json!({"code": e.code, "detail": e.detail})),
+    })
+}
+
+fn end_user_json(owner: &Owner) -> serde_json::Value {
+    serde_json::json!({"id": owner.end_user_id, "name": owner.end_user_name, "email": owner.end_user_email})
 }
 
 fn removed() -> AppError {
@@ -415,9 +744,12 @@ pub fn status_of(verdict: &VerifyError) -> Status {
 /// The connector's expiry, when it gave a time Gatehouse can read.
 pub(super) fn expiry(v: &Verification) -> Option<Timestamp> {
     let text = v.expires_at.as_deref()?;
-    let parsed = Timestamp::parse(text);
+    let parsed = Timestamp::parse_expiry(text);
     if parsed.is_none() {
-        tracing::warn!(expires_at = text, "the connector's token expiry is not RFC 3339; it is not stored");
+        tracing::warn!(
+            expires_at = text,
+            "the connector's token expiry is not an RFC 3339 date or date-time; it is not stored"
+        );
     }
     parsed
 }

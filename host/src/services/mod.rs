@@ -4,18 +4,21 @@
 //!
 //! ```text
 //! mod.rs (wiring) ─> oauth ─> integrations ─> grants ─> shared ─> verifier
+//!                    oauth ─> sessions ─> shared
 //!                    actions, proxy, syncs ─> integrations
-//!                    syncs ─> webhooks ─> shared
+//!                    integrations, syncs, expiry ─> webhooks ─> shared
 //!                    api_keys, audit ─> shared
 //! ```
 
 pub mod actions;
 pub mod api_keys;
 pub mod audit;
+pub mod expiry;
 pub mod grants;
 pub mod integrations;
 pub mod oauth;
 pub mod proxy;
+pub mod sessions;
 mod shared;
 pub mod syncs;
 pub mod verifier;
@@ -45,6 +48,9 @@ pub struct Settings {
     pub environment_api_key: Option<String>,
     /// How long audit entries are kept (zero: for ever).
     pub audit_retention: Duration,
+    /// How long before a credential expires it is shown as `expiring`.
+    pub expiry_warning: Duration,
+    pub sessions: sessions::SessionSettings,
 }
 
 /// Every service, wired together once.
@@ -58,6 +64,8 @@ pub struct Services {
     pub webhooks: Arc<webhooks::Webhooks>,
     pub api_keys: Arc<api_keys::ApiKeys>,
     pub audit: Arc<audit::Audit>,
+    pub expiry: Arc<expiry::Expiry>,
+    pub sessions: Arc<sessions::Sessions>,
 }
 
 impl Services {
@@ -80,10 +88,13 @@ impl Services {
             locks: KeyedLocks::default(),
         });
         let grants = Arc::new(grants::Grants::new(shared.clone(), settings.oauth));
-        let integrations = Arc::new(integrations::Integrations::new(shared.clone(), grants.clone()));
-        let oauth = Arc::new(oauth::OAuthFlow::new(shared.clone(), grants.clone(), integrations.clone()));
         let webhooks = Arc::new(webhooks::Webhooks::new(shared.clone(), settings.webhook_retry)?);
+        let integrations = Arc::new(integrations::Integrations::new(shared.clone(), grants.clone(), webhooks.clone()));
+        let sessions = Arc::new(sessions::Sessions::new(shared.clone(), settings.sessions));
+        let oauth =
+            Arc::new(oauth::OAuthFlow::new(shared.clone(), grants.clone(), integrations.clone(), sessions.clone()));
         let syncs = Arc::new(syncs::Syncs::new(shared.clone(), integrations.clone(), webhooks.clone(), settings.syncs));
+        let expiry = Arc::new(expiry::Expiry::new(shared.clone(), webhooks.clone(), settings.expiry_warning));
         Ok(Self {
             actions: Arc::new(actions::Actions::new(shared.clone(), integrations.clone())),
             proxy: Arc::new(proxy::Proxy::new(shared.clone(), integrations.clone(), settings.proxy)),
@@ -94,6 +105,8 @@ impl Services {
             webhooks,
             api_keys: Arc::new(api_keys::ApiKeys::new(shared.store.clone(), settings.environment_api_key)),
             audit: Arc::new(audit::Audit::new(shared, settings.audit_retention)),
+            expiry,
+            sessions,
         })
     }
 

@@ -17,10 +17,11 @@ use crate::{
     services::{
         grants::{Grants, expires_in},
         integrations::Integrations,
+        sessions::{Scope, Sessions, session_of},
         shared::Shared,
         verifier::base_url_text,
     },
-    store::{IntegrationRow, OAuthStateRow},
+    store::{IntegrationRow, OAuthStateRow, Owner},
 };
 
 /// Longest label an authorization accepts, as the connect body does.
@@ -58,15 +59,28 @@ pub struct CallbackParams {
     pub browser: Option<SecretString>,
 }
 
+/// How a callback ended, and for which connect session (whose page the
+/// browser goes back to), if the flow was started from one.
+pub struct CallbackOutcome {
+    pub session_id: Option<String>,
+    pub result: Result<(IntegrationRow, bool), AppError>,
+}
+
 pub struct OAuthFlow {
     shared: Arc<Shared>,
     grants: Arc<Grants>,
     integrations: Arc<Integrations>,
+    sessions: Arc<Sessions>,
 }
 
 impl OAuthFlow {
-    pub(super) fn new(shared: Arc<Shared>, grants: Arc<Grants>, integrations: Arc<Integrations>) -> Self {
-        Self { shared, grants, integrations }
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        grants: Arc<Grants>,
+        integrations: Arc<Integrations>,
+        sessions: Arc<Sessions>,
+    ) -> Self {
+        Self { shared, grants, integrations, sessions }
     }
 
     /// Starts an authorization: a single-use state and a PKCE verifier are
@@ -74,6 +88,7 @@ impl OAuthFlow {
     /// provider's authorization URL.
     pub async fn authorize(
         &self,
+        scope: &Scope,
         provider: &str,
         base_url: Option<&str>,
         label: Option<String>,
@@ -83,6 +98,7 @@ impl OAuthFlow {
         if label.as_ref().is_some_and(|l| l.chars().count() > MAX_LABEL_LEN) {
             return Err(AppError::Validation(format!("The label is longer than {MAX_LABEL_LEN} characters.")));
         }
+        scope.check_provider(provider)?;
         let plugin = self.shared.plugin(provider)?;
         let settings = self.grants.settings(&plugin)?;
         let base = self.grants.base_url(&plugin, base_url)?;
@@ -113,6 +129,7 @@ impl OAuthFlow {
                 created_at: Timestamp::now(),
                 expires_at_unix: expires.unix(),
                 browser_hash: browser_cookie.as_ref().map(|c| crypto::sha256_hex(c.value.expose_secret().as_bytes())),
+                session_id: scope.session_id().map(str::to_string),
             })
             .await?;
         Ok(Authorization { url, expires_at: expires, browser_cookie })
@@ -120,19 +137,62 @@ impl OAuthFlow {
 
     /// Finishes an authorization: spends the state, exchanges the code,
     /// verifies the token through the connector and stores the grant.
-    pub async fn callback(&self, provider: &str, params: CallbackParams) -> Result<(IntegrationRow, bool), AppError> {
+    /// A flow started from a connect session connects for the session's
+    /// end user (a revoked session's flow is refused) and reports a failure
+    /// to the consuming system.
+    pub async fn callback(&self, provider: &str, mut params: CallbackParams) -> CallbackOutcome {
         let start_again = format!("Start again from the settings page or GET /api/v1/oauth/{provider}/authorize.");
-        let state = params.state.ok_or_else(|| {
+        let pending = match self.take_state(&mut params, &start_again).await {
+            Ok(pending) => pending,
+            Err(e) => return CallbackOutcome { session_id: None, result: Err(e) },
+        };
+        let session_id = pending.session_id.clone();
+        let owner = match &session_id {
+            None => Ok(Owner::default()),
+            Some(id) => match self.sessions.by_id(id).await {
+                Ok(Some(row)) if row.revoked_at.is_some() => Err(AppError::SessionRevoked),
+                Ok(Some(row)) => Ok(session_of(row).owner),
+                Ok(None) => Err(AppError::SessionExpired),
+                Err(e) => Err(e),
+            },
+        };
+        let result = match owner {
+            Ok(owner) => {
+                let result = self.finish(provider, params, pending, &start_again, &owner).await;
+                if let Err(e) = &result {
+                    self.integrations.failed_attempt(&owner, provider, e).await;
+                }
+                result
+            }
+            Err(e) => Err(e),
+        };
+        CallbackOutcome { session_id, result }
+    }
+
+    /// Spends the state of a callback.
+    async fn take_state(&self, params: &mut CallbackParams, start_again: &str) -> Result<OAuthStateRow, AppError> {
+        let state = params.state.take().ok_or_else(|| {
             AppError::OAuthState(format!(
                 "The callback carries no state, so it cannot be matched to an authorization. {start_again}"
             ))
         })?;
         let state_hash = crypto::sha256_hex(state.expose_secret().as_bytes());
-        let pending = self.shared.store.take_oauth_state(&state_hash).await?.ok_or_else(|| {
+        self.shared.store.take_oauth_state(&state_hash).await?.ok_or_else(|| {
             AppError::OAuthState(format!(
                 "The state is unknown or was already used (each authorization can be completed once). {start_again}"
             ))
-        })?;
+        })
+    }
+
+    async fn finish(
+        &self,
+        provider: &str,
+        params: CallbackParams,
+        pending: OAuthStateRow,
+        start_again: &str,
+        owner: &Owner,
+    ) -> Result<(IntegrationRow, bool), AppError> {
+        let state_hash = pending.state_hash.clone();
         if pending.provider != provider {
             return Err(AppError::OAuthState(format!(
                 "The state belongs to an authorization for another provider. {start_again}"
@@ -193,14 +253,17 @@ impl OAuthFlow {
             expires_at: verification.expires_at.clone().or_else(|| grant.expires_in.map(|s| expires_in(s).to_string())),
             ..verification
         };
+        let reach = self.integrations.reach(&plugin, &credentials, base_url.as_ref(), &verification.account.id).await;
         self.integrations
             .store_verified(
                 &plugin,
                 &credentials,
                 base_url.as_ref(),
                 &verification,
+                reach,
                 pending.label,
                 grant.refresh_token.as_ref(),
+                owner,
             )
             .await
     }

@@ -5,7 +5,9 @@
 //! the egress policy applies as for connectors; hop-by-hop headers,
 //! cookies and the caller's API key stay behind; an OAuth token due for
 //! refresh is refreshed first, and once more after the provider answers
-//! 401. The answer streams back with the credential scrubbed from it.
+//! 401. A connection limited to one scope forwards only what its connector
+//! says stays inside it. The answer streams back with the credential
+//! scrubbed from it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -21,7 +23,10 @@ pub use crate::config::ProxySettings;
 use crate::{
     egress::{CredentialHeader, SendError, UpstreamResponse},
     error::AppError,
-    runtime::{credential_header, model::VerifyError},
+    runtime::{
+        credential_header,
+        model::{ReachItem, ScopeVerdict, VerifyError},
+    },
     services::{
         integrations::{InUse, Integrations},
         shared::Shared,
@@ -86,6 +91,9 @@ impl Proxy {
     pub async fn forward(&self, id: &str, req: ProxyRequest) -> Result<ProxyResponse, AppError> {
         let mut in_use = self.integrations.for_use(id).await?;
         let url = target_url(&in_use.base_url, &req.path, req.query.as_deref())?;
+        if let Some(scope) = in_use.row.scope.as_ref().map(|s| s.0.clone()) {
+            self.check_scope(&in_use, &scope, req.method.as_str(), &req.path).await?;
+        }
         let retries = requested_retries(&req.headers)?;
         let mut refreshed = false;
         let mut attempt = 0;
@@ -132,6 +140,35 @@ impl Proxy {
                 }
                 Err(e) => return Err(send_error(e)),
             }
+        }
+    }
+
+    /// Asks the connector whether the request stays inside the scope the
+    /// connection is limited to; anything but a clear yes is refused. The
+    /// host knows no provider's paths: the connector judges, and may ask
+    /// the provider what an id stands for.
+    async fn check_scope(&self, in_use: &InUse, scope: &ReachItem, method: &str, path: &str) -> Result<(), AppError> {
+        let verdict = self
+            .shared
+            .runtime
+            .check_path(
+                &in_use.plugin,
+                scope,
+                method,
+                path,
+                &in_use.connection(),
+                &in_use.credentials,
+                &in_use.base_url,
+            )
+            .await?;
+        match verdict {
+            Some(Ok(ScopeVerdict::Inside)) => Ok(()),
+            Some(Ok(ScopeVerdict::Outside(why) | ScopeVerdict::Unknown(why))) => Err(AppError::OutsideScope(why)),
+            Some(Err(e)) => Err(AppError::Provider(e)),
+            None => Err(AppError::OutsideScope(format!(
+                "This connection is limited to {}, and its connector can no longer check requests against it; lift the limit (PUT /api/v1/integrations/{}/scope with null) or load a connector that exports reach.",
+                scope.path, in_use.row.id
+            ))),
         }
     }
 

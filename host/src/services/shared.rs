@@ -70,10 +70,13 @@ impl Shared {
 
     /// The stored integration `id`, or `not_found`.
     pub(super) async fn integration(&self, id: &str) -> Result<IntegrationRow, AppError> {
-        self.store
-            .get(id)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("No integration {id}; GET /api/v1/integrations lists them.")))
+        self.store.get(id).await?.ok_or_else(|| self.no_integration(id))
+    }
+
+    /// The answer for an integration that does not exist, or that the
+    /// caller may not see: the same, so ids cannot be probed.
+    pub(super) fn no_integration(&self, id: &str) -> AppError {
+        AppError::NotFound(format!("No integration {id}; GET /api/v1/integrations lists them."))
     }
 
     /// Records an event in the audit log alone (the generic hook: changes

@@ -11,7 +11,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::{
@@ -266,7 +266,7 @@ impl Syncs {
         model: Option<&str>,
         cursor: Option<&str>,
         limit: Option<u32>,
-        modified_after: Option<&str>,
+        modified_after: Option<OffsetDateTime>,
     ) -> Result<FeedPage, AppError> {
         self.integrations.get(id).await?;
         let after = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
@@ -281,18 +281,7 @@ impl Syncs {
         if !(1..=1000).contains(&limit) {
             return Err(AppError::Validation("limit must be between 1 and 1000.".into()));
         }
-        let modified_after = match modified_after {
-            None => None,
-            Some(text) => Some(
-                OffsetDateTime::parse(text, &Rfc3339)
-                    .map_err(|_| {
-                        AppError::Validation(
-                            "modified_after must be an RFC 3339 date-time such as 2026-11-26T10:00:00Z.".into(),
-                        )
-                    })?
-                    .unix_timestamp(),
-            ),
-        };
+        let modified_after = modified_after.map(OffsetDateTime::unix_timestamp);
         let records = self.shared.store.feed(id, model, after, modified_after, i64::from(limit)).await?;
         let next_cursor = records.last().map(|r| r.seq).unwrap_or(after);
         Ok(FeedPage { records, next_cursor })
@@ -318,7 +307,7 @@ impl Syncs {
     async fn schedule_once(self: Arc<Self>) -> Result<(), AppError> {
         let (now, _) = now();
         let mut current = std::collections::HashSet::new();
-        for row in self.integrations.list().await? {
+        for row in self.integrations.list(&super::sessions::Scope::ApiKey, None, None).await? {
             let Ok(plugin) = self.shared.plugin(&row.provider) else { continue };
             let key = (row.id.clone(), plugin.sha256.clone());
             let known = self.ensured.lock().expect("not poisoned").contains(&key);

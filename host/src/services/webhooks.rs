@@ -3,7 +3,8 @@
 //! event is POSTed, signed as the Standard Webhooks specification says
 //! (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64
 //! HMAC-SHA256 of "id.timestamp.body">`), and retried with backoff. Every
-//! attempt is in the delivery log.
+//! attempt is in the delivery log. End users' connections being created,
+//! failing and being deleted are events too.
 
 use std::{sync::Arc, time::Duration};
 
@@ -102,6 +103,19 @@ impl Webhooks {
         Ok(self.shared.store.deliveries(id, limit).await?)
     }
 
+    /// Tells every webhook about a connection of an end user: created,
+    /// failed (a connect, an authorization or a re-check that did not
+    /// succeed) or deleted. A failure to queue is logged, never the
+    /// caller's error: the connection itself did change.
+    pub async fn connection_event(&self, kind: ConnectionEvent, data: serde_json::Value) {
+        let (now_unix, now_text) = now();
+        let payload = serde_json::json!({"type": kind.as_str(), "timestamp": now_text, "data": data}).to_string();
+        match self.shared.store.enqueue_event(kind.as_str(), &payload, &now_text, now_unix).await {
+            Ok(()) => self.wake(),
+            Err(e) => tracing::warn!(error = %e, event = kind.as_str(), "cannot queue a webhook event"),
+        }
+    }
+
     pub fn wake(&self) {
         self.wake.notify_one();
     }
@@ -181,6 +195,24 @@ impl Webhooks {
     fn secret(&self, webhook: &WebhookRow) -> Result<Vec<u8>, CryptoError> {
         let text = self.shared.key.open(Binding::Webhook(&webhook.id), &webhook.secret)?;
         STANDARD.decode(text.expose_secret().trim_start_matches("whsec_")).map_err(|_| CryptoError::Open)
+    }
+}
+
+/// What happened to an end user's connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    Created,
+    Failed,
+    Deleted,
+}
+
+impl ConnectionEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "connection.created",
+            Self::Failed => "connection.failed",
+            Self::Deleted => "connection.deleted",
+        }
     }
 }
 

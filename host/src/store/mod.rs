@@ -1,6 +1,7 @@
 //! Persistence: the SQLite database (WAL, migrations at start) holding
 //! integrations with their sealed credentials and refresh tokens, OAuth
-//! applications, authorizations in flight, server settings; sync state and
+//! applications, authorizations in flight, server settings; connect
+//! sessions (`sessions`); sync state and
 //! mirrored records (`syncs`), outgoing webhooks (`webhooks`), every sealed
 //! value at once for key rotation (`sealed`), API keys (`api_keys`) and the
 //! audit log (`audit`), whose entries changes write in their own
@@ -9,6 +10,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod sealed;
+pub mod sessions;
 pub mod syncs;
 pub mod webhooks;
 
@@ -21,7 +23,12 @@ use sqlx::{
 
 use sqlx::types::Json;
 
-use crate::{clock::Timestamp, crypto::Sealed, problem::Problem, runtime::model::Account};
+use crate::{
+    clock::Timestamp,
+    crypto::Sealed,
+    problem::Problem,
+    runtime::model::{Account, ReachItem, TokenReach},
+};
 use audit::AuditEntry;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +61,9 @@ pub enum Status {
     Unreachable,
     /// The integration's connector is not loaded: shown, never stored.
     ProviderUnavailable,
+    /// Connected, and the token expires within the warning window: shown,
+    /// never stored.
+    Expiring,
 }
 
 /// An integration as stored. Non-secret fields are plain columns; the
@@ -85,6 +95,30 @@ pub struct IntegrationRow {
     /// The sealed refresh token, when the integration can be refreshed.
     #[sqlx(flatten, try_from = "RefreshColumns")]
     pub refresh: Option<Sealed>,
+    /// What the credential reaches, when its connector can tell.
+    #[sqlx(rename = "reach_json")]
+    pub reach: Option<Json<TokenReach>>,
+    /// The part of the provider the connection is limited to.
+    #[sqlx(rename = "scope_json")]
+    pub scope: Option<Json<ReachItem>>,
+    /// The expiry an `integration.expiring` event was sent for.
+    pub expiry_notified_for: Option<Timestamp>,
+    /// Set while a rotation has not stored its new credential.
+    pub rotation_started_at: Option<Timestamp>,
+    /// Whose connection it is: the consuming system's end user (None:
+    /// connected with the API key for no end user) and organization tag.
+    #[sqlx(flatten)]
+    pub owner: Owner,
+}
+
+/// The end user a connection belongs to, as the consuming system named
+/// them, and its organization (tenant) tag.
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Owner {
+    pub end_user_id: Option<String>,
+    pub end_user_name: Option<String>,
+    pub end_user_email: Option<String>,
+    pub organization: Option<String>,
 }
 
 /// The credentials' sealed triple as stored.
@@ -126,6 +160,8 @@ pub struct Verified {
     pub token_expires_at: Option<Timestamp>,
     pub secret: Sealed,
     pub refresh: Option<Sealed>,
+    /// None keeps what was stored (the connector could not tell).
+    pub reach: Option<TokenReach>,
 }
 
 /// What a re-check learnt, without touching the credentials: another
@@ -141,6 +177,8 @@ pub struct Checked {
     /// Set when the provider answered (a verdict), not on a transport failure.
     pub verified: bool,
     pub last_error: Option<Problem>,
+    /// Replaced when the connector told.
+    pub reach: Option<TokenReach>,
 }
 
 /// What a refresh produced, written only while the spent refresh token is
@@ -186,6 +224,8 @@ pub struct OAuthStateRow {
     pub verifier: Sealed,
     /// SHA-256 of the browser binding the callback must present, if any.
     pub browser_hash: Option<String>,
+    /// The connect session that started it, if any.
+    pub session_id: Option<String>,
 }
 
 /// An authorization's sealed PKCE verifier as stored.
@@ -265,6 +305,22 @@ impl Store {
         Ok(sqlx::query_as("SELECT * FROM integrations ORDER BY created_at, id").fetch_all(&self.pool).await?)
     }
 
+    /// Integrations of one end user and/or organization (None: any).
+    pub async fn list_owned(
+        &self,
+        end_user_id: Option<&str>,
+        organization: Option<&str>,
+    ) -> Result<Vec<IntegrationRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM integrations WHERE (?1 IS NULL OR end_user_id = ?1) AND (?2 IS NULL OR organization = ?2)
+             ORDER BY created_at, id",
+        )
+        .bind(end_user_id)
+        .bind(organization)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn get(&self, id: &str) -> Result<Option<IntegrationRow>, StoreError> {
         Ok(sqlx::query_as("SELECT * FROM integrations WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
     }
@@ -291,8 +347,8 @@ impl Store {
             "INSERT INTO integrations (id, provider, label, status, base_url, account_id, account_json, scopes_json,
                 missing_scopes_json, token_kind, token_hint, token_expires_at, created_at, updated_at, last_verified_at,
                 last_error_json, secret_key_id, secret_nonce, secret_ciphertext, refresh_key_id, refresh_nonce,
-                refresh_ciphertext)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                refresh_ciphertext, reach_json, end_user_id, end_user_name, end_user_email, organization)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (provider, base_url, account_id) DO NOTHING",
         )
         .bind(&row.id)
@@ -317,6 +373,11 @@ impl Store {
         .bind(row.refresh.as_ref().map(|r| &r.key_id))
         .bind(row.refresh.as_ref().map(|r| &r.nonce))
         .bind(row.refresh.as_ref().map(|r| &r.ciphertext))
+        .bind(&row.reach)
+        .bind(&row.owner.end_user_id)
+        .bind(&row.owner.end_user_name)
+        .bind(&row.owner.end_user_email)
+        .bind(&row.owner.organization)
         .execute(&mut *tx)
         .await?;
         let inserted = done.rows_affected() == 1;
@@ -339,7 +400,8 @@ impl Store {
             "UPDATE integrations SET label = COALESCE(?, label), status = 'connected', account_id = ?, account_json = ?,
                 scopes_json = ?, missing_scopes_json = '[]', token_kind = ?, token_hint = ?, token_expires_at = ?,
                 updated_at = ?, last_verified_at = ?, last_error_json = NULL, secret_key_id = ?, secret_nonce = ?,
-                secret_ciphertext = ?, refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?
+                secret_ciphertext = ?, refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?,
+                reach_json = COALESCE(?, reach_json), rotation_started_at = NULL
              WHERE id = ? RETURNING *",
         )
         .bind(&v.label)
@@ -357,6 +419,7 @@ impl Store {
         .bind(v.refresh.as_ref().map(|r| &r.key_id))
         .bind(v.refresh.as_ref().map(|r| &r.nonce))
         .bind(v.refresh.as_ref().map(|r| &r.ciphertext))
+        .bind(v.reach.as_ref().map(Json))
         .bind(id);
         self.audited(query, audit).await
     }
@@ -373,7 +436,7 @@ impl Store {
                 token_kind = COALESCE(?, token_kind),
                 token_expires_at = CASE WHEN ? THEN ? ELSE token_expires_at END,
                 last_verified_at = CASE WHEN ? THEN ? ELSE last_verified_at END,
-                last_error_json = ?, updated_at = ?
+                last_error_json = ?, updated_at = ?, reach_json = COALESCE(?, reach_json)
              WHERE id = ? RETURNING *",
         )
         .bind(c.status)
@@ -387,6 +450,7 @@ impl Store {
         .bind(now)
         .bind(c.last_error.as_ref().map(Json))
         .bind(now)
+        .bind(c.reach.as_ref().map(Json))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?)
@@ -468,6 +532,110 @@ impl Store {
         Ok(changed)
     }
 
+    /// Limits the connection to `scope` (None: everything its credential
+    /// reaches), with the reach the choice was checked against.
+    pub async fn set_scope(
+        &self,
+        id: &str,
+        scope: Option<&ReachItem>,
+        reach: Option<&TokenReach>,
+    ) -> Result<Option<IntegrationRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "UPDATE integrations SET scope_json = ?, reach_json = COALESCE(?, reach_json), updated_at = ?
+             WHERE id = ? RETURNING *",
+        )
+        .bind(scope.map(Json))
+        .bind(reach.map(Json))
+        .bind(Timestamp::now())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Records that a rotation is about to ask the provider for a new
+    /// credential. Written before the provider is asked, so a crash between
+    /// its answer and the store leaves a trace the API shows.
+    pub async fn begin_rotation(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE integrations SET rotation_started_at = ? WHERE id = ?")
+            .bind(Timestamp::now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The provider did not issue a new credential: nothing changed.
+    pub async fn abandon_rotation(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE integrations SET rotation_started_at = NULL WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores the credential a rotation produced, in one statement: the
+    /// sealed secret, its hint and expiry, status connected, rotation done.
+    pub async fn store_rotation(
+        &self,
+        id: &str,
+        secret: &Sealed,
+        token_hint: Option<&str>,
+        token_expires_at: Option<Timestamp>,
+    ) -> Result<Option<IntegrationRow>, StoreError> {
+        let now = Timestamp::now();
+        Ok(sqlx::query_as(
+            "UPDATE integrations SET status = 'connected', token_hint = ?, token_expires_at = ?, updated_at = ?,
+                last_error_json = NULL, secret_key_id = ?, secret_nonce = ?, secret_ciphertext = ?,
+                rotation_started_at = NULL
+             WHERE id = ? RETURNING *",
+        )
+        .bind(token_hint)
+        .bind(token_expires_at)
+        .bind(now)
+        .bind(&secret.key_id)
+        .bind(&secret.nonce)
+        .bind(&secret.ciphertext)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Integrations whose credential has an expiry, for the expiry watch.
+    pub async fn with_expiry(&self) -> Result<Vec<IntegrationRow>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM integrations WHERE token_expires_at IS NOT NULL ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Marks `expires_at` as announced and enqueues `deliveries`, in one
+    /// transaction and only if that expiry was not announced yet: one
+    /// event per expiry, even with several processes watching.
+    pub async fn announce_expiry(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        deliveries: &[syncs::NewDelivery],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE integrations SET expiry_notified_for = ?1
+             WHERE id = ?2 AND token_expires_at = ?1 AND (expiry_notified_for IS NULL OR expiry_notified_for != ?1)",
+        )
+        .bind(expires_at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let (now_unix, now_text) = crate::clock::now();
+        for d in deliveries {
+            syncs::insert_delivery(&mut tx, d, &now_text, now_unix).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Deletes the row; the sealed secret goes with it (`secure_delete` zeroes
     /// the freed pages).
     pub async fn delete(&self, id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
@@ -542,8 +710,8 @@ impl Store {
     pub async fn insert_oauth_state(&self, state: &OAuthStateRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO oauth_states (state_hash, provider, base_url, label, created_at, expires_at_unix,
-                verifier_key_id, verifier_nonce, verifier_ciphertext, browser_hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                verifier_key_id, verifier_nonce, verifier_ciphertext, browser_hash, session_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&state.state_hash)
         .bind(&state.provider)
@@ -555,6 +723,7 @@ impl Store {
         .bind(&state.verifier.nonce)
         .bind(&state.verifier.ciphertext)
         .bind(&state.browser_hash)
+        .bind(&state.session_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -634,6 +803,11 @@ pub(crate) mod tests {
             last_error: None,
             secret: Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![1, 2, 3] },
             refresh: Some(Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![9] }),
+            reach: None,
+            scope: None,
+            expiry_notified_for: None,
+            rotation_started_at: None,
+            owner: Owner::default(),
         }
     }
 
@@ -695,12 +869,48 @@ pub(crate) mod tests {
             token: None,
             verified: true,
             last_error: None,
+            reach: None,
         };
         let after = store.record_check("a", &checked).await.unwrap().unwrap();
         assert_eq!(after.status, Status::Invalid);
         assert_eq!(after.secret.ciphertext, vec![7]);
         assert_eq!(after.refresh.unwrap().ciphertext, vec![8]);
         assert!(after.last_verified_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_expiry_is_announced_once_and_a_new_one_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(None, dir.path()).await.unwrap();
+        let mut written = row("a");
+        let first = Timestamp::parse("2026-12-01T00:00:00Z").unwrap();
+        written.token_expires_at = Some(first);
+        store.insert(&written, &audit::tests::entry()).await.unwrap();
+        assert!(store.announce_expiry("a", first, &[]).await.unwrap());
+        assert!(!store.announce_expiry("a", first, &[]).await.unwrap(), "the same expiry twice");
+        assert_eq!(store.get("a").await.unwrap().unwrap().expiry_notified_for, Some(first));
+        // Not an expiry the row has (it changed meanwhile): nothing.
+        let other = Timestamp::parse("2027-01-01T00:00:00Z").unwrap();
+        assert!(!store.announce_expiry("a", other, &[]).await.unwrap());
+        let rotated = store.store_rotation("a", &sealed(5), Some("abcd"), Some(other)).await.unwrap().unwrap();
+        assert_eq!((rotated.token_expires_at, rotated.rotation_started_at), (Some(other), None));
+        assert!(store.announce_expiry("a", other, &[]).await.unwrap(), "a new expiry is announced again");
+    }
+
+    #[tokio::test]
+    async fn a_rotation_in_flight_is_visible_until_it_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(None, dir.path()).await.unwrap();
+        store.insert(&row("a"), &audit::tests::entry()).await.unwrap();
+        assert!(store.begin_rotation("a").await.unwrap());
+        assert!(store.get("a").await.unwrap().unwrap().rotation_started_at.is_some());
+        store.abandon_rotation("a").await.unwrap();
+        assert!(store.get("a").await.unwrap().unwrap().rotation_started_at.is_none());
+        assert!(store.begin_rotation("a").await.unwrap());
+        let stored = store.store_rotation("a", &sealed(6), None, None).await.unwrap().unwrap();
+        assert!(stored.rotation_started_at.is_none());
+        assert_eq!(stored.secret.ciphertext, vec![6]);
+        assert!(!store.begin_rotation("gone").await.unwrap());
     }
 
     #[tokio::test]

@@ -201,6 +201,7 @@ mod tests {
             expires_at_unix: i64::MAX,
             verifier: sealed("k", 3),
             browser_hash: None,
+            session_id: None,
         };
         store.insert_oauth_state(&state).await.unwrap();
 

@@ -183,6 +183,22 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Starts every sync of an integration over (as `reset_sync` does one),
+    /// except runs a live process holds; answers how many were reset.
+    pub async fn reset_syncs(&self, integration_id: &str, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE syncs SET checkpoint = NULL, run_id = NULL, run_started_at = NULL, run_added = 0,
+                run_updated = 0, run_deleted = 0, run_cursor = NULL, state = 'idle', last_error_json = NULL,
+                paused_until = NULL, next_run_at = ?1
+             WHERE integration_id = ?2 AND (lease_expires_at IS NULL OR lease_expires_at < ?1)",
+        )
+        .bind(now)
+        .bind(integration_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Syncs that are due and not leased by a live process.
     pub async fn due_syncs(&self, now: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
@@ -513,7 +529,7 @@ async fn mark_deleted(
     Ok(done.rows_affected())
 }
 
-async fn insert_delivery(
+pub(super) async fn insert_delivery(
     tx: &mut Transaction<'_, Sqlite>,
     d: &NewDelivery,
     now_text: &str,

@@ -52,6 +52,35 @@ fn webhook_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<WebhookRow, StoreEr
 }
 
 impl Store {
+    /// Queues one event for every registered webhook, in one transaction.
+    pub async fn enqueue_event(
+        &self,
+        event_type: &str,
+        payload_json: &str,
+        now_text: &str,
+        now_unix: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM webhooks").fetch_all(&mut *tx).await?;
+        for webhook_id in ids {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (id, webhook_id, event_type, payload_json, status, next_attempt_at,
+                    created_at)
+                 VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(webhook_id)
+            .bind(event_type)
+            .bind(payload_json)
+            .bind(now_unix)
+            .bind(now_text)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn insert_webhook(&self, w: &WebhookRow, audit: &AuditEntry) -> Result<(), StoreError> {
         let query = sqlx::query(
             "INSERT INTO webhooks (id, url, created_at, secret_key_id, secret_nonce, secret_ciphertext)

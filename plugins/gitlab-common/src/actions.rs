@@ -20,8 +20,25 @@ pub fn definitions() -> Vec<ActionDefinition> {
     ]
 }
 
-/// Runs the action `name` (the connectors' `run_action`).
+/// Runs the action `name` (the connectors' `run_action`). On a connection
+/// limited to one group, an action on a project is refused unless GitLab
+/// says the project lies inside it.
 pub fn run(name: &str, input: &str, connection: &Connection) -> Result<String, ProviderError> {
+    if let Some(scope) = &connection.scope
+        && (name == CreateIssue::NAME || name == AddMergeRequestNote::NAME)
+    {
+        let value: serde_json::Value =
+            serde_json::from_str(input).map_err(|_| ProviderError::InvalidInput("The input is not JSON.".into()))?;
+        let project: Project = serde_json::from_value(value["project"].clone())
+            .map_err(|_| ProviderError::InvalidInput("The input names no project.".into()))?;
+        let path = format!("api/v4/projects/{}", project.segment());
+        match crate::reach::check_path(scope, "POST", &path, connection)? {
+            gatehouse_plugin::ScopeVerdict::Inside => {}
+            gatehouse_plugin::ScopeVerdict::Outside(why) | gatehouse_plugin::ScopeVerdict::Unknown(why) => {
+                return Err(ProviderError::Forbidden(why));
+            }
+        }
+    }
     match name {
         CreateIssue::NAME => run_typed::<CreateIssue>(input, connection),
         AddMergeRequestNote::NAME => run_typed::<AddMergeRequestNote>(input, connection),
@@ -286,7 +303,11 @@ impl ListProjects {
         if let Some(search) = input.search.as_deref().filter(|s| !s.is_empty()) {
             query.push_str(&format!("&search={}", encode(search)));
         }
-        Ok(Request::get(api(connection, &format!("/projects?{query}"))))
+        // A connection limited to a group lists that group's projects only.
+        Ok(Request::get(match &connection.scope {
+            Some(scope) => api(connection, &format!("/groups/{}/projects?include_subgroups=true&{query}", scope.id)),
+            None => api(connection, &format!("/projects?{query}")),
+        }))
     }
 
     /// The page for GitLab's answer; the cursor comes from `X-Next-Page`,
@@ -358,6 +379,7 @@ pub(crate) mod tests {
             base_url: "https://gitlab.example.com".into(),
             account_id: "42".into(),
             settings: vec![("base_url".into(), "https://gitlab.example.com".into())],
+            scope: None,
         }
     }
 

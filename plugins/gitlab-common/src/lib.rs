@@ -1,11 +1,13 @@
 //! What both GitLab connectors know about GitLab: the base URL field, the
 //! scope rule, the `/api/v4/user` shape, how GitLab says no, the actions
-//! ([`actions`]) and the sync models ([`syncs`]).
+//! ([`actions`]), the sync models ([`syncs`]) and what a token reaches
+//! ([`reach`]).
 
 // `VerifyError` is the WIT contract's type; its size is not ours to choose.
 #![allow(clippy::result_large_err)]
 
 pub mod actions;
+pub mod reach;
 pub mod syncs;
 
 use gatehouse_plugin::{

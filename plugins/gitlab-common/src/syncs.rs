@@ -24,6 +24,7 @@ use gatehouse_plugin::{
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::Value;
 
 use crate::actions::encode;
 
@@ -60,20 +61,50 @@ pub fn inbound_webhook() -> gatehouse_plugin::InboundWebhook {
     }
 }
 
-/// Runs one page of `model` (the connectors' `run_sync`).
+/// Runs one page of `model` (the connectors' `run_sync`). On a connection
+/// limited to one group, records outside it are left out of the page and
+/// reported as deleted, so a copy mirrored before the limit is removed
+/// from the mirror (the host ignores ids it does not hold).
 pub fn run(
     model: &str,
     checkpoint: Option<&str>,
     run_started_at: &str,
     connection: &Connection,
 ) -> Result<SyncPage, ProviderError> {
-    match model {
+    let mut page = match model {
         Groups::NAME => run_sync_typed::<Groups>(checkpoint, run_started_at, connection),
         Projects::NAME => run_sync_typed::<Projects>(checkpoint, run_started_at, connection),
         Issues::NAME => run_sync_typed::<Issues>(checkpoint, run_started_at, connection),
         MergeRequests::NAME => run_sync_typed::<MergeRequests>(checkpoint, run_started_at, connection),
         other => Err(sync::unknown(other)),
+    }?;
+    if let Some(scope) = &connection.scope {
+        let (inside, outside): (Vec<_>, Vec<_>) =
+            page.records.into_iter().partition(|record| record_inside(model, &record.data, &scope.path));
+        page.records = inside;
+        page.deleted.extend(outside.into_iter().map(|record| record.id));
     }
+    Ok(page)
+}
+
+/// Whether a mirrored record lies inside the group `scope`: a group by its
+/// full path, a project by its path, an issue or merge request by the
+/// project path in its web URL (`…/<project path>/-/issues/7`).
+fn record_inside(model: &str, data: &str, scope: &str) -> bool {
+    let Ok(value) = serde_json::from_str::<Value>(data) else { return false };
+    let text = |key: &str| value.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    let path = match model {
+        Groups::NAME => text("full_path"),
+        Projects::NAME => text("path_with_namespace"),
+        _ => {
+            let url = text("web_url");
+            let Some((before, _)) = url.split_once("/-/") else { return false };
+            // Under a relative URL root the path has more segments and
+            // nothing matches: a record is left out rather than let in.
+            before.splitn(4, '/').nth(3).unwrap_or_default().to_string()
+        }
+    };
+    crate::reach::inside(scope, &path)
 }
 
 /// `GET` `path_and_query` (starting with `/api/v4/`) on the connection,
@@ -611,7 +642,7 @@ impl SyncedModel for MergeRequests {
 // outside the sandbox.
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     use super::*;
     use crate::actions::tests::{connection, with_gitlab};

@@ -190,9 +190,24 @@ impl Connector for GitlabOauth {
     ) -> Result<SyncPage, ProviderError> {
         gitlab::syncs::run(model, checkpoint, run_started_at, connection)
     }
+
+    fn describe(connection: &Connection) -> Result<gatehouse_plugin::TokenReach, ProviderError> {
+        gitlab::reach::describe(connection, true)
+    }
+
+    fn check_path(
+        scope: &gatehouse_plugin::ReachItem,
+        method: &str,
+        path: &str,
+        connection: &Connection,
+    ) -> Result<gatehouse_plugin::ScopeVerdict, ProviderError> {
+        gitlab::reach::check_path(scope, method, path, connection)
+    }
 }
 
-register!(GitlabOauth, oauth, actions, syncs);
+// No `rotation`: an OAuth token is renewed by refreshing it, and GitLab's
+// self-rotation is for access tokens.
+register!(GitlabOauth, oauth, actions, syncs, reach);
 
 #[cfg(test)]
 mod tests {
@@ -215,7 +230,8 @@ mod tests {
         assert_eq!(actions, ["create-issue", "add-merge-request-note", "list-projects"]);
         let models: Vec<String> = m.sync_models.iter().map(|s| s.name.clone()).collect();
         assert_eq!(models, ["groups", "projects", "issues", "merge_requests"]);
-        let connection = Connection { base_url: "https://gitlab.com".into(), account_id: "1".into(), settings: vec![] };
+        let connection =
+            Connection { base_url: "https://gitlab.com".into(), account_id: "1".into(), settings: vec![], scope: None };
         let unknown = GitlabOauth::run_action("delete-everything", "{}", &connection);
         assert!(matches!(unknown, Err(ProviderError::Unsupported(_))));
         let unknown = GitlabOauth::run_sync("pipelines", None, "2026-11-26T10:00:00Z", &connection);

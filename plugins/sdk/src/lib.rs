@@ -24,13 +24,13 @@ pub mod sync;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testkit;
 
-/// The raw bindings of `gatehouse:plugin@0.3.0`, world `full`, for what the
-/// SDK does not wrap. One set of types serves every connector; `register!`
+/// The raw bindings of `gatehouse:plugin@0.4.0`, world `everything`, for
+/// what the SDK does not wrap. One set of types serves every connector; `register!`
 /// picks which exports a component gets.
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "full",
+        world: "everything",
         // The crate's own copy of the WIT (the repository's `wit/`, checked
         // equal by a test), so the SDK builds outside this repository.
         path: "wit",
@@ -39,7 +39,7 @@ pub mod bindings {
         // The export glue is expanded in the connector's crate by
         // `register!`, one interface at a time.
         pub_export_macro: true,
-        export_macro_name: "__export_full",
+        export_macro_name: "__export_everything",
         default_bindings_module: "::gatehouse_plugin::bindings",
     });
 }
@@ -56,10 +56,14 @@ pub use oauth::{OAuthClient, OAuthError, OAuthSettings, TokenGrant};
 pub use sync::{Page, SyncedModel, definition as sync_model_definition, run_typed as run_sync_typed};
 
 pub use bindings::gatehouse::plugin::types::{
-    Account, ActionDefinition, AuthMethod, Connection, CredentialPresentation, Field, FieldKind, InboundWebhook,
-    ProviderError, ProviderManifest as Manifest, ScopeProblem, ScopeRule, SyncModel, SyncPage, SyncRecord,
-    Verification, VerifyError,
+    Account, ActionDefinition, AuthMethod, Connection, CredentialKind, CredentialPresentation, Field, FieldKind,
+    InboundWebhook, ProviderError, ProviderManifest as Manifest, ReachItem, RotateError, Rotated, ScopeProblem,
+    ScopeRule, ScopeVerdict, SyncModel, SyncPage, SyncRecord, TokenReach, Verification, VerifyError,
 };
+
+// The `register!` macro, one arm per combination of optional exports,
+// written by the build script (documented there).
+include!(concat!(env!("OUT_DIR"), "/register.rs"));
 
 /// A provider connector. The host calls each function in a fresh instance,
 /// so there is no state to keep between calls.
@@ -125,88 +129,33 @@ pub trait Connector {
     ) -> Result<SyncPage, ProviderError> {
         Err(sync::unknown(model))
     }
-}
 
-/// Exports a [`Connector`] as a component. Call it once, at the crate root,
-/// naming the optional interfaces the connector has:
-///
-/// - `register!(MyConnector)`: world `provider` (manifest and verify);
-/// - `register!(MyConnector, oauth)`: `provider-with-oauth`;
-/// - `register!(MyConnector, actions)`: `provider-with-actions`;
-/// - `register!(MyConnector, oauth, actions)`: `provider-with-oauth-and-actions`;
-/// - `register!(MyConnector, syncs)`: `provider` plus `syncs`;
-/// - `register!(MyConnector, oauth, syncs)`: `provider` plus `oauth` and `syncs`;
-/// - `register!(MyConnector, actions, syncs)`: `provider` plus `actions` and `syncs`;
-/// - `register!(MyConnector, oauth, actions, syncs)`: `full`.
-///
-/// (The WIT defines no world for the three `provider` plus … forms; the
-/// SDK's build script synthesizes them.)
-///
-/// The component exports exactly those interfaces, so the host sees what
-/// the connector really has; the trait's defaults of the others are never
-/// exported. On native targets it expands to nothing, so the connector's
-/// logic can be unit-tested with a plain `cargo test`.
-#[macro_export]
-macro_rules! register {
-    ($connector:ident) => {
-        $crate::__register!($connector, PROVIDER, "component-type:gatehouse-plugin:provider";);
-    };
-    ($connector:ident, oauth) => {
-        $crate::__register!(
-            $connector,
-            PROVIDER_WITH_OAUTH,
-            "component-type:gatehouse-plugin:provider-with-oauth";
-            __register_oauth
-        );
-    };
-    ($connector:ident, actions) => {
-        $crate::__register!(
-            $connector,
-            PROVIDER_WITH_ACTIONS,
-            "component-type:gatehouse-plugin:provider-with-actions";
-            __register_actions
-        );
-    };
-    ($connector:ident, oauth, actions) => {
-        $crate::__register!(
-            $connector,
-            PROVIDER_WITH_OAUTH_AND_ACTIONS,
-            "component-type:gatehouse-plugin:provider-with-oauth-and-actions";
-            __register_oauth __register_actions
-        );
-    };
-    ($connector:ident, syncs) => {
-        $crate::__register!(
-            $connector,
-            PROVIDER_WITH_SYNCS,
-            "component-type:gatehouse-plugin:provider-with-syncs";
-            __register_syncs
-        );
-    };
-    ($connector:ident, oauth, syncs) => {
-        $crate::__register!(
-            $connector,
-            PROVIDER_WITH_OAUTH_AND_SYNCS,
-            "component-type:gatehouse-plugin:provider-with-oauth-and-syncs";
-            __register_oauth __register_syncs
-        );
-    };
-    ($connector:ident, actions, syncs) => {
-        $crate::__register!(
-            $connector,
-            PROVIDER_WITH_ACTIONS_AND_SYNCS,
-            "component-type:gatehouse-plugin:provider-with-actions-and-syncs";
-            __register_actions __register_syncs
-        );
-    };
-    ($connector:ident, oauth, actions, syncs) => {
-        $crate::__register!(
-            $connector,
-            FULL,
-            "component-type:gatehouse-plugin:full";
-            __register_oauth __register_actions __register_syncs
-        );
-    };
+    /// Reach only (register with `reach`): what the connection's credential
+    /// reaches and what kind of credential it is. Send requests with
+    /// [`http::Request::authenticated`].
+    fn describe(_connection: &Connection) -> Result<TokenReach, ProviderError> {
+        Err(ProviderError::Unsupported("The connector cannot tell what a credential reaches.".into()))
+    }
+
+    /// Reach only: whether `method` `path` (relative to the base URL,
+    /// percent-encoded as sent) stays inside `scope`. Answer `unknown` with
+    /// a sentence when unsure: the host refuses the request.
+    fn check_path(
+        _scope: &ReachItem,
+        _method: &str,
+        _path: &str,
+        _connection: &Connection,
+    ) -> Result<ScopeVerdict, ProviderError> {
+        Ok(ScopeVerdict::Unknown("The connector cannot check requests against a scope.".into()))
+    }
+
+    /// Rotation only (register with `rotation`): has the provider issue a
+    /// new credential in place of the stored one, sent with
+    /// [`http::Request::authenticated`], and answers the new values of the
+    /// secret fields.
+    fn rotate(_connection: &Connection) -> Result<Rotated, RotateError> {
+        Err(RotateError::NotRotatable("The connector cannot rotate credentials.".into()))
+    }
 }
 
 /// The body of [`register!`]: the `connector` export, the optional exports
@@ -229,7 +178,7 @@ macro_rules! __register {
                     <super::$connector as $crate::Connector>::verify(&$crate::Credentials::new(credentials))
                 }
             }
-            $crate::bindings::exports::gatehouse::plugin::connector::__export_gatehouse_plugin_connector_0_3_0_cabi!(
+            $crate::bindings::exports::gatehouse::plugin::connector::__export_gatehouse_plugin_connector_0_4_0_cabi!(
                 Exported with_types_in $crate::bindings::exports::gatehouse::plugin::connector
             );
             $($crate::$optional!($connector);)*
@@ -279,7 +228,7 @@ macro_rules! __register_oauth {
                 <super::$connector as $crate::Connector>::refresh_token(&base_url, &client, &refresh_token)
             }
         }
-        $crate::bindings::exports::gatehouse::plugin::oauth::__export_gatehouse_plugin_oauth_0_3_0_cabi!(
+        $crate::bindings::exports::gatehouse::plugin::oauth::__export_gatehouse_plugin_oauth_0_4_0_cabi!(
             Exported with_types_in $crate::bindings::exports::gatehouse::plugin::oauth
         );
     };
@@ -298,7 +247,7 @@ macro_rules! __register_actions {
                 <super::$connector as $crate::Connector>::run_action(&name, &input, &connection)
             }
         }
-        $crate::bindings::exports::gatehouse::plugin::actions::__export_gatehouse_plugin_actions_0_3_0_cabi!(
+        $crate::bindings::exports::gatehouse::plugin::actions::__export_gatehouse_plugin_actions_0_4_0_cabi!(
             Exported with_types_in $crate::bindings::exports::gatehouse::plugin::actions
         );
     };
@@ -323,8 +272,46 @@ macro_rules! __register_syncs {
                 )
             }
         }
-        $crate::bindings::exports::gatehouse::plugin::syncs::__export_gatehouse_plugin_syncs_0_3_0_cabi!(
+        $crate::bindings::exports::gatehouse::plugin::syncs::__export_gatehouse_plugin_syncs_0_4_0_cabi!(
             Exported with_types_in $crate::bindings::exports::gatehouse::plugin::syncs
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_reach {
+    ($connector:ident) => {
+        impl $crate::bindings::exports::gatehouse::plugin::reach::Guest for Exported {
+            fn describe(connection: $crate::Connection) -> ::std::result::Result<$crate::TokenReach, $crate::ProviderError> {
+                <super::$connector as $crate::Connector>::describe(&connection)
+            }
+            fn check_path(
+                scope: $crate::ReachItem,
+                method: ::std::string::String,
+                path: ::std::string::String,
+                connection: $crate::Connection,
+            ) -> ::std::result::Result<$crate::ScopeVerdict, $crate::ProviderError> {
+                <super::$connector as $crate::Connector>::check_path(&scope, &method, &path, &connection)
+            }
+        }
+        $crate::bindings::exports::gatehouse::plugin::reach::__export_gatehouse_plugin_reach_0_4_0_cabi!(
+            Exported with_types_in $crate::bindings::exports::gatehouse::plugin::reach
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register_rotation {
+    ($connector:ident) => {
+        impl $crate::bindings::exports::gatehouse::plugin::rotation::Guest for Exported {
+            fn rotate(connection: $crate::Connection) -> ::std::result::Result<$crate::Rotated, $crate::RotateError> {
+                <super::$connector as $crate::Connector>::rotate(&connection)
+            }
+        }
+        $crate::bindings::exports::gatehouse::plugin::rotation::__export_gatehouse_plugin_rotation_0_4_0_cabi!(
+            Exported with_types_in $crate::bindings::exports::gatehouse::plugin::rotation
         );
     };
 }

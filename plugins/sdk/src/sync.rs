@@ -303,7 +303,7 @@ mod tests {
     }
 
     fn connection() -> Connection {
-        Connection { base_url: "https://h".into(), account_id: "1".into(), settings: vec![] }
+        Connection { base_url: "https://h".into(), account_id: "1".into(), settings: vec![], scope: None }
     }
 
     #[test]

@@ -76,7 +76,7 @@ mod guide {
 use gatehouse_plugin::{Connection, ProviderError, http::native};
 
 fn connection() -> Connection {
-    Connection { base_url: "https://notes.example".into(), account_id: "7".into(), settings: vec![] }
+    Connection { base_url: "https://notes.example".into(), account_id: "7".into(), settings: vec![], scope: None }
 }
 
 const STARTED: &str = "2026-11-26T10:00:00Z";

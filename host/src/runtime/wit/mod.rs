@@ -6,5 +6,6 @@
 pub mod v0_1_0;
 pub mod v0_2_0;
 pub mod v0_3_0;
+pub mod v0_4_0;
 
-pub use v0_3_0 as latest;
+pub use v0_4_0 as latest;

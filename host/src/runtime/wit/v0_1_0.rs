@@ -47,6 +47,7 @@ pub(crate) async fn call(
                 "The connector implements gatehouse:plugin@0.1.0, which has no syncs.".into(),
             ))));
         }
+        Call::Describe { .. } | Call::CheckPath { .. } | Call::Rotate { .. } => return Ok(Answer::Unsupported),
         Call::Manifest | Call::Verify(_) => {}
     }
     let instance = pre.instantiate_async(&mut *store).await?;

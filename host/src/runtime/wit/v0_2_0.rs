@@ -42,6 +42,7 @@ pub(crate) async fn call(
                 "The connector implements gatehouse:plugin@0.2.0, which has no syncs.".into(),
             ))));
         }
+        Call::Describe { .. } | Call::CheckPath { .. } | Call::Rotate { .. } => return Ok(Answer::Unsupported),
         _ => {}
     }
     let instance = pre.instantiate_async(&mut *store).await?;
@@ -82,7 +83,11 @@ pub(crate) async fn call(
                     .map_err(|e| latest::oauth_error(e.into(), &|s| data.redact(&s))),
             )
         }
-        Call::Action { .. } | Call::Sync { .. } => unreachable!("answered above"),
+        Call::Action { .. }
+        | Call::Sync { .. }
+        | Call::Describe { .. }
+        | Call::CheckPath { .. }
+        | Call::Rotate { .. } => unreachable!("answered above"),
     })
 }
 

@@ -1,29 +1,30 @@
-//! `gatehouse:plugin@0.3.0` (latest): bindings of the world `full`, the
-//! host side of `gatehouse:host` (`http`, `log`), and the conversions of the
-//! connector's answers into [`model`]. Older versions convert their types
-//! into these and forward their host calls here.
-//!
-//! `connector` is the one mandatory export; `oauth`, `actions` and `syncs`
-//! are looked up one by one, so a component exports only what it has.
+//! `gatehouse:plugin@0.3.0`, frozen: its types converted into the latest
+//! version's. Its `gatehouse:host` imports are the latest version's own
+//! (the same package, `gatehouse:host@0.1.0`), so only its `types` are
+//! linked here. A 0.3.0 connector has no `reach` or `rotation` and its
+//! connection carries no scope.
 
 use wasmtime::component::{HasSelf, InstancePre};
 
-use super::super::{Answer, Call, CallState, model};
-use crate::egress::{OutboundRequest, SendError};
+use super::{
+    super::{Answer, Call, CallState, model},
+    latest,
+};
 
 wasmtime::component::bindgen!({
     world: "full",
-    path: "../wit",
+    path: "../wit/v0.3.0",
     imports: { default: async | trappable },
     exports: { default: async },
+    with: {
+        "gatehouse:host/http": crate::runtime::wit::latest::http,
+        "gatehouse:host/log": crate::runtime::wit::latest::log,
+    },
 });
 
-pub use self::{
+use self::{
     exports::gatehouse::plugin::{actions, connector, oauth, syncs},
-    gatehouse::{
-        host::{http, log},
-        plugin::types,
-    },
+    gatehouse::plugin::types,
 };
 
 pub const VERSION: &str = "0.3.0";
@@ -32,8 +33,9 @@ const OAUTH_EXPORT: &str = "gatehouse:plugin/oauth@0.3.0";
 const ACTIONS_EXPORT: &str = "gatehouse:plugin/actions@0.3.0";
 const SYNCS_EXPORT: &str = "gatehouse:plugin/syncs@0.3.0";
 
+/// Only `types`: `http` and `log` are linked once, by the latest version.
 pub fn add_to_linker(linker: &mut wasmtime::component::Linker<CallState>) -> wasmtime::Result<()> {
-    Full::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)
+    types::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)
 }
 
 /// A pre-instantiated 0.3.0 component and the exports it has.
@@ -48,13 +50,11 @@ pub struct Pre {
 impl Pre {
     pub fn new(instance: InstancePre<CallState>) -> wasmtime::Result<Self> {
         let exported = |name: &str| instance.component().get_export_index(None, name).is_some();
-        let (has_oauth, has_actions, has_syncs) =
-            (exported(OAUTH_EXPORT), exported(ACTIONS_EXPORT), exported(SYNCS_EXPORT));
         Ok(Self {
             connector: connector::GuestIndices::new(&instance)?,
-            oauth: has_oauth.then(|| oauth::GuestIndices::new(&instance)).transpose()?,
-            actions: has_actions.then(|| actions::GuestIndices::new(&instance)).transpose()?,
-            syncs: has_syncs.then(|| syncs::GuestIndices::new(&instance)).transpose()?,
+            oauth: exported(OAUTH_EXPORT).then(|| oauth::GuestIndices::new(&instance)).transpose()?,
+            actions: exported(ACTIONS_EXPORT).then(|| actions::GuestIndices::new(&instance)).transpose()?,
+            syncs: exported(SYNCS_EXPORT).then(|| syncs::GuestIndices::new(&instance)).transpose()?,
             instance,
         })
     }
@@ -77,16 +77,18 @@ pub(crate) async fn call(
     store: &mut wasmtime::Store<CallState>,
     call: Call<'_>,
 ) -> wasmtime::Result<Answer> {
-    // What the component does not export is answered without instantiating.
-    if let (Call::Sync { .. }, None) = (&call, &pre.syncs) {
-        return Ok(Answer::Sync(Err(model::ProviderError::Unsupported("The connector does not export syncs.".into()))));
-    }
-    match (&call, &pre.oauth, &pre.actions) {
-        (Call::AuthorizeUrl { .. }, None, _) => return Ok(Answer::AuthorizeUrl(Err(model::OAuthError::Unsupported))),
-        (Call::ExchangeCode { .. } | Call::RefreshToken { .. }, None, _) => {
+    match (&call, &pre.oauth, &pre.actions, &pre.syncs) {
+        (Call::Describe { .. } | Call::CheckPath { .. } | Call::Rotate { .. }, ..) => return Ok(Answer::Unsupported),
+        (Call::Sync { .. }, _, _, None) => {
+            return Ok(Answer::Sync(Err(model::ProviderError::Unsupported(
+                "The connector does not export syncs.".into(),
+            ))));
+        }
+        (Call::AuthorizeUrl { .. }, None, ..) => return Ok(Answer::AuthorizeUrl(Err(model::OAuthError::Unsupported))),
+        (Call::ExchangeCode { .. } | Call::RefreshToken { .. }, None, ..) => {
             return Ok(Answer::Grant(Err(model::OAuthError::Unsupported)));
         }
-        (Call::Action { .. }, _, None) => {
+        (Call::Action { .. }, _, None, _) => {
             return Ok(Answer::Action(Err(model::ProviderError::Unsupported(
                 "The connector does not export actions.".into(),
             ))));
@@ -98,8 +100,6 @@ pub(crate) async fn call(
         Call::Manifest => {
             let connector = pre.connector.load(&mut *store, &instance)?;
             let manifest = connector.call_manifest(&mut *store).await?;
-            // Type-check every optional export now, so a component whose
-            // signatures do not match is refused at load, not at first use.
             if let Some(oauth) = &pre.oauth {
                 oauth.load(&mut *store, &instance)?;
             }
@@ -109,38 +109,50 @@ pub(crate) async fn call(
             if let Some(syncs) = &pre.syncs {
                 syncs.load(&mut *store, &instance)?;
             }
-            Answer::Manifest(Box::new(self::manifest(manifest)?))
+            Answer::Manifest(Box::new(latest::manifest(manifest.into())?))
         }
         Call::Verify(credentials) => {
             let connector = pre.connector.load(&mut *store, &instance)?;
             let result = connector.call_verify(&mut *store, credentials).await?;
             let state = store.data();
-            Answer::Verify(verify_result(result, &|s| state.redact(&s)))
+            Answer::Verify(latest::verify_result(result.map(Into::into).map_err(Into::into), &|s| state.redact(&s)))
         }
         Call::AuthorizeUrl { base_url, client_id, redirect_uri, state, code_challenge } => {
             let oauth = pre.oauth.as_ref().expect("checked above").load(&mut *store, &instance)?;
             let result =
                 oauth.call_authorize_url(&mut *store, base_url, client_id, redirect_uri, state, code_challenge).await?;
             let data = store.data();
-            Answer::AuthorizeUrl(result.map_err(|e| oauth_error(e, &|s| data.redact(&s))))
+            Answer::AuthorizeUrl(result.map_err(|e| latest::oauth_error(e.into(), &|s| data.redact(&s))))
         }
         Call::ExchangeCode { base_url, client, code, verifier } => {
             let oauth = pre.oauth.as_ref().expect("checked above").load(&mut *store, &instance)?;
-            let result = oauth.call_exchange_code(&mut *store, base_url, &oauth_client(client), code, verifier).await?;
+            let client = latest::oauth_client(client).into();
+            let result = oauth.call_exchange_code(&mut *store, base_url, &client, code, verifier).await?;
             let data = store.data();
-            Answer::Grant(result.map(token_grant).map_err(|e| oauth_error(e, &|s| data.redact(&s))))
+            Answer::Grant(
+                result
+                    .map(|g| latest::token_grant(g.into()))
+                    .map_err(|e| latest::oauth_error(e.into(), &|s| data.redact(&s))),
+            )
         }
         Call::RefreshToken { base_url, client, refresh_token } => {
             let oauth = pre.oauth.as_ref().expect("checked above").load(&mut *store, &instance)?;
-            let result = oauth.call_refresh_token(&mut *store, base_url, &oauth_client(client), refresh_token).await?;
+            let client = latest::oauth_client(client).into();
+            let result = oauth.call_refresh_token(&mut *store, base_url, &client, refresh_token).await?;
             let data = store.data();
-            Answer::Grant(result.map(token_grant).map_err(|e| oauth_error(e, &|s| data.redact(&s))))
+            Answer::Grant(
+                result
+                    .map(|g| latest::token_grant(g.into()))
+                    .map_err(|e| latest::oauth_error(e.into(), &|s| data.redact(&s))),
+            )
         }
         Call::Action { name, input, connection } => {
             let actions = pre.actions.as_ref().expect("checked above").load(&mut *store, &instance)?;
             let result = actions.call_run(&mut *store, name, input, &self::connection(connection)).await?;
             let data = store.data();
-            Answer::Action(result.map(|out| data.redact(&out)).map_err(|e| provider_error(e, &|s| data.redact(&s))))
+            Answer::Action(
+                result.map(|out| data.redact(&out)).map_err(|e| latest::provider_error(e.into(), &|s| data.redact(&s))),
+            )
         }
         Call::Sync { model, checkpoint, run_started_at, connection } => {
             let syncs = pre.syncs.as_ref().expect("checked above").load(&mut *store, &instance)?;
@@ -156,247 +168,188 @@ pub(crate) async fn call(
                         checkpoint: page.checkpoint.map(redact),
                         has_more: page.has_more,
                     })
-                    .map_err(|e| provider_error(e, &redact)),
+                    .map_err(|e| latest::provider_error(e.into(), &redact)),
             )
         }
+        Call::Describe { .. } | Call::CheckPath { .. } | Call::Rotate { .. } => unreachable!("answered above"),
     })
 }
 
-/// The manifest in the host's terms. Schemas must be JSON; whether they
-/// are usable JSON Schema is checked with the rest of the manifest.
-pub(super) fn manifest(m: types::ProviderManifest) -> wasmtime::Result<model::Manifest> {
-    let schema = |what: &str, text: &str| -> wasmtime::Result<serde_json::Value> {
-        serde_json::from_str(text).map_err(|e| wasmtime::Error::msg(format!("{what} is not JSON: {e}")))
-    };
-    let actions = m
-        .actions
-        .into_iter()
-        .map(|a| {
-            Ok(model::ActionDefinition {
-                input_schema: schema(&format!("the input schema of action {:?}", a.name), &a.input_schema)?,
-                output_schema: schema(&format!("the output schema of action {:?}", a.name), &a.output_schema)?,
-                name: a.name,
-                description: a.description,
-            })
-        })
-        .collect::<wasmtime::Result<_>>()?;
-    let sync_models = m
-        .sync_models
-        .into_iter()
-        .map(|s| {
-            Ok(model::SyncModel {
-                record_schema: schema(&format!("the record schema of sync model {:?}", s.name), &s.record_schema)?,
-                name: s.name,
-                description: s.description,
-                default_interval_seconds: s.default_interval_seconds,
-                incremental: s.incremental,
-            })
-        })
-        .collect::<wasmtime::Result<_>>()?;
-    Ok(model::Manifest {
-        id: m.id,
-        name: m.name,
-        vendor: m.vendor,
-        auth_method: match m.auth_method {
-            types::AuthMethod::Oauth2 => model::AuthMethod::OAuth2,
-            types::AuthMethod::PersonalAccessToken => model::AuthMethod::PersonalAccessToken,
-        },
-        description: m.description,
-        notes: m.notes,
-        fields: m
-            .fields
-            .into_iter()
-            .map(|f| model::Field {
-                key: f.key,
-                label: f.label,
-                kind: match f.kind {
-                    types::FieldKind::Text => model::FieldKind::Text,
-                    types::FieldKind::Secret => model::FieldKind::Secret,
-                    types::FieldKind::Url => model::FieldKind::Url,
-                },
-                required: f.required,
-                default: f.default,
-                placeholder: f.placeholder,
-                help: f.help,
-            })
-            .collect(),
-        required_scopes: m.required_scopes,
-        required_scopes_rule: match m.required_scopes_rule {
-            types::ScopeRule::AllOf => model::ScopeRule::AllOf,
-            types::ScopeRule::AnyOf => model::ScopeRule::AnyOf,
-        },
-        version: m.version,
-        oauth: m.oauth.map(|o| model::OAuthSettings {
-            authorize_path: o.authorize_path,
-            token_path: o.token_path,
-            scopes: o.scopes,
-            url_field: o.url_field,
-            token_field: o.token_field,
-        }),
-        credential_presentation: m
-            .credential_presentation
-            .map(|p| model::CredentialPresentation { header: p.header, value: p.value }),
-        actions,
-        sync_models,
-        inbound_webhook: m.inbound_webhook.map(|w| model::InboundWebhook {
-            token_header: w.token_header,
-            event_header: w.event_header,
-            idempotency_header: w.idempotency_header,
-            events: w.events,
-            setup: w.setup,
-        }),
-    })
-}
-
-/// Every string a connector returns passes through `redact`, the account
-/// included: a careless or hostile connector cannot hand the token back as
-/// a user name.
-pub(super) fn verify_result(
-    result: Result<types::Verification, types::VerifyError>,
-    redact: &dyn Fn(String) -> String,
-) -> Result<model::Verification, model::VerifyError> {
-    result
-        .map(|v| {
-            model::Verification {
-                account: account(v.account),
-                scopes: v.scopes,
-                expires_at: v.expires_at,
-                token_kind: v.token_kind,
-            }
-            .redacted(redact)
-        })
-        .map_err(|e| verify_error(e, redact))
-}
-
-fn verify_error(e: types::VerifyError, redact: &dyn Fn(String) -> String) -> model::VerifyError {
-    use model::VerifyError as M;
-    use types::VerifyError as V;
-    match e {
-        V::InvalidInput(s) => M::InvalidInput(redact(s)),
-        V::InvalidToken(s) => M::InvalidToken(redact(s)),
-        V::TokenExpired(s) => M::TokenExpired(redact(s)),
-        V::TokenRevoked(s) => M::TokenRevoked(redact(s)),
-        V::InsufficientScope(p) => M::InsufficientScope {
-            account: p.account.map(|a| account(a).redacted(redact)),
-            scopes: p.scopes.into_iter().map(redact).collect(),
-            missing_scopes: p.missing_scopes.into_iter().map(redact).collect(),
-            detail: redact(p.detail),
-        },
-        V::RateLimited(after) => M::RateLimited(after),
-        V::UpstreamError(s) => M::UpstreamError(redact(s)),
-        V::UpstreamUnreachable(s) => M::UpstreamUnreachable(redact(s)),
-        V::UpstreamTimeout => M::UpstreamTimeout,
-        V::EgressDenied(s) => M::EgressDenied(redact(s)),
-    }
-}
-
-fn account(a: types::Account) -> model::Account {
-    model::Account {
-        id: a.id,
-        username: a.username,
-        name: a.name,
-        email: a.email,
-        web_url: a.web_url,
-        avatar_url: a.avatar_url,
-    }
-}
-
-pub(super) fn oauth_client(c: &model::OAuthClient) -> types::OauthClient {
-    types::OauthClient {
-        client_id: c.client_id.clone(),
-        client_secret: secrecy::ExposeSecret::expose_secret(&c.client_secret).to_string(),
-        redirect_uri: c.redirect_uri.clone(),
-    }
-}
-
-pub(super) fn token_grant(g: types::TokenGrant) -> model::TokenGrant {
-    model::TokenGrant {
-        access_token: g.access_token.into(),
-        refresh_token: g.refresh_token.map(Into::into),
-        expires_in: g.expires_in,
-        scopes: g.scopes,
-    }
-}
-
-pub(super) fn oauth_error(e: types::OauthError, redact: &dyn Fn(String) -> String) -> model::OAuthError {
-    use model::OAuthError as M;
-    use types::OauthError as O;
-    match e {
-        O::Unsupported => M::Unsupported,
-        O::InvalidGrant(s) => M::InvalidGrant(redact(s)),
-        O::InvalidClient(s) => M::InvalidClient(redact(s)),
-        O::RateLimited(after) => M::RateLimited(after),
-        O::UpstreamError(s) => M::UpstreamError(redact(s)),
-        O::UpstreamUnreachable(s) => M::UpstreamUnreachable(redact(s)),
-        O::UpstreamTimeout => M::UpstreamTimeout,
-        O::EgressDenied(s) => M::EgressDenied(redact(s)),
-    }
-}
-
+/// 0.3.0 has no scope: a connector of that version is never offered one.
 fn connection(c: &model::Connection) -> types::Connection {
     types::Connection { base_url: c.base_url.clone(), account_id: c.account_id.clone(), settings: c.settings.clone() }
 }
 
-fn provider_error(e: types::ProviderError, redact: &dyn Fn(String) -> String) -> model::ProviderError {
-    use model::ProviderError as M;
-    use types::ProviderError as P;
-    match e {
-        P::InvalidInput(s) => M::InvalidInput(redact(s)),
-        P::NotFound(s) => M::NotFound(redact(s)),
-        P::Unauthorized(s) => M::Unauthorized(redact(s)),
-        P::Forbidden(s) => M::Forbidden(redact(s)),
-        P::RateLimited(after) => M::RateLimited(after),
-        P::UpstreamError(s) => M::UpstreamError(redact(s)),
-        P::UpstreamUnreachable(s) => M::UpstreamUnreachable(redact(s)),
-        P::UpstreamTimeout => M::UpstreamTimeout,
-        P::EgressDenied(s) => M::EgressDenied(redact(s)),
-        P::Unsupported(s) => M::Unsupported(redact(s)),
+use latest::types as l;
+
+impl From<types::ProviderManifest> for l::ProviderManifest {
+    fn from(m: types::ProviderManifest) -> Self {
+        Self {
+            id: m.id,
+            name: m.name,
+            vendor: m.vendor,
+            auth_method: match m.auth_method {
+                types::AuthMethod::Oauth2 => l::AuthMethod::Oauth2,
+                types::AuthMethod::PersonalAccessToken => l::AuthMethod::PersonalAccessToken,
+            },
+            description: m.description,
+            notes: m.notes,
+            fields: m
+                .fields
+                .into_iter()
+                .map(|f| l::Field {
+                    key: f.key,
+                    label: f.label,
+                    kind: match f.kind {
+                        types::FieldKind::Text => l::FieldKind::Text,
+                        types::FieldKind::Secret => l::FieldKind::Secret,
+                        types::FieldKind::Url => l::FieldKind::Url,
+                    },
+                    required: f.required,
+                    default: f.default,
+                    placeholder: f.placeholder,
+                    help: f.help,
+                })
+                .collect(),
+            required_scopes: m.required_scopes,
+            required_scopes_rule: match m.required_scopes_rule {
+                types::ScopeRule::AllOf => l::ScopeRule::AllOf,
+                types::ScopeRule::AnyOf => l::ScopeRule::AnyOf,
+            },
+            version: m.version,
+            oauth: m.oauth.map(|o| l::OauthSettings {
+                authorize_path: o.authorize_path,
+                token_path: o.token_path,
+                scopes: o.scopes,
+                url_field: o.url_field,
+                token_field: o.token_field,
+            }),
+            credential_presentation: m
+                .credential_presentation
+                .map(|p| l::CredentialPresentation { header: p.header, value: p.value }),
+            actions: m
+                .actions
+                .into_iter()
+                .map(|a| l::ActionDefinition {
+                    name: a.name,
+                    description: a.description,
+                    input_schema: a.input_schema,
+                    output_schema: a.output_schema,
+                })
+                .collect(),
+            sync_models: m
+                .sync_models
+                .into_iter()
+                .map(|s| l::SyncModel {
+                    name: s.name,
+                    description: s.description,
+                    record_schema: s.record_schema,
+                    default_interval_seconds: s.default_interval_seconds,
+                    incremental: s.incremental,
+                })
+                .collect(),
+            inbound_webhook: m.inbound_webhook.map(|w| l::InboundWebhook {
+                token_header: w.token_header,
+                event_header: w.event_header,
+                idempotency_header: w.idempotency_header,
+                events: w.events,
+                setup: w.setup,
+            }),
+        }
+    }
+}
+
+impl From<types::Account> for l::Account {
+    fn from(a: types::Account) -> Self {
+        Self {
+            id: a.id,
+            username: a.username,
+            name: a.name,
+            email: a.email,
+            web_url: a.web_url,
+            avatar_url: a.avatar_url,
+        }
+    }
+}
+
+impl From<types::Verification> for l::Verification {
+    fn from(v: types::Verification) -> Self {
+        Self { account: v.account.into(), scopes: v.scopes, expires_at: v.expires_at, token_kind: v.token_kind }
+    }
+}
+
+impl From<types::VerifyError> for l::VerifyError {
+    fn from(e: types::VerifyError) -> Self {
+        use types::VerifyError as V;
+        match e {
+            V::InvalidInput(s) => Self::InvalidInput(s),
+            V::InvalidToken(s) => Self::InvalidToken(s),
+            V::TokenExpired(s) => Self::TokenExpired(s),
+            V::TokenRevoked(s) => Self::TokenRevoked(s),
+            V::InsufficientScope(p) => Self::InsufficientScope(l::ScopeProblem {
+                account: p.account.map(Into::into),
+                scopes: p.scopes,
+                missing_scopes: p.missing_scopes,
+                detail: p.detail,
+            }),
+            V::RateLimited(after) => Self::RateLimited(after),
+            V::UpstreamError(s) => Self::UpstreamError(s),
+            V::UpstreamUnreachable(s) => Self::UpstreamUnreachable(s),
+            V::UpstreamTimeout => Self::UpstreamTimeout,
+            V::EgressDenied(s) => Self::EgressDenied(s),
+        }
+    }
+}
+
+impl From<l::OauthClient> for types::OauthClient {
+    fn from(c: l::OauthClient) -> Self {
+        Self { client_id: c.client_id, client_secret: c.client_secret, redirect_uri: c.redirect_uri }
+    }
+}
+
+impl From<types::TokenGrant> for l::TokenGrant {
+    fn from(g: types::TokenGrant) -> Self {
+        Self {
+            access_token: g.access_token,
+            refresh_token: g.refresh_token,
+            expires_in: g.expires_in,
+            scopes: g.scopes,
+        }
+    }
+}
+
+impl From<types::OauthError> for l::OauthError {
+    fn from(e: types::OauthError) -> Self {
+        use types::OauthError as O;
+        match e {
+            O::Unsupported => Self::Unsupported,
+            O::InvalidGrant(s) => Self::InvalidGrant(s),
+            O::InvalidClient(s) => Self::InvalidClient(s),
+            O::RateLimited(after) => Self::RateLimited(after),
+            O::UpstreamError(s) => Self::UpstreamError(s),
+            O::UpstreamUnreachable(s) => Self::UpstreamUnreachable(s),
+            O::UpstreamTimeout => Self::UpstreamTimeout,
+            O::EgressDenied(s) => Self::EgressDenied(s),
+        }
+    }
+}
+
+impl From<types::ProviderError> for l::ProviderError {
+    fn from(e: types::ProviderError) -> Self {
+        use types::ProviderError as P;
+        match e {
+            P::InvalidInput(s) => Self::InvalidInput(s),
+            P::NotFound(s) => Self::NotFound(s),
+            P::Unauthorized(s) => Self::Unauthorized(s),
+            P::Forbidden(s) => Self::Forbidden(s),
+            P::RateLimited(after) => Self::RateLimited(after),
+            P::UpstreamError(s) => Self::UpstreamError(s),
+            P::UpstreamUnreachable(s) => Self::UpstreamUnreachable(s),
+            P::UpstreamTimeout => Self::UpstreamTimeout,
+            P::EgressDenied(s) => Self::EgressDenied(s),
+            P::Unsupported(s) => Self::Unsupported(s),
+        }
     }
 }
 
 impl types::Host for CallState {}
-
-/// The one `http.send` of every version: older versions convert their
-/// request into this one and forward here.
-impl http::Host for CallState {
-    async fn send(&mut self, req: http::Request) -> wasmtime::Result<Result<http::Response, http::Error>> {
-        let request = OutboundRequest {
-            method: req.method,
-            url: req.url,
-            headers: req.headers,
-            body: req.body,
-            authenticate: req.authenticate,
-        };
-        Ok(CallState::send(self, request)
-            .await?
-            .map(|r| http::Response { status: r.status, headers: r.headers, body: r.body })
-            .map_err(|e| match e {
-                SendError::Denied(why) => http::Error::Denied(why),
-                SendError::Timeout => http::Error::Timeout,
-                SendError::Unreachable(why) => http::Error::Unreachable(why),
-                SendError::TooLarge => http::Error::TooLarge,
-                SendError::InvalidRequest(why) => http::Error::InvalidRequest(why),
-                // `CallState::send` traps instead; kept total for the compiler.
-                SendError::BudgetExhausted(n) => http::Error::InvalidRequest(format!("request budget of {n} spent")),
-            }))
-    }
-}
-
-impl log::Host for CallState {
-    async fn write(
-        &mut self,
-        level: log::Level,
-        message: String,
-        fields: Vec<(String, String)>,
-    ) -> wasmtime::Result<()> {
-        let level = match level {
-            log::Level::Trace => tracing::Level::TRACE,
-            log::Level::Debug => tracing::Level::DEBUG,
-            log::Level::Info => tracing::Level::INFO,
-            log::Level::Warn => tracing::Level::WARN,
-            log::Level::Error => tracing::Level::ERROR,
-        };
-        self.plugin_log(level, &message, &fields);
-        Ok(())
-    }
-}
