@@ -60,6 +60,11 @@ async fn each_role_against_each_route() {
         ("POST", format!("{i}/verify"), None, "operator"),
         ("POST", format!("{i}/refresh"), None, "operator"),
         ("PUT", format!("{i}/credentials"), Some(json!({"credentials": {"token": token}})), "operator"),
+        ("POST", format!("{u}/rotate"), None, "operator"),
+        ("PUT", format!("{u}/scope"), Some(json!({"scope": null})), "operator"),
+        ("POST", "/api/v1/connect-sessions".into(), Some(json!({"end_user_id": "user-1"})), "operator"),
+        ("GET", format!("/api/v1/connect-sessions/{UNKNOWN}"), None, "reader"),
+        ("DELETE", format!("/api/v1/connect-sessions/{UNKNOWN}"), None, "operator"),
         ("GET", "/api/v1/oauth-apps".into(), None, "operator"),
         (
             "POST",
@@ -157,8 +162,8 @@ async fn keys_are_created_listed_and_revoked() {
     assert!(revoked.body["revoked_at"].is_string());
     let r = g.call("GET", "/api/v1/integrations", None, Some(&key)).await;
     assert_eq!((r.status, r.code()), (401, "unauthorized"));
-    assert_eq!(g.delete(&format!("/api/v1/api-keys/{id}")).await.status, 400, "already revoked");
-    assert_eq!(g.delete("/api/v1/api-keys/environment").await.status, 400, "the environment's key");
+    assert_eq!(g.delete(&format!("/api/v1/api-keys/{id}")).await.status, 404, "already revoked");
+    assert_eq!(g.delete("/api/v1/api-keys/environment").await.status, 403, "the environment's key");
 
     // The CLI works on the data dir, next to the running server.
     let data_dir = g.data_dir();

@@ -724,7 +724,7 @@ impl Api {
     #[oai(path = "/api-keys", method = "post", tag = "ApiTags::Access")]
     async fn create_api_key(&self, auth: ApiKey, body: Json<ApiKeyRequest>) -> ApiResult<ApiKeyCreated> {
         auth.require(Role::Admin)?;
-        let (row, key) = self.api_keys.create(&body.0.name, body.0.role).await?;
+        let (row, key) = self.api_keys.create(&body.0.name.0, body.0.role).await?;
         let info = ApiKeyInfo::from(row);
         Ok(ApiKeyCreated::Created(Json(CreatedApiKey {
             id: info.id,
@@ -767,8 +767,10 @@ impl Api {
         &self,
         auth: ApiKey,
         /// Entries after this one: a `next_cursor` (or an entry's `cursor`).
+        #[oai(validator(pattern = "^[0-9]{0,18}$"))]
         cursor: Query<Option<String>>,
         /// Entries per page, 1 to 1000 (default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<u32>>,
         /// Only entries about this target (an integration, key, OAuth application, webhook or connector id).
         target: Query<Option<String>>,
@@ -777,21 +779,24 @@ impl Api {
         /// Only this action, e.g. `integration.rotate`.
         action: Query<Option<String>>,
         /// Only entries at or after this RFC 3339 time.
-        since: Query<Option<String>>,
+        since: Query<Option<time::OffsetDateTime>>,
         /// Only entries before this RFC 3339 time.
-        until: Query<Option<String>>,
+        until: Query<Option<time::OffsetDateTime>>,
     ) -> ApiResult<Json<AuditLog>> {
         auth.require(Role::Admin)?;
+        let rfc3339 = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).ok();
+        let (since, until) = (since.0.and_then(rfc3339), until.0.and_then(rfc3339));
+        let given = |q: Option<String>| q.filter(|v| !v.is_empty());
         let page = self
             .audit
             .page(AuditQuery {
                 cursor: cursor.0.as_deref(),
                 limit: limit.0,
-                target_id: target.0,
-                target_kind: target_kind.0,
-                action: action.0,
-                since: since.0.as_deref(),
-                until: until.0.as_deref(),
+                target_id: given(target.0),
+                target_kind: given(target_kind.0),
+                action: given(action.0),
+                since: since.as_deref(),
+                until: until.as_deref(),
             })
             .await?;
         Ok(Json(AuditLog {

@@ -1052,13 +1052,58 @@ pub struct ApiKeyList {
     pub api_keys: Vec<ApiKeyInfo>,
 }
 
+/// A JSON string and nothing else: poem-openapi's own `String` also takes
+/// a number or a boolean as its text, which a schema saying `string` does
+/// not allow.
+#[derive(Debug, Clone)]
+pub struct StrictString(pub String);
+
+impl poem_openapi::types::Type for StrictString {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        <String as poem_openapi::types::Type>::name()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        <String as poem_openapi::types::Type>::schema_ref()
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for StrictString {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        match value {
+            Some(serde_json::Value::String(text)) => Ok(Self(text)),
+            _ => Err(poem_openapi::types::ParseError::custom("expected a string")),
+        }
+    }
+}
+
+impl poem_openapi::types::ToJSON for StrictString {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(self.0.clone()))
+    }
+}
+
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ApiKeyRequest {
     /// What the key is for, e.g. `billing-app`: 1 to 100 letters, digits,
     /// spaces or `-_.@`, unique among the keys in use.
-    pub name: String,
-    /// `admin`, `operator` or `reader` (README: keys and roles).
+    pub name: StrictString,
+    // No doc comment here: poem-openapi would wrap the enum's reference in
+    // an `allOf` with it, which generated clients fail to resolve. The
+    // roles are described on `Role` itself (README: keys and roles).
     pub role: crate::store::api_keys::Role,
 }
 

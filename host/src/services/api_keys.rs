@@ -137,11 +137,13 @@ impl ApiKeys {
                 // from the caller's path, and a pasted secret may be in it.
                 let mut target = Target::api_key(Some(id));
                 let e = if id == ENVIRONMENT_KEY_ID {
-                    AppError::Validation(
+                    AppError::Forbidden(
                         "The GATEHOUSE_API_KEY key lives in the server's environment: unset or change it there and restart the server.".into(),
                     )
                 } else if self.store.api_key(id).await?.is_some() {
-                    AppError::Validation(format!("The key {id} is already revoked."))
+                    AppError::NotFound(format!(
+                        "The key {id} is already revoked; GET /api/v1/api-keys lists the keys in use."
+                    ))
                 } else {
                     target = Target::api_key(None);
                     AppError::NotFound("No such API key; GET /api/v1/api-keys lists them.".into())

@@ -312,7 +312,13 @@ impl Integrations {
     }
 
     pub async fn delete(&self, scope: &Scope, id: &str) -> Result<(), AppError> {
-        let row = self.owned(scope, id).await?;
+        let row = match self.owned(scope, id).await {
+            Ok(row) => row,
+            Err(e) => {
+                self.shared.audit_failure("integration.disconnect", Target::integration(id, ""), &e).await;
+                return Err(e);
+            }
+        };
         let guard = self.shared.lock(id).await;
         let provider = self.shared.store.get(id).await?.map(|row| row.provider).unwrap_or_default();
         let audit = context::audit_entry("integration.disconnect", Target::integration(id, &provider), "ok");
