@@ -16,6 +16,17 @@ pub struct Cli {
     /// debug or trace.
     #[arg(long, global = true, env = "GATEHOUSE_LOG_CONNECTORS", value_name = "LEVEL")]
     pub log_connectors: Option<tracing_subscriber::filter::LevelFilter>,
+
+    /// How log lines are written to stderr: `text` for people, `json` (one
+    /// object a line) for log shippers.
+    #[arg(long, global = true, env = "GATEHOUSE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Where `plugins validate` and `plugins test` keep compiled components.
@@ -52,6 +63,48 @@ pub enum Command {
     /// The master key: rotate it, or check that it opens every stored secret.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// API keys with roles: create, list, revoke (on the data dir, with or
+    /// without a server running).
+    #[command(subcommand)]
+    ApiKeys(ApiKeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Create a key; it is printed once (only its SHA-256 is stored).
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// What the key is for, e.g. billing-app (unique among keys in use).
+        #[arg(long)]
+        name: String,
+        /// admin (everything), operator (connect, verify, rotate, disconnect,
+        /// actions, syncs) or reader (read integrations, syncs, records;
+        /// proxy GET).
+        #[arg(long)]
+        role: crate::store::api_keys::Role,
+    },
+    /// List the keys (never the keys themselves), revoked ones included.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a key, by id or name: refused from the next request on.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The key's id, or the name of a key in use.
+        key: String,
+    },
+}
+
+/// The database a command works on.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    #[arg(long, env = "GATEHOUSE_DATA_DIR", default_value = "./gatehouse-data")]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "GATEHOUSE_DATABASE_URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,7 +304,61 @@ pub struct ServeConfig {
     pub clients: ClientConfig,
 
     #[command(flatten)]
+    pub operations: OperationsConfig,
+    #[command(flatten)]
     pub embedding: EmbedConfig,
+}
+
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricsMode {
+    /// Not served.
+    Off,
+    /// Without a key, on its own address (--metrics-listen), for a
+    /// Prometheus on a private network.
+    Public,
+    /// On the API's address, to any API key (reader or above).
+    Key,
+}
+
+/// Metrics, the audit log and the callers' addresses.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OperationsConfig {
+    /// Serve Prometheus metrics at /metrics: off, public (no key, on
+    /// --metrics-listen) or key (on the API's address, with an API key).
+    #[arg(long, env = "GATEHOUSE_METRICS", value_enum, default_value = "off")]
+    pub metrics: MetricsMode,
+
+    /// The address of /metrics with --metrics public, e.g. 127.0.0.1:9090.
+    #[arg(long, env = "GATEHOUSE_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// How long audit entries are kept; older ones are removed at start
+    /// and every hour (0 keeps them for ever).
+    #[arg(long, env = "GATEHOUSE_AUDIT_RETENTION", default_value = "90days", value_parser = humantime::parse_duration)]
+    pub audit_retention: Duration,
+
+    /// The server is behind a reverse proxy that sets X-Forwarded-For:
+    /// the audit log and logs take the caller's address from its last entry.
+    /// Without it the peer's address is used (a client could write anything
+    /// into the header).
+    #[arg(long, env = "GATEHOUSE_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+}
+
+impl OperationsConfig {
+    /// The metrics listener's address with `--metrics public`; refuses a
+    /// combination that would not serve what was asked.
+    pub fn metrics_listener(&self) -> anyhow::Result<Option<SocketAddr>> {
+        match (self.metrics, self.metrics_listen) {
+            (MetricsMode::Public, Some(addr)) => Ok(Some(addr)),
+            (MetricsMode::Public, None) => anyhow::bail!(
+                "--metrics public serves /metrics without a key on an address of its own: give it with --metrics-listen (e.g. 127.0.0.1:9090)"
+            ),
+            (_, Some(_)) => anyhow::bail!("--metrics-listen is only used with --metrics public"),
+            (_, None) => Ok(None),
+        }
+    }
 }
 
 /// Connect sessions and embedding the settings page in the consuming

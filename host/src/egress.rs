@@ -66,6 +66,19 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// Why, as a metrics label: the kind of address refused.
+    pub fn reason(&self) -> &'static str {
+        match self.block.kind {
+            Kind::Global => "address",
+            Kind::Private => "private_address",
+            Kind::Special => "special_address",
+            Kind::Unroutable => "unroutable_address",
+            Kind::Metadata => "metadata_address",
+        }
+    }
+}
+
+impl Refusal {
     pub fn kind(&self) -> Kind {
         self.block.kind
     }
@@ -449,12 +462,14 @@ impl Egress {
     fn check_target(&self, url: &Url, allowed: &[Origin]) -> Result<(), SendError> {
         let origin = Origin::of(url).ok_or_else(|| SendError::InvalidRequest("the URL has no host".into()))?;
         if !allowed.contains(&origin) {
+            crate::metrics::egress_denied("origin");
             return Err(SendError::Denied(format!(
                 "{}://{} is not the base URL's host; connectors may only reach the host of the credentials' base URL",
                 origin.0, origin.1
             )));
         }
         if url.scheme() == "http" && !self.policy.allow_http {
+            crate::metrics::egress_denied("plain_http");
             return Err(SendError::Denied("plain http is refused; start the server with --allow-http".into()));
         }
         Ok(())
@@ -551,6 +566,8 @@ pub struct CallEgress {
     allowed_origins: Vec<Origin>,
     credential: Option<CredentialHeader>,
     requests_made: u32,
+    /// Whose calls these are, for the provider metrics.
+    connector: Option<String>,
 }
 
 impl CallEgress {
@@ -559,7 +576,14 @@ impl CallEgress {
     /// carry.
     pub fn new(egress: Arc<Egress>, allowed: &[Url], credential: Option<CredentialHeader>) -> Self {
         let allowed_origins = allowed.iter().filter_map(Origin::of).collect();
-        Self { egress, allowed_origins, credential, requests_made: 0 }
+        Self { egress, allowed_origins, credential, requests_made: 0, connector: None }
+    }
+
+    /// Names the connector making the calls (the metrics of the provider's
+    /// answers are per connector).
+    pub fn for_connector(mut self, id: &str) -> Self {
+        self.connector = Some(id.to_string());
+        self
     }
 
     pub async fn send(&mut self, req: OutboundRequest) -> Result<OutboundResponse, SendError> {
@@ -574,11 +598,13 @@ impl CallEgress {
         let credential = match (&self.credential, req.authenticate) {
             (_, false) => None,
             (None, true) => {
+                crate::metrics::egress_denied("no_credential");
                 return Err(SendError::Denied(
                     "the host has no credential to present in this call (the manifest declares no credential-presentation)".into(),
                 ));
             }
             (Some(c), true) if Origin::of(&url).as_ref() != Some(&c.origin) => {
+                crate::metrics::egress_denied("credential_origin");
                 return Err(SendError::Denied(
                     "the host authenticates only requests to the connection's base URL".into(),
                 ));
@@ -613,6 +639,9 @@ impl CallEgress {
         let deadline = tokio::time::Instant::now() + limits.timeout;
         let response = self.egress.exchange(method, &url, headers, req.body, deadline).await?;
         let status = response.status().as_u16();
+        if let Some(connector) = &self.connector {
+            crate::metrics::provider_answer(connector, status, response.headers());
+        }
         let mut headers: Vec<(String, String)> = response
             .headers()
             .iter()

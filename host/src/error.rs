@@ -22,8 +22,9 @@ pub enum AppError {
     EgressDenied(String),
     #[error("missing or wrong API key")]
     Unauthorized,
-    /// A connect session may not do this (a route of the API key, a
-    /// connector the session is not for, another end user).
+    /// Not allowed for this caller: the API key's role lacks the one the
+    /// route needs, or a connect session may not do this (a route of the
+    /// API key, a connector the session is not for, another end user).
     #[error("{0}")]
     Forbidden(String),
     /// The connect session's lifetime is over.
@@ -154,7 +155,7 @@ impl ErrorCode {
             Self::Unauthorized => ("unauthorized", 401, "Missing or wrong API key"),
             Self::SessionExpired => ("session_expired", 401, "The connect session expired"),
             Self::SessionRevoked => ("session_revoked", 401, "The connect session was revoked"),
-            Self::Forbidden => ("forbidden", 403, "Not allowed with a connect session"),
+            Self::Forbidden => ("forbidden", 403, "Not allowed for this caller"),
             Self::EgressDenied => ("egress_denied", 403, "The target address is refused by the egress policy"),
             Self::ProviderForbidden => {
                 ("provider_forbidden", 403, "The provider does not allow this for the connected account")
@@ -434,6 +435,7 @@ impl AppError {
             missing_scopes,
             retry_after,
             pointer,
+            request_id: None,
         }
     }
 }

@@ -713,7 +713,7 @@ mod tests {
         let place = Place::new().await;
         let mut row = crate::store::tests::row("a");
         row.secret.key_id = "0123456789ab".into();
-        place.store.insert(&row).await.unwrap();
+        place.store.insert(&row, &crate::store::audit::tests::entry()).await.unwrap();
         let e = place.load(&KeyConfig::default()).await.unwrap_err();
         assert!(matches!(e, KeyError::Missing { count: 2, .. }), "{e}");
         assert!(e.to_string().contains("0123456789ab"), "{e}");
@@ -738,7 +738,7 @@ mod tests {
         let mut row = crate::store::tests::row("a");
         row.secret = old.ring.seal(crypto::Binding::Credentials("a"), "secret a");
         row.refresh = None;
-        place.store.insert(&row).await.unwrap();
+        place.store.insert(&row, &crate::store::audit::tests::entry()).await.unwrap();
         let config = KeyConfig::default();
         let data = place.data();
         let loc = Locator { config: &config, data_dir: &data, env: None, default_file: Some(place.default_file()) };

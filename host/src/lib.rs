@@ -8,12 +8,14 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod crypto;
 pub mod egress;
 pub mod error;
 pub mod files;
 pub mod keys;
 pub mod locks;
+pub mod metrics;
 pub mod problem;
 pub mod registry;
 pub mod runtime;

@@ -3,7 +3,7 @@
 
 #![allow(clippy::result_large_err)]
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches};
@@ -11,11 +11,14 @@ use secrecy::ExposeSecret;
 
 use gatehouse::{
     api, build_runtime, builtin,
-    config::{Cli, Command, KeyStoreArgs, KeysCommand, PluginsCommand, SandboxLimits, ServeConfig},
-    crypto,
+    config::{
+        ApiKeysCommand, Cli, Command, KeyStoreArgs, KeysCommand, LogFormat, PluginsCommand, SandboxLimits, ServeConfig,
+        StoreArgs,
+    },
+    context, crypto,
     egress::Policy,
     files, keys, registry, scaffold, server,
-    services::{Services, Settings, Verifier, syncs::SyncSettings},
+    services::{self, Services, Settings, Verifier, syncs::SyncSettings},
     store,
 };
 
@@ -24,8 +27,6 @@ use gatehouse::{
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const API_KEY_SETTING: &str = "api_key_sha256";
-
 fn main() -> std::process::ExitCode {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
@@ -33,13 +34,14 @@ fn main() -> std::process::ExitCode {
         let source = matches.subcommand_matches("serve").and_then(|m| m.value_source("oauth_apps"));
         config.oauth.oauth_apps_on_command_line = source == Some(clap::parser::ValueSource::CommandLine);
     }
-    init_tracing(cli.log_connectors);
+    init_tracing(cli.log_connectors, cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(config) => serve(*config).await,
             Command::Plugins(cmd) => plugins_command(cmd).await,
             Command::Keys(cmd) => keys_command(cmd).await,
+            Command::ApiKeys(cmd) => context::acting(context::Actor::cli(), api_keys_command(cmd)).await,
         }
     });
     // A DNS lookup the system resolver is still waiting on (a blocking
@@ -57,7 +59,7 @@ fn main() -> std::process::ExitCode {
 /// GATEHOUSE_LOG filters the host's lines (`info` by default);
 /// `--log-connectors` sets the level of the connectors' own lines alone, so
 /// reading them needs no debug flood from the engine.
-fn init_tracing(log_connectors: Option<tracing_subscriber::filter::LevelFilter>) {
+fn init_tracing(log_connectors: Option<tracing_subscriber::filter::LevelFilter>, format: LogFormat) {
     use tracing_subscriber::{EnvFilter, fmt};
     let mut filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     if let Some(level) = log_connectors
@@ -65,10 +67,16 @@ fn init_tracing(log_connectors: Option<tracing_subscriber::filter::LevelFilter>)
     {
         filter = filter.add_directive(directive);
     }
-    let json = std::env::var("GATEHOUSE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if json { builder.json().init() } else { builder.init() }
+    // JSON lines keep the event's fields under `fields` (a connector's
+    // field named `level` or `target` cannot shadow the line's own) and the
+    // request's span (its request_id) under `span`, where a log shipper
+    // indexes them.
+    match format {
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+        LogFormat::Text => builder.init(),
+    }
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -78,6 +86,14 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let metrics_listener = match config.operations.metrics_listener()? {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
     let local = listener.local_addr()?;
     let data_dir = &config.data_dir;
     let created = files::create_private_dir(data_dir)
@@ -113,7 +129,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let key = loaded.ring;
-    let api_key_hash = api_key_hash(&store).await?;
+    let environment_api_key =
+        std::env::var("GATEHOUSE_API_KEY").ok().filter(|v| !v.is_empty()).map(|key| crypto::hash_api_key(&key));
 
     let policy = config.policy();
     let mut runtime =
@@ -143,6 +160,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         syncs: sync_settings,
         webhook_retry: config.syncs.webhook_retry,
         proxy: config.proxy.settings(),
+        environment_api_key,
+        audit_retention: config.operations.audit_retention,
         expiry_warning: config.syncs.expiry_warning,
         sessions: gatehouse::services::sessions::SessionSettings {
             default_ttl: config.embedding.connect_session_ttl,
@@ -150,6 +169,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         },
     };
     let services = Arc::new(Services::new(runtime, registry, store.clone(), key, policy, settings)?);
+    if let Some(key) = services.api_keys.first_start().await? {
+        // stdout, not the log: the one time the key is shown.
+        println!("Generated API key \"admin\" (role admin; shown only now; store it safely): {}", key.expose_secret());
+    }
+    tokio::spawn(services.audit.clone().prune_in_background());
     if let Some(apps) = config.oauth.apps_json()?.filter(|s| !s.trim().is_empty()) {
         services.grants.load_configured_apps(&apps).await.context("the configured OAuth applications")?;
     }
@@ -166,38 +190,36 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if !config.syncs.expiry_check_interval.is_zero() {
         tokio::spawn(services.expiry.clone().watch(config.syncs.expiry_check_interval));
     }
-    let app = api::routes(
-        &services,
-        api_key_hash,
-        config.limits.max_body_bytes,
-        config.clients.client_body_timeout,
-        config.embedding.frame_ancestors.clone(),
-    );
+    let options = api::RouteOptions {
+        max_body_bytes: config.limits.max_body_bytes,
+        body_timeout: config.clients.client_body_timeout,
+        address: api::observe::AddressSource { trust_forwarded_for: config.operations.trust_forwarded_for },
+        metrics_behind_key: config.operations.metrics == gatehouse::config::MetricsMode::Key,
+        frame_ancestors: config.embedding.frame_ancestors.clone(),
+    };
+    let app = api::routes(&services, options);
+    let timeouts = config.clients.timeouts();
+    let metrics_server = async move {
+        match metrics_listener {
+            Some(listener) => {
+                if let Ok(address) = listener.local_addr() {
+                    tracing::info!(%address, "metrics listening (no key: keep this address private)");
+                }
+                server::serve(listener, api::public_metrics(), timeouts, std::future::pending(), Duration::ZERO).await
+            }
+            None => std::future::pending().await,
+        }
+    };
     tracing::info!(address = %local, data_dir = %config.data_dir.display(), "gatehouse listening");
-    server::serve(listener, app, config.clients.timeouts(), shutdown, std::time::Duration::from_secs(10)).await;
+    let api_server = server::serve(listener, app, config.clients.timeouts(), shutdown, Duration::from_secs(10));
+    // The metrics listener serves until the API's server has stopped.
+    tokio::select! {
+        () = api_server => {}
+        () = metrics_server => {}
+    }
     store.close().await;
     tracing::info!("gatehouse stopped");
     Ok(())
-}
-
-/// The API key's hash: from GATEHOUSE_API_KEY when set, else the stored
-/// one, else a new key printed once.
-async fn api_key_hash(store: &store::Store) -> anyhow::Result<String> {
-    if let Some(key) = std::env::var("GATEHOUSE_API_KEY").ok().filter(|v| !v.is_empty()) {
-        return Ok(crypto::hash_api_key(&key));
-    }
-    if let Some(hash) = store.setting(API_KEY_SETTING).await? {
-        return Ok(hash);
-    }
-    let key = crypto::generate_api_key();
-    let hash = crypto::hash_api_key(key.expose_secret());
-    if store.init_setting(API_KEY_SETTING, &hash).await? {
-        // stdout, not the log: the one time the key is shown.
-        println!("Generated API key (shown only now; store it safely): {}", key.expose_secret());
-        Ok(hash)
-    } else {
-        Ok(store.setting(API_KEY_SETTING).await?.unwrap_or(hash))
-    }
 }
 
 /// Polls the plugins directory so added, replaced and removed components
@@ -267,6 +289,41 @@ async fn keys_command(cmd: KeysCommand) -> anyhow::Result<()> {
                     status.unreadable
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+async fn api_keys_command(cmd: ApiKeysCommand) -> anyhow::Result<()> {
+    async fn open(args: &StoreArgs) -> anyhow::Result<services::api_keys::ApiKeys> {
+        let dir = &args.data_dir;
+        anyhow::ensure!(dir.is_dir(), "the data dir {} does not exist; name it with --data-dir", dir.display());
+        let store = store::Store::open(args.database_url.as_deref(), dir).await?;
+        Ok(services::api_keys::ApiKeys::new(store, None))
+    }
+    let failed = |e: gatehouse::error::AppError| anyhow::anyhow!("{}", e.detail());
+    match cmd {
+        ApiKeysCommand::Create { store, name, role } => {
+            let keys = open(&store).await?;
+            let (row, key) = keys.create(&name, role).await.map_err(failed)?;
+            println!("created API key {:?} (role {}, id {})", row.name, row.role, row.id);
+            println!("key (shown only now; store it safely): {}", key.expose_secret());
+        }
+        ApiKeysCommand::List { store } => {
+            let keys = open(&store).await?;
+            println!("id\tname\trole\tcreated\trevoked");
+            for k in keys.list().await.map_err(failed)? {
+                let revoked = k.revoked_at.map_or_else(|| "-".to_string(), |t| t.to_string());
+                println!("{}\t{}\t{}\t{}\t{}", k.id, k.name, k.role, k.created_at, revoked);
+            }
+        }
+        ApiKeysCommand::Revoke { store, key } => {
+            let keys = open(&store).await?;
+            let Some(found) = keys.find(&key).await.map_err(failed)? else {
+                anyhow::bail!("no API key with the id or name {key:?}; `gatehouse api-keys list` shows them");
+            };
+            let row = keys.revoke(&found.id).await.map_err(failed)?;
+            println!("revoked API key {:?} (id {})", row.name, row.id);
         }
     }
     Ok(())

@@ -35,4 +35,10 @@ pub struct Problem {
     #[oai(skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pointer: Option<String>,
+    /// The id of the request this answers (also the `X-Request-Id` header):
+    /// quote it when reporting a problem, it finds the server's log lines.
+    /// Only in answers, never in a stored `last_error`.
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }

@@ -294,9 +294,20 @@ async fn disconnect_erases_the_integration() {
     // Erased from the database file itself, not only from the API's view.
     g.stop();
     let file = std::fs::read(&db).unwrap();
-    let contains = |needle: &[u8]| file.windows(needle.len()).any(|w| w == needle);
-    assert!(!contains(id.as_bytes()), "the id is still in {}", db.display());
-    assert!(!contains(&ciphertext), "the ciphertext is still in {}", db.display());
+    let count = |needle: &[u8]| file.windows(needle.len()).filter(|w| *w == needle).count();
+    assert_eq!(count(&ciphertext), 0, "the ciphertext is still in {}", db.display());
+    // The id stays only where the audit log names the connect and the
+    // disconnect: once in each entry and once in its target index.
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).read_only(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log WHERE target_id = ? ORDER BY seq")
+        .bind(&id)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(actions, ["integration.connect", "integration.disconnect", "integration.disconnect"]);
+    assert_eq!(count(id.as_bytes()), 2 * actions.len(), "the id is still in {} outside the audit log", db.display());
     g.finish(&fake.all_tokens());
 }
 

@@ -21,6 +21,7 @@ mod keys;
 mod kit;
 mod limits;
 mod oauth;
+mod operations;
 mod plugins_dir;
 mod proxy;
 mod python;

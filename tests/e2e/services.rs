@@ -65,6 +65,8 @@ async fn world() -> World {
             max_body_bytes: 1 << 20,
             max_retry_wait: Duration::from_secs(1),
         },
+        environment_api_key: None,
+        audit_retention: Duration::ZERO,
         sessions: SessionSettings { default_ttl: Duration::from_secs(1800), max_ttl: Duration::from_secs(86_400) },
     };
     let services = Services::new(runtime, registry, store.clone(), key, policy, settings).unwrap();

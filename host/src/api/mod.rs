@@ -1,8 +1,11 @@
 //! The HTTP API: the routes under `/api/v1` (README: API), the OpenAPI
-//! document, Swagger UI and the bearer API key check.
+//! document, Swagger UI; each route states and checks the role it needs
+//! (`auth` resolves the API key), `observe` gives every request its id.
 
+pub mod auth;
 mod embed;
 pub mod models;
+pub mod observe;
 pub mod problem;
 pub mod session;
 mod spec;
@@ -14,18 +17,18 @@ use poem::{
     middleware::{NormalizePath, TrailingSlash},
 };
 use poem_openapi::{
-    ApiResponse, OpenApi, OpenApiService, SecurityScheme,
-    auth::Bearer,
+    ApiResponse, OpenApi, OpenApiService,
     param::{Path, Query},
     payload::Json,
 };
 
 use crate::{
-    crypto,
     error::AppError,
     services::{
         Services,
         actions::Actions,
+        api_keys::ApiKeys,
+        audit::{Audit, AuditQuery},
         expiry::Expiry,
         grants::{Grants, OAuthAppInput, not_refreshable_sentence},
         integrations::Integrations,
@@ -34,38 +37,12 @@ use crate::{
         syncs::Syncs,
         webhooks::Webhooks,
     },
-    store::IntegrationRow,
+    store::{IntegrationRow, api_keys::Role},
 };
+use auth::ApiKey;
 use models::*;
 use problem::ApiError;
 use session::PageCaller;
-
-/// SHA-256 of the API key; the key itself is never kept.
-pub struct ApiKeyHash(pub String);
-
-/// `Authorization: Bearer <api key>`.
-#[derive(SecurityScheme)]
-#[oai(ty = "bearer", checker = "check_api_key")]
-pub struct ApiKey(());
-
-async fn check_api_key(req: &Request, bearer: Bearer) -> poem::Result<()> {
-    if api_key_matches(req, &bearer.token) { Ok(()) } else { Err(session::refused_on_key_route(&bearer.token)) }
-}
-
-/// Whether `key` is the server's API key (compared as hashes, in constant time).
-fn api_key_matches(req: &Request, key: &str) -> bool {
-    req.data::<Arc<ApiKeyHash>>()
-        .is_some_and(|expected| crypto::constant_time_eq(&crypto::hash_api_key(key), &expected.0))
-}
-
-/// Whether the request carries the API key as `Authorization: Bearer`.
-fn bearer_matches(req: &Request) -> bool {
-    req.headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|key| api_key_matches(req, key.trim()))
-}
 
 #[derive(poem_openapi::Tags)]
 enum ApiTags {
@@ -82,6 +59,8 @@ enum ApiTags {
     Use,
     /// Syncs: mirrored data, the change feed and webhooks.
     Syncs,
+    /// API keys and the audit log.
+    Access,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -146,6 +125,8 @@ pub struct Api {
     actions: Arc<Actions>,
     syncs: Arc<Syncs>,
     webhooks: Arc<Webhooks>,
+    api_keys: Arc<ApiKeys>,
+    audit: Arc<Audit>,
     expiry: Arc<Expiry>,
 }
 
@@ -154,6 +135,13 @@ pub enum RunResponse {
     /// The run is due now; `GET …/syncs` shows its progress.
     #[oai(status = 202)]
     Accepted(Json<Sync>),
+}
+
+#[derive(ApiResponse)]
+pub enum ApiKeyCreated {
+    /// Created; the key is shown only here.
+    #[oai(status = 201)]
+    Created(Json<CreatedApiKey>),
 }
 
 #[derive(ApiResponse)]
@@ -201,7 +189,7 @@ impl Api {
     /// connectors.
     #[oai(path = "/health", method = "get", tag = "ApiTags::Meta")]
     async fn health(&self, req: &Request) -> Json<Health> {
-        let details = bearer_matches(req);
+        let details = auth::caller(req).is_some();
         Json(Health {
             status: "ok".into(),
             version: details.then(|| env!("CARGO_PKG_VERSION").into()),
@@ -210,8 +198,11 @@ impl Api {
     }
 
     /// Every loaded connector's manifest.
+    ///
+    /// Role: reader.
     #[oai(path = "/providers", method = "get", tag = "ApiTags::Providers")]
     async fn providers(&self, auth: PageCaller) -> ApiResult<Json<ProviderList>> {
+        auth.require(Role::Reader)?;
         let scope = auth.scope();
         let plugins = self.integrations.plugins();
         let allowed = plugins.iter().filter(|p| scope.check_provider(&p.manifest.id).is_ok());
@@ -219,14 +210,19 @@ impl Api {
     }
 
     /// One connector's manifest.
+    ///
+    /// Role: reader.
     #[oai(path = "/providers/:provider_id", method = "get", tag = "ApiTags::Providers")]
     async fn provider(&self, auth: PageCaller, provider_id: Path<String>) -> ApiResult<Json<ProviderManifest>> {
         auth.scope().check_provider(&provider_id)?;
+        auth.require(Role::Reader)?;
         Ok(Json(self.integrations.plugin(&provider_id)?.as_ref().into()))
     }
 
     /// Verify credentials without storing anything. Answers 200 whenever the
     /// provider gave a verdict on the token, valid or not.
+    ///
+    /// Role: operator.
     #[oai(path = "/providers/:provider_id/verify", method = "post", tag = "ApiTags::Providers")]
     async fn verify(
         &self,
@@ -234,6 +230,7 @@ impl Api {
         provider_id: Path<String>,
         body: Json<VerifyRequest>,
     ) -> ApiResult<Json<VerificationResult>> {
+        auth.require(Role::Operator)?;
         let (verdict, reach) = self.integrations.verify(&auth.scope(), &provider_id, body.0.credentials.0).await?;
         let mut result = VerificationResult::from(verdict);
         result.reach = reach.map(Into::into);
@@ -242,8 +239,11 @@ impl Api {
 
     /// The loaded connectors and the files of the plugins directory that
     /// are refused, with the reason.
+    ///
+    /// Role: reader.
     #[oai(path = "/plugins", method = "get", tag = "ApiTags::Providers")]
-    async fn plugins(&self, _auth: ApiKey) -> ApiResult<Json<PluginsStatus>> {
+    async fn plugins(&self, auth: ApiKey) -> ApiResult<Json<PluginsStatus>> {
+        auth.require(Role::Reader)?;
         Ok(Json(PluginsStatus {
             loaded: self.integrations.plugins().iter().map(|p| p.as_ref().into()).collect(),
             refused: self
@@ -258,8 +258,11 @@ impl Api {
     /// Re-read the plugins directory now: added, replaced and removed
     /// components take effect; a broken file is refused and the version it
     /// would replace keeps serving.
+    ///
+    /// Role: admin.
     #[oai(path = "/plugins/reload", method = "post", tag = "ApiTags::Providers")]
-    async fn reload(&self, _auth: ApiKey) -> ApiResult<Json<ReloadResult>> {
+    async fn reload(&self, auth: ApiKey) -> ApiResult<Json<ReloadResult>> {
+        auth.require(Role::Admin)?;
         let report = self.integrations.reload_plugins().await.map_err(|e| AppError::Validation(format!("{e}.")))?;
         Ok(Json(ReloadResult {
             plugins: self.integrations.plugins().iter().map(|p| p.manifest.id.clone()).collect(),
@@ -273,8 +276,11 @@ impl Api {
     /// connected (same provider and base URL) for the same end user
     /// replaces its credentials. With a connect session the connection is
     /// the session's end user's.
+    ///
+    /// Role: operator.
     #[oai(path = "/integrations", method = "post", tag = "ApiTags::Integrations")]
     async fn connect(&self, auth: PageCaller, body: Json<ConnectRequest>) -> ApiResult<ConnectResponse> {
+        auth.require(Role::Operator)?;
         let ConnectRequest { provider, credentials, label, end_user_id, end_user_name, end_user_email, organization } =
             body.0;
         let owner = crate::store::Owner { end_user_id, end_user_name, end_user_email, organization };
@@ -286,6 +292,8 @@ impl Api {
 
     /// All integrations, or one end user's and/or organization's. Never
     /// includes secrets. A connect session lists its own end user's.
+    ///
+    /// Role: reader.
     #[oai(path = "/integrations", method = "get", tag = "ApiTags::Integrations")]
     async fn list(
         &self,
@@ -295,41 +303,57 @@ impl Api {
         /// Only connections with this organization tag.
         organization: Query<Option<String>>,
     ) -> ApiResult<Json<IntegrationList>> {
+        auth.require(Role::Reader)?;
         let rows = self.integrations.list(&auth.scope(), end_user_id.0, organization.0).await?;
         let integrations = rows.into_iter().map(|r| self.body(r)).collect::<Result<_, AppError>>()?;
         Ok(Json(IntegrationList { integrations }))
     }
 
     /// One integration.
+    ///
+    /// Role: reader.
     #[oai(path = "/integrations/:id", method = "get", tag = "ApiTags::Integrations")]
     async fn get(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
+        auth.require(Role::Reader)?;
         self.integration(self.integrations.owned(&auth.scope(), &id.0.to_string()).await?)
     }
 
     /// Disconnect: the integration and its sealed secret are erased.
+    ///
+    /// Role: operator.
     #[oai(path = "/integrations/:id", method = "delete", tag = "ApiTags::Integrations")]
     async fn delete(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
+        auth.require(Role::Operator)?;
         self.integrations.delete(&auth.scope(), &id.0.to_string()).await?;
         Ok(Deleted::NoContent)
     }
 
     /// Re-verify the stored credentials and update the status.
+    ///
+    /// Role: operator.
     #[oai(path = "/integrations/:id/verify", method = "post", tag = "ApiTags::Integrations")]
     async fn reverify(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
+        auth.require(Role::Operator)?;
         self.integration(self.integrations.reverify(&auth.scope(), &id.0.to_string()).await?)
     }
 
     /// Refresh the access token now with the stored refresh token (OAuth
     /// integrations). A refused refresh token marks the integration
     /// `expired` (200); 409 when there is no refresh token.
+    ///
+    /// Role: operator.
     #[oai(path = "/integrations/:id/refresh", method = "post", tag = "ApiTags::Integrations")]
-    async fn refresh(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
+    async fn refresh(&self, auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
+        auth.require(Role::Operator)?;
         self.integration(self.grants.refresh(&id.0.to_string()).await?)
     }
 
     /// OAuth applications (client secrets are never returned).
+    ///
+    /// Role: operator.
     #[oai(path = "/oauth-apps", method = "get", tag = "ApiTags::OAuth")]
-    async fn oauth_apps(&self, _auth: ApiKey) -> ApiResult<Json<OAuthAppList>> {
+    async fn oauth_apps(&self, auth: ApiKey) -> ApiResult<Json<OAuthAppList>> {
+        auth.require(Role::Operator)?;
         let rows = self.grants.apps().await?;
         let oauth_apps = rows.into_iter().map(OAuthApp::try_from).collect::<Result<_, AppError>>()?;
         Ok(Json(OAuthAppList { oauth_apps }))
@@ -337,8 +361,11 @@ impl Api {
 
     /// Add the OAuth application registered with a provider for one base
     /// URL; the same provider and base URL again replaces it.
+    ///
+    /// Role: admin.
     #[oai(path = "/oauth-apps", method = "post", tag = "ApiTags::OAuth")]
-    async fn save_oauth_app(&self, _auth: ApiKey, body: Json<OAuthAppRequest>) -> ApiResult<SaveAppResponse> {
+    async fn save_oauth_app(&self, auth: ApiKey, body: Json<OAuthAppRequest>) -> ApiResult<SaveAppResponse> {
+        auth.require(Role::Admin)?;
         let OAuthAppRequest { provider, base_url, client_id, client_secret, redirect_uri } = body.0;
         let input = OAuthAppInput { provider, base_url, client_id, client_secret: client_secret.into(), redirect_uri };
         let (row, created) = self.grants.save_app(input, "api").await?;
@@ -347,15 +374,21 @@ impl Api {
     }
 
     /// One OAuth application.
+    ///
+    /// Role: operator.
     #[oai(path = "/oauth-apps/:id", method = "get", tag = "ApiTags::OAuth")]
-    async fn oauth_app(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<OAuthApp>> {
+    async fn oauth_app(&self, auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<OAuthApp>> {
+        auth.require(Role::Operator)?;
         Ok(Json(OAuthApp::try_from(self.grants.app(&id.0.to_string()).await?)?))
     }
 
     /// Remove an OAuth application; its secret is erased. Integrations made
     /// with it stay but cannot be refreshed until it is added again.
+    ///
+    /// Role: admin.
     #[oai(path = "/oauth-apps/:id", method = "delete", tag = "ApiTags::OAuth")]
-    async fn delete_oauth_app(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
+    async fn delete_oauth_app(&self, auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
+        auth.require(Role::Admin)?;
         self.grants.delete_app(&id.0.to_string()).await?;
         Ok(Deleted::NoContent)
     }
@@ -363,6 +396,8 @@ impl Api {
     /// Start connecting through OAuth: answers 302 to the provider's
     /// authorization page (state and PKCE S256 challenge included). The
     /// state is single-use and expires after 10 minutes by default.
+    ///
+    /// Role: operator.
     #[oai(path = "/oauth/:provider_id/authorize", method = "get", tag = "ApiTags::OAuth")]
     async fn authorize(
         &self,
@@ -379,6 +414,7 @@ impl Api {
         /// single-use state is the only proof (README: OAuth).
         bind_browser: Query<Option<bool>>,
     ) -> ApiResult<AuthorizeResponse> {
+        auth.require(Role::Operator)?;
         // A session's flow is always bound to the browser: its end user
         // must not be able to hand an approval link to someone else.
         let bind = bind_browser.0.unwrap_or(true) || matches!(auth, PageCaller::Session(_));
@@ -441,35 +477,44 @@ impl Api {
     /// never receives the stored credential: Gatehouse adds it to the
     /// connector's requests. `GET /api/v1/providers/{provider_id}` lists
     /// the actions and their schemas.
+    ///
+    /// Role: operator.
     #[oai(path = "/integrations/:id/actions/:name", method = "post", tag = "ApiTags::Use")]
     async fn action(
         &self,
-        _auth: ApiKey,
+        auth: ApiKey,
         id: Path<uuid::Uuid>,
         name: Path<String>,
         body: Json<serde_json::Value>,
     ) -> ApiResult<Json<serde_json::Value>> {
+        auth.require(Role::Operator)?;
         Ok(Json(self.actions.run(&id.0.to_string(), &name.0, body.0).await?))
     }
 
     /// Sync state per model: enabled, interval, state (idle, running,
     /// failed, paused for a rate limit), last start and finish, what the
     /// last run added, updated and deleted, the last error, the next run.
+    ///
+    /// Role: reader.
     #[oai(path = "/integrations/:id/syncs", method = "get", tag = "ApiTags::Syncs")]
-    async fn syncs(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<SyncList>> {
+    async fn syncs(&self, auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<SyncList>> {
+        auth.require(Role::Reader)?;
         let syncs = self.syncs.list(&id.0.to_string()).await?;
         Ok(Json(SyncList { syncs: syncs.into_iter().map(Sync::try_from).collect::<Result<_, AppError>>()? }))
     }
 
     /// Enable or disable one model's sync, or change its interval.
+    ///
+    /// Role: operator.
     #[oai(path = "/integrations/:id/syncs/:model", method = "patch", tag = "ApiTags::Syncs")]
     async fn configure_sync(
         &self,
-        _auth: ApiKey,
+        auth: ApiKey,
         id: Path<uuid::Uuid>,
         model: Path<String>,
         body: Json<SyncSettingsRequest>,
     ) -> ApiResult<Json<Sync>> {
+        auth.require(Role::Operator)?;
         use poem_openapi::types::MaybeUndefined;
         let interval = match body.0.interval_seconds {
             MaybeUndefined::Undefined => None,
@@ -482,8 +527,11 @@ impl Api {
 
     /// Run one model's sync now (202); a run in progress or a rate-limit
     /// pause is not interrupted.
+    ///
+    /// Role: operator.
     #[oai(path = "/integrations/:id/syncs/:model/run", method = "post", tag = "ApiTags::Syncs")]
-    async fn run_sync(&self, _auth: ApiKey, id: Path<uuid::Uuid>, model: Path<String>) -> ApiResult<RunResponse> {
+    async fn run_sync(&self, auth: ApiKey, id: Path<uuid::Uuid>, model: Path<String>) -> ApiResult<RunResponse> {
+        auth.require(Role::Operator)?;
         let status = self.syncs.run_now(&id.0.to_string(), &model.0).await?;
         Ok(RunResponse::Accepted(Json(Sync::try_from(status)?)))
     }
@@ -491,8 +539,11 @@ impl Api {
     /// Start one model's sync over: its checkpoint and any interrupted run
     /// are forgotten and it runs now, reading everything again. Records
     /// stay; only those that differ are emitted again.
+    ///
+    /// Role: operator.
     #[oai(path = "/integrations/:id/syncs/:model/reset", method = "post", tag = "ApiTags::Syncs")]
-    async fn reset_sync(&self, _auth: ApiKey, id: Path<uuid::Uuid>, model: Path<String>) -> ApiResult<Json<Sync>> {
+    async fn reset_sync(&self, auth: ApiKey, id: Path<uuid::Uuid>, model: Path<String>) -> ApiResult<Json<Sync>> {
+        auth.require(Role::Operator)?;
         let status = self.syncs.reset(&id.0.to_string(), &model.0).await?;
         Ok(Json(Sync::try_from(status)?))
     }
@@ -502,8 +553,11 @@ impl Api {
     /// only here; asking again replaces the token). Deliveries go to
     /// `POST /api/v1/hooks/{id}`, which needs no API key: the token is the
     /// proof.
+    ///
+    /// Role: operator.
     #[oai(path = "/integrations/:id/inbound-webhook", method = "put", tag = "ApiTags::Syncs")]
-    async fn enable_inbound(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<InboundWebhookSetup>> {
+    async fn enable_inbound(&self, auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<InboundWebhookSetup>> {
+        auth.require(Role::Operator)?;
         let setup = self.syncs.enable_inbound(&id.0.to_string()).await?;
         Ok(Json(InboundWebhookSetup {
             url: setup.url,
@@ -516,8 +570,11 @@ impl Api {
 
     /// Stop taking the provider's webhooks for this connection; its token
     /// is erased.
+    ///
+    /// Role: operator.
     #[oai(path = "/integrations/:id/inbound-webhook", method = "delete", tag = "ApiTags::Syncs")]
-    async fn disable_inbound(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
+    async fn disable_inbound(&self, auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
+        auth.require(Role::Operator)?;
         self.syncs.disable_inbound(&id.0.to_string()).await?;
         Ok(Deleted::NoContent)
     }
@@ -525,10 +582,12 @@ impl Api {
     /// The change feed: mirrored records in commit order, each with its
     /// last change (`added`, `updated`, `deleted`). Start without a cursor,
     /// then pass `next_cursor`; every change appears once.
+    ///
+    /// Role: reader.
     #[oai(path = "/integrations/:id/records", method = "get", tag = "ApiTags::Syncs")]
     async fn records(
         &self,
-        _auth: ApiKey,
+        auth: ApiKey,
         id: Path<uuid::Uuid>,
         /// One model; all models when left out.
         model: Query<Option<String>>,
@@ -541,6 +600,7 @@ impl Api {
         /// Only records changed after this RFC 3339 time.
         modified_after: Query<Option<time::OffsetDateTime>>,
     ) -> ApiResult<Json<RecordPage>> {
+        auth.require(Role::Reader)?;
         let page = self
             .syncs
             .feed(&id.0.to_string(), model.0.as_deref(), cursor.0.as_deref(), limit.0, modified_after.0)
@@ -551,8 +611,11 @@ impl Api {
 
     /// Register a webhook: a signed POST (Standard Webhooks) when a sync
     /// changes something or fails. The signing secret is in this answer only.
+    ///
+    /// Role: admin.
     #[oai(path = "/webhooks", method = "post", tag = "ApiTags::Syncs")]
-    async fn create_webhook(&self, _auth: ApiKey, body: Json<WebhookRequest>) -> ApiResult<WebhookCreated> {
+    async fn create_webhook(&self, auth: ApiKey, body: Json<WebhookRequest>) -> ApiResult<WebhookCreated> {
+        auth.require(Role::Admin)?;
         let (row, secret) = self.webhooks.create(&body.0.url).await?;
         let w = Webhook::try_from(row)?;
         Ok(WebhookCreated::Created(Json(CreatedWebhook {
@@ -563,23 +626,33 @@ impl Api {
         })))
     }
 
+    /// The registered webhooks (never their secrets).
+    ///
+    /// Role: operator.
     #[oai(path = "/webhooks", method = "get", tag = "ApiTags::Syncs")]
-    async fn webhooks(&self, _auth: ApiKey) -> ApiResult<Json<WebhookList>> {
+    async fn webhooks(&self, auth: ApiKey) -> ApiResult<Json<WebhookList>> {
+        auth.require(Role::Operator)?;
         let rows = self.webhooks.list().await?;
         Ok(Json(WebhookList { webhooks: rows.into_iter().map(Webhook::try_from).collect::<Result<_, AppError>>()? }))
     }
 
     /// Remove a webhook; its secret and delivery log are erased.
+    ///
+    /// Role: admin.
     #[oai(path = "/webhooks/:id", method = "delete", tag = "ApiTags::Syncs")]
-    async fn delete_webhook(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
+    async fn delete_webhook(&self, auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
+        auth.require(Role::Admin)?;
         self.webhooks.delete(&id.0.to_string()).await?;
         Ok(Deleted::NoContent)
     }
 
     /// The delivery log of a webhook, newest first: every event, its
     /// attempts, the receiver's last status and when it is tried next.
+    ///
+    /// Role: operator.
     #[oai(path = "/webhooks/:id/deliveries", method = "get", tag = "ApiTags::Syncs")]
-    async fn deliveries(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<DeliveryList>> {
+    async fn deliveries(&self, auth: ApiKey, id: Path<uuid::Uuid>) -> ApiResult<Json<DeliveryList>> {
+        auth.require(Role::Operator)?;
         let rows = self.webhooks.deliveries(&id.0.to_string(), 200).await?;
         Ok(Json(DeliveryList {
             deliveries: rows.into_iter().map(Delivery::try_from).collect::<Result<_, AppError>>()?,
@@ -593,8 +666,11 @@ impl Api {
     /// when the connector cannot; 422 `insufficient_scope` when the token
     /// lacks the scope for it. To replace the token with one you paste,
     /// use `PUT /integrations/{id}/credentials`.
+    ///
+    /// Role: operator.
     #[oai(path = "/integrations/:id/rotate", method = "post", tag = "ApiTags::Integrations")]
     async fn regenerate(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
+        auth.require(Role::Operator)?;
         self.integration(self.integrations.regenerate(&auth.scope(), &id.0.to_string()).await?)
     }
 
@@ -602,6 +678,8 @@ impl Api {
     /// "acme"}`, an id or path of `reach.top_level`), or lift the limit
     /// (`{"scope": null}`). The proxy then refuses requests outside it
     /// (403 `outside_scope`), and actions and syncs stay inside it.
+    ///
+    /// Role: operator.
     #[oai(path = "/integrations/:id/scope", method = "put", tag = "ApiTags::Integrations")]
     async fn set_scope(
         &self,
@@ -609,6 +687,7 @@ impl Api {
         id: Path<uuid::Uuid>,
         body: Json<ScopeRequest>,
     ) -> ApiResult<Json<Integration>> {
+        auth.require(Role::Operator)?;
         use poem_openapi::types::MaybeUndefined;
         let scope = match &body.0.scope {
             MaybeUndefined::Value(v) if !v.trim().is_empty() => Some(v.as_str()),
@@ -625,6 +704,8 @@ impl Api {
 
     /// Replace the token with a new one you paste: it is verified and must
     /// belong to the same account (409 `account_mismatch` otherwise).
+    ///
+    /// Role: operator.
     #[oai(path = "/integrations/:id/credentials", method = "put", tag = "ApiTags::Integrations")]
     async fn rotate(
         &self,
@@ -632,7 +713,96 @@ impl Api {
         id: Path<uuid::Uuid>,
         body: Json<RotateRequest>,
     ) -> ApiResult<Json<Integration>> {
+        auth.require(Role::Operator)?;
         self.integration(self.integrations.rotate(&auth.scope(), &id.0.to_string(), body.0.credentials.0).await?)
+    }
+
+    /// Create a named API key with a role. The key is in this answer only;
+    /// Gatehouse keeps its SHA-256.
+    ///
+    /// Role: admin.
+    #[oai(path = "/api-keys", method = "post", tag = "ApiTags::Access")]
+    async fn create_api_key(&self, auth: ApiKey, body: Json<ApiKeyRequest>) -> ApiResult<ApiKeyCreated> {
+        auth.require(Role::Admin)?;
+        let (row, key) = self.api_keys.create(&body.0.name.0, body.0.role).await?;
+        let info = ApiKeyInfo::from(row);
+        Ok(ApiKeyCreated::Created(Json(CreatedApiKey {
+            id: info.id,
+            name: info.name,
+            role: info.role,
+            created_at: info.created_at,
+            key: secrecy::ExposeSecret::expose_secret(&key).to_string(),
+        })))
+    }
+
+    /// Every API key, revoked ones included (never the keys). The
+    /// `GATEHOUSE_API_KEY` key, when set, is not stored and not listed.
+    ///
+    /// Role: admin.
+    #[oai(path = "/api-keys", method = "get", tag = "ApiTags::Access")]
+    async fn api_keys(&self, auth: ApiKey) -> ApiResult<Json<ApiKeyList>> {
+        auth.require(Role::Admin)?;
+        let api_keys = self.api_keys.list().await?.into_iter().map(ApiKeyInfo::from).collect();
+        Ok(Json(ApiKeyList { api_keys }))
+    }
+
+    /// Revoke an API key: it is refused (401) from the next request on.
+    ///
+    /// Role: admin.
+    #[oai(path = "/api-keys/:id", method = "delete", tag = "ApiTags::Access")]
+    async fn revoke_api_key(&self, auth: ApiKey, id: Path<String>) -> ApiResult<Json<ApiKeyInfo>> {
+        auth.require(Role::Admin)?;
+        Ok(Json(self.api_keys.revoke(&id.0).await?.into()))
+    }
+
+    /// The audit log, oldest first: every change to credentials or
+    /// configuration, and every attempt at one that failed, with who (the API key's id
+    /// and name), what, the outcome and the caller's address. Start without
+    /// a cursor, then pass `next_cursor`.
+    ///
+    /// Role: admin.
+    #[oai(path = "/audit", method = "get", tag = "ApiTags::Access")]
+    #[allow(clippy::too_many_arguments)]
+    async fn audit(
+        &self,
+        auth: ApiKey,
+        /// Entries after this one: a `next_cursor` (or an entry's `cursor`).
+        #[oai(validator(pattern = "^[0-9]{0,18}$"))]
+        cursor: Query<Option<String>>,
+        /// Entries per page, 1 to 1000 (default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<Option<u32>>,
+        /// Only entries about this target (an integration, key, OAuth application, webhook or connector id).
+        target: Query<Option<String>>,
+        /// Only entries about this kind of target (`integration`, `api_key`, `oauth_app`, `webhook`, `connector`).
+        target_kind: Query<Option<String>>,
+        /// Only this action, e.g. `integration.rotate`.
+        action: Query<Option<String>>,
+        /// Only entries at or after this RFC 3339 time.
+        since: Query<Option<time::OffsetDateTime>>,
+        /// Only entries before this RFC 3339 time.
+        until: Query<Option<time::OffsetDateTime>>,
+    ) -> ApiResult<Json<AuditLog>> {
+        auth.require(Role::Admin)?;
+        let rfc3339 = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).ok();
+        let (since, until) = (since.0.and_then(rfc3339), until.0.and_then(rfc3339));
+        let given = |q: Option<String>| q.filter(|v| !v.is_empty());
+        let page = self
+            .audit
+            .page(AuditQuery {
+                cursor: cursor.0.as_deref(),
+                limit: limit.0,
+                target_id: given(target.0),
+                target_kind: given(target_kind.0),
+                action: given(action.0),
+                since: since.as_deref(),
+                until: until.as_deref(),
+            })
+            .await?;
+        Ok(Json(AuditLog {
+            entries: page.entries.into_iter().map(AuditItem::from).collect(),
+            next_cursor: page.next_cursor.to_string(),
+        }))
     }
 }
 
@@ -674,13 +844,20 @@ async fn limit_body<E: poem::Endpoint>(
 
 const DRAIN_AFTER_TOO_LARGE: u64 = 4 * 1024 * 1024;
 
-pub fn routes(
-    services: &Services,
-    api_key_hash: String,
-    max_body_bytes: usize,
-    body_timeout: Duration,
-    frame_ancestors: Vec<String>,
-) -> impl poem::Endpoint + use<> {
+/// How the routes are served (from the command line).
+#[derive(Debug, Clone)]
+pub struct RouteOptions {
+    pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+    pub address: observe::AddressSource,
+    /// Serve `/metrics` here, to callers with an API key.
+    pub metrics_behind_key: bool,
+    /// Origins allowed to frame the settings page.
+    pub frame_ancestors: Vec<String>,
+}
+
+pub fn routes(services: &Services, options: RouteOptions) -> impl poem::Endpoint + use<> {
+    let RouteOptions { max_body_bytes, body_timeout, address, metrics_behind_key, frame_ancestors } = options;
     let hooks = services.syncs.clone();
     let api = Api {
         integrations: services.integrations.clone(),
@@ -689,11 +866,14 @@ pub fn routes(
         actions: services.actions.clone(),
         syncs: services.syncs.clone(),
         webhooks: services.webhooks.clone(),
+        api_keys: services.api_keys.clone(),
+        audit: services.audit.clone(),
         expiry: services.expiry.clone(),
     };
     let sessions = session::SessionApi { sessions: services.sessions.clone() };
     let service = OpenApiService::new((api, sessions), "Gatehouse", env!("CARGO_PKG_VERSION"))
         .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors, and use them: an authenticated proxy, typed actions.");
+    let names = observe::RouteNames::from_spec(&service.spec(), "/api/v1");
     let get: &[poem::http::Method] = &[poem::http::Method::GET];
     let spec = Arc::new(spec::Spec::new(
         &service.spec(),
@@ -708,7 +888,6 @@ pub fn routes(
         ],
     ));
     let docs = service.swagger_ui();
-    let api_key_hash = Arc::new(ApiKeyHash(api_key_hash));
     let everything_else = embed::page_routes(Route::new(), frame_ancestors)
         .at(
             "/api/openapi.json",
@@ -735,25 +914,61 @@ pub fn routes(
             "/api/v1/hooks/:id",
             poem::post(poem::endpoint::make(move |req| inbound_endpoint(hooks.clone(), req, body_timeout))),
         )
+        .at("/metrics", poem::get(poem::endpoint::make(move |req| metrics_endpoint(req, metrics_behind_key))))
         .nest("/", everything_else)
-        .data(api_key_hash)
+        .around(auth::authenticate)
+        .data(services.api_keys.clone())
         .data(services.sessions.clone())
+        .around(move |ep, req| observe::request(ep, req, address, names.clone()))
         .catch_all_error(problem::render)
-        .around(log_request)
         .around(move |ep, req| response_headers(ep, req, spec.clone()))
+}
+
+/// `GET /metrics` on the API's address (`--metrics key`): any API key.
+async fn metrics_endpoint(req: Request, enabled: bool) -> poem::Result<poem::Response> {
+    use poem::IntoResponse;
+    if !enabled {
+        return Err(poem::error::NotFoundError.into());
+    }
+    let Some(caller) = auth::caller(&req) else {
+        return Ok(ApiError::from(AppError::Unauthorized).into_response());
+    };
+    if let Err(e) = auth::require(caller, Role::Reader) {
+        return Ok(ApiError::from(e).into_response());
+    }
+    Ok(metrics_response())
+}
+
+/// The metrics in the text exposition format.
+pub fn metrics_response() -> poem::Response {
+    poem::Response::builder().content_type(crate::metrics::CONTENT_TYPE).body(crate::metrics::render())
+}
+
+/// `--metrics public`: `/metrics` alone, for a listener of its own.
+pub fn public_metrics() -> impl poem::Endpoint + use<> {
+    Route::new().at(
+        "/metrics",
+        poem::get(poem::endpoint::make(|_req: Request| async { Ok::<_, poem::Error>(metrics_response()) })),
+    )
 }
 
 /// `ANY /api/v1/integrations/{id}/proxy/{path}`: authenticated by the API
 /// key, forwarded to the provider with the connection's credential.
 async fn proxy_endpoint(proxy: Arc<Proxy>, mut req: Request, body_timeout: Duration) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
-    if !bearer_matches(&req) {
+    let Some(caller) = auth::caller(&req) else {
         let refusal = if session::bearer_is_session(&req) {
             AppError::Forbidden("A connect session cannot use the proxy; it needs the API key.".into())
         } else {
             AppError::Unauthorized
         };
         return Ok(ApiError::from(refusal).into_response());
+    };
+    // Reading through the proxy is a reader's; anything that may change
+    // something at the provider is an operator's.
+    let needed = if matches!(req.method().as_str(), "GET" | "HEAD") { Role::Reader } else { Role::Operator };
+    if let Err(e) = auth::require(caller, needed) {
+        return Ok(ApiError::from(e).into_response());
     }
     let method = req.method().clone();
     if !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
@@ -885,15 +1100,5 @@ async fn response_headers<E: poem::Endpoint>(
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
     }
-    Ok(response)
-}
-
-/// One log line per request: method, path, status, duration. Never bodies,
-/// queries, headers or error texts, which may hold credentials.
-async fn log_request<E: poem::Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<poem::Response> {
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let started = std::time::Instant::now();
-    let response = ep.call(req).await.map(poem::IntoResponse::into_response)?;
-    tracing::info!(%method, %path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
     Ok(response)
 }

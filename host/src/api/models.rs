@@ -1022,3 +1022,160 @@ impl TryFrom<crate::store::webhooks::WebhookRow> for Webhook {
         })
     }
 }
+
+/// A named API key (never the key itself).
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub name: String,
+    pub role: crate::store::api_keys::Role,
+    pub created_at: String,
+    /// Set once revoked: the key is refused from then on.
+    pub revoked_at: Option<String>,
+}
+
+impl From<crate::store::api_keys::ApiKeyRow> for ApiKeyInfo {
+    fn from(row: crate::store::api_keys::ApiKeyRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            role: row.role,
+            created_at: row.created_at.to_string(),
+            revoked_at: row.revoked_at.map(|t| t.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct ApiKeyList {
+    pub api_keys: Vec<ApiKeyInfo>,
+}
+
+/// A JSON string and nothing else: poem-openapi's own `String` also takes
+/// a number or a boolean as its text, which a schema saying `string` does
+/// not allow.
+#[derive(Debug, Clone)]
+pub struct StrictString(pub String);
+
+impl poem_openapi::types::Type for StrictString {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        <String as poem_openapi::types::Type>::name()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        <String as poem_openapi::types::Type>::schema_ref()
+    }
+
+    fn as_raw_value(&self) -> Option<&Self> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+        Box::new(std::iter::once(self))
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for StrictString {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        match value {
+            Some(serde_json::Value::String(text)) => Ok(Self(text)),
+            _ => Err(poem_openapi::types::ParseError::custom("expected a string")),
+        }
+    }
+}
+
+impl poem_openapi::types::ToJSON for StrictString {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(self.0.clone()))
+    }
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ApiKeyRequest {
+    /// What the key is for, e.g. `billing-app`: 1 to 100 letters, digits,
+    /// spaces or `-_.@`, unique among the keys in use.
+    pub name: StrictString,
+    // No doc comment here: poem-openapi would wrap the enum's reference in
+    // an `allOf` with it, which generated clients fail to resolve. The
+    // roles are described on `Role` itself (README: keys and roles).
+    pub role: crate::store::api_keys::Role,
+}
+
+/// A new key: `key` is shown only in this answer.
+#[derive(Debug, Object)]
+pub struct CreatedApiKey {
+    pub id: String,
+    pub name: String,
+    pub role: crate::store::api_keys::Role,
+    pub created_at: String,
+    /// Send it as `Authorization: Bearer <key>`. Only its SHA-256 is kept.
+    pub key: String,
+}
+
+/// Who acted.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AuditActor {
+    /// `api_key`, `cli`, `system` (background work such as refreshes) or
+    /// `anonymous` (a route that needs no key, such as the OAuth callback).
+    pub kind: String,
+    /// The API key's id and name.
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+/// What was acted on.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AuditTarget {
+    /// `integration`, `oauth_app`, `api_key`, `connector`, `webhook`.
+    pub kind: String,
+    pub id: Option<String>,
+    pub provider: Option<String>,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AuditItem {
+    /// Pass as `cursor` to read the entries after this one.
+    pub cursor: String,
+    pub at: String,
+    pub actor: AuditActor,
+    /// `integration.connect`, `integration.rotate`, `api_key.revoke`, … (README: audit log).
+    pub action: String,
+    pub target: AuditTarget,
+    /// `ok`, or the error code the attempt ended with.
+    pub outcome: String,
+    /// The caller's address (the peer's; a trusted proxy's `X-Forwarded-For` with `--trust-forwarded-for`).
+    pub address: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl From<crate::store::audit::AuditEntry> for AuditItem {
+    fn from(e: crate::store::audit::AuditEntry) -> Self {
+        Self {
+            cursor: e.seq.to_string(),
+            at: e.at.to_string(),
+            actor: AuditActor { kind: e.actor_kind, id: e.actor_id, name: e.actor_name },
+            action: e.action,
+            target: AuditTarget { kind: e.target_kind, id: e.target_id, provider: e.provider },
+            outcome: e.outcome,
+            address: e.address,
+            request_id: e.request_id,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct AuditLog {
+    pub entries: Vec<AuditItem>,
+    /// Where the next page starts; the same cursor when there is nothing newer yet.
+    pub next_cursor: String,
+}

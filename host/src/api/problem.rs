@@ -15,7 +15,7 @@ pub enum ApiError {
     /// `unauthorized`, `session_expired`, `session_revoked`
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
-    /// `egress_denied`, `provider_forbidden`, `forbidden`
+    /// `forbidden`, `egress_denied`, `provider_forbidden`
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// `not_found`
@@ -60,7 +60,8 @@ impl From<AppError> for ApiError {
             AppError::Plugin(inner) => tracing::warn!(error = %inner, "connector call failed"),
             _ => {}
         }
-        let problem = e.problem();
+        let mut problem = e.problem();
+        problem.request_id = crate::context::request_id();
         let retry_after = problem.retry_after.map(|s| s.to_string());
         let body = Json(problem);
         match e.status() {
@@ -137,6 +138,7 @@ pub async fn render(err: poem::Error) -> Response {
         missing_scopes: None,
         retry_after: None,
         pointer: None,
+        request_id: crate::context::request_id(),
     };
     let body = serde_json::to_vec(&problem).expect("a problem serialises");
     let response = Response::builder().status(status).content_type("application/problem+json");

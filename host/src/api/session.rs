@@ -17,6 +17,7 @@ use crate::{
 };
 
 use super::{ApiKey, problem::ApiError};
+use crate::store::api_keys::Role;
 
 /// `Authorization: Bearer <connect session token>`: what the settings page
 /// sends when it was opened from a session's URL.
@@ -66,6 +67,15 @@ pub enum PageCaller {
 }
 
 impl PageCaller {
+    /// With the API key, `forbidden` unless its role includes `needed`; a
+    /// session is held to its own rules by its `scope`.
+    pub fn require(&self, needed: crate::store::api_keys::Role) -> Result<(), ApiError> {
+        match self {
+            Self::Key(key) => key.require(needed).map(|_| ()),
+            Self::Session(_) => Ok(()),
+        }
+    }
+
     pub fn scope(&self) -> Scope {
         match self {
             Self::Key(_) => Scope::ApiKey,
@@ -180,8 +190,11 @@ impl SessionApi {
     /// Create a connect session for one end user (API key). Answers the
     /// token and the URL of the settings page for that session; the page
     /// then shows and manages only that end user's connections.
+    ///
+    /// Role: operator.
     #[oai(path = "/connect-sessions", method = "post", tag = "SessionTags::ConnectSessions")]
-    async fn create(&self, _auth: ApiKey, body: Json<ConnectSessionRequest>) -> Result<SessionCreated, ApiError> {
+    async fn create(&self, auth: ApiKey, body: Json<ConnectSessionRequest>) -> Result<SessionCreated, ApiError> {
+        auth.require(Role::Operator)?;
         let b = body.0;
         let input = NewSession {
             owner: Owner {
@@ -203,14 +216,20 @@ impl SessionApi {
 
     /// One connect session: whose, until when, and whether it is active,
     /// expired or revoked.
+    ///
+    /// Role: reader.
     #[oai(path = "/connect-sessions/:id", method = "get", tag = "SessionTags::ConnectSessions")]
-    async fn get(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> Result<Json<ConnectSession>, ApiError> {
+    async fn get(&self, auth: ApiKey, id: Path<uuid::Uuid>) -> Result<Json<ConnectSession>, ApiError> {
+        auth.require(Role::Reader)?;
         Ok(Json(self.sessions.get(&id.0.to_string()).await?.into()))
     }
 
     /// Revoke a connect session: its token is refused from now on.
+    ///
+    /// Role: operator.
     #[oai(path = "/connect-sessions/:id", method = "delete", tag = "SessionTags::ConnectSessions")]
-    async fn revoke(&self, _auth: ApiKey, id: Path<uuid::Uuid>) -> Result<SessionRevoked, ApiError> {
+    async fn revoke(&self, auth: ApiKey, id: Path<uuid::Uuid>) -> Result<SessionRevoked, ApiError> {
+        auth.require(Role::Operator)?;
         self.sessions.revoke(&id.0.to_string()).await?;
         Ok(SessionRevoked::NoContent)
     }

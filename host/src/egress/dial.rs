@@ -64,7 +64,10 @@ fn name_refused(host: &str) -> String {
 pub async fn resolve_checked(policy: &Policy, host: &str, port: u16) -> Result<Vec<SocketAddr>, DialError> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
-        policy.ip_allowed(ip).map_err(|refusal| DialError::Refused(refusal.to_string()))?;
+        policy.ip_allowed(ip).map_err(|refusal| {
+            crate::metrics::egress_denied(refusal.reason());
+            DialError::Refused(refusal.to_string())
+        })?;
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
@@ -77,6 +80,7 @@ pub async fn resolve_checked(policy: &Policy, host: &str, port: u16) -> Result<V
     }
     for addr in &addrs {
         if let Err(refusal) = policy.ip_allowed(addr.ip()) {
+            crate::metrics::egress_denied(refusal.reason());
             tracing::debug!(host = bare, address = %addr.ip(), reason = %refusal, "egress denied after resolution");
             return Err(DialError::Refused(name_refused(bare)));
         }

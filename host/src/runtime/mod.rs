@@ -25,6 +25,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::{
     crypto::sha256_hex,
     egress::{CallEgress, CredentialHeader, Egress, OutboundRequest, OutboundResponse, SendError},
+    metrics::CallOutcome,
 };
 use model::{
     Connection, Credentials, FieldKind, Manifest, OAuthClient, OAuthError, ProviderError, RateBudget, ReachItem,
@@ -149,6 +150,24 @@ pub(crate) enum Call<'a> {
     Rotate {
         connection: &'a Connection,
     },
+}
+
+impl Call<'_> {
+    /// The function called, as the metrics name it.
+    fn function(&self) -> &'static str {
+        match self {
+            Self::Manifest => "manifest",
+            Self::Verify(_) => "verify",
+            Self::AuthorizeUrl { .. } => "authorize-url",
+            Self::ExchangeCode { .. } => "exchange-code",
+            Self::RefreshToken { .. } => "refresh-token",
+            Self::Action { .. } => "action",
+            Self::Sync { .. } => "sync",
+            Self::Describe { .. } => "describe",
+            Self::CheckPath { .. } => "check-path",
+            Self::Rotate { .. } => "rotate",
+        }
+    }
 }
 
 pub(crate) enum Answer {
@@ -756,7 +775,7 @@ impl Runtime {
             Some(base) => credential_header(&plugin.manifest, credentials, base).ok(),
             None => None,
         };
-        let _slot = self.slot().await?;
+        let _slot = self.slot(&plugin.manifest.id, "verify").await?;
         let deadline = Deadline::after(self.limits.call_timeout);
         for url in allowed {
             match tokio::time::timeout_at(deadline.at.into(), self.egress.policy.check_reachable(url)).await {
@@ -765,7 +784,7 @@ impl Runtime {
                 Ok(Ok(())) => {}
             }
         }
-        let egress = CallEgress::new(self.egress.clone(), allowed, credential);
+        let egress = CallEgress::new(self.egress.clone(), allowed, credential).for_connector(&plugin.manifest.id);
         let (answer, last_send_error, _) =
             self.invoke(plugin, &plugin.manifest.id, Call::Verify(&pairs), egress, secrets, deadline).await?;
         let Answer::Verify(result) = answer else {
@@ -1010,8 +1029,8 @@ impl Runtime {
         credential: Option<CredentialHeader>,
         secrets: Vec<SecretString>,
     ) -> Result<(Answer, Option<SendError>, Option<RateBudget>), CallError> {
-        let _slot = self.slot().await?;
-        let egress = CallEgress::new(self.egress.clone(), allowed, credential);
+        let _slot = self.slot(&plugin.manifest.id, call.function()).await?;
+        let egress = CallEgress::new(self.egress.clone(), allowed, credential).for_connector(&plugin.manifest.id);
         let deadline = Deadline::after(self.limits.call_timeout);
         self.invoke(plugin, &plugin.manifest.id, call, egress, secrets, deadline).await
     }
@@ -1019,12 +1038,15 @@ impl Runtime {
     /// A concurrency slot, waited for at most `max_call_wait`: under
     /// saturation a caller is told to come back instead of queueing without
     /// end.
-    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, CallError> {
+    async fn slot(&self, connector: &str, function: &str) -> Result<tokio::sync::SemaphorePermit<'_>, CallError> {
         // `timeout` polls once before looking at the clock, so a zero wait
         // still takes a free slot.
         match tokio::time::timeout(self.limits.max_call_wait, self.slots.acquire()).await {
             Ok(permit) => Ok(permit.expect("the semaphore is never closed")),
-            Err(_) => Err(CallError::Busy(self.limits.max_call_wait, self.limits.concurrent_calls)),
+            Err(_) => {
+                crate::metrics::connector_call(connector, function, CallOutcome::Busy, 0.0);
+                Err(CallError::Busy(self.limits.max_call_wait, self.limits.concurrent_calls))
+            }
         }
     }
 
@@ -1038,6 +1060,8 @@ impl Runtime {
         secrets: Vec<SecretString>,
         deadline: Deadline,
     ) -> Result<(Answer, Option<SendError>, Option<RateBudget>), CallError> {
+        let function = call.function();
+        let started = Instant::now();
         let mut store = self.new_store(plugin_id, egress, secrets, deadline.at);
         let run = async {
             match &plugin.bindings {
@@ -1048,7 +1072,11 @@ impl Runtime {
             }
         };
         let outcome = tokio::time::timeout_at(deadline.at.into(), run).await;
-        let answer = finish(outcome, &store, deadline.budget, &self.limits)?;
+        // The one place every connector call ends: its metrics are taken here.
+        let finished = finish(outcome, &store, deadline.budget, &self.limits);
+        let kind = finished.as_ref().map_or_else(|(kind, _)| *kind, |_| CallOutcome::Ok);
+        crate::metrics::connector_call(plugin_id, function, kind, started.elapsed().as_secs_f64());
+        let answer = finished.map_err(|(_, e)| e)?;
         let data = store.into_data();
         Ok((answer, data.last_send_error, data.budget))
     }
@@ -1124,28 +1152,31 @@ fn finish<R>(
     store: &Store<CallState>,
     timeout: Duration,
     limits: &RuntimeLimits,
-) -> Result<R, CallError> {
+) -> Result<R, (CallOutcome, CallError)> {
     let state = store.data();
+    let limit = |why: String| (CallOutcome::Limit, CallError::Failed(why));
     if let Some(why) = &state.violation {
-        return Err(CallError::Failed(why.clone()));
+        return Err(limit(why.clone()));
     }
+    let timed_out = (CallOutcome::Timeout, CallError::Timeout(timeout));
     match outcome {
-        Err(_) => Err(CallError::Timeout(timeout)),
+        Err(_) => Err(timed_out),
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => Err(CallError::Timeout(timeout)),
-        Ok(Err(_)) if state.memory.denied => Err(CallError::Failed(format!(
+        Ok(Err(e)) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => Err(timed_out),
+        Ok(Err(_)) if state.memory.denied => Err(limit(format!(
             "the connector exceeded its memory limit of {} MiB (all its linear memories together)",
             state.memory.bytes / (1024 * 1024)
         ))),
-        Ok(Err(_)) if state.memory.tables_denied => Err(CallError::Failed(format!(
+        Ok(Err(_)) if state.memory.tables_denied => Err(limit(format!(
             "the connector exceeded its limit of {MAX_TABLE_ELEMENTS} table elements (all its tables together)"
         ))),
         Ok(Err(e)) => match (host_limit(&e, limits), e.downcast_ref::<Trap>()) {
-            (Some(why), _) => Err(CallError::Failed(why)),
-            (None, Some(trap)) => {
-                Err(CallError::Failed(format!("the connector trapped ({trap}){}", state.last_words())))
-            }
-            (None, None) => Err(CallError::Failed(state.redact(&first_line(&e)))),
+            (Some(why), _) => Err(limit(why)),
+            (None, Some(trap)) => Err((
+                CallOutcome::Trap,
+                CallError::Failed(format!("the connector trapped ({trap}){}", state.last_words())),
+            )),
+            (None, None) => Err((CallOutcome::Error, CallError::Failed(state.redact(&first_line(&e))))),
         },
     }
 }

@@ -12,6 +12,7 @@ use url::Url;
 use crate::{
     clock::Timestamp,
     config::OAuthConfig,
+    context::{self, Target},
     crypto::Binding,
     error::AppError,
     runtime::{
@@ -24,6 +25,8 @@ use crate::{
     },
     store::{IntegrationRow, OAuthAppRow, Refresh},
 };
+
+const REFRESH: &str = "integration.refresh";
 
 /// What a refresh check did.
 pub enum Refreshed {
@@ -89,6 +92,17 @@ impl Grants {
     /// Stores an application (client secret sealed). The same provider and
     /// base URL again replaces it. Returns the row and whether it is new.
     pub async fn save_app(&self, input: OAuthAppInput, source: &str) -> Result<(OAuthAppRow, bool), AppError> {
+        let provider = input.provider.clone();
+        let result = self.store_app(input, source).await;
+        if let Err(e) = &result {
+            let target =
+                Target { provider: self.shared.known_provider(&provider), ..Target::oauth_app(None, &provider) };
+            self.shared.audit_failure("oauth_app.save", target, e).await;
+        }
+        result
+    }
+
+    async fn store_app(&self, input: OAuthAppInput, source: &str) -> Result<(OAuthAppRow, bool), AppError> {
         let plugin = self.shared.plugin(&input.provider)?;
         let base_url = base_url_text(Some(&self.base_url(&plugin, input.base_url.as_deref())?));
         let client_id = input.client_id.trim().to_string();
@@ -128,7 +142,8 @@ impl Grants {
             created_at: now,
             updated_at: now,
         };
-        let (id, created_at) = self.shared.store.upsert_oauth_app(&row).await?;
+        let audit = context::audit_entry("oauth_app.save", Target::oauth_app(None, provider), "ok");
+        let (id, created_at) = self.shared.store.upsert_oauth_app(&row, &audit).await?;
         let created = id == row.id;
         (row.id, row.created_at) = (id, created_at);
         Ok((row, created))
@@ -147,10 +162,15 @@ impl Grants {
     }
 
     pub async fn delete_app(&self, id: &str) -> Result<(), AppError> {
-        if self.shared.store.delete_oauth_app(id).await? {
+        let provider = self.shared.store.oauth_app_by_id(id).await?.map(|a| a.provider).unwrap_or_default();
+        let target = Target::oauth_app(Some(id), &provider);
+        let audit = context::audit_entry("oauth_app.delete", target.clone(), "ok");
+        if self.shared.store.delete_oauth_app(id, &audit).await? {
             Ok(())
         } else {
-            Err(AppError::NotFound(format!("No OAuth application {id}; it may already be deleted.")))
+            let e = AppError::NotFound(format!("No OAuth application {id}; it may already be deleted."));
+            self.shared.audit_failure("oauth_app.delete", target, &e).await;
+            Err(e)
         }
     }
 
@@ -194,7 +214,24 @@ impl Grants {
     }
 
     /// Spends the refresh token. The caller holds the integration's lock.
+    /// Every attempt is in the audit log and the metrics, whatever its end.
     pub(super) async fn renew(&self, row: IntegrationRow) -> Result<Refreshed, AppError> {
+        let target = Target::integration(&row.id, &row.provider);
+        let result = self.spend(row).await;
+        let outcome = match &result {
+            Ok(Refreshed::Renewed(_)) => "ok",
+            Ok(Refreshed::Failed(_)) => "invalid_grant",
+            Ok(Refreshed::Current(_)) => return result,
+            Err(e) => e.code().as_str(),
+        };
+        crate::metrics::oauth_refresh(outcome);
+        if let Err(e) = &result {
+            self.shared.audit_failure(REFRESH, target, e).await;
+        }
+        result
+    }
+
+    async fn spend(&self, row: IntegrationRow) -> Result<Refreshed, AppError> {
         let Some(spent) = row.refresh.clone() else {
             return Ok(Refreshed::Current(row));
         };
@@ -235,7 +272,9 @@ impl Grants {
             }
             Err(other) => return Err(AppError::OAuth(other)),
         };
-        match self.shared.store.store_refresh(&row.id, &spent, &change).await? {
+        let outcome = if matches!(change, Refresh::Renewed { .. }) { "ok" } else { "invalid_grant" };
+        let audit = context::audit_entry(REFRESH, Target::integration(&row.id, &row.provider), outcome);
+        match self.shared.store.store_refresh(&row.id, &spent, &change, &audit).await? {
             Some(stored) if matches!(change, Refresh::Renewed { .. }) => Ok(Refreshed::Renewed(stored)),
             Some(stored) => Ok(Refreshed::Failed(stored)),
             // Another writer (a replica, or a reconnect) stored a newer grant

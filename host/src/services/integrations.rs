@@ -13,6 +13,7 @@ use url::Url;
 
 use crate::{
     clock::Timestamp,
+    context::{self, Target},
     crypto::Binding,
     error::AppError,
     registry::ReloadReport,
@@ -29,6 +30,10 @@ use crate::{
     },
     store::{Checked, IntegrationRow, Owner, Status, Store, Verified},
 };
+
+/// Audit actions of the credential changes made here.
+const REPLACE: &str = "integration.replace";
+const ROTATE: &str = "integration.rotate";
 
 pub struct Integrations {
     shared: Arc<Shared>,
@@ -89,9 +94,17 @@ impl Integrations {
         self.shared.registry.refused()
     }
 
-    /// Re-reads the plugins directory.
+    /// Re-reads the plugins directory; each connector loaded or unloaded
+    /// goes into the audit log.
     pub async fn reload_plugins(&self) -> anyhow::Result<ReloadReport> {
-        self.shared.registry.reload(&self.shared.runtime).await
+        let report = self.shared.registry.reload(&self.shared.runtime).await?;
+        for id in &report.loaded {
+            self.shared.audit("connector.load", Target::connector(id), "ok").await;
+        }
+        for id in &report.unloaded {
+            self.shared.audit("connector.unload", Target::connector(id), "ok").await;
+        }
+        Ok(report)
     }
 
     /// `POST /providers/{id}/verify`: stores nothing. A valid credential
@@ -169,10 +182,12 @@ impl Integrations {
                 .await
         }
         .await;
-        if let Err(e) = &result
-            && scope.is_session()
-        {
-            self.failed_attempt(&owner, provider, e).await;
+        if let Err(e) = &result {
+            if scope.is_session() {
+                self.failed_attempt(&owner, provider, e).await;
+            }
+            let target = Target { provider: self.shared.known_provider(provider), ..Target::provider(provider) };
+            self.shared.audit_failure("integration.connect", target, e).await;
         }
         result
     }
@@ -200,7 +215,7 @@ impl Integrations {
         if let Some(existing) = store.find_account(provider, &base_url, account_id).await? {
             check_same_owner(&existing, owner)?;
             let row = self
-                .replace(&existing.id, plugin, credentials, verification, reach.clone(), label, refresh_token)
+                .replace(&existing.id, plugin, credentials, verification, reach.clone(), label, refresh_token, REPLACE)
                 .await?;
             return Ok((row, false));
         }
@@ -231,19 +246,22 @@ impl Integrations {
             rotation_started_at: None,
             owner: owner.clone(),
         };
-        if store.insert(&row).await? {
+        let audit = context::audit_entry("integration.connect", Target::integration(&id, provider), "ok");
+        if store.insert(&row, &audit).await? {
             self.event(ConnectionEvent::Created, &row).await;
             return Ok((row, true));
         }
         // Another request connected the same account meanwhile: update it.
         let existing = store.find_account(provider, &base_url, account_id).await?.ok_or_else(removed)?;
         check_same_owner(&existing, owner)?;
-        let row = self.replace(&existing.id, plugin, credentials, verification, reach, label, refresh_token).await?;
+        let row =
+            self.replace(&existing.id, plugin, credentials, verification, reach, label, refresh_token, REPLACE).await?;
         Ok((row, false))
     }
 
     /// Writes verified credentials over integration `id`, under its lock.
     /// `refresh_token` replaces the stored one (None: not refreshable).
+    /// `action` names the change in the audit log.
     #[allow(clippy::too_many_arguments)]
     async fn replace(
         &self,
@@ -254,6 +272,7 @@ impl Integrations {
         reach: Option<TokenReach>,
         label: Option<String>,
         refresh_token: Option<&SecretString>,
+        action: &str,
     ) -> Result<IntegrationRow, AppError> {
         let _guard = self.shared.lock(id).await;
         let verified = Verified {
@@ -267,7 +286,8 @@ impl Integrations {
             refresh: refresh_token.map(|t| self.shared.key.seal(Binding::RefreshToken(id), t.expose_secret())),
             reach,
         };
-        self.shared.store.replace_credentials(id, &verified).await?.ok_or_else(removed)
+        let audit = context::audit_entry(action, Target::integration(id, &plugin.manifest.id), "ok");
+        self.shared.store.replace_credentials(id, &verified, &audit).await?.ok_or_else(removed)
     }
 
     fn seal_credentials(&self, id: &str, credentials: &Credentials) -> crate::crypto::Sealed {
@@ -292,15 +312,25 @@ impl Integrations {
     }
 
     pub async fn delete(&self, scope: &Scope, id: &str) -> Result<(), AppError> {
-        let row = self.owned(scope, id).await?;
+        let row = match self.owned(scope, id).await {
+            Ok(row) => row,
+            Err(e) => {
+                self.shared.audit_failure("integration.disconnect", Target::integration(id, ""), &e).await;
+                return Err(e);
+            }
+        };
         let guard = self.shared.lock(id).await;
-        let deleted = self.shared.store.delete(id).await?;
+        let provider = self.shared.store.get(id).await?.map(|row| row.provider).unwrap_or_default();
+        let audit = context::audit_entry("integration.disconnect", Target::integration(id, &provider), "ok");
+        let deleted = self.shared.store.delete(id, &audit).await?;
         drop(guard);
         if deleted {
             self.event(ConnectionEvent::Deleted, &row).await;
             Ok(())
         } else {
-            Err(AppError::NotFound(format!("No integration {id}; it may already be disconnected.")))
+            let e = AppError::NotFound(format!("No integration {id}; it may already be disconnected."));
+            self.shared.audit_failure("integration.disconnect", Target::integration(id, &provider), &e).await;
+            Err(e)
         }
     }
 
@@ -389,6 +419,20 @@ impl Integrations {
         id: &str,
         raw: BTreeMap<String, String>,
     ) -> Result<IntegrationRow, AppError> {
+        let result = self.rotate_verified(scope, id, raw).await;
+        if let Err(e) = &result {
+            let provider = self.shared.store.get(id).await.ok().flatten().map(|r| r.provider).unwrap_or_default();
+            self.shared.audit_failure(ROTATE, Target::integration(id, &provider), e).await;
+        }
+        result
+    }
+
+    async fn rotate_verified(
+        &self,
+        scope: &Scope,
+        id: &str,
+        raw: BTreeMap<String, String>,
+    ) -> Result<IntegrationRow, AppError> {
         let row = self.owned(scope, id).await?;
         let plugin = self.plugin_of(&row)?;
         let stored = self.shared.open_credentials(&row)?;
@@ -419,7 +463,7 @@ impl Integrations {
         }
         let reach = self.reach(&plugin, &credentials, base_url.as_ref(), &verification.account.id).await;
         // A pasted token replaces an OAuth grant: its refresh token is dropped.
-        self.replace(id, &plugin, &credentials, &verification, reach, None, None).await
+        self.replace(id, &plugin, &credentials, &verification, reach, None, None, ROTATE).await
     }
 
     /// Limits the connection to one of the scopes its credential reaches

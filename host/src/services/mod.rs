@@ -7,9 +7,12 @@
 //!                    oauth ─> sessions ─> shared
 //!                    actions, proxy, syncs ─> integrations
 //!                    integrations, syncs, expiry ─> webhooks ─> shared
+//!                    api_keys, audit ─> shared
 //! ```
 
 pub mod actions;
+pub mod api_keys;
+pub mod audit;
 pub mod expiry;
 pub mod grants;
 pub mod integrations;
@@ -41,6 +44,10 @@ pub struct Settings {
     pub syncs: syncs::SyncSettings,
     pub webhook_retry: Duration,
     pub proxy: ProxySettings,
+    /// SHA-256 of `GATEHOUSE_API_KEY`, when set.
+    pub environment_api_key: Option<String>,
+    /// How long audit entries are kept (zero: for ever).
+    pub audit_retention: Duration,
     /// How long before a credential expires it is shown as `expiring`.
     pub expiry_warning: Duration,
     pub sessions: sessions::SessionSettings,
@@ -55,6 +62,8 @@ pub struct Services {
     pub proxy: Arc<proxy::Proxy>,
     pub syncs: Arc<syncs::Syncs>,
     pub webhooks: Arc<webhooks::Webhooks>,
+    pub api_keys: Arc<api_keys::ApiKeys>,
+    pub audit: Arc<audit::Audit>,
     pub expiry: Arc<expiry::Expiry>,
     pub sessions: Arc<sessions::Sessions>,
 }
@@ -94,6 +103,8 @@ impl Services {
             oauth,
             syncs,
             webhooks,
+            api_keys: Arc::new(api_keys::ApiKeys::new(shared.store.clone(), settings.environment_api_key)),
+            audit: Arc::new(audit::Audit::new(shared, settings.audit_retention)),
             expiry,
             sessions,
         })

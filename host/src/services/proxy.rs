@@ -106,6 +106,13 @@ impl Proxy {
                 .egress()
                 .forward(req.method.clone(), url.clone(), headers, req.body.clone(), &credential, self.settings.timeout)
                 .await;
+            if let Ok(response) = &sent {
+                crate::metrics::provider_answer(
+                    &in_use.plugin.manifest.id,
+                    response.status.as_u16(),
+                    &response.headers,
+                );
+            }
             match sent {
                 Ok(response) if response.status == StatusCode::UNAUTHORIZED && !refreshed => {
                     refreshed = true;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::{
+    context::{self, Target},
     crypto::{Binding, CryptoError, MasterKey},
     error::AppError,
     locks::{KeyedGuard, KeyedLocks},
@@ -50,6 +51,13 @@ impl Shared {
         })
     }
 
+    /// `provider` when it is a loaded connector's id, for an audit entry:
+    /// a name a caller sent that matches none is not written down (a
+    /// pasted secret may be in it).
+    pub(super) fn known_provider(&self, provider: &str) -> Option<String> {
+        self.registry.get(provider).map(|p| p.manifest.id.clone())
+    }
+
     /// The connector of a stored integration; `provider_unavailable` when it
     /// is no longer loaded (the credentials stay stored until it is back).
     pub(super) fn plugin_of(&self, row: &IntegrationRow) -> Result<Arc<Plugin>, AppError> {
@@ -69,6 +77,22 @@ impl Shared {
     /// caller may not see: the same, so ids cannot be probed.
     pub(super) fn no_integration(&self, id: &str) -> AppError {
         AppError::NotFound(format!("No integration {id}; GET /api/v1/integrations lists them."))
+    }
+
+    /// Records an event in the audit log alone (the generic hook: changes
+    /// that live in the database write their entry in their own
+    /// transaction instead). A failure to write is logged, not answered: the
+    /// event already happened.
+    pub(super) async fn audit(&self, action: &str, target: Target, outcome: &str) {
+        let entry = context::audit_entry(action, target, outcome);
+        if let Err(e) = self.store.record_audit(&entry).await {
+            tracing::error!(error = %e, action, "cannot write the audit log");
+        }
+    }
+
+    /// Records a change that was refused or failed, with its error code.
+    pub(super) async fn audit_failure(&self, action: &str, target: Target, error: &AppError) {
+        self.audit(action, target, error.code().as_str()).await
     }
 
     pub(super) fn open_credentials(&self, row: &IntegrationRow) -> Result<Credentials, AppError> {

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::{
     clock::now,
+    context::{self, Target},
     crypto::Binding,
     error::AppError,
     runtime::model::{ProviderError, SyncModel, SyncPage},
@@ -157,6 +158,8 @@ impl Syncs {
             ));
         }
         self.shared.store.configure_sync(id, model, enabled, interval.map(|i| i.map(i64::from))).await?;
+        let provider = self.shared.store.get(id).await?.map(|r| r.provider).unwrap_or_default();
+        self.shared.audit("sync.configure", Target::integration(id, &provider), "ok").await;
         self.wake.notify_one();
         self.status(id, model).await
     }
@@ -199,14 +202,16 @@ impl Syncs {
         };
         let token = crate::crypto::random_token();
         let sealed = self.shared.key.seal(Binding::InboundWebhook(id), secrecy::ExposeSecret::expose_secret(&token));
-        self.shared.store.set_inbound_secret(id, &sealed, &now().1).await?;
+        let audit = context::audit_entry("inbound_webhook.enable", Target::integration(id, &row.provider), "ok");
+        self.shared.store.set_inbound_secret(id, &sealed, &now().1, &audit).await?;
         let base = self.shared.public_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string());
         Ok(InboundSetup { url: format!("{}/api/v1/hooks/{id}", base.unwrap_or_default()), token, webhook })
     }
 
     pub async fn disable_inbound(&self, id: &str) -> Result<(), AppError> {
-        self.integrations.get(id).await?;
-        if self.shared.store.delete_inbound(id).await? {
+        let row = self.integrations.get(id).await?;
+        let audit = context::audit_entry("inbound_webhook.disable", Target::integration(id, &row.provider), "ok");
+        if self.shared.store.delete_inbound(id, &audit).await? {
             Ok(())
         } else {
             Err(AppError::NotFound("This connection has no inbound webhook.".into()))
@@ -345,6 +350,8 @@ impl Syncs {
         let model_name = row.model.clone();
         let mut checkpoint = row.checkpoint.clone();
         let mut refreshed = false;
+        // The run's totals so far: each page's metrics are the difference.
+        let mut counted = (row.run_added, row.run_updated, row.run_deleted);
         tracing::info!(integration = %id, model = %model_name, "sync run started");
         for _ in 0..MAX_PAGES_PER_RUN {
             let (now, now_text) = now();
@@ -429,8 +436,20 @@ impl Syncs {
                     },
                 )
                 .await;
+            if let Ok(Some(totals)) = &committed {
+                let delta = |now: i64, before: i64| u64::try_from(now - before).unwrap_or(0);
+                crate::metrics::sync_records(
+                    &provider,
+                    &model_name,
+                    delta(totals.added, counted.0),
+                    delta(totals.updated, counted.1),
+                    delta(totals.deleted, counted.2),
+                );
+                counted = (totals.added, totals.updated, totals.deleted);
+            }
             match committed {
                 Ok(Some(totals)) if finish.is_some() => {
+                    crate::metrics::sync_run(&provider, &model_name, "completed");
                     tracing::info!(
                         integration = %id, model = %model_name, added = totals.added, updated = totals.updated,
                         deleted = totals.deleted, "sync run completed"
@@ -498,8 +517,9 @@ impl Syncs {
             "sync run stopped"
         );
         let error_json = serde_json::to_string(&problem).expect("a problem serialises");
+        let provider = self.integrations.get(holder.integration_id).await.map(|r| r.provider).unwrap_or_default();
+        crate::metrics::sync_run(&provider, holder.model, state);
         let deliveries = if paused_until.is_none() {
-            let provider = self.integrations.get(holder.integration_id).await.map(|r| r.provider).unwrap_or_default();
             let webhooks = self.webhooks.ids().await.unwrap_or_default();
             webhooks
                 .iter()

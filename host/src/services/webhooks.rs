@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use crate::{
     clock::now,
+    context::{self, Target},
     crypto::{Binding, CryptoError},
     error::AppError,
     services::shared::Shared,
@@ -73,7 +74,8 @@ impl Webhooks {
             url: parsed.to_string(),
             created_at: now().1,
         };
-        self.shared.store.insert_webhook(&row).await?;
+        let audit = context::audit_entry("webhook.create", Target::webhook(Some(&row.id)), "ok");
+        self.shared.store.insert_webhook(&row, &audit).await?;
         Ok((row, secret))
     }
 
@@ -86,7 +88,8 @@ impl Webhooks {
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), AppError> {
-        if self.shared.store.delete_webhook(id).await? {
+        let audit = context::audit_entry("webhook.delete", Target::webhook(Some(id)), "ok");
+        if self.shared.store.delete_webhook(id, &audit).await? {
             Ok(())
         } else {
             Err(AppError::NotFound(format!("No webhook {id}; GET /api/v1/webhooks lists them.")))

@@ -3,8 +3,12 @@
 //! applications, authorizations in flight, server settings; connect
 //! sessions (`sessions`); sync state and
 //! mirrored records (`syncs`), outgoing webhooks (`webhooks`), every sealed
-//! value at once for key rotation (`sealed`).
+//! value at once for key rotation (`sealed`), API keys (`api_keys`) and the
+//! audit log (`audit`), whose entries changes write in their own
+//! transaction.
 
+pub mod api_keys;
+pub mod audit;
 pub mod sealed;
 pub mod sessions;
 pub mod syncs;
@@ -25,6 +29,7 @@ use crate::{
     problem::Problem,
     runtime::model::{Account, ReachItem, TokenReach},
 };
+use audit::AuditEntry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -336,7 +341,8 @@ impl Store {
 
     /// Inserts a new row, or — when the same account is already connected —
     /// leaves it alone and returns false; the caller then updates it.
-    pub async fn insert(&self, row: &IntegrationRow) -> Result<bool, StoreError> {
+    pub async fn insert(&self, row: &IntegrationRow, audit: &AuditEntry) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "INSERT INTO integrations (id, provider, label, status, base_url, account_id, account_json, scopes_json,
                 missing_scopes_json, token_kind, token_hint, token_expires_at, created_at, updated_at, last_verified_at,
@@ -372,15 +378,25 @@ impl Store {
         .bind(&row.owner.end_user_name)
         .bind(&row.owner.end_user_email)
         .bind(&row.owner.organization)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let inserted = done.rows_affected() == 1;
+        if inserted {
+            audit.write(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
     }
 
     /// Stores newly verified credentials over an integration's, with what
     /// their verification said, in one statement. Returns the row as stored.
-    pub async fn replace_credentials(&self, id: &str, v: &Verified) -> Result<Option<IntegrationRow>, StoreError> {
-        Ok(sqlx::query_as(
+    pub async fn replace_credentials(
+        &self,
+        id: &str,
+        v: &Verified,
+        audit: &AuditEntry,
+    ) -> Result<Option<IntegrationRow>, StoreError> {
+        let query = sqlx::query_as(
             "UPDATE integrations SET label = COALESCE(?, label), status = 'connected', account_id = ?, account_json = ?,
                 scopes_json = ?, missing_scopes_json = '[]', token_kind = ?, token_hint = ?, token_expires_at = ?,
                 updated_at = ?, last_verified_at = ?, last_error_json = NULL, secret_key_id = ?, secret_nonce = ?,
@@ -404,9 +420,8 @@ impl Store {
         .bind(v.refresh.as_ref().map(|r| &r.nonce))
         .bind(v.refresh.as_ref().map(|r| &r.ciphertext))
         .bind(v.reach.as_ref().map(Json))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        .bind(id);
+        self.audited(query, audit).await
     }
 
     /// Records what a re-check learnt. The credentials are not written, so a
@@ -450,6 +465,7 @@ impl Store {
         id: &str,
         spent: &Sealed,
         outcome: &Refresh,
+        audit: &AuditEntry,
     ) -> Result<Option<IntegrationRow>, StoreError> {
         let now = Timestamp::now();
         let query = match outcome {
@@ -478,7 +494,42 @@ impl Store {
             .bind(now)
             .bind(Json(last_error)),
         };
-        Ok(query.bind(id).bind(&spent.ciphertext).fetch_optional(&self.pool).await?)
+        self.audited(query.bind(id).bind(&spent.ciphertext), audit).await
+    }
+
+    /// Runs an `UPDATE … RETURNING *` and, when it changed a row, writes
+    /// `audit` in the same transaction.
+    async fn audited<'q, R>(
+        &self,
+        query: sqlx::query::QueryAs<'q, sqlx::Sqlite, R, sqlx::sqlite::SqliteArguments<'q>>,
+        audit: &AuditEntry,
+    ) -> Result<Option<R>, StoreError>
+    where
+        R: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let row = query.fetch_optional(&mut *tx).await?;
+        if row.is_some() {
+            audit.write(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Runs a statement and, when it changed a row, writes `audit` in the
+    /// same transaction. Returns whether it changed one.
+    async fn audited_change<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let changed = query.execute(&mut *tx).await?.rows_affected() > 0;
+        if changed {
+            audit.write(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 
     /// Limits the connection to `scope` (None: everything its credential
@@ -587,9 +638,8 @@ impl Store {
 
     /// Deletes the row; the sealed secret goes with it (`secure_delete` zeroes
     /// the freed pages).
-    pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM integrations WHERE id = ?").bind(id).execute(&self.pool).await?;
-        Ok(done.rows_affected() == 1)
+    pub async fn delete(&self, id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
+        self.audited_change(sqlx::query("DELETE FROM integrations WHERE id = ?").bind(id), audit).await
     }
 
     /// Integrations holding a refresh token, for the refresh task.
@@ -618,7 +668,12 @@ impl Store {
     /// Inserts, or replaces the application of the same provider and base
     /// URL (keeping its id and created_at), in one statement. Returns the
     /// stored id and created_at: the row's own when it is new.
-    pub async fn upsert_oauth_app(&self, app: &OAuthAppRow) -> Result<(String, Timestamp), StoreError> {
+    pub async fn upsert_oauth_app(
+        &self,
+        app: &OAuthAppRow,
+        audit: &AuditEntry,
+    ) -> Result<(String, Timestamp), StoreError> {
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "INSERT INTO oauth_apps (id, provider, base_url, client_id, redirect_uri, source, created_at, updated_at,
                 secret_key_id, secret_nonce, secret_ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -639,14 +694,17 @@ impl Store {
         .bind(&app.secret.key_id)
         .bind(&app.secret.nonce)
         .bind(&app.secret.ciphertext)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok((row.try_get("id")?, row.try_get("created_at")?))
+        let id: String = row.try_get("id")?;
+        let audit = AuditEntry { target_id: Some(id.clone()), ..audit.clone() };
+        audit.write(&mut tx).await?;
+        tx.commit().await?;
+        Ok((id, row.try_get("created_at")?))
     }
 
-    pub async fn delete_oauth_app(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM oauth_apps WHERE id = ?").bind(id).execute(&self.pool).await?;
-        Ok(done.rows_affected() == 1)
+    pub async fn delete_oauth_app(&self, id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
+        self.audited_change(sqlx::query("DELETE FROM oauth_apps WHERE id = ?").bind(id), audit).await
     }
 
     pub async fn insert_oauth_state(&self, state: &OAuthStateRow) -> Result<(), StoreError> {
@@ -762,7 +820,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(None, dir.path()).await.unwrap();
         assert_eq!(store.synchronous().await.unwrap(), 2, "synchronous=FULL");
-        store.insert(&row("a")).await.unwrap();
+        store.insert(&row("a"), &audit::tests::entry()).await.unwrap();
         #[cfg(unix)]
         for name in ["gatehouse.db", "gatehouse.db-wal", "gatehouse.db-shm"] {
             use std::os::unix::fs::PermissionsExt;
@@ -777,7 +835,7 @@ pub(crate) mod tests {
         let store = Store::open(None, dir.path()).await.unwrap();
         let mut written = row("a");
         written.last_error = Some(Json(crate::error::AppError::NotFound("gone".into()).problem()));
-        assert!(store.insert(&written).await.unwrap());
+        assert!(store.insert(&written, &audit::tests::entry()).await.unwrap());
         let read = store.get("a").await.unwrap().unwrap();
         assert_eq!(read.status, Status::Connected);
         assert_eq!(read.account.0, written.account.0);
@@ -786,14 +844,14 @@ pub(crate) mod tests {
         assert_eq!(read.last_error.unwrap().0.code, "not_found");
         assert_eq!(read.refresh.unwrap().ciphertext, vec![9]);
         // The same account again is not a second row.
-        assert!(!store.insert(&row("b")).await.unwrap());
+        assert!(!store.insert(&row("b"), &audit::tests::entry()).await.unwrap());
     }
 
     #[tokio::test]
     async fn a_check_never_writes_credentials_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(None, dir.path()).await.unwrap();
-        store.insert(&row("a")).await.unwrap();
+        store.insert(&row("a"), &audit::tests::entry()).await.unwrap();
         // A refresh lands while a re-verify is running…
         let renewed = Refresh::Renewed {
             token_hint: None,
@@ -802,7 +860,7 @@ pub(crate) mod tests {
             secret: sealed(7),
             refresh: sealed(8),
         };
-        assert!(store.store_refresh("a", &sealed(9), &renewed).await.unwrap().is_some());
+        assert!(store.store_refresh("a", &sealed(9), &renewed, &audit::tests::entry()).await.unwrap().is_some());
         // …then the re-verify records its verdict: the new pair stands.
         let checked = Checked {
             status: Status::Invalid,
@@ -827,7 +885,7 @@ pub(crate) mod tests {
         let mut written = row("a");
         let first = Timestamp::parse("2026-12-01T00:00:00Z").unwrap();
         written.token_expires_at = Some(first);
-        store.insert(&written).await.unwrap();
+        store.insert(&written, &audit::tests::entry()).await.unwrap();
         assert!(store.announce_expiry("a", first, &[]).await.unwrap());
         assert!(!store.announce_expiry("a", first, &[]).await.unwrap(), "the same expiry twice");
         assert_eq!(store.get("a").await.unwrap().unwrap().expiry_notified_for, Some(first));
@@ -843,7 +901,7 @@ pub(crate) mod tests {
     async fn a_rotation_in_flight_is_visible_until_it_is_stored() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(None, dir.path()).await.unwrap();
-        store.insert(&row("a")).await.unwrap();
+        store.insert(&row("a"), &audit::tests::entry()).await.unwrap();
         assert!(store.begin_rotation("a").await.unwrap());
         assert!(store.get("a").await.unwrap().unwrap().rotation_started_at.is_some());
         store.abandon_rotation("a").await.unwrap();
@@ -859,7 +917,7 @@ pub(crate) mod tests {
     async fn a_spent_refresh_token_loses_the_race() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(None, dir.path()).await.unwrap();
-        store.insert(&row("a")).await.unwrap();
+        store.insert(&row("a"), &audit::tests::entry()).await.unwrap();
         let renewed = |b| Refresh::Renewed {
             token_hint: None,
             token_expires_at: None,
@@ -867,11 +925,11 @@ pub(crate) mod tests {
             secret: sealed(b),
             refresh: sealed(b + 1),
         };
-        assert!(store.store_refresh("a", &sealed(9), &renewed(10)).await.unwrap().is_some());
+        assert!(store.store_refresh("a", &sealed(9), &renewed(10), &audit::tests::entry()).await.unwrap().is_some());
         // A second writer that spent the same refresh token learns it lost.
-        assert!(store.store_refresh("a", &sealed(9), &renewed(20)).await.unwrap().is_none());
+        assert!(store.store_refresh("a", &sealed(9), &renewed(20), &audit::tests::entry()).await.unwrap().is_none());
         let refused = Refresh::Refused { last_error: crate::error::AppError::NotFound("x".into()).problem() };
-        let expired = store.store_refresh("a", &sealed(11), &refused).await.unwrap().unwrap();
+        let expired = store.store_refresh("a", &sealed(11), &refused, &audit::tests::entry()).await.unwrap().unwrap();
         assert_eq!(expired.status, Status::Expired);
         assert!(expired.refresh.is_none());
         assert_eq!(expired.secret.ciphertext, vec![10]);

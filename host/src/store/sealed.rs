@@ -167,15 +167,18 @@ mod tests {
     async fn every_sealed_column_is_listed_counted_and_resealed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(None, dir.path()).await.unwrap();
-        store.insert(&row("a")).await.unwrap();
+        store.insert(&row("a"), &crate::store::audit::tests::entry()).await.unwrap();
         let w = crate::store::webhooks::WebhookRow {
             id: "w".into(),
             url: "https://example.com/hook".into(),
             created_at: "2026-11-26T10:00:00Z".into(),
             secret: sealed("k", 4),
         };
-        store.insert_webhook(&w).await.unwrap();
-        store.set_inbound_secret("a", &sealed("old", 5), "2026-11-26T10:00:00Z").await.unwrap();
+        store.insert_webhook(&w, &crate::store::audit::tests::entry()).await.unwrap();
+        store
+            .set_inbound_secret("a", &sealed("old", 5), "2026-11-26T10:00:00Z", &crate::store::audit::tests::entry())
+            .await
+            .unwrap();
         let now = crate::clock::Timestamp::parse("2026-11-26T10:00:00Z").unwrap();
         let app = crate::store::OAuthAppRow {
             id: "app".into(),
@@ -188,7 +191,7 @@ mod tests {
             updated_at: now,
             secret: sealed("k", 2),
         };
-        store.upsert_oauth_app(&app).await.unwrap();
+        store.upsert_oauth_app(&app, &crate::store::audit::tests::entry()).await.unwrap();
         let state = crate::store::OAuthStateRow {
             state_hash: "h".into(),
             provider: "p".into(),
@@ -220,7 +223,10 @@ mod tests {
 
         let changes: Vec<_> = values.iter().map(|v| (v, sealed("new", v.sealed.ciphertext[0] + 100))).collect();
         // A value changed since it was read keeps its newer form.
-        store.set_inbound_secret("a", &sealed("old", 6), "2026-11-26T10:00:00Z").await.unwrap();
+        store
+            .set_inbound_secret("a", &sealed("old", 6), "2026-11-26T10:00:00Z", &crate::store::audit::tests::entry())
+            .await
+            .unwrap();
         assert_eq!(store.reseal(&changes).await.unwrap(), 5);
         let in_use = store.key_ids_in_use().await.unwrap();
         assert_eq!(in_use, BTreeMap::from([("new".into(), 5), ("old".into(), 1)]));

@@ -566,7 +566,7 @@ mod tests {
     async fn store_with_integration(dir: &std::path::Path) -> Store {
         let store = Store::open(None, dir).await.unwrap();
         let row = crate::store::tests::row("i1");
-        assert!(store.insert(&row).await.unwrap());
+        assert!(store.insert(&row, &crate::store::audit::tests::entry()).await.unwrap());
         store.ensure_syncs("i1", &["items".into()], 0).await.unwrap();
         store
     }
@@ -641,7 +641,7 @@ mod tests {
         assert!(store.commit_page(&b, &page(&[("1", "a")], "p"), None, |_| vec![]).await.unwrap().is_some());
         assert_eq!(store.record_count("i1", "items").await.unwrap(), 1);
         // Disconnecting takes the records and the sync with it.
-        assert!(store.delete("i1").await.unwrap());
+        assert!(store.delete("i1", &crate::store::audit::tests::entry()).await.unwrap());
         assert!(store.sync("i1", "items").await.unwrap().is_none());
         assert_eq!(store.record_count("i1", "items").await.unwrap(), 0);
     }

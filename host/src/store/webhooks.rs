@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, audit::AuditEntry};
 use crate::crypto::Sealed;
 
 #[derive(Clone)]
@@ -81,8 +81,8 @@ impl Store {
         Ok(())
     }
 
-    pub async fn insert_webhook(&self, w: &WebhookRow) -> Result<(), StoreError> {
-        sqlx::query(
+    pub async fn insert_webhook(&self, w: &WebhookRow, audit: &AuditEntry) -> Result<(), StoreError> {
+        let query = sqlx::query(
             "INSERT INTO webhooks (id, url, created_at, secret_key_id, secret_nonce, secret_ciphertext)
              VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -91,9 +91,8 @@ impl Store {
         .bind(&w.created_at)
         .bind(&w.secret.key_id)
         .bind(&w.secret.nonce)
-        .bind(&w.secret.ciphertext)
-        .execute(&self.pool)
-        .await?;
+        .bind(&w.secret.ciphertext);
+        self.audited_change(query, audit).await?;
         Ok(())
     }
 
@@ -108,9 +107,8 @@ impl Store {
     }
 
     /// Deletes the webhook; its secret and delivery log go with it.
-    pub async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM webhooks WHERE id = ?").bind(id).execute(&self.pool).await?;
-        Ok(done.rows_affected() == 1)
+    pub async fn delete_webhook(&self, id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
+        self.audited_change(sqlx::query("DELETE FROM webhooks WHERE id = ?").bind(id), audit).await
     }
 
     /// Takes up to `limit` due deliveries for this process until
@@ -188,8 +186,14 @@ impl Store {
 
 impl Store {
     /// Sets (or replaces) a connection's inbound webhook token.
-    pub async fn set_inbound_secret(&self, integration_id: &str, secret: &Sealed, now: &str) -> Result<(), StoreError> {
-        sqlx::query(
+    pub async fn set_inbound_secret(
+        &self,
+        integration_id: &str,
+        secret: &Sealed,
+        now: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let query = sqlx::query(
             "INSERT INTO inbound_webhooks (integration_id, created_at, secret_key_id, secret_nonce, secret_ciphertext)
              VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (integration_id) DO UPDATE SET created_at = excluded.created_at,
@@ -200,9 +204,8 @@ impl Store {
         .bind(now)
         .bind(&secret.key_id)
         .bind(&secret.nonce)
-        .bind(&secret.ciphertext)
-        .execute(&self.pool)
-        .await?;
+        .bind(&secret.ciphertext);
+        self.audited_change(query, audit).await?;
         Ok(())
     }
 
@@ -221,12 +224,9 @@ impl Store {
         .transpose()
     }
 
-    pub async fn delete_inbound(&self, integration_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM inbound_webhooks WHERE integration_id = ?")
-            .bind(integration_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+    pub async fn delete_inbound(&self, integration_id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
+        let query = sqlx::query("DELETE FROM inbound_webhooks WHERE integration_id = ?").bind(integration_id);
+        self.audited_change(query, audit).await
     }
 
     /// Remembers an idempotency key; false when it was seen before. Keys
