@@ -102,13 +102,5 @@ fn expiring_deliveries(webhooks: &[String], row: &IntegrationRow, expires_at: Ti
         }
     })
     .to_string();
-    webhooks
-        .iter()
-        .map(|w| NewDelivery {
-            id: uuid::Uuid::new_v4().to_string(),
-            webhook_id: w.clone(),
-            event_type: "integration.expiring".into(),
-            payload_json: payload.clone(),
-        })
-        .collect()
+    NewDelivery::to_each(webhooks, "integration.expiring", payload)
 }

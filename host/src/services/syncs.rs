@@ -521,25 +521,18 @@ impl Syncs {
         crate::metrics::sync_run(&provider, holder.model, state);
         let deliveries = if paused_until.is_none() {
             let webhooks = self.webhooks.ids().await.unwrap_or_default();
-            webhooks
-                .iter()
-                .map(|w| NewDelivery {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    webhook_id: w.clone(),
-                    event_type: "sync.failed".into(),
-                    payload_json: serde_json::json!({
-                        "type": "sync.failed",
-                        "timestamp": holder.now_text,
-                        "data": {
-                            "integration_id": holder.integration_id,
-                            "provider": provider,
-                            "model": holder.model,
-                            "error": problem,
-                        }
-                    })
-                    .to_string(),
-                })
-                .collect()
+            let payload = serde_json::json!({
+                "type": "sync.failed",
+                "timestamp": holder.now_text,
+                "data": {
+                    "integration_id": holder.integration_id,
+                    "provider": provider,
+                    "model": holder.model,
+                    "error": problem,
+                }
+            })
+            .to_string();
+            NewDelivery::to_each(&webhooks, "sync.failed", payload)
         } else {
             Vec::new()
         };
@@ -618,13 +611,5 @@ fn completed_deliveries(
         }
     })
     .to_string();
-    webhooks
-        .iter()
-        .map(|w| NewDelivery {
-            id: uuid::Uuid::new_v4().to_string(),
-            webhook_id: w.clone(),
-            event_type: "sync.completed".into(),
-            payload_json: payload.clone(),
-        })
-        .collect()
+    NewDelivery::to_each(webhooks, "sync.completed", payload)
 }

@@ -97,6 +97,21 @@ pub struct NewDelivery {
     pub payload_json: String,
 }
 
+impl NewDelivery {
+    /// One delivery of the same event to each of `webhooks`.
+    pub fn to_each(webhooks: &[String], event_type: &str, payload_json: String) -> Vec<Self> {
+        webhooks
+            .iter()
+            .map(|w| Self {
+                id: uuid::Uuid::new_v4().to_string(),
+                webhook_id: w.clone(),
+                event_type: event_type.into(),
+                payload_json: payload_json.clone(),
+            })
+            .collect()
+    }
+}
+
 impl Store {
     /// Makes sure every (integration, model) has a row; new ones are due now.
     pub async fn ensure_syncs(&self, integration_id: &str, models: &[String], now: i64) -> Result<(), StoreError> {
