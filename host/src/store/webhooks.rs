@@ -3,7 +3,11 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, audit::AuditEntry};
+use super::{
+    Store, StoreError,
+    audit::AuditEntry,
+    syncs::{NewDelivery, insert_delivery},
+};
 use crate::crypto::Sealed;
 
 #[derive(Clone)]
@@ -62,20 +66,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM webhooks").fetch_all(&mut *tx).await?;
-        for webhook_id in ids {
-            sqlx::query(
-                "INSERT INTO webhook_deliveries (id, webhook_id, event_type, payload_json, status, next_attempt_at,
-                    created_at)
-                 VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(webhook_id)
-            .bind(event_type)
-            .bind(payload_json)
-            .bind(now_unix)
-            .bind(now_text)
-            .execute(&mut *tx)
-            .await?;
+        for delivery in NewDelivery::to_each(&ids, event_type, payload_json.to_string()) {
+            insert_delivery(&mut tx, &delivery, now_text, now_unix).await?;
         }
         tx.commit().await?;
         Ok(())
