@@ -41,9 +41,10 @@ fn main() {
 /// `npm ci` in plugins/bitbucket-js), `gatehouse_netns` (unprivileged user,
 /// network and mount namespaces with `unshare` and iproute2's `ip`, for the
 /// tests that must not reach a real network if the code under test fails),
-/// `gatehouse_strace` (an `strace` allowed to trace) and
+/// `gatehouse_strace` (an `strace` allowed to trace),
 /// `gatehouse_api_tools` (schemathesis and openapi-python-client in
-/// tests/api/.venv). Under `CI` they are never ignored, so a missing tool
+/// tests/api/.venv) and `gatehouse_postgres` (PostgreSQL's server
+/// binaries, Debian's `postgresql` package). Under `CI` they are never ignored, so a missing tool
 /// fails the run. `tests/setup.sh` installs all of them.
 fn detect_test_tools(root: &Path) {
     println!("cargo:rustc-check-cfg=cfg(gatehouse_browser)");
@@ -127,6 +128,22 @@ fn detect_test_tools(root: &Path) {
         .is_ok_and(|s| s.success());
     if ci || strace {
         println!("cargo:rustc-cfg=gatehouse_strace");
+    }
+
+    // PostgreSQL's server binaries, for the tests that run several hosts
+    // on one database (`gatehouse_postgres`); Debian keeps them off PATH.
+    println!("cargo:rustc-check-cfg=cfg(gatehouse_postgres)");
+    let debian = Path::new("/usr/lib/postgresql");
+    let initdb = std::fs::read_dir(debian)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin/initdb"))
+        .find(|p| p.is_file())
+        .or_else(|| on_path("initdb"));
+    watch(&initdb, &[path_dirs.clone(), vec![debian.to_path_buf()]].concat());
+    if ci || initdb.is_some() {
+        println!("cargo:rustc-cfg=gatehouse_postgres");
     }
 
     println!("cargo:rustc-check-cfg=cfg(gatehouse_api_tools)");

@@ -12,7 +12,9 @@
 #     package-lock.json pins), which builds the JavaScript connectors,
 #   - strace, for the test that watches what the host fsyncs,
 #   - schemathesis and openapi-python-client (pinned in tests/api/requirements.txt,
-#     in the virtualenv tests/api/.venv), for the API conformance tests.
+#     in the virtualenv tests/api/.venv), for the API conformance tests,
+#   - PostgreSQL's server (Debian's postgresql package, apt), for the tests
+#     on PostgreSQL (throwaway clusters in temp dirs).
 # A tool it cannot install is reported here; host/build.rs then compiles
 # the test that needs it as ignored (under CI=true such a test fails).
 set -uo pipefail
@@ -97,6 +99,19 @@ if ! command -v strace >/dev/null; then
 fi
 if command -v strace >/dev/null && ! strace -f -qq -o /dev/null true 2>/dev/null; then
   missing+=("ptrace (strace cannot trace: the container forbids it)")
+fi
+
+# PostgreSQL's server binaries (Debian keeps them in /usr/lib/postgresql/N/bin):
+# the tests start throwaway clusters of their own, so the package's own
+# cluster need not run.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "tests/setup.sh: installing postgresql (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+      || missing+=("postgresql (apt-get install postgresql failed)")
+  else
+    missing+=("PostgreSQL's server (install Debian's postgresql package)")
+  fi
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

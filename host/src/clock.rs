@@ -4,12 +4,7 @@
 
 use std::{fmt, time::Duration};
 
-use sqlx::{
-    Decode, Encode, Sqlite, Type,
-    encode::IsNull,
-    error::BoxDynError,
-    sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef},
-};
+use sqlx::{Database, Decode, Encode, Type, encode::IsNull, error::BoxDynError};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 /// Now, as Unix seconds and as RFC 3339 text of the same second.
@@ -90,21 +85,35 @@ impl fmt::Display for Timestamp {
     }
 }
 
-impl Type<Sqlite> for Timestamp {
-    fn type_info() -> SqliteTypeInfo {
-        <String as Type<Sqlite>>::type_info()
+// Text in every database, so one column type serves SQLite and PostgreSQL.
+impl<DB: Database> Type<DB> for Timestamp
+where
+    String: Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as Type<DB>>::compatible(ty)
     }
 }
 
-impl<'q> Encode<'q, Sqlite> for Timestamp {
-    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
-        <String as Encode<'q, Sqlite>>::encode(self.to_string(), buf)
+impl<'q, DB: Database> Encode<'q, DB> for Timestamp
+where
+    String: Encode<'q, DB>,
+{
+    fn encode_by_ref(&self, buf: &mut <DB as Database>::ArgumentBuffer<'q>) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'q, DB>>::encode(self.to_string(), buf)
     }
 }
 
-impl<'r> Decode<'r, Sqlite> for Timestamp {
-    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
-        let text = <&str as Decode<'r, Sqlite>>::decode(value)?;
+impl<'r, DB: Database> Decode<'r, DB> for Timestamp
+where
+    &'r str: Decode<'r, DB>,
+{
+    fn decode(value: <DB as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<'r, DB>>::decode(value)?;
         Self::parse(text).ok_or_else(|| format!("{text:?} is not an RFC 3339 time").into())
     }
 }

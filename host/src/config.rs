@@ -249,9 +249,25 @@ pub struct ServeConfig {
     #[arg(long, env = "GATEHOUSE_NO_COMPONENT_CACHE")]
     pub no_component_cache: bool,
 
-    /// Database URL [default: SQLite file in the data dir].
+    /// Database URL: `sqlite:PATH`, or `postgres://user:password@host/db`
+    /// for a database several processes share [default: SQLite file in
+    /// the data dir].
     #[arg(long, env = "GATEHOUSE_DATABASE_URL")]
     pub database_url: Option<String>,
+
+    /// Database connections this process keeps at most.
+    #[arg(long, env = "GATEHOUSE_DATABASE_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: u32,
+
+    /// How long a request waits for a database connection (all busy, or
+    /// the database down) before it answers 503 database_unavailable.
+    #[arg(long, env = "GATEHOUSE_DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub database_acquire_timeout: Duration,
+
+    /// PostgreSQL: statements running longer are cancelled (and answered
+    /// 503 database_unavailable).
+    #[arg(long, env = "GATEHOUSE_DATABASE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub database_statement_timeout: Duration,
 
     /// Allow connectors to reach loopback, private-use, shared, link-local
     /// and unique-local addresses (all of them; --allow-network opens one

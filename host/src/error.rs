@@ -137,6 +137,7 @@ pub enum ErrorCode {
     SecretUnavailable,
     HostBusy,
     ProviderUnavailable,
+    DatabaseUnavailable,
     UpstreamTimeout,
     PluginTimeout,
 }
@@ -188,6 +189,7 @@ impl ErrorCode {
             Self::SecretUnavailable => ("secret_unavailable", 503, "Stored credentials cannot be decrypted"),
             Self::HostBusy => ("host_busy", 503, "The host is busy"),
             Self::ProviderUnavailable => ("provider_unavailable", 503, "The integration's connector is not loaded"),
+            Self::DatabaseUnavailable => ("database_unavailable", 503, "The database cannot be reached"),
             Self::UpstreamTimeout => ("upstream_timeout", 504, "The provider did not answer in time"),
             Self::PluginTimeout => ("plugin_timeout", 504, "The connector did not finish in time"),
         }
@@ -275,6 +277,7 @@ impl AppError {
             Self::Plugin(CallError::Timeout(_)) => C::PluginTimeout,
             Self::Plugin(CallError::Failed(_)) => C::PluginFailed,
             Self::Plugin(CallError::Busy(..)) => C::HostBusy,
+            Self::Store(e) if e.is_unavailable() => C::DatabaseUnavailable,
             Self::Store(_) => C::InternalError,
             Self::Crypto(_) => C::SecretUnavailable,
         }
@@ -405,6 +408,7 @@ impl AppError {
             Self::ProviderUnavailable(id) => format!(
                 "The connector {id:?} of this integration is not loaded (its file was removed or refused); put its .wasm back into the plugins directory (GET /api/v1/plugins lists refused files). The stored credentials are kept."
             ),
+            Self::Store(e) if e.is_unavailable() => "The database cannot be reached right now (it is down or restarting, or every connection stayed busy); retry in a few seconds: the server reconnects by itself when it is back. If it persists, check the database and GET /api/v1/ready.".into(),
             Self::Store(_) => "The database failed; see the server log and try again.".into(),
             Self::Crypto(e) => format!(
                 "{e}. Restore the master key the server used before (its key file, --master-key-file, or GATEHOUSE_MASTER_KEY; `gatehouse keys status` tells which key each secret needs), or connect the integration again."

@@ -105,7 +105,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let _in_use = keys::DataDirLock::shared(data_dir)?;
-    let store = store::Store::open(config.database_url.as_deref(), data_dir).await?;
+    let limits = store::PoolOptions {
+        max_connections: config.database_max_connections,
+        acquire_timeout: config.database_acquire_timeout,
+        statement_timeout: config.database_statement_timeout,
+    };
+    let store = store::Store::open_with(config.database_url.as_deref(), data_dir, &limits).await?;
+    tracing::info!(database = store.backend(), "database open, migrations applied");
     let loaded = keys::load(&keys::Locator::from_env(&config.keys, data_dir), &store, keys::Create::IfMissing).await?;
     if loaded.created {
         tracing::info!(

@@ -270,6 +270,28 @@ async fn disconnect_erases_the_integration() {
     let mut g = Gatehouse::start(Options::lax()).await;
     let id =
         g.post("/api/v1/integrations", connect_pat(&token, &fake.url)).await.body["id"].as_str().unwrap().to_string();
+    if let Some(url) = g.database_url().map(str::to_string) {
+        // PostgreSQL: erased from the database (a deleted row's bytes stay
+        // in its files until VACUUM; they are sealed, as everything there).
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let count = |sql: &'static str| {
+            let pool = pool.clone();
+            let id = id.clone();
+            async move { sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(&pool).await.unwrap() }
+        };
+        assert_eq!(count("SELECT COUNT(*) FROM integrations WHERE id = $1").await, 1);
+        assert_eq!(g.delete(&format!("/api/v1/integrations/{id}")).await.status, 204);
+        assert_eq!(count("SELECT COUNT(*) FROM integrations WHERE id = $1").await, 0);
+        let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log WHERE target_id = $1 ORDER BY seq")
+            .bind(&id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(actions, ["integration.connect", "integration.disconnect"]);
+        pool.close().await;
+        assert_eq!(g.delete(&format!("/api/v1/integrations/{id}")).await.status, 404);
+        return g.finish(&fake.all_tokens());
+    }
     let db = g.data_dir().join("gatehouse.db");
     let ciphertext: Vec<u8> = {
         let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).read_only(true);

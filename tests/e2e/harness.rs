@@ -25,12 +25,22 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Listen on port 0 and learn the port from the log.
     pub any_port: bool,
+    /// The database to use [default: the SQLite file in the data dir, or a
+    /// new database on the shared test cluster with GATEHOUSE_TEST_POSTGRES].
+    pub database_url: Option<String>,
 }
 
 impl Options {
     /// Private networks and plain http allowed, as the fake GitLab needs.
     pub fn lax() -> Self {
-        Self { lax_network: true, plugins: Vec::new(), extra_args: Vec::new(), env: Vec::new(), any_port: false }
+        Self {
+            lax_network: true,
+            plugins: Vec::new(),
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            any_port: false,
+            database_url: None,
+        }
     }
 
     /// The default egress policy.
@@ -50,6 +60,11 @@ impl Options {
 
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn database_url(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_string());
         self
     }
 
@@ -83,11 +98,18 @@ pub struct Gatehouse {
     /// restart's checkpoint is still found.
     snapshots: Vec<(PathBuf, Vec<u8>)>,
     starts: usize,
+    /// The database in use when it is not the data dir's SQLite file.
+    database_url: Option<String>,
 }
 
 impl Gatehouse {
     pub async fn start(options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let database_url = match &options.database_url {
+            Some(url) => Some(url.clone()),
+            None if crate::postgres::enabled() => Some(crate::postgres::shared().create_database().await),
+            None => None,
+        };
         // The data dir is left for the host to create (0700).
         std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
         for p in &options.plugins {
@@ -102,9 +124,15 @@ impl Gatehouse {
             bodies: Mutex::new(Vec::new()),
             snapshots: Vec::new(),
             starts: 0,
+            database_url,
         };
         g.spawn().await;
         g
+    }
+
+    /// The PostgreSQL database in use, if it is not the SQLite file.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -141,12 +169,16 @@ impl Gatehouse {
             // Everything of the host's at debug, but not the engine's: it
             // writes a line per compiled function (millions for a Python or
             // JavaScript component), which slows the start to minutes.
-            .env("GATEHOUSE_LOG", "debug,wasmtime=info,cranelift=info")
+            .env("GATEHOUSE_LOG", "debug,wasmtime=info,cranelift=info,sqlx_postgres=info")
             .env_remove("GATEHOUSE_MASTER_KEY")
             .env_remove("GATEHOUSE_MASTER_KEY_FILE")
             .env_remove("GATEHOUSE_ALLOW_KEY_IN_DATA_DIR")
+            .env_remove("GATEHOUSE_DATABASE_URL")
             .env("XDG_CONFIG_HOME", self.config_home())
             .stdin(Stdio::null());
+        if let Some(url) = &self.database_url {
+            cmd.env("GATEHOUSE_DATABASE_URL", url);
+        }
         cmd
     }
 
@@ -369,10 +401,19 @@ impl Gatehouse {
         if self.is_running() {
             let live = files_under(&self.data_dir());
             assert!(
-                live.iter().any(|f| f.to_string_lossy().ends_with("-wal")),
+                self.database_url.is_some() || live.iter().any(|f| f.to_string_lossy().ends_with("-wal")),
                 "the running host has no SQLite WAL to scan: {live:?}"
             );
             scan_files(&live, &everything);
+        }
+        // PostgreSQL: the database's own files, written out first.
+        let shared = crate::postgres::enabled().then(crate::postgres::shared);
+        if let (Some(url), Some(cluster)) = (&self.database_url, shared)
+            && url.starts_with(&cluster.url(""))
+        {
+            let files = cluster.database_files(url);
+            assert!(!files.is_empty(), "no files of {url} to scan");
+            scan_files(&files, &everything);
         }
         self.stop();
         // The master key lives in its own file, outside the data dir: not in

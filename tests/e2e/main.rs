@@ -6,6 +6,7 @@ mod fake_gitlab;
 mod fake_gitlab_api;
 mod harness;
 mod netns;
+mod postgres;
 
 mod actions;
 mod api;
@@ -20,6 +21,7 @@ mod example;
 mod keys;
 mod kit;
 mod limits;
+mod multiprocess;
 mod oauth;
 mod operations;
 mod plugins_dir;

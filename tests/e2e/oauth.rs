@@ -54,7 +54,7 @@ pub(crate) async fn setup(g: &Gatehouse, fake: &FakeGitlab) {
 }
 
 /// Starts an authorization; returns the provider's authorize URL.
-async fn start(g: &Gatehouse, fake: &FakeGitlab) -> String {
+pub(crate) async fn start(g: &Gatehouse, fake: &FakeGitlab) -> String {
     let r = browser()
         .get(format!("{}/api/v1/oauth/gitlab-oauth/authorize?base_url={}&label=work", g.base, fake.url))
         .bearer_auth(API_KEY)
@@ -66,14 +66,14 @@ async fn start(g: &Gatehouse, fake: &FakeGitlab) -> String {
 }
 
 /// The user approves at the fake; returns the callback URL it redirects to.
-async fn approve(authorize_url: &str) -> String {
+pub(crate) async fn approve(authorize_url: &str) -> String {
     let r = browser().get(authorize_url).send().await.unwrap();
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     location(&r)
 }
 
 /// Delivers the callback; returns the status and the Location or problem.
-async fn deliver(g: &Gatehouse, callback_url: &str) -> (u16, Value) {
+pub(crate) async fn deliver(g: &Gatehouse, callback_url: &str) -> (u16, Value) {
     let path = &callback_url[callback_url.find("/api/v1/").unwrap()..];
     let r = g.send(browser().get(format!("{}{path}", g.base))).await;
     let body = if r.status == 302 { json!(r.headers["location"].to_str().unwrap()) } else { r.body };

@@ -39,7 +39,11 @@ async fn world() -> World {
     let policy = Policy { allow_private_networks: true, allow_http: true, ..Policy::default() };
     let runtime = build_runtime(&SandboxLimits::default(), policy.clone(), None, None).unwrap();
     let registry = Registry::load(&runtime, builtin::BUILTIN, dir.path().join("plugins")).await.unwrap();
-    let store = Store::open(None, dir.path()).await.unwrap();
+    let url = match crate::postgres::enabled() {
+        true => Some(crate::postgres::shared().create_database().await),
+        false => None,
+    };
+    let store = Store::open(url.as_deref(), dir.path()).await.unwrap();
     let key = MasterKey::from_bytes(&SecretSlice::from(vec![3u8; 32]));
     let settings = Settings {
         oauth: OAuthConfig {

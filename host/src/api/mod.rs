@@ -197,6 +197,17 @@ impl Api {
         })
     }
 
+    /// Readiness, apart from liveness (`/health`): needs no API key; 200
+    /// when the database answers, every migration of this version is
+    /// applied and the connectors are loaded, else 503
+    /// `database_unavailable`. Take a process out of a load balancer while
+    /// it is not ready; restart it only when `/health` fails.
+    #[oai(path = "/ready", method = "get", tag = "ApiTags::Meta")]
+    async fn ready(&self) -> ApiResult<Json<Readiness>> {
+        let (database, connectors) = self.integrations.ready().await?;
+        Ok(Json(Readiness { status: "ready".into(), database: database.into(), connectors: connectors as u64 }))
+    }
+
     /// Every loaded connector's manifest.
     ///
     /// Role: reader.

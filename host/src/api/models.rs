@@ -29,6 +29,17 @@ pub struct Health {
     pub plugins: Option<Vec<String>>,
 }
 
+/// Readiness: this process can serve requests.
+#[derive(Debug, Object)]
+pub struct Readiness {
+    /// Always `ready` (a process that is not answers 503).
+    pub status: String,
+    /// `sqlite` or `postgres`: reachable, with every migration applied.
+    pub database: String,
+    /// How many connectors are loaded.
+    pub connectors: u64,
+}
+
 /// What is loaded, and what the plugins directory holds that is not.
 #[derive(Debug, Object)]
 pub struct PluginsStatus {

@@ -28,6 +28,22 @@ use crate::{
 
 const REFRESH: &str = "integration.refresh";
 
+/// How long a claim to spend a refresh token lasts: longer than a refresh
+/// takes (the connector call's deadline), so a live claim is not taken
+/// over; a dead process's is, after this.
+const REFRESH_CLAIM_SECONDS: i64 = 60;
+
+/// What another process's refresh of `row` ended with, as if this one had
+/// made it (as when another writer stores first).
+fn others_outcome(row: IntegrationRow) -> Refreshed {
+    if row.refresh.is_none() { Refreshed::Failed(row) } else { Refreshed::Renewed(row) }
+}
+
+/// Whether `row` holds other tokens than the ones a refresh started from.
+fn renewed_since(row: &IntegrationRow, spent: &crate::crypto::Sealed, secret_seen: &[u8]) -> bool {
+    row.refresh.as_ref().is_none_or(|r| r.ciphertext != spent.ciphertext) || row.secret.ciphertext != secret_seen
+}
+
 /// What a refresh check did.
 pub enum Refreshed {
     /// Nothing to do: not refreshable, or not due.
@@ -231,10 +247,49 @@ impl Grants {
         result
     }
 
-    async fn spend(&self, row: IntegrationRow) -> Result<Refreshed, AppError> {
+    /// Spends the refresh token once across every process sharing the
+    /// database: a claim in the database (compare-and-swap on the stored
+    /// token, with an expiry) picks the one that asks the provider; the
+    /// others wait for its outcome and take it. A claimant that dies is
+    /// taken over when its claim expires.
+    async fn spend(&self, mut row: IntegrationRow) -> Result<Refreshed, AppError> {
         let Some(spent) = row.refresh.clone() else {
             return Ok(Refreshed::Current(row));
         };
+        let store = &self.shared.store;
+        let seen = row.secret.ciphertext.clone();
+        loop {
+            let now = Timestamp::now().unix();
+            if store.claim_refresh(&row.id, &spent, now, now + REFRESH_CLAIM_SECONDS).await? {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            row = self.shared.integration(&row.id).await?;
+            if renewed_since(&row, &spent, &seen) {
+                return Ok(others_outcome(row));
+            }
+        }
+        // Claimed: unless another process renewed it between our read and
+        // the claim (a provider that keeps refresh tokens leaves the same
+        // one stored).
+        let fresh = self.shared.integration(&row.id).await?;
+        if renewed_since(&fresh, &spent, &seen) {
+            store.release_refresh(&fresh.id, &spent).await?;
+            return Ok(others_outcome(fresh));
+        }
+        let id = fresh.id.clone();
+        let result = self.spend_claimed(fresh, spent.clone()).await;
+        if result.is_err()
+            && let Err(e) = store.release_refresh(&id, &spent).await
+        {
+            tracing::warn!(integration = %id, error = %e, "cannot release the refresh claim; it expires by itself");
+        }
+        result
+    }
+
+    /// Asks the provider for new tokens and stores them; the caller holds
+    /// the claim on `spent`.
+    async fn spend_claimed(&self, row: IntegrationRow, spent: crate::crypto::Sealed) -> Result<Refreshed, AppError> {
         let plugin = self.shared.plugin_of(&row)?;
         let settings = self.settings(&plugin)?;
         let credentials = self.shared.open_credentials(&row)?;

@@ -80,6 +80,14 @@ impl Integrations {
         self.shared.plugins()
     }
 
+    /// Readiness: the database answers with every migration of this
+    /// version applied; answers the backend's name and how many connectors
+    /// are loaded (they are, before the server listens).
+    pub async fn ready(&self) -> Result<(&'static str, usize), AppError> {
+        self.shared.store.ready().await?;
+        Ok((self.shared.store.backend(), self.shared.plugins().len()))
+    }
+
     pub fn plugin(&self, id: &str) -> Result<Arc<Plugin>, AppError> {
         self.shared.plugin(id)
     }

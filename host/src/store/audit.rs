@@ -1,10 +1,10 @@
 //! The audit log as stored: who changed which credential or setting, when,
 //! from where, and how it ended. Entries of a change are written in the
-//! change's own transaction (`AuditEntry::write`), so no change is stored
+//! change's own transaction (`write_audit!`), so no change is stored
 //! without its entry; failed attempts are written alone. Nothing secret is
 //! ever in an entry: ids, names, action and outcome codes only.
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::QueryBuilder;
 
 use super::{Store, StoreError};
 use crate::clock::Timestamp;
@@ -32,30 +32,11 @@ pub struct AuditEntry {
     pub request_id: Option<String>,
 }
 
-impl AuditEntry {
-    /// Writes the entry on `conn`, inside the caller's transaction.
-    pub async fn write(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, at_unix, actor_kind, actor_id, actor_name, action, target_kind, target_id,
-                provider, outcome, address, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(self.at)
-        .bind(self.at.unix())
-        .bind(&self.actor_kind)
-        .bind(&self.actor_id)
-        .bind(&self.actor_name)
-        .bind(&self.action)
-        .bind(&self.target_kind)
-        .bind(&self.target_id)
-        .bind(&self.provider)
-        .bind(&self.outcome)
-        .bind(&self.address)
-        .bind(&self.request_id)
-        .execute(conn)
-        .await?;
-        Ok(())
-    }
-}
+/// The statement `write_audit!` runs: an entry is written inside the
+/// transaction of the change it records.
+pub(super) const INSERT: &str =
+    "INSERT INTO audit_log (at, at_unix, actor_kind, actor_id, actor_name, action, target_kind,
+    target_id, provider, outcome, address, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 /// Which entries to read.
 #[derive(Debug, Default, Clone)]
@@ -76,37 +57,44 @@ impl Store {
     /// Writes one entry alone (a failed attempt, or an event outside the
     /// database such as a connector loaded).
     pub async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        entry.write(&mut conn).await
+        with_pool!(self, pool => {
+            let mut conn = pool.acquire().await?;
+            write_audit!(&mut *conn, entry);
+            Ok(())
+        })
     }
 
     /// Entries in the order they were written, oldest first.
     pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM audit_log WHERE seq > ");
-        q.push_bind(filter.after);
-        if let Some(id) = &filter.target_id {
-            q.push(" AND target_id = ").push_bind(id.clone());
-        }
-        if let Some(kind) = &filter.target_kind {
-            q.push(" AND target_kind = ").push_bind(kind.clone());
-        }
-        if let Some(action) = &filter.action {
-            q.push(" AND action = ").push_bind(action.clone());
-        }
-        if let Some(since) = filter.since {
-            q.push(" AND at_unix >= ").push_bind(since);
-        }
-        if let Some(until) = filter.until {
-            q.push(" AND at_unix < ").push_bind(until);
-        }
-        q.push(" ORDER BY seq LIMIT ").push_bind(filter.limit);
-        Ok(q.build_query_as().fetch_all(&self.pool).await?)
+        with_pool!(self, pool => {
+            let mut q = QueryBuilder::new("SELECT * FROM audit_log WHERE seq > ");
+            q.push_bind(filter.after);
+            if let Some(id) = &filter.target_id {
+                q.push(" AND target_id = ").push_bind(id.clone());
+            }
+            if let Some(kind) = &filter.target_kind {
+                q.push(" AND target_kind = ").push_bind(kind.clone());
+            }
+            if let Some(action) = &filter.action {
+                q.push(" AND action = ").push_bind(action.clone());
+            }
+            if let Some(since) = filter.since {
+                q.push(" AND at_unix >= ").push_bind(since);
+            }
+            if let Some(until) = filter.until {
+                q.push(" AND at_unix < ").push_bind(until);
+            }
+            q.push(" ORDER BY seq LIMIT ").push_bind(filter.limit);
+            Ok(q.build_query_as().fetch_all(pool).await?)
+        })
     }
 
     /// Forgets entries older than `before_unix`; returns how many.
     pub async fn prune_audit(&self, before_unix: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM audit_log WHERE at_unix < ?").bind(before_unix).execute(&self.pool).await?;
-        Ok(done.rows_affected())
+        with_pool!(self, pool => {
+            let done = sqlx::query("DELETE FROM audit_log WHERE at_unix < $1").bind(before_unix).execute(pool).await?;
+            Ok(done.rows_affected())
+        })
     }
 }
 

@@ -1,4 +1,6 @@
-//! Persistence: the SQLite database (WAL, migrations at start) holding
+//! Persistence: the database — the SQLite file in the data dir (WAL), or a
+//! PostgreSQL database that several processes share — with its migrations
+//! (one directory per backend, applied at start), holding
 //! integrations with their sealed credentials and refresh tokens, OAuth
 //! applications, authorizations in flight, server settings; connect
 //! sessions (`sessions`); sync state and
@@ -6,6 +8,90 @@
 //! value at once for key rotation (`sealed`), API keys (`api_keys`) and the
 //! audit log (`audit`), whose entries changes write in their own
 //! transaction.
+
+/// Runs `$body` with `$pool` bound to the pool of the backend in use; the
+/// body is compiled once per backend, so one query text (in the portable
+/// subset: `$1` placeholders, `RETURNING`, `ON CONFLICT`) serves both.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Writes the audit entry `$entry` on `$conn`, inside the caller's
+/// transaction.
+macro_rules! write_audit {
+    ($conn:expr, $entry:expr) => {{
+        let entry: &$crate::store::audit::AuditEntry = $entry;
+        sqlx::query($crate::store::audit::INSERT)
+            .bind(entry.at)
+            .bind(entry.at.unix())
+            .bind(&entry.actor_kind)
+            .bind(&entry.actor_id)
+            .bind(&entry.actor_name)
+            .bind(&entry.action)
+            .bind(&entry.target_kind)
+            .bind(&entry.target_id)
+            .bind(&entry.provider)
+            .bind(&entry.outcome)
+            .bind(&entry.address)
+            .bind(&entry.request_id)
+            .execute($conn)
+            .await?;
+    }};
+}
+
+/// Runs `$query` (an `UPDATE … RETURNING *`) in a transaction of `$pool`
+/// and, when it changed a row, writes `$audit` in the same transaction.
+/// Evaluates to the row, as a `Result`.
+macro_rules! audited {
+    ($pool:expr, $query:expr, $audit:expr) => {{
+        let mut tx = $pool.begin().await?;
+        let row = $query.fetch_optional(&mut *tx).await?;
+        if row.is_some() {
+            write_audit!(&mut *tx, $audit);
+        }
+        tx.commit().await?;
+        Ok(row)
+    }};
+}
+
+/// Runs a statement in a transaction of `$pool` and, when it changed a
+/// row, writes `$audit` in the same transaction. Evaluates to whether it
+/// changed one, as a `Result`.
+macro_rules! audited_change {
+    ($pool:expr, $query:expr, $audit:expr) => {{
+        let mut tx = $pool.begin().await?;
+        let changed = $query.execute(&mut *tx).await?.rows_affected() > 0;
+        if changed {
+            write_audit!(&mut *tx, $audit);
+        }
+        tx.commit().await?;
+        Ok::<bool, StoreError>(changed)
+    }};
+}
+
+/// Enqueues one webhook delivery on the transaction `$tx`.
+macro_rules! insert_delivery {
+    ($tx:expr, $delivery:expr, $now_text:expr, $now_unix:expr) => {{
+        let d: &$crate::store::syncs::NewDelivery = $delivery;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (id, webhook_id, event_type, payload_json, status, next_attempt_at,
+                created_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6)",
+        )
+        .bind(&d.id)
+        .bind(&d.webhook_id)
+        .bind(&d.event_type)
+        .bind(&d.payload_json)
+        .bind($now_unix)
+        .bind($now_text)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
 
 pub mod api_keys;
 pub mod audit;
@@ -17,7 +103,9 @@ pub mod webhooks;
 use std::{path::Path, str::FromStr, time::Duration};
 
 use sqlx::{
-    Row, SqlitePool,
+    PgPool, Row, SqlitePool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
@@ -37,12 +125,37 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database URL {0:?}: only sqlite: URLs are supported in this version")]
+    #[error("unsupported database URL scheme {0:?}: use sqlite: or postgres://")]
     UnsupportedUrl(String),
+    #[error("the database has {applied} of this version's {known} migrations applied")]
+    Unmigrated { applied: i64, known: usize },
     #[error("corrupt row {id}: {why}")]
     Corrupt { id: String, why: String },
     #[error("cannot make the database file {path} private (mode 0600): {source}")]
     Permissions { path: std::path::PathBuf, source: std::io::Error },
+}
+
+impl StoreError {
+    /// Whether the database could not be reached or answered that it is
+    /// going away (down, restarting, every connection busy, a statement
+    /// cancelled by its timeout): a passing condition the pool recovers
+    /// from by itself, answered `503 database_unavailable`.
+    pub fn is_unavailable(&self) -> bool {
+        use sqlx::Error as E;
+        match self {
+            Self::Database(E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed) => true,
+            Self::Database(E::Protocol(_)) => true,
+            Self::Database(E::Database(e)) => e.code().is_some_and(|code| {
+                // PostgreSQL: connection exceptions (08…), the server
+                // shutting down or starting (57P01-57P03), statement
+                // timeout (57014). SQLite: busy or locked past the timeout.
+                code.starts_with("08") || code.starts_with("57P") || code == "57014" || code == "5" || code == "6"
+            }),
+            Self::Migrate(sqlx::migrate::MigrateError::Execute(E::Io(_) | E::PoolTimedOut)) => true,
+            Self::Unmigrated { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// Where an integration stands, as its last check found it. Stored and
@@ -242,19 +355,69 @@ impl From<VerifierColumns> for Sealed {
     }
 }
 
+/// The connection pool of the backend in use.
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: Pool,
+}
+
+/// How the pool talks to the database: size and time limits, the same for
+/// both backends where they apply.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Connections at most, per process.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection (or for a database
+    /// that is down) before it answers `database_unavailable`.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL's `statement_timeout`: a statement running longer is
+    /// cancelled (SQLite statements are local and not limited).
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self { max_connections: 8, acquire_timeout: Duration::from_secs(5), statement_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// Which backend a database URL names.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Whether `pool` is PostgreSQL's, for the few statements whose dialects
+/// differ (the macro bodies are compiled once per backend).
+fn is_postgres<DB: sqlx::Database>(_pool: &sqlx::Pool<DB>) -> bool {
+    DB::NAME == <sqlx::Postgres as sqlx::Database>::NAME
 }
 
 impl Store {
-    /// Opens (creating if needed) the database and runs migrations. The
-    /// database file and its WAL and shared-memory files are made 0600
-    /// (they hold account names, emails, labels and errors in plain text).
+    /// Opens the database with the default pool options.
     pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(database_url, data_dir, &PoolOptions::default()).await
+    }
+
+    /// Opens (creating if needed) the database and runs migrations: the
+    /// SQLite file in the data dir unless `database_url` names another
+    /// SQLite file or a PostgreSQL database. The SQLite file and its WAL
+    /// and shared-memory files are made 0600 (they hold account names,
+    /// emails, labels and errors in plain text).
+    pub async fn open_with(
+        database_url: Option<&str>,
+        data_dir: &Path,
+        limits: &PoolOptions,
+    ) -> Result<Self, StoreError> {
         let options = match database_url {
             None => SqliteConnectOptions::new().filename(data_dir.join("gatehouse.db")),
             Some(url) if url.starts_with("sqlite:") => SqliteConnectOptions::from_str(url)?,
+            Some(url) if is_postgres_url(url) => return Self::open_postgres(url, limits).await,
             Some(url) => {
                 let scheme = url.split(':').next().unwrap_or_default().to_string();
                 return Err(StoreError::UnsupportedUrl(scheme));
@@ -276,33 +439,87 @@ impl Store {
             // Zero freed pages so an erased secret's ciphertext does not linger.
             .pragma("secure_delete", "on")
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        let pool = SqlitePoolOptions::new()
+            .max_connections(limits.max_connections)
+            .acquire_timeout(limits.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        sqlite_migrator().run(&pool).await?;
+        Ok(Self { pool: Pool::Sqlite(pool) })
     }
 
-    /// What `PRAGMA synchronous` is on the pool's connections (2: FULL).
-    pub async fn synchronous(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("PRAGMA synchronous").fetch_one(&self.pool).await?)
+    /// PostgreSQL, shared by every process of a deployment. Migrations take
+    /// an advisory lock, so processes starting at once apply them once.
+    async fn open_postgres(url: &str, limits: &PoolOptions) -> Result<Self, StoreError> {
+        let timeout = limits.statement_timeout.as_millis().to_string();
+        let options = PgConnectOptions::from_str(url)?
+            .options([("statement_timeout", timeout.as_str())])
+            .application_name("gatehouse");
+        let pool = PgPoolOptions::new()
+            .max_connections(limits.max_connections)
+            .acquire_timeout(limits.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        postgres_migrator().run(&pool).await?;
+        Ok(Self { pool: Pool::Postgres(pool) })
+    }
+
+    /// `sqlite` or `postgres`, for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether the database answers and every migration this version
+    /// knows is applied (readiness).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        let (applied, known): (i64, usize) = with_pool!(self, pool => {
+            let applied = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(pool)
+                .await?;
+            let known = if is_postgres(pool) { postgres_migrator() } else { sqlite_migrator() }.iter().count();
+            (applied, known)
+        });
+        if applied < known as i64 {
+            return Err(StoreError::Unmigrated { applied, known });
+        }
+        Ok(())
+    }
+
+    /// What `PRAGMA synchronous` is on the pool's connections (2: FULL);
+    /// None on PostgreSQL, whose durability is the server's setting.
+    pub async fn synchronous(&self) -> Result<Option<i64>, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Ok(Some(sqlx::query_scalar("PRAGMA synchronous").fetch_one(pool).await?)),
+            Pool::Postgres(_) => Ok(None),
+        }
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?").bind(key).fetch_optional(&self.pool).await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional(pool).await?)
+        })
     }
 
     /// Sets a setting only if unset; returns whether this call set it, so two
     /// replicas starting at once agree on one value.
     pub async fn init_setting(&self, key: &str, value: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        with_pool!(self, pool => {
+            let done = sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(value)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     pub async fn list(&self) -> Result<Vec<IntegrationRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM integrations ORDER BY created_at, id").fetch_all(&self.pool).await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as("SELECT * FROM integrations ORDER BY created_at, id").fetch_all(pool).await?)
+        })
     }
 
     /// Integrations of one end user and/or organization (None: any).
@@ -311,18 +528,22 @@ impl Store {
         end_user_id: Option<&str>,
         organization: Option<&str>,
     ) -> Result<Vec<IntegrationRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT * FROM integrations WHERE (?1 IS NULL OR end_user_id = ?1) AND (?2 IS NULL OR organization = ?2)
-             ORDER BY created_at, id",
-        )
-        .bind(end_user_id)
-        .bind(organization)
-        .fetch_all(&self.pool)
-        .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as(
+                "SELECT * FROM integrations WHERE ($1 IS NULL OR end_user_id = $1) AND ($2 IS NULL OR organization = $2)
+                 ORDER BY created_at, id",
+            )
+            .bind(end_user_id)
+            .bind(organization)
+            .fetch_all(pool)
+            .await?)
+        })
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<IntegrationRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM integrations WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as("SELECT * FROM integrations WHERE id = $1").bind(id).fetch_optional(pool).await?)
+        })
     }
 
     pub async fn find_account(
@@ -331,61 +552,65 @@ impl Store {
         base_url: &str,
         account_id: &str,
     ) -> Result<Option<IntegrationRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM integrations WHERE provider = ? AND base_url = ? AND account_id = ?")
-            .bind(provider)
-            .bind(base_url)
-            .bind(account_id)
-            .fetch_optional(&self.pool)
-            .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as("SELECT * FROM integrations WHERE provider = $1 AND base_url = $2 AND account_id = $3")
+                .bind(provider)
+                .bind(base_url)
+                .bind(account_id)
+                .fetch_optional(pool)
+                .await?)
+        })
     }
 
     /// Inserts a new row, or — when the same account is already connected —
     /// leaves it alone and returns false; the caller then updates it.
     pub async fn insert(&self, row: &IntegrationRow, audit: &AuditEntry) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "INSERT INTO integrations (id, provider, label, status, base_url, account_id, account_json, scopes_json,
-                missing_scopes_json, token_kind, token_hint, token_expires_at, created_at, updated_at, last_verified_at,
-                last_error_json, secret_key_id, secret_nonce, secret_ciphertext, refresh_key_id, refresh_nonce,
-                refresh_ciphertext, reach_json, end_user_id, end_user_name, end_user_email, organization)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (provider, base_url, account_id) DO NOTHING",
-        )
-        .bind(&row.id)
-        .bind(&row.provider)
-        .bind(&row.label)
-        .bind(row.status)
-        .bind(&row.base_url)
-        .bind(&row.account_id)
-        .bind(&row.account)
-        .bind(&row.scopes)
-        .bind(&row.missing_scopes)
-        .bind(&row.token_kind)
-        .bind(&row.token_hint)
-        .bind(row.token_expires_at)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .bind(row.last_verified_at)
-        .bind(&row.last_error)
-        .bind(&row.secret.key_id)
-        .bind(&row.secret.nonce)
-        .bind(&row.secret.ciphertext)
-        .bind(row.refresh.as_ref().map(|r| &r.key_id))
-        .bind(row.refresh.as_ref().map(|r| &r.nonce))
-        .bind(row.refresh.as_ref().map(|r| &r.ciphertext))
-        .bind(&row.reach)
-        .bind(&row.owner.end_user_id)
-        .bind(&row.owner.end_user_name)
-        .bind(&row.owner.end_user_email)
-        .bind(&row.owner.organization)
-        .execute(&mut *tx)
-        .await?;
-        let inserted = done.rows_affected() == 1;
-        if inserted {
-            audit.write(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(inserted)
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "INSERT INTO integrations (id, provider, label, status, base_url, account_id, account_json, scopes_json,
+                    missing_scopes_json, token_kind, token_hint, token_expires_at, created_at, updated_at, last_verified_at,
+                    last_error_json, secret_key_id, secret_nonce, secret_ciphertext, refresh_key_id, refresh_nonce,
+                    refresh_ciphertext, reach_json, end_user_id, end_user_name, end_user_email, organization)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
+                 ON CONFLICT (provider, base_url, account_id) DO NOTHING",
+            )
+            .bind(&row.id)
+            .bind(&row.provider)
+            .bind(&row.label)
+            .bind(row.status)
+            .bind(&row.base_url)
+            .bind(&row.account_id)
+            .bind(&row.account)
+            .bind(&row.scopes)
+            .bind(&row.missing_scopes)
+            .bind(&row.token_kind)
+            .bind(&row.token_hint)
+            .bind(row.token_expires_at)
+            .bind(row.created_at)
+            .bind(row.updated_at)
+            .bind(row.last_verified_at)
+            .bind(&row.last_error)
+            .bind(&row.secret.key_id)
+            .bind(&row.secret.nonce)
+            .bind(&row.secret.ciphertext)
+            .bind(row.refresh.as_ref().map(|r| &r.key_id))
+            .bind(row.refresh.as_ref().map(|r| &r.nonce))
+            .bind(row.refresh.as_ref().map(|r| &r.ciphertext))
+            .bind(&row.reach)
+            .bind(&row.owner.end_user_id)
+            .bind(&row.owner.end_user_name)
+            .bind(&row.owner.end_user_email)
+            .bind(&row.owner.organization)
+            .execute(&mut *tx)
+            .await?;
+            let inserted = done.rows_affected() == 1;
+            if inserted {
+                write_audit!(&mut *tx, audit);
+            }
+            tx.commit().await?;
+            Ok(inserted)
+        })
     }
 
     /// Stores newly verified credentials over an integration's, with what
@@ -396,13 +621,14 @@ impl Store {
         v: &Verified,
         audit: &AuditEntry,
     ) -> Result<Option<IntegrationRow>, StoreError> {
+        with_pool!(self, pool => {
         let query = sqlx::query_as(
-            "UPDATE integrations SET label = COALESCE(?, label), status = 'connected', account_id = ?, account_json = ?,
-                scopes_json = ?, missing_scopes_json = '[]', token_kind = ?, token_hint = ?, token_expires_at = ?,
-                updated_at = ?, last_verified_at = ?, last_error_json = NULL, secret_key_id = ?, secret_nonce = ?,
-                secret_ciphertext = ?, refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?,
-                reach_json = COALESCE(?, reach_json), rotation_started_at = NULL
-             WHERE id = ? RETURNING *",
+            "UPDATE integrations SET label = COALESCE($1, label), status = 'connected', account_id = $2, account_json = $3,
+                scopes_json = $4, missing_scopes_json = '[]', token_kind = $5, token_hint = $6, token_expires_at = $7,
+                updated_at = $8, last_verified_at = $9, last_error_json = NULL, secret_key_id = $10, secret_nonce = $11,
+                secret_ciphertext = $12, refresh_key_id = $13, refresh_nonce = $14, refresh_ciphertext = $15, refresh_claimed_until = NULL,
+                reach_json = COALESCE($16, reach_json), rotation_started_at = NULL
+             WHERE id = $17 RETURNING *",
         )
         .bind(&v.label)
         .bind(&v.account.id)
@@ -421,39 +647,42 @@ impl Store {
         .bind(v.refresh.as_ref().map(|r| &r.ciphertext))
         .bind(v.reach.as_ref().map(Json))
         .bind(id);
-        self.audited(query, audit).await
+        audited!(pool, query, audit)
+        })
     }
 
     /// Records what a re-check learnt. The credentials are not written, so a
     /// refresh stored while the check ran stands.
     pub async fn record_check(&self, id: &str, c: &Checked) -> Result<Option<IntegrationRow>, StoreError> {
-        let now = Timestamp::now();
-        let (scopes, missing) = c.scopes.as_ref().map(|(s, m)| (Json(s), Json(m))).unzip();
-        let (token_kind, expires_at) = c.token.as_ref().map(|(k, e)| (k, *e)).unzip();
-        Ok(sqlx::query_as(
-            "UPDATE integrations SET status = ?, account_json = COALESCE(?, account_json),
-                scopes_json = COALESCE(?, scopes_json), missing_scopes_json = COALESCE(?, missing_scopes_json),
-                token_kind = COALESCE(?, token_kind),
-                token_expires_at = CASE WHEN ? THEN ? ELSE token_expires_at END,
-                last_verified_at = CASE WHEN ? THEN ? ELSE last_verified_at END,
-                last_error_json = ?, updated_at = ?, reach_json = COALESCE(?, reach_json)
-             WHERE id = ? RETURNING *",
-        )
-        .bind(c.status)
-        .bind(c.account.as_ref().map(Json))
-        .bind(scopes)
-        .bind(missing)
-        .bind(token_kind)
-        .bind(c.token.is_some())
-        .bind(expires_at.flatten())
-        .bind(c.verified)
-        .bind(now)
-        .bind(c.last_error.as_ref().map(Json))
-        .bind(now)
-        .bind(c.reach.as_ref().map(Json))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        with_pool!(self, pool => {
+            let now = Timestamp::now();
+            let (scopes, missing) = c.scopes.as_ref().map(|(s, m)| (Json(s), Json(m))).unzip();
+            let (token_kind, expires_at) = c.token.as_ref().map(|(k, e)| (k, *e)).unzip();
+            Ok(sqlx::query_as(
+                "UPDATE integrations SET status = $1, account_json = COALESCE($2, account_json),
+                    scopes_json = COALESCE($3, scopes_json), missing_scopes_json = COALESCE($4, missing_scopes_json),
+                    token_kind = COALESCE($5, token_kind),
+                    token_expires_at = CASE WHEN $6 THEN $7 ELSE token_expires_at END,
+                    last_verified_at = CASE WHEN $8 THEN $9 ELSE last_verified_at END,
+                    last_error_json = $10, updated_at = $11, reach_json = COALESCE($12, reach_json)
+                 WHERE id = $13 RETURNING *",
+            )
+            .bind(c.status)
+            .bind(c.account.as_ref().map(Json))
+            .bind(scopes)
+            .bind(missing)
+            .bind(token_kind)
+            .bind(c.token.is_some())
+            .bind(expires_at.flatten())
+            .bind(c.verified)
+            .bind(now)
+            .bind(c.last_error.as_ref().map(Json))
+            .bind(now)
+            .bind(c.reach.as_ref().map(Json))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?)
+        })
     }
 
     /// Writes a refresh's outcome only while the stored refresh token is
@@ -468,13 +697,14 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<Option<IntegrationRow>, StoreError> {
         let now = Timestamp::now();
+        with_pool!(self, pool => {
         let query = match outcome {
             Refresh::Renewed { token_hint, token_expires_at, scopes, secret, refresh } => sqlx::query_as(
-                "UPDATE integrations SET status = 'connected', token_hint = ?, token_expires_at = ?,
-                    scopes_json = COALESCE(?, scopes_json), updated_at = ?, last_error_json = NULL,
-                    secret_key_id = ?, secret_nonce = ?, secret_ciphertext = ?,
-                    refresh_key_id = ?, refresh_nonce = ?, refresh_ciphertext = ?
-                 WHERE id = ? AND refresh_ciphertext = ? RETURNING *",
+                "UPDATE integrations SET status = 'connected', token_hint = $1, token_expires_at = $2,
+                    scopes_json = COALESCE($3, scopes_json), updated_at = $4, last_error_json = NULL,
+                    secret_key_id = $5, secret_nonce = $6, secret_ciphertext = $7,
+                    refresh_key_id = $8, refresh_nonce = $9, refresh_ciphertext = $10, refresh_claimed_until = NULL
+                 WHERE id = $11 AND refresh_ciphertext = $12 RETURNING *",
             )
             .bind(token_hint)
             .bind(token_expires_at)
@@ -487,49 +717,50 @@ impl Store {
             .bind(&refresh.nonce)
             .bind(&refresh.ciphertext),
             Refresh::Refused { last_error } => sqlx::query_as(
-                "UPDATE integrations SET status = 'expired', updated_at = ?, last_error_json = ?,
-                    refresh_key_id = NULL, refresh_nonce = NULL, refresh_ciphertext = NULL
-                 WHERE id = ? AND refresh_ciphertext = ? RETURNING *",
+                "UPDATE integrations SET status = 'expired', updated_at = $1, last_error_json = $2,
+                    refresh_key_id = NULL, refresh_nonce = NULL, refresh_ciphertext = NULL,
+                    refresh_claimed_until = NULL
+                 WHERE id = $3 AND refresh_ciphertext = $4 RETURNING *",
             )
             .bind(now)
             .bind(Json(last_error)),
         };
-        self.audited(query.bind(id).bind(&spent.ciphertext), audit).await
+        audited!(pool, query.bind(id).bind(&spent.ciphertext), audit)
+        })
     }
 
-    /// Runs an `UPDATE … RETURNING *` and, when it changed a row, writes
-    /// `audit` in the same transaction.
-    async fn audited<'q, R>(
-        &self,
-        query: sqlx::query::QueryAs<'q, sqlx::Sqlite, R, sqlx::sqlite::SqliteArguments<'q>>,
-        audit: &AuditEntry,
-    ) -> Result<Option<R>, StoreError>
-    where
-        R: Send + Unpin + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
-    {
-        let mut tx = self.pool.begin().await?;
-        let row = query.fetch_optional(&mut *tx).await?;
-        if row.is_some() {
-            audit.write(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(row)
+    /// Claims, until `until`, the right to spend the stored refresh token
+    /// `spent` (compare-and-swap in one statement): of several processes
+    /// that find a token due at once, one asks the provider. False: another
+    /// holds a live claim, or the token is no longer the stored one.
+    pub async fn claim_refresh(&self, id: &str, spent: &Sealed, now: i64, until: i64) -> Result<bool, StoreError> {
+        with_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE integrations SET refresh_claimed_until = $1
+                 WHERE id = $2 AND refresh_ciphertext = $3
+                   AND (refresh_claimed_until IS NULL OR refresh_claimed_until < $4)",
+            )
+            .bind(until)
+            .bind(id)
+            .bind(&spent.ciphertext)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
-    /// Runs a statement and, when it changed a row, writes `audit` in the
-    /// same transaction. Returns whether it changed one.
-    async fn audited_change<'q>(
-        &self,
-        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-        audit: &AuditEntry,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let changed = query.execute(&mut *tx).await?.rows_affected() > 0;
-        if changed {
-            audit.write(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(changed)
+    /// Gives up a claim whose refresh did not reach the provider's verdict
+    /// (unreachable, timeout), so the next attempt need not wait for it.
+    pub async fn release_refresh(&self, id: &str, spent: &Sealed) -> Result<(), StoreError> {
+        with_pool!(self, pool => {
+            sqlx::query("UPDATE integrations SET refresh_claimed_until = NULL WHERE id = $1 AND refresh_ciphertext = $2")
+                .bind(id)
+                .bind(&spent.ciphertext)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Limits the connection to `scope` (None: everything its credential
@@ -540,37 +771,43 @@ impl Store {
         scope: Option<&ReachItem>,
         reach: Option<&TokenReach>,
     ) -> Result<Option<IntegrationRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "UPDATE integrations SET scope_json = ?, reach_json = COALESCE(?, reach_json), updated_at = ?
-             WHERE id = ? RETURNING *",
-        )
-        .bind(scope.map(Json))
-        .bind(reach.map(Json))
-        .bind(Timestamp::now())
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as(
+                "UPDATE integrations SET scope_json = $1, reach_json = COALESCE($2, reach_json), updated_at = $3
+                 WHERE id = $4 RETURNING *",
+            )
+            .bind(scope.map(Json))
+            .bind(reach.map(Json))
+            .bind(Timestamp::now())
+            .bind(id)
+            .fetch_optional(pool)
+            .await?)
+        })
     }
 
     /// Records that a rotation is about to ask the provider for a new
     /// credential. Written before the provider is asked, so a crash between
     /// its answer and the store leaves a trace the API shows.
     pub async fn begin_rotation(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE integrations SET rotation_started_at = ? WHERE id = ?")
-            .bind(Timestamp::now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        with_pool!(self, pool => {
+            let done = sqlx::query("UPDATE integrations SET rotation_started_at = $1 WHERE id = $2")
+                .bind(Timestamp::now())
+                .bind(id)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// The provider did not issue a new credential: nothing changed.
     pub async fn abandon_rotation(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE integrations SET rotation_started_at = NULL WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query("UPDATE integrations SET rotation_started_at = NULL WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Stores the credential a rotation produced, in one statement: the
@@ -582,29 +819,33 @@ impl Store {
         token_hint: Option<&str>,
         token_expires_at: Option<Timestamp>,
     ) -> Result<Option<IntegrationRow>, StoreError> {
-        let now = Timestamp::now();
-        Ok(sqlx::query_as(
-            "UPDATE integrations SET status = 'connected', token_hint = ?, token_expires_at = ?, updated_at = ?,
-                last_error_json = NULL, secret_key_id = ?, secret_nonce = ?, secret_ciphertext = ?,
-                rotation_started_at = NULL
-             WHERE id = ? RETURNING *",
-        )
-        .bind(token_hint)
-        .bind(token_expires_at)
-        .bind(now)
-        .bind(&secret.key_id)
-        .bind(&secret.nonce)
-        .bind(&secret.ciphertext)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        with_pool!(self, pool => {
+            let now = Timestamp::now();
+            Ok(sqlx::query_as(
+                "UPDATE integrations SET status = 'connected', token_hint = $1, token_expires_at = $2, updated_at = $3,
+                    last_error_json = NULL, secret_key_id = $4, secret_nonce = $5, secret_ciphertext = $6,
+                    rotation_started_at = NULL
+                 WHERE id = $7 RETURNING *",
+            )
+            .bind(token_hint)
+            .bind(token_expires_at)
+            .bind(now)
+            .bind(&secret.key_id)
+            .bind(&secret.nonce)
+            .bind(&secret.ciphertext)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?)
+        })
     }
 
     /// Integrations whose credential has an expiry, for the expiry watch.
     pub async fn with_expiry(&self) -> Result<Vec<IntegrationRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM integrations WHERE token_expires_at IS NOT NULL ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as("SELECT * FROM integrations WHERE token_expires_at IS NOT NULL ORDER BY id")
+                .fetch_all(pool)
+                .await?)
+        })
     }
 
     /// Marks `expires_at` as announced and enqueues `deliveries`, in one
@@ -616,53 +857,63 @@ impl Store {
         expires_at: Timestamp,
         deliveries: &[syncs::NewDelivery],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE integrations SET expiry_notified_for = ?1
-             WHERE id = ?2 AND token_expires_at = ?1 AND (expiry_notified_for IS NULL OR expiry_notified_for != ?1)",
-        )
-        .bind(expires_at)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        let (now_unix, now_text) = crate::clock::now();
-        for d in deliveries {
-            syncs::insert_delivery(&mut tx, d, &now_text, now_unix).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE integrations SET expiry_notified_for = $1
+                 WHERE id = $2 AND token_expires_at = $1 AND (expiry_notified_for IS NULL OR expiry_notified_for != $1)",
+            )
+            .bind(expires_at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Ok(false);
+            }
+            let (now_unix, now_text) = crate::clock::now();
+            for d in deliveries {
+                insert_delivery!(tx, d, &now_text, now_unix);
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     /// Deletes the row; the sealed secret goes with it (`secure_delete` zeroes
     /// the freed pages).
     pub async fn delete(&self, id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
-        self.audited_change(sqlx::query("DELETE FROM integrations WHERE id = ?").bind(id), audit).await
+        with_pool!(self, pool => audited_change!(pool, sqlx::query("DELETE FROM integrations WHERE id = $1").bind(id), audit))
     }
 
     /// Integrations holding a refresh token, for the refresh task.
     pub async fn refreshable(&self) -> Result<Vec<IntegrationRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM integrations WHERE refresh_ciphertext IS NOT NULL ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as("SELECT * FROM integrations WHERE refresh_ciphertext IS NOT NULL ORDER BY id")
+                .fetch_all(pool)
+                .await?)
+        })
     }
 
     pub async fn oauth_apps(&self) -> Result<Vec<OAuthAppRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM oauth_apps ORDER BY provider, base_url").fetch_all(&self.pool).await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as("SELECT * FROM oauth_apps ORDER BY provider, base_url").fetch_all(pool).await?)
+        })
     }
 
     pub async fn oauth_app(&self, provider: &str, base_url: &str) -> Result<Option<OAuthAppRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM oauth_apps WHERE provider = ? AND base_url = ?")
-            .bind(provider)
-            .bind(base_url)
-            .fetch_optional(&self.pool)
-            .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as("SELECT * FROM oauth_apps WHERE provider = $1 AND base_url = $2")
+                .bind(provider)
+                .bind(base_url)
+                .fetch_optional(pool)
+                .await?)
+        })
     }
 
     pub async fn oauth_app_by_id(&self, id: &str) -> Result<Option<OAuthAppRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM oauth_apps WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as("SELECT * FROM oauth_apps WHERE id = $1").bind(id).fetch_optional(pool).await?)
+        })
     }
 
     /// Inserts, or replaces the application of the same provider and base
@@ -673,83 +924,103 @@ impl Store {
         app: &OAuthAppRow,
         audit: &AuditEntry,
     ) -> Result<(String, Timestamp), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "INSERT INTO oauth_apps (id, provider, base_url, client_id, redirect_uri, source, created_at, updated_at,
-                secret_key_id, secret_nonce, secret_ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (provider, base_url) DO UPDATE SET client_id = excluded.client_id,
-                redirect_uri = excluded.redirect_uri, source = excluded.source, updated_at = excluded.updated_at,
-                secret_key_id = excluded.secret_key_id, secret_nonce = excluded.secret_nonce,
-                secret_ciphertext = excluded.secret_ciphertext
-             RETURNING id, created_at",
-        )
-        .bind(&app.id)
-        .bind(&app.provider)
-        .bind(&app.base_url)
-        .bind(&app.client_id)
-        .bind(&app.redirect_uri)
-        .bind(&app.source)
-        .bind(app.created_at)
-        .bind(app.updated_at)
-        .bind(&app.secret.key_id)
-        .bind(&app.secret.nonce)
-        .bind(&app.secret.ciphertext)
-        .fetch_one(&mut *tx)
-        .await?;
-        let id: String = row.try_get("id")?;
-        let audit = AuditEntry { target_id: Some(id.clone()), ..audit.clone() };
-        audit.write(&mut tx).await?;
-        tx.commit().await?;
-        Ok((id, row.try_get("created_at")?))
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let row = sqlx::query(
+                "INSERT INTO oauth_apps (id, provider, base_url, client_id, redirect_uri, source, created_at, updated_at,
+                    secret_key_id, secret_nonce, secret_ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (provider, base_url) DO UPDATE SET client_id = excluded.client_id,
+                    redirect_uri = excluded.redirect_uri, source = excluded.source, updated_at = excluded.updated_at,
+                    secret_key_id = excluded.secret_key_id, secret_nonce = excluded.secret_nonce,
+                    secret_ciphertext = excluded.secret_ciphertext
+                 RETURNING id, created_at",
+            )
+            .bind(&app.id)
+            .bind(&app.provider)
+            .bind(&app.base_url)
+            .bind(&app.client_id)
+            .bind(&app.redirect_uri)
+            .bind(&app.source)
+            .bind(app.created_at)
+            .bind(app.updated_at)
+            .bind(&app.secret.key_id)
+            .bind(&app.secret.nonce)
+            .bind(&app.secret.ciphertext)
+            .fetch_one(&mut *tx)
+            .await?;
+            let id: String = row.try_get("id")?;
+            let audit = AuditEntry { target_id: Some(id.clone()), ..audit.clone() };
+            write_audit!(&mut *tx, &audit);
+            tx.commit().await?;
+            Ok((id, row.try_get("created_at")?))
+        })
     }
 
     pub async fn delete_oauth_app(&self, id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
-        self.audited_change(sqlx::query("DELETE FROM oauth_apps WHERE id = ?").bind(id), audit).await
+        with_pool!(self, pool => audited_change!(pool, sqlx::query("DELETE FROM oauth_apps WHERE id = $1").bind(id), audit))
     }
 
     pub async fn insert_oauth_state(&self, state: &OAuthStateRow) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO oauth_states (state_hash, provider, base_url, label, created_at, expires_at_unix,
-                verifier_key_id, verifier_nonce, verifier_ciphertext, browser_hash, session_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&state.state_hash)
-        .bind(&state.provider)
-        .bind(&state.base_url)
-        .bind(&state.label)
-        .bind(state.created_at)
-        .bind(state.expires_at_unix)
-        .bind(&state.verifier.key_id)
-        .bind(&state.verifier.nonce)
-        .bind(&state.verifier.ciphertext)
-        .bind(&state.browser_hash)
-        .bind(&state.session_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO oauth_states (state_hash, provider, base_url, label, created_at, expires_at_unix,
+                    verifier_key_id, verifier_nonce, verifier_ciphertext, browser_hash, session_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&state.state_hash)
+            .bind(&state.provider)
+            .bind(&state.base_url)
+            .bind(&state.label)
+            .bind(state.created_at)
+            .bind(state.expires_at_unix)
+            .bind(&state.verifier.key_id)
+            .bind(&state.verifier.nonce)
+            .bind(&state.verifier.ciphertext)
+            .bind(&state.browser_hash)
+            .bind(&state.session_id)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Removes and returns a state in one statement: a state is spent by
     /// the first callback that presents it, even when two arrive at once.
     pub async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OAuthStateRow>, StoreError> {
-        Ok(sqlx::query_as("DELETE FROM oauth_states WHERE state_hash = ? RETURNING *")
-            .bind(state_hash)
-            .fetch_optional(&self.pool)
-            .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as("DELETE FROM oauth_states WHERE state_hash = $1 RETURNING *")
+                .bind(state_hash)
+                .fetch_optional(pool)
+                .await?)
+        })
     }
 
     /// Forgets authorizations that expired unused.
     pub async fn delete_expired_oauth_states(&self, now_unix: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM oauth_states WHERE expires_at_unix < ?")
-            .bind(now_unix)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+        with_pool!(self, pool => {
+            let done = sqlx::query("DELETE FROM oauth_states WHERE expires_at_unix < $1")
+                .bind(now_unix)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        with_pool!(self, pool => {
+            pool.close().await;
+        })
     }
+}
+
+fn sqlite_migrator() -> &'static Migrator {
+    static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+    &MIGRATOR
+}
+
+fn postgres_migrator() -> &'static Migrator {
+    static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+    &MIGRATOR
 }
 
 /// Creates the database file 0600 before SQLite does (SQLite gives its WAL
@@ -819,7 +1090,7 @@ pub(crate) mod tests {
     async fn commits_are_synced_and_the_files_private() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(None, dir.path()).await.unwrap();
-        assert_eq!(store.synchronous().await.unwrap(), 2, "synchronous=FULL");
+        assert_eq!(store.synchronous().await.unwrap(), Some(2), "synchronous=FULL");
         store.insert(&row("a"), &audit::tests::entry()).await.unwrap();
         #[cfg(unix)]
         for name in ["gatehouse.db", "gatehouse.db-wal", "gatehouse.db-shm"] {

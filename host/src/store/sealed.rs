@@ -61,7 +61,11 @@ const SEALED_COLUMNS: [(&str, &str, &str); 6] = [
     ("inbound_webhooks", "integration_id", "secret"),
 ];
 
-fn slot_of(index: usize, row: &sqlx::sqlite::SqliteRow) -> Result<SealedSlot, sqlx::Error> {
+fn slot_of<R: Row>(index: usize, row: &R) -> Result<SealedSlot, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
     let text = |i| row.try_get::<String, _>(i);
     Ok(match index {
         0 => SealedSlot::Credentials { integration_id: text(0)? },
@@ -74,18 +78,18 @@ fn slot_of(index: usize, row: &sqlx::sqlite::SqliteRow) -> Result<SealedSlot, sq
 }
 
 /// The table, row condition and column prefix of a slot, with the values
-/// naming its row.
+/// naming its row (bound from `$5` on).
 fn place(slot: &SealedSlot) -> (&'static str, &'static str, &'static str, Vec<&str>) {
     match slot {
-        SealedSlot::Credentials { integration_id } => ("integrations", "id = ?", "secret", vec![integration_id]),
-        SealedSlot::RefreshToken { integration_id } => ("integrations", "id = ?", "refresh", vec![integration_id]),
+        SealedSlot::Credentials { integration_id } => ("integrations", "id = $5", "secret", vec![integration_id]),
+        SealedSlot::RefreshToken { integration_id } => ("integrations", "id = $5", "refresh", vec![integration_id]),
         SealedSlot::OAuthApp { provider, base_url } => {
-            ("oauth_apps", "provider = ? AND base_url = ?", "secret", vec![provider, base_url])
+            ("oauth_apps", "provider = $5 AND base_url = $6", "secret", vec![provider, base_url])
         }
-        SealedSlot::OAuthVerifier { state_hash } => ("oauth_states", "state_hash = ?", "verifier", vec![state_hash]),
-        SealedSlot::Webhook { id } => ("webhooks", "id = ?", "secret", vec![id]),
+        SealedSlot::OAuthVerifier { state_hash } => ("oauth_states", "state_hash = $5", "verifier", vec![state_hash]),
+        SealedSlot::Webhook { id } => ("webhooks", "id = $5", "secret", vec![id]),
         SealedSlot::InboundWebhook { integration_id } => {
-            ("inbound_webhooks", "integration_id = ?", "secret", vec![integration_id])
+            ("inbound_webhooks", "integration_id = $5", "secret", vec![integration_id])
         }
     }
 }
@@ -93,39 +97,43 @@ fn place(slot: &SealedSlot) -> (&'static str, &'static str, &'static str, Vec<&s
 impl Store {
     /// How many sealed values each key id seals.
     pub async fn key_ids_in_use(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        let union = SEALED_COLUMNS
-            .iter()
-            .map(|(table, _, prefix)| {
-                format!("SELECT {prefix}_key_id AS key_id FROM {table} WHERE {prefix}_key_id IS NOT NULL")
-            })
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        let rows = sqlx::query(&format!("SELECT key_id, COUNT(*) AS n FROM ({union}) GROUP BY key_id"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok((r.try_get("key_id")?, r.try_get::<i64, _>("n")? as u64))).collect()
+        with_pool!(self, pool => {
+            let union = SEALED_COLUMNS
+                .iter()
+                .map(|(table, _, prefix)| {
+                    format!("SELECT {prefix}_key_id AS key_id FROM {table} WHERE {prefix}_key_id IS NOT NULL")
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let rows = sqlx::query(&format!("SELECT key_id, COUNT(*) AS n FROM ({union}) AS sealed GROUP BY key_id"))
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(|r| Ok((r.try_get("key_id")?, r.try_get::<i64, _>("n")? as u64))).collect()
+        })
     }
 
     /// Every sealed value, with where it is stored.
     pub async fn sealed_values(&self) -> Result<Vec<SealedValue>, StoreError> {
-        let mut out = Vec::new();
-        for (index, (table, names, prefix)) in SEALED_COLUMNS.iter().enumerate() {
-            let rows = sqlx::query(&format!(
-                "SELECT {names}, {prefix}_key_id, {prefix}_nonce, {prefix}_ciphertext FROM {table}
-                 WHERE {prefix}_key_id IS NOT NULL"
-            ))
-            .fetch_all(&self.pool)
-            .await?;
-            for row in &rows {
-                let sealed = Sealed {
-                    key_id: row.try_get(format!("{prefix}_key_id").as_str())?,
-                    nonce: row.try_get(format!("{prefix}_nonce").as_str())?,
-                    ciphertext: row.try_get(format!("{prefix}_ciphertext").as_str())?,
-                };
-                out.push(SealedValue { slot: slot_of(index, row)?, sealed });
+        with_pool!(self, pool => {
+            let mut out = Vec::new();
+            for (index, (table, names, prefix)) in SEALED_COLUMNS.iter().enumerate() {
+                let rows = sqlx::query(&format!(
+                    "SELECT {names}, {prefix}_key_id, {prefix}_nonce, {prefix}_ciphertext FROM {table}
+                     WHERE {prefix}_key_id IS NOT NULL"
+                ))
+                .fetch_all(pool)
+                .await?;
+                for row in &rows {
+                    let sealed = Sealed {
+                        key_id: row.try_get(format!("{prefix}_key_id").as_str())?,
+                        nonce: row.try_get(format!("{prefix}_nonce").as_str())?,
+                        ciphertext: row.try_get(format!("{prefix}_ciphertext").as_str())?,
+                    };
+                    out.push(SealedValue { slot: slot_of(index, row)?, sealed });
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Replaces sealed values with their re-sealed forms in one transaction,
@@ -134,23 +142,31 @@ impl Store {
     /// replaced. The WAL is then checkpointed and truncated, so the old
     /// ciphertexts do not linger in it.
     pub async fn reseal(&self, changes: &[(&SealedValue, Sealed)]) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut replaced = 0;
-        for (value, new) in changes {
-            let (table, condition, prefix, names) = place(&value.slot);
-            let sql = format!(
-                "UPDATE {table} SET {prefix}_key_id = ?, {prefix}_nonce = ?, {prefix}_ciphertext = ?
-                 WHERE {condition} AND {prefix}_ciphertext = ?"
-            );
-            let mut query = sqlx::query(&sql).bind(&new.key_id).bind(&new.nonce).bind(&new.ciphertext);
-            for name in names {
-                query = query.bind(name);
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut replaced = 0;
+            for (value, new) in changes {
+                let (table, condition, prefix, names) = place(&value.slot);
+                let sql = format!(
+                    "UPDATE {table} SET {prefix}_key_id = $1, {prefix}_nonce = $2, {prefix}_ciphertext = $3
+                     WHERE {condition} AND {prefix}_ciphertext = $4"
+                );
+                let mut query = sqlx::query(&sql)
+                    .bind(&new.key_id)
+                    .bind(&new.nonce)
+                    .bind(&new.ciphertext)
+                    .bind(&value.sealed.ciphertext);
+                for name in names {
+                    query = query.bind(name);
+                }
+                replaced += query.execute(&mut *tx).await?.rows_affected();
             }
-            replaced += query.bind(&value.sealed.ciphertext).execute(&mut *tx).await?.rows_affected();
-        }
-        tx.commit().await?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
-        Ok(replaced)
+            tx.commit().await?;
+            if !super::is_postgres(pool) {
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await?;
+            }
+            Ok(replaced)
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 //! the lease, so a crash resumes from the last committed page and a page is
 //! never counted twice.
 
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 use super::{Store, StoreError};
 
@@ -112,36 +112,124 @@ impl NewDelivery {
     }
 }
 
+/// Inserts or updates one record on `$tx` for `$holder`'s run; evaluates
+/// to Some(action) when it changed.
+macro_rules! upsert_record {
+    ($tx:expr, $holder:expr, $external_id:expr, $data:expr, $hash:expr, $seq:expr) => {{
+        let holder: &Holder<'_> = $holder;
+        let external_id: &str = $external_id;
+        let existing: Option<(String, String)> = sqlx::query_as(
+            "SELECT content_hash, action FROM records WHERE integration_id = $1 AND model = $2 AND external_id = $3",
+        )
+        .bind(holder.integration_id)
+        .bind(holder.model)
+        .bind(external_id)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        let action: Option<&'static str> = match &existing {
+            None => Some("added"),
+            // Unchanged: only remember that this run saw it.
+            Some((old, action)) if old == $hash && action != "deleted" => None,
+            // Back after a deletion: new again for the consumer.
+            Some((_, action)) if action == "deleted" => Some("added"),
+            Some(_) => Some("updated"),
+        };
+        match action {
+            None => {
+                sqlx::query(
+                    "UPDATE records SET seen_run = $1 WHERE integration_id = $2 AND model = $3 AND external_id = $4",
+                )
+                .bind(holder.run_id)
+                .bind(holder.integration_id)
+                .bind(holder.model)
+                .bind(external_id)
+                .execute(&mut *$tx)
+                .await?;
+            }
+            Some(action) => {
+                sqlx::query(
+                    "INSERT INTO records (integration_id, model, external_id, data_json, content_hash, action, seq,
+                        first_seen_at, last_modified_at, last_modified_unix, seen_run)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)
+                     ON CONFLICT (integration_id, model, external_id) DO UPDATE SET data_json = excluded.data_json,
+                        content_hash = excluded.content_hash, action = excluded.action, seq = excluded.seq,
+                        last_modified_at = excluded.last_modified_at, last_modified_unix = excluded.last_modified_unix,
+                        seen_run = excluded.seen_run",
+                )
+                .bind(holder.integration_id)
+                .bind(holder.model)
+                .bind(external_id)
+                .bind($data)
+                .bind($hash)
+                .bind(action)
+                .bind($seq)
+                .bind(holder.now_text)
+                .bind(holder.now_unix)
+                .bind(holder.run_id)
+                .execute(&mut *$tx)
+                .await?;
+            }
+        }
+        action
+    }};
+}
+
+/// Marks one record deleted on `$tx`; evaluates to the rows changed.
+macro_rules! mark_deleted {
+    ($tx:expr, $holder:expr, $external_id:expr, $seq:expr) => {{
+        let holder: &Holder<'_> = $holder;
+        sqlx::query(
+            "UPDATE records SET action = 'deleted', seq = $1, last_modified_at = $2, last_modified_unix = $3
+             WHERE integration_id = $4 AND model = $5 AND external_id = $6 AND action != 'deleted'",
+        )
+        .bind($seq)
+        .bind(holder.now_text)
+        .bind(holder.now_unix)
+        .bind(holder.integration_id)
+        .bind(holder.model)
+        .bind($external_id)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected()
+    }};
+}
+
 impl Store {
     /// Makes sure every (integration, model) has a row; new ones are due now.
     pub async fn ensure_syncs(&self, integration_id: &str, models: &[String], now: i64) -> Result<(), StoreError> {
-        for model in models {
-            sqlx::query(
-                "INSERT INTO syncs (integration_id, model, next_run_at) VALUES (?, ?, ?)
-                 ON CONFLICT (integration_id, model) DO NOTHING",
-            )
-            .bind(integration_id)
-            .bind(model)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        }
-        Ok(())
+        with_pool!(self, pool => {
+            for model in models {
+                sqlx::query(
+                    "INSERT INTO syncs (integration_id, model, next_run_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (integration_id, model) DO NOTHING",
+                )
+                .bind(integration_id)
+                .bind(model)
+                .bind(now)
+                .execute(pool)
+                .await?;
+            }
+            Ok(())
+        })
     }
 
     pub async fn syncs(&self, integration_id: &str) -> Result<Vec<SyncRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM syncs WHERE integration_id = ? ORDER BY model")
-            .bind(integration_id)
-            .fetch_all(&self.pool)
-            .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as("SELECT * FROM syncs WHERE integration_id = $1 ORDER BY model")
+                .bind(integration_id)
+                .fetch_all(pool)
+                .await?)
+        })
     }
 
     pub async fn sync(&self, integration_id: &str, model: &str) -> Result<Option<SyncRow>, StoreError> {
-        Ok(sqlx::query_as("SELECT * FROM syncs WHERE integration_id = ? AND model = ?")
-            .bind(integration_id)
-            .bind(model)
-            .fetch_optional(&self.pool)
-            .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as("SELECT * FROM syncs WHERE integration_id = $1 AND model = $2")
+                .bind(integration_id)
+                .bind(model)
+                .fetch_optional(pool)
+                .await?)
+        })
     }
 
     /// Changes what the operator controls; `interval` Some(None) goes back
@@ -153,90 +241,102 @@ impl Store {
         enabled: Option<bool>,
         interval: Option<Option<i64>>,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE syncs SET enabled = COALESCE(?, enabled),
-                interval_seconds = CASE WHEN ? THEN ? ELSE interval_seconds END
-             WHERE integration_id = ? AND model = ?",
-        )
-        .bind(enabled)
-        .bind(interval.is_some())
-        .bind(interval.flatten())
-        .bind(integration_id)
-        .bind(model)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        with_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE syncs SET enabled = COALESCE($1, enabled),
+                    interval_seconds = CASE WHEN $2 THEN $3 ELSE interval_seconds END
+                 WHERE integration_id = $4 AND model = $5",
+            )
+            .bind(enabled)
+            .bind(interval.is_some())
+            .bind(interval.flatten())
+            .bind(integration_id)
+            .bind(model)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// Makes the sync due now (a run in progress or a rate-limit pause is
     /// not interrupted).
     pub async fn request_sync_run(&self, integration_id: &str, model: &str, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE syncs SET next_run_at = ? WHERE integration_id = ? AND model = ?")
-            .bind(now)
-            .bind(integration_id)
-            .bind(model)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        with_pool!(self, pool => {
+            let done = sqlx::query("UPDATE syncs SET next_run_at = $1 WHERE integration_id = $2 AND model = $3")
+                .bind(now)
+                .bind(integration_id)
+                .bind(model)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// Forgets the checkpoint and any interrupted run, so the next run reads
     /// everything again (records stay; unchanged ones are not emitted
     /// again). False while a process holds the lease.
     pub async fn reset_sync(&self, integration_id: &str, model: &str, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE syncs SET checkpoint = NULL, run_id = NULL, run_started_at = NULL, run_added = 0,
-                run_updated = 0, run_deleted = 0, run_cursor = NULL, state = 'idle', last_error_json = NULL,
-                paused_until = NULL, next_run_at = ?1
-             WHERE integration_id = ?2 AND model = ?3 AND (lease_expires_at IS NULL OR lease_expires_at < ?1)",
-        )
-        .bind(now)
-        .bind(integration_id)
-        .bind(model)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        with_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE syncs SET checkpoint = NULL, run_id = NULL, run_started_at = NULL, run_added = 0,
+                    run_updated = 0, run_deleted = 0, run_cursor = NULL, state = 'idle', last_error_json = NULL,
+                    paused_until = NULL, next_run_at = $1
+                 WHERE integration_id = $2 AND model = $3 AND (lease_expires_at IS NULL OR lease_expires_at < $1)",
+            )
+            .bind(now)
+            .bind(integration_id)
+            .bind(model)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// Starts every sync of an integration over (as `reset_sync` does one),
     /// except runs a live process holds; answers how many were reset.
     pub async fn reset_syncs(&self, integration_id: &str, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE syncs SET checkpoint = NULL, run_id = NULL, run_started_at = NULL, run_added = 0,
-                run_updated = 0, run_deleted = 0, run_cursor = NULL, state = 'idle', last_error_json = NULL,
-                paused_until = NULL, next_run_at = ?1
-             WHERE integration_id = ?2 AND (lease_expires_at IS NULL OR lease_expires_at < ?1)",
-        )
-        .bind(now)
-        .bind(integration_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        with_pool!(self, pool => {
+            let done = sqlx::query(
+                "UPDATE syncs SET checkpoint = NULL, run_id = NULL, run_started_at = NULL, run_added = 0,
+                    run_updated = 0, run_deleted = 0, run_cursor = NULL, state = 'idle', last_error_json = NULL,
+                    paused_until = NULL, next_run_at = $1
+                 WHERE integration_id = $2 AND (lease_expires_at IS NULL OR lease_expires_at < $1)",
+            )
+            .bind(now)
+            .bind(integration_id)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// How many of an integration's syncs a live process is running now.
     pub async fn leased_syncs(&self, integration_id: &str, now: i64) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM syncs WHERE integration_id = ?1 AND lease_expires_at >= ?2")
-            .bind(integration_id)
-            .bind(now)
-            .fetch_one(&self.pool)
-            .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM syncs WHERE integration_id = $1 AND lease_expires_at >= $2")
+                .bind(integration_id)
+                .bind(now)
+                .fetch_one(pool)
+                .await?)
+        })
     }
 
     /// Syncs that are due and not leased by a live process.
     pub async fn due_syncs(&self, now: i64, limit: i64) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT integration_id, model FROM syncs
-             WHERE enabled = 1 AND next_run_at <= ?1
-               AND (lease_expires_at IS NULL OR lease_expires_at < ?1)
-               AND (paused_until IS NULL OR paused_until <= ?1)
-             ORDER BY next_run_at LIMIT ?2",
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok((r.try_get("integration_id")?, r.try_get("model")?))).collect()
+        with_pool!(self, pool => {
+            let rows = sqlx::query(
+                "SELECT integration_id, model FROM syncs
+                 WHERE enabled AND next_run_at <= $1
+                   AND (lease_expires_at IS NULL OR lease_expires_at < $1)
+                   AND (paused_until IS NULL OR paused_until <= $1)
+                 ORDER BY next_run_at LIMIT $2",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(|r| Ok((r.try_get("integration_id")?, r.try_get("model")?))).collect()
+        })
     }
 
     /// Takes the lease of a due sync in one statement (so two processes
@@ -245,29 +345,40 @@ impl Store {
     /// it, or it is not due.
     /// `claimant.run_id` is the id a new run gets.
     pub async fn claim_sync(&self, claimant: &Holder<'_>) -> Result<Option<SyncRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "UPDATE syncs SET lease_owner = ?1, lease_expires_at = ?2, state = 'running', paused_until = NULL,
-                last_started_at = CASE WHEN run_id IS NULL THEN ?3 ELSE last_started_at END,
-                run_started_at = CASE WHEN run_id IS NULL THEN ?3 ELSE run_started_at END,
-                run_added = CASE WHEN run_id IS NULL THEN 0 ELSE run_added END,
-                run_updated = CASE WHEN run_id IS NULL THEN 0 ELSE run_updated END,
-                run_deleted = CASE WHEN run_id IS NULL THEN 0 ELSE run_deleted END,
-                run_cursor = CASE WHEN run_id IS NULL THEN NULL ELSE run_cursor END,
-                run_id = COALESCE(run_id, ?4)
-             WHERE integration_id = ?5 AND model = ?6 AND enabled = 1 AND next_run_at <= ?7
-               AND (lease_expires_at IS NULL OR lease_expires_at < ?7)
-               AND (paused_until IS NULL OR paused_until <= ?7)
-             RETURNING *",
-        )
-        .bind(claimant.owner)
-        .bind(claimant.lease_until)
-        .bind(claimant.now_text)
-        .bind(claimant.run_id)
-        .bind(claimant.integration_id)
-        .bind(claimant.model)
-        .bind(claimant.now_unix)
-        .fetch_optional(&self.pool)
-        .await?)
+        with_pool!(self, pool => {
+            // PostgreSQL: a row another process is claiming or committing
+            // to right now is skipped, not waited for.
+            let sql = format!(
+                "UPDATE syncs SET lease_owner = $1, lease_expires_at = $2, state = 'running', paused_until = NULL,
+                    last_started_at = CASE WHEN run_id IS NULL THEN $3 ELSE last_started_at END,
+                    run_started_at = CASE WHEN run_id IS NULL THEN $3 ELSE run_started_at END,
+                    run_added = CASE WHEN run_id IS NULL THEN 0 ELSE run_added END,
+                    run_updated = CASE WHEN run_id IS NULL THEN 0 ELSE run_updated END,
+                    run_deleted = CASE WHEN run_id IS NULL THEN 0 ELSE run_deleted END,
+                    run_cursor = CASE WHEN run_id IS NULL THEN NULL ELSE run_cursor END,
+                    run_id = COALESCE(run_id, $4)
+                 WHERE integration_id = $5 AND model = $6 AND enabled AND next_run_at <= $7
+                   AND (lease_expires_at IS NULL OR lease_expires_at < $7)
+                   AND (paused_until IS NULL OR paused_until <= $7){}
+                 RETURNING *",
+                if super::is_postgres(pool) {
+                    " AND (integration_id, model) IN (SELECT integration_id, model FROM syncs
+                        WHERE integration_id = $5 AND model = $6 FOR UPDATE SKIP LOCKED)"
+                } else {
+                    ""
+                }
+            );
+            Ok(sqlx::query_as(&sql)
+            .bind(claimant.owner)
+            .bind(claimant.lease_until)
+            .bind(claimant.now_text)
+            .bind(claimant.run_id)
+            .bind(claimant.integration_id)
+            .bind(claimant.model)
+            .bind(claimant.now_unix)
+            .fetch_optional(pool)
+            .await?)
+        })
     }
 
     /// Commits one page: records, checkpoint and lease in one transaction,
@@ -282,121 +393,127 @@ impl Store {
         finish: Option<&Finish>,
         deliveries: impl FnOnce(Totals) -> Vec<NewDelivery>,
     ) -> Result<Option<Totals>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Taking the counter first makes this transaction the writer at
-        // once, so sequence numbers follow commit order.
-        let upper = page.records.len() as i64 + page.deleted.len() as i64 + 1;
-        let last: i64 =
-            sqlx::query_scalar("UPDATE counters SET value = value + ? WHERE name = 'records' RETURNING value")
-                .bind(upper)
-                .fetch_one(&mut *tx)
-                .await?;
-        let mut next_seq = last - upper + 1;
-        let held: Option<SyncRow> = sqlx::query_as(
-            "SELECT * FROM syncs WHERE integration_id = ? AND model = ? AND lease_owner = ? AND run_id = ?",
-        )
-        .bind(holder.integration_id)
-        .bind(holder.model)
-        .bind(holder.owner)
-        .bind(holder.run_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(held) = held else {
-            return Ok(None);
-        };
-        let mut totals = Totals {
-            added: held.run_added,
-            updated: held.run_updated,
-            deleted: held.run_deleted,
-            cursor: held.run_cursor.unwrap_or(next_seq - 1),
-        };
-        for (external_id, data, hash) in &page.records {
-            let change = upsert_record(&mut tx, holder, external_id, data, hash, next_seq).await?;
-            match change {
-                Some("added") => totals.added += 1,
-                Some(_) => totals.updated += 1,
-                None => continue,
-            }
-            next_seq += 1;
-        }
-        for external_id in &page.deleted {
-            if mark_deleted(&mut tx, holder, external_id, next_seq).await? > 0 {
-                totals.deleted += 1;
-                next_seq += 1;
-            }
-        }
-        if let Some(finish) = finish
-            && finish.detect_deletions
-        {
-            // Every record this (completed) run did not see, one sequence
-            // number each, in a stable order.
-            let gone: Vec<String> = sqlx::query_scalar(
-                "SELECT external_id FROM records WHERE integration_id = ? AND model = ? AND action != 'deleted'
-                   AND (seen_run IS NULL OR seen_run != ?) ORDER BY external_id",
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // Taking the counter first makes this transaction the writer at
+            // once, so sequence numbers follow commit order.
+            let upper = page.records.len() as i64 + page.deleted.len() as i64 + 1;
+            let last: i64 =
+                sqlx::query_scalar("UPDATE counters SET value = value + $1 WHERE name = 'records' RETURNING value")
+                    .bind(upper)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let mut next_seq = last - upper + 1;
+            // An UPDATE rather than a SELECT: on PostgreSQL it locks the
+            // row until commit, so no other process can claim the sync
+            // between this check and the commit.
+            let held: Option<SyncRow> = sqlx::query_as(
+                "UPDATE syncs SET lease_owner = lease_owner
+                 WHERE integration_id = $1 AND model = $2 AND lease_owner = $3 AND run_id = $4 RETURNING *",
             )
             .bind(holder.integration_id)
             .bind(holder.model)
+            .bind(holder.owner)
             .bind(holder.run_id)
-            .fetch_all(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-            if !gone.is_empty() {
-                let more = gone.len() as i64;
-                let last: i64 =
-                    sqlx::query_scalar("UPDATE counters SET value = value + ? WHERE name = 'records' RETURNING value")
-                        .bind(more)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                next_seq = last - more + 1;
-                for external_id in &gone {
-                    mark_deleted(&mut tx, holder, external_id, next_seq).await?;
-                    next_seq += 1;
+            let Some(held) = held else {
+                return Ok(None);
+            };
+            let mut totals = Totals {
+                added: held.run_added,
+                updated: held.run_updated,
+                deleted: held.run_deleted,
+                cursor: held.run_cursor.unwrap_or(next_seq - 1),
+            };
+            for (external_id, data, hash) in &page.records {
+                let change = upsert_record!(tx, holder, external_id, data, hash, next_seq);
+                match change {
+                    Some("added") => totals.added += 1,
+                    Some(_) => totals.updated += 1,
+                    None => continue,
+                }
+                next_seq += 1;
+            }
+            for external_id in &page.deleted {
+                if mark_deleted!(tx, holder, external_id, next_seq) > 0 {
                     totals.deleted += 1;
+                    next_seq += 1;
                 }
             }
-        }
-        match finish {
-            None => {
-                sqlx::query(
-                    "UPDATE syncs SET checkpoint = ?, run_added = ?, run_updated = ?, run_deleted = ?, run_cursor = ?,
-                        lease_expires_at = ?, last_error_json = NULL
-                     WHERE integration_id = ? AND model = ?",
+            if let Some(finish) = finish
+                && finish.detect_deletions
+            {
+                // Every record this (completed) run did not see, one sequence
+                // number each, in a stable order.
+                let gone: Vec<String> = sqlx::query_scalar(
+                    "SELECT external_id FROM records WHERE integration_id = $1 AND model = $2 AND action != 'deleted'
+                       AND (seen_run IS NULL OR seen_run != $3) ORDER BY external_id",
                 )
-                .bind(&page.checkpoint)
-                .bind(totals.added)
-                .bind(totals.updated)
-                .bind(totals.deleted)
-                .bind(totals.cursor)
-                .bind(holder.lease_until)
                 .bind(holder.integration_id)
                 .bind(holder.model)
-                .execute(&mut *tx)
+                .bind(holder.run_id)
+                .fetch_all(&mut *tx)
                 .await?;
-            }
-            Some(finish) => {
-                sqlx::query(
-                    "UPDATE syncs SET checkpoint = ?, state = 'idle', run_id = NULL, run_started_at = NULL,
-                        run_added = 0, run_updated = 0, run_deleted = 0, run_cursor = NULL,
-                        lease_owner = NULL, lease_expires_at = NULL, next_run_at = ?, last_finished_at = ?,
-                        last_added = ?, last_updated = ?, last_deleted = ?, last_error_json = NULL
-                     WHERE integration_id = ? AND model = ?",
-                )
-                .bind(&page.checkpoint)
-                .bind(finish.next_run_at)
-                .bind(holder.now_text)
-                .bind(totals.added)
-                .bind(totals.updated)
-                .bind(totals.deleted)
-                .bind(holder.integration_id)
-                .bind(holder.model)
-                .execute(&mut *tx)
-                .await?;
-                for d in deliveries(totals) {
-                    insert_delivery(&mut tx, &d, holder.now_text, holder.now_unix).await?;
+                if !gone.is_empty() {
+                    let more = gone.len() as i64;
+                    let last: i64 =
+                        sqlx::query_scalar("UPDATE counters SET value = value + $1 WHERE name = 'records' RETURNING value")
+                            .bind(more)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    next_seq = last - more + 1;
+                    for external_id in &gone {
+                        mark_deleted!(tx, holder, external_id, next_seq);
+                        next_seq += 1;
+                        totals.deleted += 1;
+                    }
                 }
             }
-        }
-        tx.commit().await?;
-        Ok(Some(totals))
+            match finish {
+                None => {
+                    sqlx::query(
+                        "UPDATE syncs SET checkpoint = $1, run_added = $2, run_updated = $3, run_deleted = $4, run_cursor = $5,
+                            lease_expires_at = $6, last_error_json = NULL
+                         WHERE integration_id = $7 AND model = $8",
+                    )
+                    .bind(&page.checkpoint)
+                    .bind(totals.added)
+                    .bind(totals.updated)
+                    .bind(totals.deleted)
+                    .bind(totals.cursor)
+                    .bind(holder.lease_until)
+                    .bind(holder.integration_id)
+                    .bind(holder.model)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Some(finish) => {
+                    sqlx::query(
+                        "UPDATE syncs SET checkpoint = $1, state = 'idle', run_id = NULL, run_started_at = NULL,
+                            run_added = 0, run_updated = 0, run_deleted = 0, run_cursor = NULL,
+                            lease_owner = NULL, lease_expires_at = NULL, next_run_at = $2, last_finished_at = $3,
+                            last_added = $4, last_updated = $5, last_deleted = $6, last_error_json = NULL
+                         WHERE integration_id = $7 AND model = $8",
+                    )
+                    .bind(&page.checkpoint)
+                    .bind(finish.next_run_at)
+                    .bind(holder.now_text)
+                    .bind(totals.added)
+                    .bind(totals.updated)
+                    .bind(totals.deleted)
+                    .bind(holder.integration_id)
+                    .bind(holder.model)
+                    .execute(&mut *tx)
+                    .await?;
+                    for d in deliveries(totals) {
+                        insert_delivery!(tx, &d, holder.now_text, holder.now_unix);
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(Some(totals))
+        })
     }
 
     /// Ends a run attempt without a page: `state` is `failed` or `paused`.
@@ -412,30 +529,32 @@ impl Store {
         paused_until: Option<i64>,
         deliveries: Vec<NewDelivery>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE syncs SET state = ?, last_error_json = ?, next_run_at = ?, paused_until = ?,
-                lease_owner = NULL, lease_expires_at = NULL, last_finished_at = ?
-             WHERE integration_id = ? AND model = ? AND lease_owner = ? AND run_id = ?",
-        )
-        .bind(state)
-        .bind(error_json)
-        .bind(next_run_at)
-        .bind(paused_until)
-        .bind(holder.now_text)
-        .bind(holder.integration_id)
-        .bind(holder.model)
-        .bind(holder.owner)
-        .bind(holder.run_id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            for d in &deliveries {
-                insert_delivery(&mut tx, d, holder.now_text, holder.now_unix).await?;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE syncs SET state = $1, last_error_json = $2, next_run_at = $3, paused_until = $4,
+                    lease_owner = NULL, lease_expires_at = NULL, last_finished_at = $5
+                 WHERE integration_id = $6 AND model = $7 AND lease_owner = $8 AND run_id = $9",
+            )
+            .bind(state)
+            .bind(error_json)
+            .bind(next_run_at)
+            .bind(paused_until)
+            .bind(holder.now_text)
+            .bind(holder.integration_id)
+            .bind(holder.model)
+            .bind(holder.owner)
+            .bind(holder.run_id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 1 {
+                for d in &deliveries {
+                    insert_delivery!(tx, d, holder.now_text, holder.now_unix);
+                }
             }
-        }
-        tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+            tx.commit().await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// Records in commit order after `after_seq`, for one model or all.
@@ -447,131 +566,35 @@ impl Store {
         modified_after: Option<i64>,
         limit: i64,
     ) -> Result<Vec<RecordRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT model, external_id, data_json, action, seq, first_seen_at, last_modified_at FROM records
-             WHERE integration_id = ?1 AND (?2 IS NULL OR model = ?2) AND seq > ?3
-               AND (?4 IS NULL OR last_modified_unix > ?4)
-             ORDER BY seq LIMIT ?5",
-        )
-        .bind(integration_id)
-        .bind(model)
-        .bind(after_seq)
-        .bind(modified_after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as(
+                "SELECT model, external_id, data_json, action, seq, first_seen_at, last_modified_at FROM records
+                 WHERE integration_id = $1 AND ($2 IS NULL OR model = $2) AND seq > $3
+                   AND ($4 IS NULL OR last_modified_unix > $4)
+                 ORDER BY seq LIMIT $5",
+            )
+            .bind(integration_id)
+            .bind(model)
+            .bind(after_seq)
+            .bind(modified_after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+        })
     }
 
     /// Records held for a connection and model (deleted ones excepted).
     pub async fn record_count(&self, integration_id: &str, model: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM records WHERE integration_id = ? AND model = ? AND action != 'deleted'",
-        )
-        .bind(integration_id)
-        .bind(model)
-        .fetch_one(&self.pool)
-        .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_scalar(
+                "SELECT COUNT(*) FROM records WHERE integration_id = $1 AND model = $2 AND action != 'deleted'",
+            )
+            .bind(integration_id)
+            .bind(model)
+            .fetch_one(pool)
+            .await?)
+        })
     }
-}
-
-/// Inserts or updates one record; Some(action) when it changed.
-async fn upsert_record(
-    tx: &mut Transaction<'_, Sqlite>,
-    holder: &Holder<'_>,
-    external_id: &str,
-    data: &str,
-    hash: &str,
-    seq: i64,
-) -> Result<Option<&'static str>, StoreError> {
-    let existing: Option<(String, String)> = sqlx::query_as(
-        "SELECT content_hash, action FROM records WHERE integration_id = ? AND model = ? AND external_id = ?",
-    )
-    .bind(holder.integration_id)
-    .bind(holder.model)
-    .bind(external_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let action = match &existing {
-        None => "added",
-        // Unchanged: only remember that this run saw it.
-        Some((old, action)) if old == hash && action != "deleted" => {
-            sqlx::query("UPDATE records SET seen_run = ? WHERE integration_id = ? AND model = ? AND external_id = ?")
-                .bind(holder.run_id)
-                .bind(holder.integration_id)
-                .bind(holder.model)
-                .bind(external_id)
-                .execute(&mut **tx)
-                .await?;
-            return Ok(None);
-        }
-        // Back after a deletion: new again for the consumer.
-        Some((_, action)) if action == "deleted" => "added",
-        Some(_) => "updated",
-    };
-    sqlx::query(
-        "INSERT INTO records (integration_id, model, external_id, data_json, content_hash, action, seq, first_seen_at,
-            last_modified_at, last_modified_unix, seen_run)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)
-         ON CONFLICT (integration_id, model, external_id) DO UPDATE SET data_json = excluded.data_json,
-            content_hash = excluded.content_hash, action = excluded.action, seq = excluded.seq,
-            last_modified_at = excluded.last_modified_at, last_modified_unix = excluded.last_modified_unix,
-            seen_run = excluded.seen_run",
-    )
-    .bind(holder.integration_id)
-    .bind(holder.model)
-    .bind(external_id)
-    .bind(data)
-    .bind(hash)
-    .bind(action)
-    .bind(seq)
-    .bind(holder.now_text)
-    .bind(holder.now_unix)
-    .bind(holder.run_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(Some(action))
-}
-
-async fn mark_deleted(
-    tx: &mut Transaction<'_, Sqlite>,
-    holder: &Holder<'_>,
-    external_id: &str,
-    seq: i64,
-) -> Result<u64, StoreError> {
-    let done = sqlx::query(
-        "UPDATE records SET action = 'deleted', seq = ?, last_modified_at = ?, last_modified_unix = ?
-         WHERE integration_id = ? AND model = ? AND external_id = ? AND action != 'deleted'",
-    )
-    .bind(seq)
-    .bind(holder.now_text)
-    .bind(holder.now_unix)
-    .bind(holder.integration_id)
-    .bind(holder.model)
-    .bind(external_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-pub(super) async fn insert_delivery(
-    tx: &mut Transaction<'_, Sqlite>,
-    d: &NewDelivery,
-    now_text: &str,
-    now_unix: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (id, webhook_id, event_type, payload_json, status, next_attempt_at, created_at)
-         VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-    )
-    .bind(&d.id)
-    .bind(&d.webhook_id)
-    .bind(&d.event_type)
-    .bind(&d.payload_json)
-    .bind(now_unix)
-    .bind(now_text)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

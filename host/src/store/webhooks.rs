@@ -1,20 +1,17 @@
 //! Outgoing webhooks and their delivery log. Deliveries are claimed through
-//! a lease (one statement), so each attempt is made by one process.
+//! a lease with an expiry (one statement; on PostgreSQL `FOR UPDATE SKIP
+//! LOCKED`), so each attempt is made by one process, and a dead process's
+//! claims are taken over once their lease has run out.
 
-use sqlx::Row;
-
-use super::{
-    Store, StoreError,
-    audit::AuditEntry,
-    syncs::{NewDelivery, insert_delivery},
-};
+use super::{SecretColumns, Store, StoreError, audit::AuditEntry, syncs::NewDelivery};
 use crate::crypto::Sealed;
 
-#[derive(Clone)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct WebhookRow {
     pub id: String,
     pub url: String,
     pub created_at: String,
+    #[sqlx(flatten, try_from = "SecretColumns")]
     pub secret: Sealed,
 }
 
@@ -42,19 +39,6 @@ pub struct Attempted {
     pub delivered_at: Option<String>,
 }
 
-fn webhook_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<WebhookRow, StoreError> {
-    Ok(WebhookRow {
-        id: row.try_get("id")?,
-        url: row.try_get("url")?,
-        created_at: row.try_get("created_at")?,
-        secret: Sealed {
-            key_id: row.try_get("secret_key_id")?,
-            nonce: row.try_get("secret_nonce")?,
-            ciphertext: row.try_get("secret_ciphertext")?,
-        },
-    })
-}
-
 impl Store {
     /// Queues one event for every registered webhook, in one transaction.
     pub async fn enqueue_event(
@@ -64,19 +48,22 @@ impl Store {
         now_text: &str,
         now_unix: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM webhooks").fetch_all(&mut *tx).await?;
-        for delivery in NewDelivery::to_each(&ids, event_type, payload_json.to_string()) {
-            insert_delivery(&mut tx, &delivery, now_text, now_unix).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM webhooks").fetch_all(&mut *tx).await?;
+            for delivery in NewDelivery::to_each(&ids, event_type, payload_json.to_string()) {
+                insert_delivery!(tx, &delivery, now_text, now_unix);
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     pub async fn insert_webhook(&self, w: &WebhookRow, audit: &AuditEntry) -> Result<(), StoreError> {
+        with_pool!(self, pool => {
         let query = sqlx::query(
             "INSERT INTO webhooks (id, url, created_at, secret_key_id, secret_nonce, secret_ciphertext)
-             VALUES (?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&w.id)
         .bind(&w.url)
@@ -84,23 +71,26 @@ impl Store {
         .bind(&w.secret.key_id)
         .bind(&w.secret.nonce)
         .bind(&w.secret.ciphertext);
-        self.audited_change(query, audit).await?;
+        audited_change!(pool, query, audit)?;
         Ok(())
+        })
     }
 
     pub async fn webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM webhooks ORDER BY created_at, id").fetch_all(&self.pool).await?;
-        rows.iter().map(webhook_from_row).collect()
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as("SELECT * FROM webhooks ORDER BY created_at, id").fetch_all(pool).await?)
+        })
     }
 
     pub async fn webhook(&self, id: &str) -> Result<Option<WebhookRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM webhooks WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(webhook_from_row).transpose()
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as("SELECT * FROM webhooks WHERE id = $1").bind(id).fetch_optional(pool).await?)
+        })
     }
 
     /// Deletes the webhook; its secret and delivery log go with it.
     pub async fn delete_webhook(&self, id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
-        self.audited_change(sqlx::query("DELETE FROM webhooks WHERE id = ?").bind(id), audit).await
+        with_pool!(self, pool => audited_change!(pool, sqlx::query("DELETE FROM webhooks WHERE id = $1").bind(id), audit))
     }
 
     /// Takes up to `limit` due deliveries for this process until
@@ -111,68 +101,78 @@ impl Store {
         lease_until: i64,
         limit: i64,
     ) -> Result<Vec<(DeliveryRow, WebhookRow)>, StoreError> {
-        // A read first: with nothing due, the poll takes no write lock.
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?1
-               AND (lease_expires_at IS NULL OR lease_expires_at < ?1) LIMIT 1",
-        )
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        if due.is_none() {
-            return Ok(Vec::new());
-        }
-        let claimed: Vec<DeliveryRow> = sqlx::query_as(
-            "UPDATE webhook_deliveries SET lease_expires_at = ?1
-             WHERE id IN (SELECT id FROM webhook_deliveries
-                          WHERE status = 'pending' AND next_attempt_at <= ?2
-                            AND (lease_expires_at IS NULL OR lease_expires_at < ?2)
-                          ORDER BY next_attempt_at LIMIT ?3)
-             RETURNING id, webhook_id, event_type, payload_json, status, attempts, next_attempt_at,
-                       last_status_code, last_error, created_at, delivered_at",
-        )
-        .bind(lease_until)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
-        for d in claimed {
-            if let Some(w) = self.webhook(&d.webhook_id).await? {
-                out.push((d, w));
+        with_pool!(self, pool => {
+            // A read first: with nothing due, the poll takes no write lock.
+            let due: Option<i64> = sqlx::query_scalar(
+                "SELECT CAST(1 AS BIGINT) FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1
+                   AND (lease_expires_at IS NULL OR lease_expires_at < $1) LIMIT 1",
+            )
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+            if due.is_none() {
+                return Ok(Vec::new());
             }
-        }
-        Ok(out)
+            // PostgreSQL: rows another process is claiming right now are
+            // skipped rather than waited for (SQLite has one writer anyway).
+            let sql = format!(
+                "UPDATE webhook_deliveries SET lease_expires_at = $1
+                 WHERE id IN (SELECT id FROM webhook_deliveries
+                              WHERE status = 'pending' AND next_attempt_at <= $2
+                                AND (lease_expires_at IS NULL OR lease_expires_at < $2)
+                              ORDER BY next_attempt_at LIMIT $3{})
+                 RETURNING id, webhook_id, event_type, payload_json, status, attempts, next_attempt_at,
+                           last_status_code, last_error, created_at, delivered_at",
+                if super::is_postgres(pool) { " FOR UPDATE SKIP LOCKED" } else { "" }
+            );
+            let claimed: Vec<DeliveryRow> = sqlx::query_as(&sql)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::new();
+            for d in claimed {
+                if let Some(w) = self.webhook(&d.webhook_id).await? {
+                    out.push((d, w));
+                }
+            }
+            Ok(out)
+        })
     }
 
     pub async fn record_attempt(&self, id: &str, a: &Attempted) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,
-                last_status_code = ?, last_error = ?, delivered_at = ?, lease_expires_at = NULL
-             WHERE id = ?",
-        )
-        .bind(a.status)
-        .bind(a.next_attempt_at)
-        .bind(a.status_code.map(i64::from))
-        .bind(&a.error)
-        .bind(&a.delivered_at)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2,
+                    last_status_code = $3, last_error = $4, delivered_at = $5, lease_expires_at = NULL
+                 WHERE id = $6",
+            )
+            .bind(a.status)
+            .bind(a.next_attempt_at)
+            .bind(a.status_code.map(i64::from))
+            .bind(&a.error)
+            .bind(&a.delivered_at)
+            .bind(id)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     /// The newest deliveries of a webhook first.
     pub async fn deliveries(&self, webhook_id: &str, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, webhook_id, event_type, payload_json, status, attempts, next_attempt_at, last_status_code,
-                    last_error, created_at, delivered_at
-             FROM webhook_deliveries WHERE webhook_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
-        )
-        .bind(webhook_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        with_pool!(self, pool => {
+            Ok(sqlx::query_as(
+                "SELECT id, webhook_id, event_type, payload_json, status, attempts, next_attempt_at, last_status_code,
+                        last_error, created_at, delivered_at
+                 FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY created_at DESC, rowid DESC LIMIT $2",
+            )
+            .bind(webhook_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+        })
     }
 }
 
@@ -185,9 +185,10 @@ impl Store {
         now: &str,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
+        with_pool!(self, pool => {
         let query = sqlx::query(
             "INSERT INTO inbound_webhooks (integration_id, created_at, secret_key_id, secret_nonce, secret_ciphertext)
-             VALUES (?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (integration_id) DO UPDATE SET created_at = excluded.created_at,
                 secret_key_id = excluded.secret_key_id, secret_nonce = excluded.secret_nonce,
                 secret_ciphertext = excluded.secret_ciphertext",
@@ -197,28 +198,26 @@ impl Store {
         .bind(&secret.key_id)
         .bind(&secret.nonce)
         .bind(&secret.ciphertext);
-        self.audited_change(query, audit).await?;
+        audited_change!(pool, query, audit)?;
         Ok(())
+        })
     }
 
     pub async fn inbound_secret(&self, integration_id: &str) -> Result<Option<Sealed>, StoreError> {
-        let row = sqlx::query("SELECT * FROM inbound_webhooks WHERE integration_id = ?")
-            .bind(integration_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
-            Ok(Sealed {
-                key_id: row.try_get("secret_key_id")?,
-                nonce: row.try_get("secret_nonce")?,
-                ciphertext: row.try_get("secret_ciphertext")?,
-            })
+        with_pool!(self, pool => {
+            let row: Option<SecretColumns> = sqlx::query_as("SELECT * FROM inbound_webhooks WHERE integration_id = $1")
+                .bind(integration_id)
+                .fetch_optional(pool)
+                .await?;
+            Ok(row.map(Sealed::from))
         })
-        .transpose()
     }
 
     pub async fn delete_inbound(&self, integration_id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
-        let query = sqlx::query("DELETE FROM inbound_webhooks WHERE integration_id = ?").bind(integration_id);
-        self.audited_change(query, audit).await
+        with_pool!(self, pool => {
+        let query = sqlx::query("DELETE FROM inbound_webhooks WHERE integration_id = $1").bind(integration_id);
+        audited_change!(pool, query, audit)
+        })
     }
 
     /// Remembers an idempotency key; false when it was seen before. Keys
@@ -230,19 +229,21 @@ impl Store {
         now: i64,
         forget_before: i64,
     ) -> Result<bool, StoreError> {
-        sqlx::query("DELETE FROM inbound_deliveries WHERE received_unix < ?")
-            .bind(forget_before)
-            .execute(&self.pool)
+        with_pool!(self, pool => {
+            sqlx::query("DELETE FROM inbound_deliveries WHERE received_unix < $1")
+                .bind(forget_before)
+                .execute(pool)
+                .await?;
+            let done = sqlx::query(
+                "INSERT INTO inbound_deliveries (integration_id, idempotency_key, received_unix) VALUES ($1, $2, $3)
+                 ON CONFLICT (integration_id, idempotency_key) DO NOTHING",
+            )
+            .bind(integration_id)
+            .bind(key)
+            .bind(now)
+            .execute(pool)
             .await?;
-        let done = sqlx::query(
-            "INSERT INTO inbound_deliveries (integration_id, idempotency_key, received_unix) VALUES (?, ?, ?)
-             ON CONFLICT (integration_id, idempotency_key) DO NOTHING",
-        )
-        .bind(integration_id)
-        .bind(key)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+            Ok(done.rows_affected() == 1)
+        })
     }
 }
