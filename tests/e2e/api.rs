@@ -21,6 +21,14 @@ async fn health_docs_and_api_key() {
         let health = g.call("GET", "/api/v1/health", None, key).await;
         assert_eq!((health.status, health.body.clone()), (200, json!({"status": "ok"})));
     }
+    // So is readiness: the database answers with every migration applied,
+    // and the connectors are loaded.
+    let backend = if g.database_url().is_some() { "postgres" } else { "sqlite" };
+    let ready = g.call("GET", "/api/v1/ready", None, None).await;
+    assert_eq!(
+        (ready.status, ready.body.clone()),
+        (200, json!({"status": "ready", "database": backend, "connectors": 2}))
+    );
     let health = g.get("/api/v1/health").await;
     assert_eq!(health.body["status"], "ok");
     assert_eq!(health.body["plugins"], json!(["gitlab-oauth", "gitlab-pat"]));

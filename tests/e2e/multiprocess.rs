@@ -1,7 +1,8 @@
 //! Several Gatehouse processes on one PostgreSQL database, as a team runs
 //! them behind a load balancer: each has its own data dir and shares the
 //! database and the master key. Clients are spread over the processes
-//! round-robin: a connection made on one is seen by all; an OAuth flow
+//! round-robin: a connection made on one is seen by all, and one whose
+//! connector a process lacks is answered there with a clear 503; an OAuth flow
 //! started on one completes on another; a refresh token is spent once even
 //! when all three refresh at the same moment; a sync whose process is
 //! SIGKILLed mid-run is taken over and ends with an exact record set and a
@@ -70,7 +71,10 @@ async fn three_processes_share_one_postgres_database() {
         .arg("--database-acquire-timeout")
         .arg("2s");
     // Started at once: the migrations are applied once (an advisory lock).
-    let mut gs = futures::future::join_all((0..3).map(|_| Gatehouse::start(options.clone()))).await;
+    // Only the first has the Bitbucket connector in its plugins directory.
+    let with_bitbucket = options.clone().plugin(gatehouse_test_programs::EXAMPLE_BITBUCKET_WASM);
+    let mut gs =
+        futures::future::join_all([with_bitbucket, options.clone(), options].into_iter().map(Gatehouse::start)).await;
     for g in &gs {
         let r = g.call("GET", "/api/v1/ready", None, None).await;
         assert_eq!((r.status, &r.body["database"]), (200, &json!("postgres")), "{}", r.body);
@@ -84,6 +88,23 @@ async fn three_processes_share_one_postgres_database() {
     let again = gs[1].post("/api/v1/integrations", connect_pat(&token, &fake.url)).await;
     assert_eq!((again.status, &again.body["id"]), (200, &json!(pat_id)), "the same account, not a second row");
     assert_eq!(integration_ids(&gs[2]).await, std::slice::from_ref(&pat_id));
+
+    // A connection whose connector only the first process loads: the
+    // others show it, and answer its uses with a clear 503, not a 500.
+    let creds = json!({"token": fake.pat(fake.add_user("jdoe", false)), "base_url": fake.url});
+    let r = gs[0].post("/api/v1/integrations", json!({"provider": "bitbucket-pat", "credentials": creds})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let bitbucket_id = r.body["id"].as_str().unwrap().to_string();
+    for g in &gs[1..] {
+        let shown = g.get(&format!("/api/v1/integrations/{bitbucket_id}")).await;
+        assert_eq!(shown.body["status"], "provider_unavailable", "{}", shown.body);
+        let r = g.post(&format!("/api/v1/integrations/{bitbucket_id}/verify"), json!({})).await;
+        assert_eq!((r.status, r.code()), (503, "provider_unavailable"), "{}", r.body);
+        assert!(r.body["detail"].as_str().unwrap().contains("bitbucket-pat"), "{}", r.body);
+    }
+    let r = gs[0].post(&format!("/api/v1/integrations/{bitbucket_id}/verify"), json!({})).await;
+    assert_eq!((r.status, &r.body["status"]), (200, &json!("connected")), "{}", r.body);
+    assert_eq!(gs[0].delete(&format!("/api/v1/integrations/{bitbucket_id}")).await.status, 204);
 
     // Its projects sync runs on one process; that one is SIGKILLed once a
     // few pages are committed, and another takes the run over when the

@@ -171,8 +171,9 @@ async fn a_session_manages_only_its_end_users_connections_on_every_route() {
         (("post", "/api/v1/integrations/{id}/rotate"), 404),
         (("put", "/api/v1/integrations/{id}/scope"), 404),
         (("get", "/api/v1/oauth/{provider_id}/authorize"), 302),
-        // No key at all: liveness, and the callback needs its state.
+        // No key at all: liveness, readiness, and the callback needs its state.
         (("get", "/api/v1/health"), 200),
+        (("get", "/api/v1/ready"), 200),
         (("get", "/api/v1/oauth/{provider_id}/callback"), 400),
     ]
     .into();
