@@ -148,8 +148,12 @@ impl StoreError {
             Self::Database(E::Database(e)) => e.code().is_some_and(|code| {
                 // PostgreSQL: connection exceptions (08…), the server
                 // shutting down or starting (57P01-57P03), statement
-                // timeout (57014). SQLite: busy or locked past the timeout.
-                code.starts_with("08") || code.starts_with("57P") || code == "57014" || code == "5" || code == "6"
+                // timeout (57014), a deadlock or serialization failure
+                // between processes (40P01, 40001: retrying succeeds).
+                // SQLite: busy or locked past the timeout.
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || ["57014", "40P01", "40001", "5", "6"].contains(&code.as_ref())
             }),
             Self::Migrate(sqlx::migrate::MigrateError::Execute(E::Io(_) | E::PoolTimedOut)) => true,
             Self::Unmigrated { .. } => true,
@@ -1084,6 +1088,34 @@ pub(crate) mod tests {
 
     fn sealed(byte: u8) -> Sealed {
         Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![byte] }
+    }
+
+    #[test]
+    fn an_unreachable_database_is_told_from_a_failing_one() {
+        let unavailable = [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ];
+        for e in unavailable {
+            assert!(StoreError::Database(e).is_unavailable());
+        }
+        assert!(StoreError::Unmigrated { applied: 7, known: 8 }.is_unavailable());
+        assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!StoreError::Corrupt { id: "a".into(), why: "b".into() }.is_unavailable());
+    }
+
+    #[tokio::test]
+    async fn a_postgres_url_that_answers_nothing_is_unavailable() {
+        let limits = PoolOptions { acquire_timeout: Duration::from_millis(500), ..PoolOptions::default() };
+        let dir = tempfile::tempdir().unwrap();
+        // A port nothing listens on: bound, then released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("postgres://gatehouse@127.0.0.1:{port}/gatehouse");
+        let Err(e) = Store::open_with(Some(&url), dir.path(), &limits).await else { panic!("opened") };
+        assert!(e.is_unavailable(), "{e}");
+        let Err(e) = Store::open(Some("mysql://localhost/db"), dir.path()).await else { panic!("opened") };
+        assert!(matches!(e, StoreError::UnsupportedUrl(ref s) if s == "mysql"), "{e}");
     }
 
     #[tokio::test]

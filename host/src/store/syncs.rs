@@ -395,6 +395,15 @@ impl Store {
     ) -> Result<Option<Totals>, StoreError> {
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            // PostgreSQL: the connection's row first, as a disconnect
+            // (which deletes it, then its syncs and records) takes them, so
+            // the two wait for each other instead of deadlocking.
+            if super::is_postgres(pool) {
+                sqlx::query("SELECT id FROM integrations WHERE id = $1 FOR KEY SHARE")
+                    .bind(holder.integration_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             // Taking the counter first makes this transaction the writer at
             // once, so sequence numbers follow commit order.
             let upper = page.records.len() as i64 + page.deleted.len() as i64 + 1;
