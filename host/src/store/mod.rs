@@ -883,8 +883,9 @@ impl Store {
         })
     }
 
-    /// Deletes the row; the sealed secret goes with it (`secure_delete` zeroes
-    /// the freed pages).
+    /// Deletes the row; the sealed secret goes with it (SQLite's
+    /// `secure_delete` zeroes the freed pages; PostgreSQL keeps the dead
+    /// row's bytes until `VACUUM` reclaims them).
     pub async fn delete(&self, id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
         with_pool!(self, pool => audited_change!(pool, sqlx::query("DELETE FROM integrations WHERE id = $1").bind(id), audit))
     }

@@ -139,7 +139,7 @@ impl Store {
     /// Replaces sealed values with their re-sealed forms in one transaction,
     /// each only while it still holds the ciphertext that was read (a value
     /// changed meanwhile keeps its newer form). Returns how many were
-    /// replaced. The WAL is then checkpointed and truncated, so the old
+    /// replaced. SQLite's WAL is then checkpointed and truncated, so the old
     /// ciphertexts do not linger in it.
     pub async fn reseal(&self, changes: &[(&SealedValue, Sealed)]) -> Result<u64, StoreError> {
         with_pool!(self, pool => {
