@@ -1091,6 +1091,55 @@ pub(crate) mod tests {
         Sealed { key_id: "k".into(), nonce: vec![0; 12], ciphertext: vec![byte] }
     }
 
+    /// Every existing SQLite database recorded these versions and
+    /// checksums when it applied them; a changed or renumbered one would
+    /// make it refuse to start. (The files moved to migrations/sqlite
+    /// unchanged when PostgreSQL came.)
+    #[test]
+    fn released_sqlite_migrations_keep_their_versions_and_checksums() {
+        let released = [
+            (
+                20261124000001,
+                "ddab906cf64dd0e8d885c46ed1c231401e53b7bbd55d64f0933f6b1b8803966b6bfff8f6c4897035c7edb42a277a7006",
+            ),
+            (
+                20261125000001,
+                "35d72ea21b541021bde0170ee381b3ba62768339ae31c883acc1da57c45443da2cd8b35fafb7432ea41e0a5ed76d9e1b",
+            ),
+            (
+                20261126000001,
+                "5da4a04c2346d7426e1fd0a63b22c94a0a87e38afab30df5802ce35476b1a9ff6a032626bcbc1498fe24e41310a7c306",
+            ),
+            (
+                20261127000001,
+                "f87d97b8d30af37b2682a78af188573cac5cad2c88241353cb2d001b2a6cbe57e6e46213bcfa330cb35538d382ce93fb",
+            ),
+            (
+                20261128000001,
+                "ceca8385c546e31f8de5d70f3a8acd43f333c53c8afc205a48272638a40201e18bf4722478722c561db1cdd4d71475fb",
+            ),
+            (
+                20261129000001,
+                "22401c06836110965b691625b4eba59fdde407ded5c72f0cf3b498ab5a84080af136a8742f824f213a14f78a8c13d948",
+            ),
+            (
+                20261130000001,
+                "0d93c75ab778498e330f082dd421632f7d8787726ecc111c5d0e369ec47d3a63240905c590a8027cb1b8c553c174264a",
+            ),
+        ];
+        let known: Vec<(i64, String)> = sqlite_migrator()
+            .iter()
+            .map(|m| (m.version, m.checksum.iter().map(|b| format!("{b:02x}")).collect()))
+            .collect();
+        for (version, checksum) in released {
+            assert!(known.contains(&(version, checksum.to_string())), "migration {version} changed");
+        }
+        // Both backends know the same versions from the first PostgreSQL one on.
+        let postgres: Vec<i64> = postgres_migrator().iter().map(|m| m.version).collect();
+        let sqlite_since: Vec<i64> = known.iter().map(|k| k.0).filter(|v| *v >= postgres[0]).collect();
+        assert_eq!(postgres, sqlite_since);
+    }
+
     #[test]
     fn an_unreachable_database_is_told_from_a_failing_one() {
         let unavailable = [
