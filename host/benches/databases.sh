@@ -38,7 +38,10 @@ fi
 PGBIN=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 mkdir -p "$work/pg"
-[ "$(id -u)" = 0 ] && chown postgres:postgres "$work/pg"
+if [ "$(id -u)" = 0 ]; then
+  chmod a+rx "$work"
+  chown postgres:postgres "$work/pg"
+fi
 as_pg "$PGBIN/initdb" -D "$work/pg/data" -U postgres -A trust --no-locale -E UTF8 >/dev/null
 as_pg "$PGBIN/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" -w \
   -o "-p $PG_PORT -k $work/pg -c listen_addresses=127.0.0.1 -c max_connections=100" start >/dev/null

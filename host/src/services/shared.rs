@@ -32,7 +32,8 @@ pub struct Shared {
     /// inbound webhook URLs).
     pub(super) public_url: Option<Url>,
     /// One lock per integration: a refresh, re-verify or rotation runs
-    /// alone, so a refresh token is never spent twice by this process.
+    /// alone in this process. Across processes sharing a database, the
+    /// database's claim decides who spends a refresh token (grants.rs).
     pub(super) locks: KeyedLocks,
 }
 
