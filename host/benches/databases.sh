@@ -158,7 +158,7 @@ for deployment in "sqlite 1" "postgres 1" "postgres 2"; do
   rm -rf "$work"/data-*
   flags=()
   if [ "$backend" = postgres ]; then
-    psql "DROP DATABASE IF EXISTS gatehouse" && psql "CREATE DATABASE gatehouse"
+    psql "DROP DATABASE IF EXISTS gatehouse" 2>/dev/null && psql "CREATE DATABASE gatehouse"
     flags=(--database-url "postgres://postgres@127.0.0.1:$PG_PORT/gatehouse")
   fi
   serve "$GATEHOUSE_PORT" "${flags[@]}"
@@ -169,9 +169,10 @@ for deployment in "sqlite 1" "postgres 1" "postgres 2"; do
   fi
   verifies=()
   syncs=()
-  for _ in $(seq 1 "$ROUNDS"); do
+  for round in $(seq 1 "$ROUNDS"); do
     verifies+=("$(verify_rps "$lb")")
     syncs+=("$(sync_rate "$lb")")
+    echo "  $processes process(es), $backend, round $round: ${verifies[-1]} verifies/s, ${syncs[-1]} records/s" >&2
   done
   printf '%-28s %-26s %-26s\n' "$processes process(es), $backend" "$(median "${verifies[@]}")" "$(median "${syncs[@]}")"
   stop_all
