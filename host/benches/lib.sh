@@ -30,6 +30,11 @@ echo '{"id":1,"name":"bench","revoked":false,"created_at":"2026-01-01T00:00:00.0
   >"$work/www/api/v4/personal_access_tokens/self"
 echo '{"id":1,"username":"bench","name":"Bench","state":"active","locked":false,"avatar_url":null,"web_url":"https://gitlab.example.com/bench","email":"bench@example.com","bot":false}' \
   >"$work/www/api/v4/user"
+# What the token reaches (the connector's reach call after a valid verify):
+# a group, its subgroup and two projects, in GitLab's shape. Served by an
+# exact location, since `self` above is a file.
+echo '{"groups":[{"id":9,"web_url":"https://gitlab.example.com/groups/acme","name":"acme","avatar_url":null,"visibility":"private","parent_id":null,"organization_id":1,"access_levels":50},{"id":10,"web_url":"https://gitlab.example.com/groups/acme/infra","name":"infra","avatar_url":null,"visibility":"private","parent_id":9,"organization_id":1,"access_levels":50}],"projects":[{"id":1,"description":null,"name":"project-1","name_with_namespace":"acme / project-1","path":"project-1","path_with_namespace":"acme/project-1","created_at":"2026-01-05T10:00:00.000Z","web_url":"https://gitlab.example.com/acme/project-1","visibility":"private","access_levels":{"project_access_level":30,"group_access_level":null}},{"id":2,"description":null,"name":"project-2","name_with_namespace":"acme / project-2","path":"project-2","path_with_namespace":"acme/infra/project-2","created_at":"2026-01-05T10:00:00.000Z","web_url":"https://gitlab.example.com/acme/infra/project-2","visibility":"private","access_levels":{"project_access_level":30,"group_access_level":null}}]}' \
+  >"$work/www/associations.json"
 
 # start_nginx HTTP_BLOCK_EXTRA SERVER_BLOCK_EXTRA
 start_nginx() {
@@ -46,6 +51,10 @@ http {
   server {
     listen 127.0.0.1:$UPSTREAM_PORT;
     root $work/www;
+    location = /api/v4/personal_access_tokens/self/associations {
+      alias $work/www/associations.json;
+      add_header X-Total 4;
+    }
     $2
   }
 }

@@ -1,9 +1,11 @@
 //! The native baseline of `host/benches/verify.sh`: a poem + reqwest
 //! server that verifies a GitLab personal access token the way the
-//! gitlab-pat connector does — the same two upstream requests, the same
-//! JSON in and out, the API key checked — with no sandbox, no egress
-//! policy and no store. What Gatehouse's verify costs beyond this is the
-//! price of the sandbox and the host's checks.
+//! gitlab-pat connector does — the token, its user, then what the token
+//! reaches (three upstream requests; Gatehouse makes four, as its reach
+//! call runs in an instance of its own and reads the user again) — with
+//! the same JSON in and out and the API key checked, but no sandbox, no
+//! egress policy and no store. What Gatehouse's verify costs beyond this is
+//! the price of the sandbox and the host's checks.
 //!
 //!   native_verifier LISTEN_ADDR API_KEY
 
@@ -31,6 +33,53 @@ struct VerifyRequest {
 struct Credentials {
     token: String,
     base_url: String,
+}
+
+#[derive(Deserialize)]
+struct Associations {
+    #[serde(default)]
+    groups: Vec<Group>,
+    #[serde(default)]
+    projects: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct Group {
+    id: u64,
+    name: String,
+    web_url: String,
+    parent_id: Option<u64>,
+}
+
+impl Associations {
+    /// The same summary the gitlab-pat connector gives for a personal token.
+    fn reach(&self) -> Value {
+        let mut top: Vec<Value> = self
+            .groups
+            .iter()
+            .filter(|g| g.parent_id.is_none_or(|p| !self.groups.iter().any(|o| o.id == p)))
+            .map(|g| {
+                let path = g.web_url.split_once("/groups/").map_or(g.name.as_str(), |(_, p)| p);
+                json!({"id": g.id.to_string(), "path": path, "name": g.name, "kind": "group"})
+            })
+            .collect();
+        top.sort_by_key(|item| item["path"].as_str().unwrap_or_default().to_lowercase());
+        let names: Vec<&str> = top.iter().take(5).filter_map(|i| i["path"].as_str()).collect();
+        let summary = format!(
+            "This token reaches {} groups: {} (and {} projects).",
+            self.groups.len(),
+            names.join(", "),
+            self.projects.len()
+        );
+        json!({
+            "kind": "personal",
+            "group_count": self.groups.len(),
+            "project_count": self.projects.len(),
+            "top_level": top,
+            "summary": summary,
+            "note": "A personal access token acts as its user and reaches every group and project that user can access, not a single organization; limit the connection to one group to keep the proxy, actions and syncs inside it, or use a group access token.",
+        })
+    }
 }
 
 struct State {
@@ -81,6 +130,13 @@ async fn verify(
     let (Some(token), Some(user)) = (token, user) else {
         return problem(StatusCode::BAD_GATEWAY, "upstream_error");
     };
+    // What the token reaches, as Gatehouse answers after a valid verify.
+    let associations = match get("personal_access_tokens/self/associations?per_page=100&page=1").await {
+        Ok(r) if r.status().is_success() => {
+            r.bytes().await.ok().and_then(|b| serde_json::from_slice::<Associations>(&b).ok())
+        }
+        _ => None,
+    };
     let answer = json!({
         "valid": true,
         "account": {
@@ -95,6 +151,7 @@ async fn verify(
         "missing_scopes": [],
         "token_kind": "personal",
         "token_expires_at": token["expires_at"],
+        "reach": associations.map(|a| a.reach()),
     });
     poem::Response::builder().content_type("application/json").body(answer.to_string())
 }

@@ -440,17 +440,27 @@ impl CredentialHeader {
         self.secrets.iter().map(|s| s.expose_secret().len()).max().unwrap_or(0)
     }
 
-    /// Replaces every credential value in `bytes` with `[redacted]`.
+    /// Replaces every credential value in `bytes` with `[redacted]`. Runs
+    /// on every answer a connector reads, which rarely holds a secret: the
+    /// search is a SIMD substring search and nothing is copied unless a
+    /// value is found.
     pub fn scrub(&self, bytes: &mut Vec<u8>) {
         use secrecy::ExposeSecret;
         for secret in &self.secrets {
             let needle = secret.expose_secret().as_bytes();
-            if needle.len() < 4 {
+            if needle.len() < 4 || memchr::memmem::find(bytes, needle).is_none() {
                 continue;
             }
-            while let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
-                bytes.splice(at..at + needle.len(), b"[redacted]".iter().copied());
+            let finder = memchr::memmem::Finder::new(needle);
+            let mut scrubbed = Vec::with_capacity(bytes.len());
+            let mut rest = 0;
+            for at in finder.find_iter(bytes) {
+                scrubbed.extend_from_slice(&bytes[rest..at]);
+                scrubbed.extend_from_slice(b"[redacted]");
+                rest = at + needle.len();
             }
+            scrubbed.extend_from_slice(&bytes[rest..]);
+            *bytes = scrubbed;
         }
     }
 }
@@ -667,9 +677,12 @@ impl CallEgress {
         if let Some(c) = credential {
             c.scrub(&mut body);
             for (_, value) in &mut headers {
-                let mut bytes = std::mem::take(value).into_bytes();
-                c.scrub(&mut bytes);
-                *value = String::from_utf8_lossy(&bytes).into_owned();
+                if value.len() >= 4 {
+                    let mut bytes = std::mem::take(value).into_bytes();
+                    c.scrub(&mut bytes);
+                    *value =
+                        String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                }
             }
         }
         Ok(OutboundResponse { status, headers, body })
@@ -700,6 +713,24 @@ mod tests {
 
     const STRICT: Policy = Policy { allow_private_networks: false, allow_http: false, allow_networks: Vec::new() };
     const LAX: Policy = Policy { allow_private_networks: true, allow_http: true, allow_networks: Vec::new() };
+
+    #[test]
+    fn every_credential_value_is_scrubbed_and_other_bytes_are_kept() {
+        let url = Url::parse("https://gitlab.example.com").unwrap();
+        use secrecy::SecretString;
+        let secret = SecretString::from("glpat-secret");
+        let header =
+            CredentialHeader::new(&url, "private-token", &secret, vec![secret.clone(), SecretString::from("abc")])
+                .unwrap();
+        let mut body = b"glpat-secretglpat-secret {\"t\":\"glpat-secret\"} glpat-secre abc".to_vec();
+        header.scrub(&mut body);
+        // Values shorter than 4 bytes are not looked for: they would redact
+        // ordinary words.
+        assert_eq!(body, b"[redacted][redacted] {\"t\":\"[redacted]\"} glpat-secre abc");
+        let mut clean = b"nothing to see".to_vec();
+        header.scrub(&mut clean);
+        assert_eq!(clean, b"nothing to see");
+    }
 
     #[test]
     fn base_url_shapes() {
