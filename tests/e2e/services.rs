@@ -19,7 +19,7 @@ use gatehouse::{
         Services, Settings,
         grants::OAuthAppInput,
         oauth::CallbackParams,
-        sessions::{Scope, SessionSettings},
+        sessions::{Access, SessionSettings},
         syncs::SyncSettings,
     },
     store::{Owner, Status, Store},
@@ -96,21 +96,27 @@ async fn one_integration_per_account_and_base_url() {
     let (first, created) = w
         .services
         .integrations
-        .connect(&Scope::ApiKey, "gitlab-pat", pat_fields(&w, &w.fake.pat(jane)), None, Owner::default())
+        .connect(&Access::ApiKey, "gitlab-pat", pat_fields(&w, &w.fake.pat(jane)), None, Owner::default())
         .await
         .unwrap();
     assert!(created);
     let (second, created) = w
         .services
         .integrations
-        .connect(&Scope::ApiKey, "gitlab-pat", pat_fields(&w, &w.fake.pat(jane)), Some("work".into()), Owner::default())
+        .connect(
+            &Access::ApiKey,
+            "gitlab-pat",
+            pat_fields(&w, &w.fake.pat(jane)),
+            Some("work".into()),
+            Owner::default(),
+        )
         .await
         .unwrap();
     assert!(!created);
     assert_eq!(first.id, second.id);
     assert_eq!(second.label.as_deref(), Some("work"));
     assert_ne!(first.secret.ciphertext, second.secret.ciphertext, "the new token replaced the old");
-    assert_eq!(w.services.integrations.list(&Scope::ApiKey, None, None).await.unwrap().len(), 1);
+    assert_eq!(w.services.integrations.list(&Access::ApiKey, None, None).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -121,18 +127,18 @@ async fn a_recheck_records_the_verdict_and_keeps_the_credentials() {
     let (row, _) = w
         .services
         .integrations
-        .connect(&Scope::ApiKey, "gitlab-pat", pat_fields(&w, &token), None, Owner::default())
+        .connect(&Access::ApiKey, "gitlab-pat", pat_fields(&w, &token), None, Owner::default())
         .await
         .unwrap();
     w.fake.set_state(&token, TokenState::Revoked);
-    let checked = w.services.integrations.reverify(&Scope::ApiKey, &row.id).await.unwrap();
+    let checked = w.services.integrations.reverify(&Access::ApiKey, &row.id).await.unwrap();
     assert_eq!(checked.status, Status::Invalid);
     assert_eq!(checked.last_error.as_ref().unwrap().0.code, "token_revoked");
     assert_eq!(checked.secret.ciphertext, row.secret.ciphertext);
     assert!(checked.last_verified_at.is_some());
     // Valid again: connected, and the last error is gone.
     w.fake.set_state(&token, TokenState::Active);
-    let checked = w.services.integrations.reverify(&Scope::ApiKey, &row.id).await.unwrap();
+    let checked = w.services.integrations.reverify(&Access::ApiKey, &row.id).await.unwrap();
     assert_eq!(checked.status, Status::Connected);
     assert!(checked.last_error.is_none());
 }
@@ -145,16 +151,19 @@ async fn rotation_stays_within_one_account() {
     let (row, _) = w
         .services
         .integrations
-        .connect(&Scope::ApiKey, "gitlab-pat", pat_fields(&w, &w.fake.pat(jane)), None, Owner::default())
+        .connect(&Access::ApiKey, "gitlab-pat", pat_fields(&w, &w.fake.pat(jane)), None, Owner::default())
         .await
         .unwrap();
     let theirs = BTreeMap::from([("token".to_string(), w.fake.pat(john))]);
-    assert_eq!(code(w.services.integrations.rotate(&Scope::ApiKey, &row.id, theirs).await), ErrorCode::AccountMismatch);
+    assert_eq!(
+        code(w.services.integrations.rotate(&Access::ApiKey, &row.id, theirs).await),
+        ErrorCode::AccountMismatch
+    );
     let stored = w.store.get(&row.id).await.unwrap().unwrap();
     assert_eq!(stored.secret.ciphertext, row.secret.ciphertext, "a refused rotation writes nothing");
     // The base URL is kept from the stored credentials when left out.
     let mine = BTreeMap::from([("token".to_string(), w.fake.pat(jane))]);
-    let rotated = w.services.integrations.rotate(&Scope::ApiKey, &row.id, mine).await.unwrap();
+    let rotated = w.services.integrations.rotate(&Access::ApiKey, &row.id, mine).await.unwrap();
     assert_eq!(rotated.id, row.id);
     assert_ne!(rotated.secret.ciphertext, row.secret.ciphertext);
 }
@@ -173,7 +182,7 @@ async fn connect_oauth(w: &World) -> String {
     };
     w.services.grants.save_app(app, "test").await.unwrap();
     let auth =
-        w.services.oauth.authorize(&Scope::ApiKey, "gitlab-oauth", Some(&w.fake.url), None, false).await.unwrap();
+        w.services.oauth.authorize(&Access::ApiKey, "gitlab-oauth", Some(&w.fake.url), None, false).await.unwrap();
     let back = approve(&auth.url).await;
     let (row, created) = w.services.oauth.callback("gitlab-oauth", back).await.result.unwrap();
     assert!(created && row.refresh.is_some());
@@ -202,7 +211,7 @@ async fn an_oauth_state_is_spent_once_and_only_for_its_provider() {
     w.fake.sign_in(Some(w.fake.add_user("jane", false)));
     connect_oauth(&w).await;
     let auth =
-        w.services.oauth.authorize(&Scope::ApiKey, "gitlab-oauth", Some(&w.fake.url), None, false).await.unwrap();
+        w.services.oauth.authorize(&Access::ApiKey, "gitlab-oauth", Some(&w.fake.url), None, false).await.unwrap();
     let back = approve(&auth.url).await;
     let state = back.state.clone();
     assert_eq!(code(w.services.oauth.callback("gitlab-pat", back).await.result), ErrorCode::OAuthStateInvalid);
@@ -218,7 +227,8 @@ async fn a_flow_started_in_a_browser_finishes_only_there() {
     let w = world().await;
     w.fake.sign_in(Some(w.fake.add_user("jane", false)));
     connect_oauth(&w).await;
-    let auth = w.services.oauth.authorize(&Scope::ApiKey, "gitlab-oauth", Some(&w.fake.url), None, true).await.unwrap();
+    let auth =
+        w.services.oauth.authorize(&Access::ApiKey, "gitlab-oauth", Some(&w.fake.url), None, true).await.unwrap();
     let cookie = auth.browser_cookie.expect("a bound flow sets a cookie");
     let back = approve(&auth.url).await;
     assert_eq!(
@@ -231,7 +241,8 @@ async fn a_flow_started_in_a_browser_finishes_only_there() {
     let elsewhere = CallbackParams { browser: Some(SecretString::from("guess")), ..back };
     assert_eq!(code(w.services.oauth.callback("gitlab-oauth", elsewhere).await.result), ErrorCode::OAuthStateInvalid);
     // The browser that started it (a new flow: the state above is spent).
-    let auth = w.services.oauth.authorize(&Scope::ApiKey, "gitlab-oauth", Some(&w.fake.url), None, true).await.unwrap();
+    let auth =
+        w.services.oauth.authorize(&Access::ApiKey, "gitlab-oauth", Some(&w.fake.url), None, true).await.unwrap();
     let back = CallbackParams { browser: auth.browser_cookie.map(|c| c.value), ..approve(&auth.url).await };
     w.services.oauth.callback("gitlab-oauth", back).await.result.unwrap();
 }

@@ -214,9 +214,9 @@ impl Api {
     #[oai(path = "/providers", method = "get", tag = "ApiTags::Providers")]
     async fn providers(&self, auth: PageCaller) -> ApiResult<Json<ProviderList>> {
         auth.require(Role::Reader)?;
-        let scope = auth.scope();
+        let access = auth.access();
         let plugins = self.integrations.plugins();
-        let allowed = plugins.iter().filter(|p| scope.check_provider(&p.manifest.id).is_ok());
+        let allowed = plugins.iter().filter(|p| access.check_provider(&p.manifest.id).is_ok());
         Ok(Json(ProviderList { providers: allowed.map(|p| p.as_ref().into()).collect() }))
     }
 
@@ -225,7 +225,7 @@ impl Api {
     /// Role: reader.
     #[oai(path = "/providers/:provider_id", method = "get", tag = "ApiTags::Providers")]
     async fn provider(&self, auth: PageCaller, provider_id: Path<String>) -> ApiResult<Json<ProviderManifest>> {
-        auth.scope().check_provider(&provider_id)?;
+        auth.access().check_provider(&provider_id)?;
         auth.require(Role::Reader)?;
         Ok(Json(self.integrations.plugin(&provider_id)?.as_ref().into()))
     }
@@ -242,7 +242,7 @@ impl Api {
         body: Json<VerifyRequest>,
     ) -> ApiResult<Json<VerificationResult>> {
         auth.require(Role::Operator)?;
-        let (verdict, reach) = self.integrations.verify(&auth.scope(), &provider_id, body.0.credentials.0).await?;
+        let (verdict, reach) = self.integrations.verify(&auth.access(), &provider_id, body.0.credentials.0).await?;
         let mut result = VerificationResult::from(verdict);
         result.reach = reach.map(Into::into);
         Ok(Json(result))
@@ -295,7 +295,7 @@ impl Api {
         let ConnectRequest { provider, credentials, label, end_user_id, end_user_name, end_user_email, organization } =
             body.0;
         let owner = crate::store::Owner { end_user_id, end_user_name, end_user_email, organization };
-        let (row, created) = self.integrations.connect(&auth.scope(), &provider, credentials.0, label, owner).await?;
+        let (row, created) = self.integrations.connect(&auth.access(), &provider, credentials.0, label, owner).await?;
         let location = format!("/api/v1/integrations/{}", row.id);
         let body = self.integration(row)?;
         Ok(if created { ConnectResponse::Created(body, location) } else { ConnectResponse::Replaced(body) })
@@ -315,7 +315,7 @@ impl Api {
         organization: Query<Option<String>>,
     ) -> ApiResult<Json<IntegrationList>> {
         auth.require(Role::Reader)?;
-        let rows = self.integrations.list(&auth.scope(), end_user_id.0, organization.0).await?;
+        let rows = self.integrations.list(&auth.access(), end_user_id.0, organization.0).await?;
         let integrations = rows.into_iter().map(|r| self.body(r)).collect::<Result<_, AppError>>()?;
         Ok(Json(IntegrationList { integrations }))
     }
@@ -326,7 +326,7 @@ impl Api {
     #[oai(path = "/integrations/:id", method = "get", tag = "ApiTags::Integrations")]
     async fn get(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
         auth.require(Role::Reader)?;
-        self.integration(self.integrations.owned(&auth.scope(), &id.0.to_string()).await?)
+        self.integration(self.integrations.owned(&auth.access(), &id.0.to_string()).await?)
     }
 
     /// Disconnect: the integration and its sealed secret are erased.
@@ -335,7 +335,7 @@ impl Api {
     #[oai(path = "/integrations/:id", method = "delete", tag = "ApiTags::Integrations")]
     async fn delete(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Deleted> {
         auth.require(Role::Operator)?;
-        self.integrations.delete(&auth.scope(), &id.0.to_string()).await?;
+        self.integrations.delete(&auth.access(), &id.0.to_string()).await?;
         Ok(Deleted::NoContent)
     }
 
@@ -345,7 +345,7 @@ impl Api {
     #[oai(path = "/integrations/:id/verify", method = "post", tag = "ApiTags::Integrations")]
     async fn reverify(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
         auth.require(Role::Operator)?;
-        self.integration(self.integrations.reverify(&auth.scope(), &id.0.to_string()).await?)
+        self.integration(self.integrations.reverify(&auth.access(), &id.0.to_string()).await?)
     }
 
     /// Refresh the access token now with the stored refresh token (OAuth
@@ -429,7 +429,7 @@ impl Api {
         // A session's flow is always bound to the browser: its end user
         // must not be able to hand an approval link to someone else.
         let bind = bind_browser.0.unwrap_or(true) || matches!(auth, PageCaller::Session(_));
-        let auth = self.oauth.authorize(&auth.scope(), &provider_id, base_url.0.as_deref(), label.0, bind).await?;
+        let auth = self.oauth.authorize(&auth.access(), &provider_id, base_url.0.as_deref(), label.0, bind).await?;
         let secure = self.grants.public_url_is_https();
         let cookie = auth.browser_cookie.map(|c| {
             let ttl = auth.expires_at.unix() - crate::clock::Timestamp::now().unix();
@@ -682,7 +682,7 @@ impl Api {
     #[oai(path = "/integrations/:id/rotate", method = "post", tag = "ApiTags::Integrations")]
     async fn regenerate(&self, auth: PageCaller, id: Path<uuid::Uuid>) -> ApiResult<Json<Integration>> {
         auth.require(Role::Operator)?;
-        self.integration(self.integrations.regenerate(&auth.scope(), &id.0.to_string()).await?)
+        self.integration(self.integrations.regenerate(&auth.access(), &id.0.to_string()).await?)
     }
 
     /// Limit the connection to one scope its token reaches (`{"scope":
@@ -710,7 +710,7 @@ impl Api {
                 .into());
             }
         };
-        self.integration(self.integrations.set_scope(&auth.scope(), &id.0.to_string(), scope).await?)
+        self.integration(self.integrations.set_scope(&auth.access(), &id.0.to_string(), scope).await?)
     }
 
     /// Replace the token with a new one you paste: it is verified and must
@@ -725,7 +725,7 @@ impl Api {
         body: Json<RotateRequest>,
     ) -> ApiResult<Json<Integration>> {
         auth.require(Role::Operator)?;
-        self.integration(self.integrations.rotate(&auth.scope(), &id.0.to_string(), body.0.credentials.0).await?)
+        self.integration(self.integrations.rotate(&auth.access(), &id.0.to_string(), body.0.credentials.0).await?)
     }
 
     /// Create a named API key with a role. The key is in this answer only;

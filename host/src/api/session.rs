@@ -3,7 +3,7 @@
 //! key or a session, accepted by the routes the settings page uses — and
 //! the routes that create, show and revoke sessions (API key only). Which
 //! integrations a session may touch is decided in the services layer
-//! (`services::sessions::Scope`), not here.
+//! (`services::sessions::Access`), not here.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, auth::Bearer, p
 
 use crate::{
     error::AppError,
-    services::sessions::{CreatedSession, NewSession, Scope, Session, Sessions, is_session_token},
+    services::sessions::{Access, CreatedSession, NewSession, Session, Sessions, is_session_token},
     store::{Owner, sessions::SessionRow},
 };
 
@@ -68,7 +68,7 @@ pub enum PageCaller {
 
 impl PageCaller {
     /// With the API key, `forbidden` unless its role includes `needed`; a
-    /// session is held to its own rules by its `scope`.
+    /// session is held to its own rules by its `access`.
     pub fn require(&self, needed: crate::store::api_keys::Role) -> Result<(), ApiError> {
         match self {
             Self::Key(key) => key.require(needed).map(|_| ()),
@@ -76,10 +76,10 @@ impl PageCaller {
         }
     }
 
-    pub fn scope(&self) -> Scope {
+    pub fn access(&self) -> Access {
         match self {
-            Self::Key(_) => Scope::ApiKey,
-            Self::Session(s) => Scope::Session(s.0.clone()),
+            Self::Key(_) => Access::ApiKey,
+            Self::Session(s) => Access::Session(s.0.clone()),
         }
     }
 }

@@ -23,7 +23,7 @@ use crate::{
     },
     services::{
         grants::{Grants, Refreshed},
-        sessions::Scope,
+        sessions::Access,
         shared::{Shared, token_hint},
         verifier::{Verdict, base_url_text},
         webhooks::{ConnectionEvent, Webhooks},
@@ -48,9 +48,9 @@ impl Integrations {
 
     /// Integration `id` if `scope` may see it. Another end user's
     /// connection answers exactly as a missing one, so ids cannot be probed.
-    pub async fn owned(&self, scope: &Scope, id: &str) -> Result<IntegrationRow, AppError> {
+    pub async fn owned(&self, access: &Access, id: &str) -> Result<IntegrationRow, AppError> {
         let row = self.shared.integration(id).await?;
-        if scope.admits(&row) { Ok(row) } else { Err(self.shared.no_integration(id)) }
+        if access.admits(&row) { Ok(row) } else { Err(self.shared.no_integration(id)) }
     }
 
     /// Tells the consuming system about an end user's connection.
@@ -119,11 +119,11 @@ impl Integrations {
     /// comes with what it reaches, when the connector can tell.
     pub async fn verify(
         &self,
-        scope: &Scope,
+        access: &Access,
         provider: &str,
         raw: BTreeMap<String, String>,
     ) -> Result<(Verdict, Option<TokenReach>), AppError> {
-        scope.check_provider(provider)?;
+        access.check_provider(provider)?;
         let plugin = self.plugin(provider)?;
         let verifier = &self.shared.verifier;
         let (credentials, base_url) = verifier.prepare(&plugin, raw)?;
@@ -171,14 +171,14 @@ impl Integrations {
     /// user (and organization) it names, or for none.
     pub async fn connect(
         &self,
-        scope: &Scope,
+        access: &Access,
         provider: &str,
         raw: BTreeMap<String, String>,
         label: Option<String>,
         owner: Owner,
     ) -> Result<(IntegrationRow, bool), AppError> {
-        scope.check_provider(provider)?;
-        let owner = scope.owner_for_connect(owner)?;
+        access.check_provider(provider)?;
+        let owner = access.owner_for_connect(owner)?;
         let plugin = self.plugin(provider)?;
         let result = async {
             let verifier = &self.shared.verifier;
@@ -191,7 +191,7 @@ impl Integrations {
         }
         .await;
         if let Err(e) = &result {
-            if scope.is_session() {
+            if access.is_session() {
                 self.failed_attempt(&owner, provider, e).await;
             }
             let target = Target { provider: self.shared.known_provider(provider), ..Target::provider(provider) };
@@ -306,21 +306,21 @@ impl Integrations {
     /// organization.
     pub async fn list(
         &self,
-        scope: &Scope,
+        access: &Access,
         end_user_id: Option<String>,
         organization: Option<String>,
     ) -> Result<Vec<IntegrationRow>, AppError> {
-        let (end_user_id, organization) = scope.list_filter(end_user_id, organization)?;
+        let (end_user_id, organization) = access.list_filter(end_user_id, organization)?;
         let rows = self.shared.store.list_owned(end_user_id.as_deref(), organization.as_deref()).await?;
-        Ok(rows.into_iter().filter(|r| scope.admits(r)).collect())
+        Ok(rows.into_iter().filter(|r| access.admits(r)).collect())
     }
 
     pub async fn get(&self, id: &str) -> Result<IntegrationRow, AppError> {
         self.shared.integration(id).await
     }
 
-    pub async fn delete(&self, scope: &Scope, id: &str) -> Result<(), AppError> {
-        let row = match self.owned(scope, id).await {
+    pub async fn delete(&self, access: &Access, id: &str) -> Result<(), AppError> {
+        let row = match self.owned(access, id).await {
             Ok(row) => row,
             Err(e) => {
                 self.shared.audit_failure("integration.disconnect", Target::integration(id, ""), &e).await;
@@ -346,8 +346,8 @@ impl Integrations {
     /// answered with the row; a failure to reach the provider marks it
     /// `unreachable` and is returned as the error. Only what the check
     /// learnt is written: never the credentials it read.
-    pub async fn reverify(&self, scope: &Scope, id: &str) -> Result<IntegrationRow, AppError> {
-        self.owned(scope, id).await?;
+    pub async fn reverify(&self, access: &Access, id: &str) -> Result<IntegrationRow, AppError> {
+        self.owned(access, id).await?;
         let _guard = self.shared.lock(id).await;
         let row = self.get(id).await?;
         let was_connected = row.status == Status::Connected;
@@ -423,11 +423,11 @@ impl Integrations {
     /// account. Fields left out keep their stored value.
     pub async fn rotate(
         &self,
-        scope: &Scope,
+        access: &Access,
         id: &str,
         raw: BTreeMap<String, String>,
     ) -> Result<IntegrationRow, AppError> {
-        let result = self.rotate_verified(scope, id, raw).await;
+        let result = self.rotate_verified(access, id, raw).await;
         if let Err(e) = &result {
             let provider = self.shared.store.get(id).await.ok().flatten().map(|r| r.provider).unwrap_or_default();
             self.shared.audit_failure(ROTATE, Target::integration(id, &provider), e).await;
@@ -437,11 +437,11 @@ impl Integrations {
 
     async fn rotate_verified(
         &self,
-        scope: &Scope,
+        access: &Access,
         id: &str,
         raw: BTreeMap<String, String>,
     ) -> Result<IntegrationRow, AppError> {
-        let row = self.owned(scope, id).await?;
+        let row = self.owned(access, id).await?;
         let plugin = self.plugin_of(&row)?;
         let stored = self.shared.open_credentials(&row)?;
         let mut merged = raw;
@@ -479,7 +479,7 @@ impl Integrations {
     /// project credential is bound to), or lifts the limit (None). What the
     /// credential reaches is asked again, so the choice is checked against
     /// the provider's answer of now.
-    pub async fn set_scope(&self, caller: &Scope, id: &str, scope: Option<&str>) -> Result<IntegrationRow, AppError> {
+    pub async fn set_scope(&self, caller: &Access, id: &str, scope: Option<&str>) -> Result<IntegrationRow, AppError> {
         self.owned(caller, id).await?;
         let _guard = self.shared.lock(id).await;
         let row = self.get(id).await?;
@@ -569,7 +569,7 @@ impl Integrations {
     /// and the server log says so, so the loss is never silent. Only then
     /// is the new credential verified, which updates status, scopes, expiry
     /// and reach.
-    pub async fn regenerate(&self, caller: &Scope, id: &str) -> Result<IntegrationRow, AppError> {
+    pub async fn regenerate(&self, caller: &Access, id: &str) -> Result<IntegrationRow, AppError> {
         self.owned(caller, id).await?;
         let _guard = self.shared.lock(id).await;
         let row = self.get(id).await?;

@@ -17,7 +17,7 @@ use crate::{
     services::{
         grants::{Grants, expires_in},
         integrations::Integrations,
-        sessions::{Scope, Sessions, session_of},
+        sessions::{Access, Sessions, session_of},
         shared::Shared,
         verifier::base_url_text,
     },
@@ -88,7 +88,7 @@ impl OAuthFlow {
     /// provider's authorization URL.
     pub async fn authorize(
         &self,
-        scope: &Scope,
+        access: &Access,
         provider: &str,
         base_url: Option<&str>,
         label: Option<String>,
@@ -98,7 +98,7 @@ impl OAuthFlow {
         if label.as_ref().is_some_and(|l| l.chars().count() > MAX_LABEL_LEN) {
             return Err(AppError::Validation(format!("The label is longer than {MAX_LABEL_LEN} characters.")));
         }
-        scope.check_provider(provider)?;
+        access.check_provider(provider)?;
         let plugin = self.shared.plugin(provider)?;
         let settings = self.grants.settings(&plugin)?;
         let base = self.grants.base_url(&plugin, base_url)?;
@@ -129,7 +129,7 @@ impl OAuthFlow {
                 created_at: Timestamp::now(),
                 expires_at_unix: expires.unix(),
                 browser_hash: browser_cookie.as_ref().map(|c| crypto::sha256_hex(c.value.expose_secret().as_bytes())),
-                session_id: scope.session_id().map(str::to_string),
+                session_id: access.session_id().map(str::to_string),
             })
             .await?;
         Ok(Authorization { url, expires_at: expires, browser_cookie })

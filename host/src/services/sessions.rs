@@ -1,9 +1,9 @@
 //! Connect sessions and what a caller may see. The consuming system's
 //! backend (API key) creates a short-lived session for one of its end
 //! users; the session's token lets the settings page manage that end
-//! user's connections and nothing else. `Scope` is the one place where
+//! user's connections and nothing else. `Access` is the one place where
 //! object-level authorization is decided: every lookup of an integration
-//! by id on behalf of a caller goes through `Scope::admits`.
+//! by id on behalf of a caller goes through `Access::admits`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -47,12 +47,12 @@ pub struct Session {
 /// Who is asking: the API key sees and may do everything; a session only
 /// its end user's connections, with the connectors it was created for.
 #[derive(Clone, Debug)]
-pub enum Scope {
+pub enum Access {
     ApiKey,
     Session(Session),
 }
 
-impl Scope {
+impl Access {
     /// The object-level check: whether the caller may see integration `row`.
     /// A session sees its end user's connections (within its organization,
     /// when it has one); another user's answer as a missing one does.
@@ -296,8 +296,8 @@ mod tests {
         Owner { end_user_id: user.map(Into::into), organization: organization.map(Into::into), ..Owner::default() }
     }
 
-    fn session(user: &str, organization: Option<&str>) -> Scope {
-        Scope::Session(Session { id: "s".into(), owner: owner(Some(user), organization), providers: None })
+    fn session(user: &str, organization: Option<&str>) -> Access {
+        Access::Session(Session { id: "s".into(), owner: owner(Some(user), organization), providers: None })
     }
 
     fn row(o: Owner) -> IntegrationRow {
@@ -315,7 +315,7 @@ mod tests {
         assert!(in_acme.admits(&row(owner(Some("a"), Some("acme")))));
         assert!(!in_acme.admits(&row(owner(Some("a"), Some("other")))));
         assert!(!in_acme.admits(&row(owner(Some("a"), None))));
-        assert!(Scope::ApiKey.admits(&row(owner(Some("b"), None))));
+        assert!(Access::ApiKey.admits(&row(owner(Some("b"), None))));
     }
 
     #[test]
@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(a.list_filter(None, None).unwrap(), (Some("a".into()), Some("acme".into())));
         assert!(a.list_filter(Some("b".into()), None).is_err());
         assert!(a.list_filter(None, Some("other".into())).is_err());
-        let limited = Scope::Session(Session {
+        let limited = Access::Session(Session {
             id: "s".into(),
             owner: owner(Some("a"), None),
             providers: Some(vec!["x".into()]),
@@ -334,7 +334,7 @@ mod tests {
         assert!(limited.check_provider("x").is_ok());
         assert!(limited.check_provider("y").is_err());
         assert!(
-            Scope::ApiKey.owner_for_connect(Owner { end_user_name: Some("n".into()), ..Owner::default() }).is_err()
+            Access::ApiKey.owner_for_connect(Owner { end_user_name: Some("n".into()), ..Owner::default() }).is_err()
         );
     }
 }

@@ -307,7 +307,7 @@ impl Syncs {
     async fn schedule_once(self: Arc<Self>) -> Result<(), AppError> {
         let (now, _) = now();
         let mut current = std::collections::HashSet::new();
-        for row in self.integrations.list(&super::sessions::Scope::ApiKey, None, None).await? {
+        for row in self.integrations.list(&super::sessions::Access::ApiKey, None, None).await? {
             let Ok(plugin) = self.shared.plugin(&row.provider) else { continue };
             let key = (row.id.clone(), plugin.sha256.clone());
             let known = self.ensured.lock().expect("not poisoned").contains(&key);
