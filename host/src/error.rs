@@ -90,7 +90,7 @@ pub enum AppError {
     #[error("the connector {0} is not loaded")]
     ProviderUnavailable(String),
     #[error(transparent)]
-    Plugin(#[from] CallError),
+    Connector(#[from] CallError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -274,9 +274,9 @@ impl AppError {
             Self::ScopeNotReached(_) => C::ScopeNotReached,
             Self::OutsideScope(_) => C::OutsideScope,
             Self::ProviderUnavailable(_) => C::ProviderUnavailable,
-            Self::Plugin(CallError::Timeout(_)) => C::PluginTimeout,
-            Self::Plugin(CallError::Failed(_)) => C::PluginFailed,
-            Self::Plugin(CallError::Busy(..)) => C::HostBusy,
+            Self::Connector(CallError::Timeout(_)) => C::PluginTimeout,
+            Self::Connector(CallError::Failed(_)) => C::PluginFailed,
+            Self::Connector(CallError::Busy(..)) => C::HostBusy,
             Self::Store(e) if e.is_unavailable() => C::DatabaseUnavailable,
             Self::Store(_) => C::InternalError,
             Self::Crypto(_) => C::SecretUnavailable,
@@ -393,14 +393,14 @@ impl AppError {
                 }
                 VerifyError::EgressDenied(s) => format!("{s}."),
             },
-            Self::Plugin(CallError::Timeout(d)) => format!(
+            Self::Connector(CallError::Timeout(d)) => format!(
                 "The connector did not finish within {} s and was stopped; try again, and report it to the connector's author if it persists.",
                 d.as_secs_f32()
             ),
-            Self::Plugin(CallError::Failed(s)) => {
+            Self::Connector(CallError::Failed(s)) => {
                 format!("{s}. The connector was stopped; report it to the connector's author.")
             }
-            Self::Plugin(CallError::Busy(waited, slots)) => format!(
+            Self::Connector(CallError::Busy(waited, slots)) => format!(
                 "All {slots} connector call slots stayed taken for {} s; retry after {} s (Retry-After), or raise --max-concurrent-calls or --max-call-wait.",
                 waited.as_secs_f32(),
                 busy_retry_after(*waited)
@@ -422,7 +422,7 @@ impl AppError {
             Self::Verify(VerifyError::RateLimited(after))
             | Self::OAuth(OAuthError::RateLimited(after))
             | Self::Provider(ProviderError::RateLimited(after)) => (None, *after),
-            Self::Plugin(CallError::Busy(waited, _)) => (None, Some(busy_retry_after(*waited))),
+            Self::Connector(CallError::Busy(waited, _)) => (None, Some(busy_retry_after(*waited))),
             _ => (None, None),
         };
         let pointer = match self {

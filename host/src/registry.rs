@@ -5,7 +5,7 @@
 //! refused and the version it would replace keeps serving, and a file whose
 //! id is already served by another never takes it over. Refused files are
 //! remembered with their reason until they change. Callers hold an
-//! `Arc<Plugin>`, so a call in flight finishes on the version it started with.
+//! `Arc<Connector>`, so a call in flight finishes on the version it started with.
 
 use std::{
     collections::BTreeMap,
@@ -16,7 +16,7 @@ use std::{
 
 use crate::{
     crypto::sha256_hex,
-    runtime::{Plugin, Runtime},
+    runtime::{Connector, Runtime},
 };
 
 /// What a reload changed, and what is refused after it.
@@ -33,7 +33,7 @@ struct FileEntry {
     /// read again.
     stamp: (Option<SystemTime>, u64),
     sha256: String,
-    plugin: Option<Arc<Plugin>>,
+    plugin: Option<Arc<Connector>>,
     /// Why the file's current content was refused; a previous version may
     /// still serve (`plugin`).
     refused: Option<String>,
@@ -41,9 +41,9 @@ struct FileEntry {
 
 #[derive(Default)]
 struct Loaded {
-    builtin: Vec<Arc<Plugin>>,
+    builtin: Vec<Arc<Connector>>,
     files: BTreeMap<PathBuf, FileEntry>,
-    by_id: BTreeMap<String, Arc<Plugin>>,
+    by_id: BTreeMap<String, Arc<Connector>>,
     /// Files whose connector is loaded but not served: its id is taken.
     conflicts: BTreeMap<PathBuf, String>,
 }
@@ -68,12 +68,12 @@ impl Registry {
         Ok(registry)
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<Plugin>> {
+    pub fn get(&self, id: &str) -> Option<Arc<Connector>> {
         self.read().by_id.get(id).cloned()
     }
 
     /// Every loaded connector, by id.
-    pub fn all(&self) -> Vec<Arc<Plugin>> {
+    pub fn all(&self) -> Vec<Arc<Connector>> {
         self.read().by_id.values().cloned().collect()
     }
 
@@ -142,16 +142,16 @@ impl Registry {
         }
 
         let mut loaded = self.loaded.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut by_id: BTreeMap<String, Arc<Plugin>> = BTreeMap::new();
+        let mut by_id: BTreeMap<String, Arc<Connector>> = BTreeMap::new();
         for plugin in &loaded.builtin {
             by_id.insert(plugin.manifest.id.clone(), plugin.clone());
         }
         // A connector serving an id keeps it: the file that served it
         // before this scan goes first, whatever the names of newcomers.
-        let serving = |path: &PathBuf, plugin: &Arc<Plugin>| {
+        let serving = |path: &PathBuf, plugin: &Arc<Connector>| {
             loaded.by_id.get(&plugin.manifest.id).is_some_and(|old| old.source == path.display().to_string())
         };
-        let mut candidates: Vec<(&PathBuf, &Arc<Plugin>)> =
+        let mut candidates: Vec<(&PathBuf, &Arc<Connector>)> =
             next.iter().filter_map(|(path, entry)| entry.plugin.as_ref().map(|p| (path, p))).collect();
         candidates.sort_by_key(|(path, plugin)| !serving(path, plugin));
         let mut conflicts = BTreeMap::new();

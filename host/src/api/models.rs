@@ -10,7 +10,7 @@ use poem_openapi::{Enum, Object};
 use crate::{
     error::{AppError, Problem},
     runtime::{
-        Plugin,
+        Connector,
         model::{self, Account, Verification, VerifyError},
     },
     store::IntegrationRow,
@@ -62,8 +62,8 @@ pub struct LoadedPlugin {
     pub exports: Vec<String>,
 }
 
-impl From<&crate::runtime::Plugin> for LoadedPlugin {
-    fn from(p: &crate::runtime::Plugin) -> Self {
+impl From<&crate::runtime::Connector> for LoadedPlugin {
+    fn from(p: &crate::runtime::Connector) -> Self {
         Self {
             id: p.manifest.id.clone(),
             name: p.manifest.name.clone(),
@@ -586,8 +586,8 @@ pub struct IntegrationList {
     pub integrations: Vec<Integration>,
 }
 
-impl From<&Plugin> for ProviderManifest {
-    fn from(p: &Plugin) -> Self {
+impl From<&Connector> for ProviderManifest {
+    fn from(p: &Connector) -> Self {
         let m = &p.manifest;
         Self {
             id: m.id.clone(),

@@ -57,7 +57,7 @@ impl From<AppError> for ApiError {
             AppError::Crypto(inner) => {
                 tracing::error!(error = %inner, "stored secret cannot be opened")
             }
-            AppError::Plugin(inner) => tracing::warn!(error = %inner, "connector call failed"),
+            AppError::Connector(inner) => tracing::warn!(error = %inner, "connector call failed"),
             _ => {}
         }
         let mut problem = e.problem();

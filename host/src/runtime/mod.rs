@@ -197,7 +197,7 @@ pub struct ActionSchemas {
 }
 
 /// A loaded connector.
-pub struct Plugin {
+pub struct Connector {
     pub manifest: Manifest,
     pub sha256: String,
     pub wit_version: &'static str,
@@ -212,7 +212,7 @@ pub struct Plugin {
     bindings: Bindings,
 }
 
-impl Plugin {
+impl Connector {
     /// The interfaces the component exports, for people reading `plugins
     /// validate`.
     pub fn exports(&self) -> Vec<&'static str> {
@@ -263,9 +263,9 @@ impl Plugin {
     }
 }
 
-impl std::fmt::Debug for Plugin {
+impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plugin")
+        f.debug_struct("Connector")
             .field("id", &self.manifest.id)
             .field("source", &self.source)
             .field("wit_version", &self.wit_version)
@@ -559,7 +559,7 @@ impl ComponentCache {
 impl Runtime {
     /// Whether a fresh instance of `plugin` lies within the part of a slot
     /// kept resident, so a call resets it in place instead of faulting it in.
-    pub fn fits_resident_slot(&self, plugin: &Plugin) -> bool {
+    pub fn fits_resident_slot(&self, plugin: &Connector) -> bool {
         plugin.initial_memory_bytes <= self.limits.keep_resident_bytes as u64
     }
 
@@ -646,7 +646,7 @@ impl Runtime {
 
     /// Compiles, links and asks for the manifest. Every connector, builtin
     /// or from `--plugins-dir`, comes through here.
-    pub async fn load(&self, source_name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
+    pub async fn load(&self, source_name: &str, bytes: &[u8]) -> Result<Connector, LoadError> {
         let sha256 = sha256_hex(bytes);
         let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, &sha256));
         let component = match cached {
@@ -696,7 +696,7 @@ impl Runtime {
             .and_then(|r| r.max_initial_memory_size)
             .unwrap_or(0)
             .saturating_mul(WASM_PAGE_BYTES);
-        let mut plugin = Plugin {
+        let mut plugin = Connector {
             manifest: placeholder_manifest(),
             sha256,
             wit_version,
@@ -747,7 +747,7 @@ impl Runtime {
 
     /// Calls `manifest()` in a fresh instance (the loaded manifest is cached
     /// on the plugin; this is for measuring the call itself).
-    pub async fn manifest(&self, plugin: &Plugin) -> Result<Manifest, CallError> {
+    pub async fn manifest(&self, plugin: &Connector) -> Result<Manifest, CallError> {
         let egress = CallEgress::new(self.egress.clone(), &[], None);
         let deadline = Deadline::after(MANIFEST_TIMEOUT);
         let (answer, _, _) = self.invoke(plugin, "(loading)", Call::Manifest, egress, Vec::new(), deadline).await?;
@@ -764,7 +764,7 @@ impl Runtime {
     /// not answer cannot hold the request past the deadline.
     pub async fn verify(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         credentials: &Credentials,
         allowed: &[Url],
     ) -> Result<Result<Verification, VerifyError>, CallError> {
@@ -803,7 +803,7 @@ impl Runtime {
     /// Asks an OAuth connector for the authorization URL.
     pub async fn authorize_url(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         base_url: &Url,
         client_id: &str,
         redirect_uri: &str,
@@ -828,7 +828,7 @@ impl Runtime {
     /// Trades an authorization code for tokens.
     pub async fn exchange_code(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         base_url: &Url,
         client: &OAuthClient,
         code: &SecretString,
@@ -848,7 +848,7 @@ impl Runtime {
     /// Trades a refresh token for new tokens.
     pub async fn refresh_token(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         base_url: &Url,
         client: &OAuthClient,
         refresh_token: &SecretString,
@@ -861,7 +861,7 @@ impl Runtime {
 
     async fn grant(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         call: Call<'_>,
         base_url: &Url,
         secrets: Vec<SecretString>,
@@ -885,7 +885,7 @@ impl Runtime {
     /// whatever it returns.
     pub async fn run_action(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         name: &str,
         input: &str,
         connection: &Connection,
@@ -914,7 +914,7 @@ impl Runtime {
     #[allow(clippy::too_many_arguments)]
     pub async fn run_sync(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         model: &str,
         checkpoint: Option<&str>,
         run_started_at: &str,
@@ -943,7 +943,7 @@ impl Runtime {
     /// connector does not export `reach`.
     pub async fn describe(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         connection: &Connection,
         credentials: &Credentials,
         base_url: &Url,
@@ -968,7 +968,7 @@ impl Runtime {
     #[allow(clippy::too_many_arguments)]
     pub async fn check_path(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         scope: &ReachItem,
         method: &str,
         path: &str,
@@ -997,7 +997,7 @@ impl Runtime {
     /// as secrets.
     pub async fn rotate(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         connection: &Connection,
         credentials: &Credentials,
         base_url: &Url,
@@ -1023,7 +1023,7 @@ impl Runtime {
     /// A call that takes a concurrency slot and the per-call deadline.
     async fn guarded(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         call: Call<'_>,
         allowed: &[Url],
         credential: Option<CredentialHeader>,
@@ -1053,7 +1053,7 @@ impl Runtime {
     /// One call in a fresh instance, whatever the component's WIT version.
     async fn invoke(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         plugin_id: &str,
         call: Call<'_>,
         egress: CallEgress,
@@ -1216,7 +1216,7 @@ fn bytes_text(bytes: u64) -> String {
 }
 
 /// The values of the credentials' secret fields.
-fn secret_values(plugin: &Plugin, credentials: &Credentials) -> Vec<SecretString> {
+fn secret_values(plugin: &Connector, credentials: &Credentials) -> Vec<SecretString> {
     plugin
         .manifest
         .fields

@@ -60,7 +60,7 @@ impl Actions {
         };
         let plugin = &in_use.plugin.manifest.id;
         let output: serde_json::Value = serde_json::from_str(&output).map_err(|_| {
-            AppError::Plugin(crate::runtime::CallError::Failed(format!(
+            AppError::Connector(crate::runtime::CallError::Failed(format!(
                 "the action {name:?} of {plugin} answered something that is not JSON"
             )))
         })?;
@@ -77,7 +77,7 @@ impl Actions {
     }
 }
 
-fn schemas<'a>(plugin: &'a Arc<crate::runtime::Plugin>, name: &str) -> Result<&'a ActionSchemas, AppError> {
+fn schemas<'a>(plugin: &'a Arc<crate::runtime::Connector>, name: &str) -> Result<&'a ActionSchemas, AppError> {
     plugin.action_schemas.get(name).ok_or_else(|| {
         let known: Vec<&str> = plugin.manifest.actions.iter().map(|a| a.name.as_str()).collect();
         AppError::NotFound(if known.is_empty() {

@@ -16,7 +16,7 @@ use crate::{
     crypto::Binding,
     error::AppError,
     runtime::{
-        Plugin,
+        Connector,
         model::{OAuthClient, OAuthError, OAuthSettings},
     },
     services::{
@@ -78,13 +78,13 @@ impl Grants {
         &self.config
     }
 
-    pub(super) fn settings<'a>(&self, plugin: &'a Plugin) -> Result<&'a OAuthSettings, AppError> {
+    pub(super) fn settings<'a>(&self, plugin: &'a Connector) -> Result<&'a OAuthSettings, AppError> {
         plugin.manifest.oauth.as_ref().ok_or(AppError::OAuth(OAuthError::Unsupported))
     }
 
     /// The base URL to authorize against: the given one or the url field's
     /// default, checked against the egress policy.
-    pub(super) fn base_url(&self, plugin: &Plugin, given: Option<&str>) -> Result<Url, AppError> {
+    pub(super) fn base_url(&self, plugin: &Connector, given: Option<&str>) -> Result<Url, AppError> {
         let settings = self.settings(plugin)?;
         let default =
             plugin.manifest.fields.iter().find(|f| f.key == settings.url_field).and_then(|f| f.default.clone());

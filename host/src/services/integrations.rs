@@ -18,7 +18,7 @@ use crate::{
     error::AppError,
     registry::ReloadReport,
     runtime::{
-        Plugin,
+        Connector,
         model::{Connection, Credentials, FieldKind, ReachItem, RotateError, TokenReach, Verification, VerifyError},
     },
     services::{
@@ -76,7 +76,7 @@ impl Integrations {
         self.webhooks.connection_event(ConnectionEvent::Failed, data).await;
     }
 
-    pub fn plugins(&self) -> Vec<Arc<Plugin>> {
+    pub fn plugins(&self) -> Vec<Arc<Connector>> {
         self.shared.plugins()
     }
 
@@ -88,12 +88,12 @@ impl Integrations {
         Ok((self.shared.store.backend(), self.shared.plugins().len()))
     }
 
-    pub fn plugin(&self, id: &str) -> Result<Arc<Plugin>, AppError> {
+    pub fn plugin(&self, id: &str) -> Result<Arc<Connector>, AppError> {
         self.shared.plugin(id)
     }
 
     /// The connector of a stored integration, or `provider_unavailable`.
-    pub fn plugin_of(&self, row: &IntegrationRow) -> Result<Arc<Plugin>, AppError> {
+    pub fn plugin_of(&self, row: &IntegrationRow) -> Result<Arc<Connector>, AppError> {
         self.shared.plugin_of(row)
     }
 
@@ -141,7 +141,7 @@ impl Integrations {
     /// verification itself.
     pub(super) async fn reach(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         credentials: &Credentials,
         base_url: Option<&Url>,
         account_id: &str,
@@ -207,7 +207,7 @@ impl Integrations {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn store_verified(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         credentials: &Credentials,
         base_url: Option<&Url>,
         verification: &Verification,
@@ -274,7 +274,7 @@ impl Integrations {
     async fn replace(
         &self,
         id: &str,
-        plugin: &Plugin,
+        plugin: &Connector,
         credentials: &Credentials,
         v: &Verification,
         reach: Option<TokenReach>,
@@ -602,7 +602,7 @@ impl Integrations {
                         })
                     }
                     Ok(Some(Err(RotateError::Provider(e)))) => AppError::Provider(e),
-                    Err(e) => AppError::Plugin(e),
+                    Err(e) => AppError::Connector(e),
                     Ok(Some(Ok(_))) => unreachable!("matched above"),
                 });
             }
@@ -613,7 +613,7 @@ impl Integrations {
             if !secret_field || value.expose_secret().trim().is_empty() {
                 tracing::error!(connector = %plugin.manifest.id, field = %key, integration = %id,
                     "the connector's rotation answered a field that is not one of its secret fields, or an empty one; the provider may already have revoked the stored token");
-                return Err(AppError::Plugin(crate::runtime::CallError::Failed(format!(
+                return Err(AppError::Connector(crate::runtime::CallError::Failed(format!(
                     "the connector's rotation answered the field {key:?}, which is not one of its secret fields (or is empty); the provider may already have revoked the stored token, so check the integration and replace its token if it no longer works"
                 ))));
             }
@@ -699,7 +699,7 @@ impl Integrations {
 /// token was due), its connector, its opened credentials and base URL.
 pub struct InUse {
     pub row: IntegrationRow,
-    pub plugin: Arc<Plugin>,
+    pub plugin: Arc<Connector>,
     pub credentials: Credentials,
     pub base_url: Url,
 }
@@ -719,7 +719,7 @@ impl InUse {
 }
 
 fn connection_of(
-    plugin: &Plugin,
+    plugin: &Connector,
     credentials: &Credentials,
     base_url: &Url,
     account_id: &str,

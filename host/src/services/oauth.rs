@@ -283,7 +283,7 @@ fn check_authorize_url(
     challenge: &str,
 ) -> Result<(), AppError> {
     let broken = |why: &str| {
-        AppError::Plugin(crate::runtime::CallError::Failed(format!("the connector's authorization URL {why}")))
+        AppError::Connector(crate::runtime::CallError::Failed(format!("the connector's authorization URL {why}")))
     };
     let parsed = Url::parse(url).map_err(|_| broken("is not a URL"))?;
     if parsed.origin() != base.origin() {

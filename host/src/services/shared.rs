@@ -14,7 +14,7 @@ use crate::{
     locks::{KeyedGuard, KeyedLocks},
     registry::Registry,
     runtime::{
-        Plugin, Runtime,
+        Connector, Runtime,
         model::{Credentials, FieldKind},
     },
     services::verifier::Verifier,
@@ -38,11 +38,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub(super) fn plugins(&self) -> Vec<Arc<Plugin>> {
+    pub(super) fn plugins(&self) -> Vec<Arc<Connector>> {
         self.registry.all()
     }
 
-    pub(super) fn plugin(&self, id: &str) -> Result<Arc<Plugin>, AppError> {
+    pub(super) fn plugin(&self, id: &str) -> Result<Arc<Connector>, AppError> {
         // The detail does not echo `id`: a pasted secret may be in it.
         self.registry.get(id).ok_or_else(|| {
             AppError::NotFound(format!(
@@ -61,7 +61,7 @@ impl Shared {
 
     /// The connector of a stored integration; `provider_unavailable` when it
     /// is no longer loaded (the credentials stay stored until it is back).
-    pub(super) fn plugin_of(&self, row: &IntegrationRow) -> Result<Arc<Plugin>, AppError> {
+    pub(super) fn plugin_of(&self, row: &IntegrationRow) -> Result<Arc<Connector>, AppError> {
         self.registry.get(&row.provider).ok_or_else(|| AppError::ProviderUnavailable(row.provider.clone()))
     }
 
@@ -103,7 +103,11 @@ impl Shared {
 
     /// The base URL stored in the credentials, re-checked with today's
     /// policy: a URL allowed when connected may have been refused since.
-    pub(super) fn stored_base_url(&self, plugin: &Plugin, credentials: &Credentials) -> Result<Option<Url>, AppError> {
+    pub(super) fn stored_base_url(
+        &self,
+        plugin: &Connector,
+        credentials: &Credentials,
+    ) -> Result<Option<Url>, AppError> {
         let Some(field) = plugin.manifest.fields.iter().find(|f| f.kind == FieldKind::Url) else {
             return Ok(None);
         };
@@ -116,7 +120,7 @@ impl Shared {
 
 /// At most the last 4 characters of the first secret field, and nothing
 /// for short values, where 4 characters would be too much of it.
-pub(super) fn token_hint(plugin: &Plugin, credentials: &Credentials) -> Option<String> {
+pub(super) fn token_hint(plugin: &Connector, credentials: &Credentials) -> Option<String> {
     let field = plugin.manifest.fields.iter().find(|f| f.kind == FieldKind::Secret)?;
     let value = credentials.get(&field.key)?;
     let chars: Vec<char> = value.chars().collect();

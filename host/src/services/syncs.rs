@@ -382,11 +382,11 @@ impl Syncs {
                 Err(busy @ crate::runtime::CallError::Busy(..)) => {
                     // The host is saturated, not the connection: pause
                     // briefly instead of failing for a whole retry delay.
-                    let e = AppError::Plugin(busy);
+                    let e = AppError::Connector(busy);
                     let until = now + i64::from(e.problem().retry_after.unwrap_or(1));
                     return self.fail(&holder, &e, Some(until)).await;
                 }
-                Err(e) => return self.fail(&holder, &AppError::Plugin(e), None).await,
+                Err(e) => return self.fail(&holder, &AppError::Connector(e), None).await,
             };
             let page = match outcome.page {
                 Ok(page) => page,
@@ -479,7 +479,7 @@ impl Syncs {
         }
         let (now, now_text) = now();
         let holder = self.holder(&id, &model_name, &run_id, now, &now_text);
-        let e = AppError::Plugin(crate::runtime::CallError::Failed(format!(
+        let e = AppError::Connector(crate::runtime::CallError::Failed(format!(
             "the sync of {model_name} did not end after {MAX_PAGES_PER_RUN} pages"
         )));
         self.fail(&holder, &e, None).await
@@ -556,13 +556,13 @@ fn checked_records(
     let mut out = Vec::with_capacity(page.records.len());
     for (external_id, data) in &page.records {
         if external_id.is_empty() || external_id.len() > 512 {
-            return Err(AppError::Plugin(crate::runtime::CallError::Failed(format!(
+            return Err(AppError::Connector(crate::runtime::CallError::Failed(format!(
                 "the connector {plugin} returned a {} record with an empty or overlong id",
                 model.name
             ))));
         }
         let value: serde_json::Value = serde_json::from_str(data).map_err(|_| {
-            AppError::Plugin(crate::runtime::CallError::Failed(format!(
+            AppError::Connector(crate::runtime::CallError::Failed(format!(
                 "the connector {plugin} returned a {} record that is not JSON",
                 model.name
             )))

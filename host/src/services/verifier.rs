@@ -10,7 +10,7 @@ use crate::{
     egress::{EgressError, Policy},
     error::AppError,
     runtime::{
-        Plugin, Runtime,
+        Connector, Runtime,
         model::{Credentials, FieldKind, Verification, VerifyError},
     },
 };
@@ -40,7 +40,7 @@ impl Verifier {
     /// defaults applied, required fields present, url fields acceptable.
     pub fn prepare(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         raw: BTreeMap<String, String>,
     ) -> Result<(Credentials, Option<Url>), AppError> {
         let fields = &plugin.manifest.fields;
@@ -92,7 +92,7 @@ impl Verifier {
     /// failures are errors; the provider's verdict on the token is a value.
     pub async fn verify(
         &self,
-        plugin: &Plugin,
+        plugin: &Connector,
         credentials: &Credentials,
         base_url: Option<&Url>,
     ) -> Result<Verdict, AppError> {
