@@ -110,6 +110,8 @@ struct State {
     /// Who is signed in at the authorize page; None: the user declines.
     signed_in: Option<u64>,
     token_lifetime: i64,
+    /// The lifetime of the next token issued only, then `token_lifetime`.
+    next_token_lifetime: Option<i64>,
     /// Projects, issues and notes, for using connections.
     api: crate::fake_gitlab_api::Data,
     base_url: String,
@@ -232,6 +234,12 @@ impl FakeGitlab {
     /// Seconds that access tokens issued from now on live (GitLab: 7200).
     pub fn set_token_lifetime(&self, seconds: i64) {
         self.state.lock().unwrap().token_lifetime = seconds;
+    }
+
+    /// Seconds that the next access token issued lives; the ones after it
+    /// live `set_token_lifetime`'s (a token due at once, renewed for long).
+    pub fn next_token_lifetime(&self, seconds: i64) {
+        self.state.lock().unwrap().next_token_lifetime = Some(seconds);
     }
 
     /// Revokes every refresh token (as when the user revokes the app).
@@ -410,7 +418,7 @@ fn token(state: &Mutex<State>, body: &[u8]) -> Response {
     };
     let access = format!("gloas-{}", uuid::Uuid::new_v4().simple());
     let refresh = format!("glrt-{}", uuid::Uuid::new_v4().simple());
-    let lifetime = s.token_lifetime;
+    let lifetime = s.next_token_lifetime.take().unwrap_or(s.token_lifetime);
     let created_at = now();
     let t = Token {
         user,

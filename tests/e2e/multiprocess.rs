@@ -144,14 +144,15 @@ async fn three_processes_share_one_postgres_database() {
 
     // OAuth: the application registered on the first process, the flow
     // started on the second, its callback delivered to the third.
-    fake.set_token_lifetime(120);
+    // The token the code exchange issues is due for refresh at once (120 s
+    // left, a 5 min window); the renewed ones are not. Set before the flow,
+    // so no background refresh can come between the exchange and the
+    // change of lifetime.
+    fake.next_token_lifetime(120);
     crate::oauth::setup(&gs[0], &fake).await;
     let callback = crate::oauth::approve(&crate::oauth::start(&gs[1], &fake).await).await;
     let token_calls = fake.hits("/oauth/token");
     let (status, location) = crate::oauth::deliver(&gs[2], &callback).await;
-    // The token just issued is due for refresh (120 s left, a 5 min
-    // window); the ones issued from now on are not.
-    fake.set_token_lifetime(7200);
     assert_eq!(status, 302, "{location}");
     let oauth_id = location.as_str().unwrap().strip_prefix("/?connected=").unwrap().to_string();
     let r = gs[0].get(&format!("/api/v1/integrations/{oauth_id}")).await;
