@@ -54,29 +54,7 @@ stop_all() {
 trap 'stop_all; as_pg "$PGBIN/pg_ctl" -D "$work/pg/data" -m fast stop >/dev/null 2>&1 || true; cleanup' EXIT
 
 # GitLab's keyset pages of projects, as syncs.sh serves them.
-mkdir -p "$work/www/keyset"
-{
-  echo 'map $arg_id_after $page_file { default $arg_id_after; "" 0; }'
-  echo 'map $arg_id_after $next_link { default "";'
-  for after in $(seq 0 100 $((PROJECTS - 100))); do
-    {
-      printf '['
-      for i in $(seq $((after + 1)) $((after + 100))); do
-        [ "$i" -gt $((after + 1)) ] && printf ','
-        project_json "$i"
-      done
-      printf ']'
-    } >"$work/www/keyset/$after.json"
-    next=$((after + 100))
-    key=$after
-    [ "$after" = 0 ] && key='""'
-    if [ "$next" -lt "$PROJECTS" ]; then
-      echo "  $key '<http://127.0.0.1:$UPSTREAM_PORT/api/v4/projects?membership=true&pagination=keyset&order_by=id&sort=asc&per_page=100&id_after=$next>; rel=\"next\"';"
-    fi
-  done
-  echo '}'
-} >"$work/maps.conf"
-echo '[]' >"$work/www/empty.json"
+write_keyset_pages
 # The load balancers: one in front of the first process, one in front of both.
 start_nginx "include $work/maps.conf;
   upstream one { server 127.0.0.1:$GATEHOUSE_PORT; keepalive 64; }

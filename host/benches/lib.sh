@@ -103,3 +103,34 @@ project_json() {
   printf '{"id":%d,"description":null,"name":"project-%d","name_with_namespace":"acme / project-%d","path":"project-%d","path_with_namespace":"acme/project-%d","created_at":"2026-01-05T10:00:00.000Z","default_branch":"main","tag_list":[],"topics":[],"web_url":"https://gitlab.example.com/acme/project-%d","readme_url":null,"forks_count":0,"avatar_url":null,"star_count":0,"last_activity_at":"2026-11-20T08:00:00.000Z","visibility":"private","archived":false,"updated_at":"2026-11-20T08:00:00.000Z","namespace":{"id":9,"name":"acme","path":"acme","kind":"group","full_path":"acme","parent_id":null}}' \
     "$1" "$1" "$1" "$1" "$1" "$1"
 }
+
+# write_keyset_pages: GitLab's keyset pages of $PROJECTS projects, 100 a
+# page, as $work/www/keyset/<id_after>.json, and $work/maps.conf mapping each
+# page's id_after to its file and its `link: rel="next"` header (include it
+# in start_nginx's http block); $work/www/empty.json is an empty page.
+write_keyset_pages() {
+  local after i next key
+  mkdir -p "$work/www/keyset"
+  {
+    echo 'map $arg_id_after $page_file { default $arg_id_after; "" 0; }'
+    echo 'map $arg_id_after $next_link { default "";'
+    for after in $(seq 0 100 $((PROJECTS - 100))); do
+      {
+        printf '['
+        for i in $(seq $((after + 1)) $((after + 100))); do
+          [ "$i" -gt $((after + 1)) ] && printf ','
+          project_json "$i"
+        done
+        printf ']'
+      } >"$work/www/keyset/$after.json"
+      next=$((after + 100))
+      key=$after
+      [ "$after" = 0 ] && key='""'
+      if [ "$next" -lt "$PROJECTS" ]; then
+        echo "  $key '<http://127.0.0.1:$UPSTREAM_PORT/api/v4/projects?membership=true&pagination=keyset&order_by=id&sort=asc&per_page=100&id_after=$next>; rel=\"next\"';"
+      fi
+    done
+    echo '}'
+  } >"$work/maps.conf"
+  echo '[]' >"$work/www/empty.json"
+}

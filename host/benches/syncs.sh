@@ -25,29 +25,7 @@ DURATION=${DURATION:-10s}
 . "$(dirname "$0")/lib.sh"
 
 # Keyset pages: keyset/<id_after>.json, and the next link for each.
-mkdir -p "$work/www/keyset"
-{
-  echo 'map $arg_id_after $page_file { default $arg_id_after; "" 0; }'
-  echo 'map $arg_id_after $next_link { default "";'
-  for after in $(seq 0 100 $((PROJECTS - 100))); do
-    {
-      printf '['
-      for i in $(seq $((after + 1)) $((after + 100))); do
-        [ "$i" -gt $((after + 1)) ] && printf ','
-        project_json "$i"
-      done
-      printf ']'
-    } >"$work/www/keyset/$after.json"
-    next=$((after + 100))
-    key=$after
-    [ "$after" = 0 ] && key='""'
-    if [ "$next" -lt "$PROJECTS" ]; then
-      echo "  $key '<http://127.0.0.1:$UPSTREAM_PORT/api/v4/projects?membership=true&pagination=keyset&order_by=id&sort=asc&per_page=100&id_after=$next>; rel=\"next\"';"
-    fi
-  done
-  echo '}'
-} >"$work/maps.conf"
-echo '[]' >"$work/www/empty.json"
+write_keyset_pages
 start_nginx "include $work/maps.conf;" "
     location = /api/v4/projects { add_header link \$next_link; try_files /keyset/\$page_file.json =404; }
     location = /api/v4/groups { add_header x-next-page ''; try_files /empty.json =404; }
