@@ -596,6 +596,11 @@ impl CallEgress {
         self
     }
 
+    /// The next call of the same operation starts with a full request budget.
+    pub fn next_call(&mut self) {
+        self.requests_made = 0;
+    }
+
     pub async fn send(&mut self, req: OutboundRequest) -> Result<OutboundResponse, SendError> {
         let limits = self.egress.limits;
         if self.requests_made >= limits.max_requests_per_call {

@@ -54,6 +54,10 @@ async fn a_personal_token_says_which_groups_it_reaches() {
     assert_eq!(reach["summary"], "This token reaches 3 groups: acme, tools (and 3 projects).");
     assert!(reach["note"].as_str().unwrap().contains("not a single organization"), "{reach}");
     assert!(reach.get("bound_to").is_none());
+    // Verify and reach run in one instance: the user verify read is not
+    // read again to tell the token's kind.
+    assert_eq!(fake.hits("/api/v4/user"), 1);
+    assert_eq!(fake.hits("/api/v4/personal_access_tokens/self/associations"), 1);
     // Connected, the integration carries it, in get and list.
     let c = g.post("/api/v1/integrations", connect_pat(&token, &fake.url)).await;
     assert_eq!(c.status, 201, "{}", c.body);

@@ -190,6 +190,13 @@ pub struct SyncOutcome {
     pub budget: Option<RateBudget>,
 }
 
+/// A verify's verdict and, when it was asked for and could be told, what
+/// the verified credential reaches.
+pub struct Verified {
+    pub verdict: Result<Verification, VerifyError>,
+    pub reach: Option<TokenReach>,
+}
+
 /// An action's schemas, compiled once at load.
 pub struct ActionSchemas {
     pub input: jsonschema::Validator,
@@ -292,6 +299,8 @@ pub struct CallState {
     budget: Option<RateBudget>,
     /// The call's stderr, bounded: the last words of a connector that traps.
     stderr: wasmtime_wasi::p2::pipe::MemoryOutputPipe,
+    /// When the running call is interrupted.
+    deadline: Instant,
 }
 
 impl WasiView for CallState {
@@ -768,6 +777,24 @@ impl Runtime {
         credentials: &Credentials,
         allowed: &[Url],
     ) -> Result<Result<Verification, VerifyError>, CallError> {
+        Ok(self.verify_with_reach(plugin, credentials, allowed, None::<fn(&Verification) -> Connection>).await?.verdict)
+    }
+
+    /// `verify`, then, for a valid credential whose connector exports
+    /// `reach`, `reach.describe` on the connection `connection` builds from
+    /// the verification, in the same instance: both calls are one operation
+    /// on one credential, so the instance never serves anything else, and
+    /// what verify read (the account) is still there for describe to reuse.
+    /// Each call has its own deadline and request budget. A describe that
+    /// fails is logged and leaves the reach unknown: it never fails the
+    /// verification.
+    pub async fn verify_with_reach(
+        &self,
+        plugin: &Connector,
+        credentials: &Credentials,
+        allowed: &[Url],
+        connection: Option<impl FnOnce(&Verification) -> Connection>,
+    ) -> Result<Verified, CallError> {
         let secrets = secret_values(plugin, credentials);
         let pairs: Vec<(String, String)> = credentials.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         // `authenticate` in verify presents the credentials being verified.
@@ -780,24 +807,96 @@ impl Runtime {
         for url in allowed {
             match tokio::time::timeout_at(deadline.at.into(), self.egress.policy.check_reachable(url)).await {
                 Err(_) => return Err(CallError::Timeout(deadline.budget)),
-                Ok(Err(refused)) => return Ok(Err(VerifyError::EgressDenied(refused.to_string()))),
+                Ok(Err(refused)) => {
+                    return Ok(Verified { verdict: Err(VerifyError::EgressDenied(refused.to_string())), reach: None });
+                }
                 Ok(Ok(())) => {}
             }
         }
+        // Describe needs the credential presented on the one base URL.
+        let connection = connection.filter(|_| plugin.has_reach() && allowed.len() == 1 && credential.is_some());
         let egress = CallEgress::new(self.egress.clone(), allowed, credential).for_connector(&plugin.manifest.id);
-        let (answer, last_send_error, _) =
-            self.invoke(plugin, &plugin.manifest.id, Call::Verify(&pairs), egress, secrets, deadline).await?;
+        let (answer, last_send_error, reach) = match (&plugin.bindings, connection) {
+            (Bindings::V0_4_0(pre), Some(connection)) => {
+                self.verify_then_describe(pre, &plugin.manifest.id, &pairs, connection, egress, secrets, deadline)
+                    .await?
+            }
+            _ => {
+                let (answer, last_send_error, _) =
+                    self.invoke(plugin, &plugin.manifest.id, Call::Verify(&pairs), egress, secrets, deadline).await?;
+                (answer, last_send_error, None)
+            }
+        };
         let Answer::Verify(result) = answer else {
             return Err(CallError::Failed("verify() answered something else".into()));
         };
         // A connector cannot turn a policy refusal or a transport failure
         // into something else: what the host saw wins.
-        Ok(result.map_err(|e| match (last_send_error, e) {
+        let verdict = result.map_err(|e| match (last_send_error, e) {
             (Some(SendError::Denied(why)), e) if !matches!(e, VerifyError::EgressDenied(_)) && !e.is_verdict() => {
                 VerifyError::EgressDenied(why)
             }
             (_, e) => e,
-        }))
+        });
+        Ok(Verified { verdict, reach })
+    }
+
+    /// The two calls of `verify_with_reach` in one instance. The answer is
+    /// verify's (with its last transport failure) and what describe found.
+    #[allow(clippy::too_many_arguments)]
+    async fn verify_then_describe(
+        &self,
+        pre: &wit::v0_4_0::Pre,
+        plugin_id: &str,
+        pairs: &[(String, String)],
+        connection: impl FnOnce(&Verification) -> Connection,
+        egress: CallEgress,
+        secrets: Vec<SecretString>,
+        deadline: Deadline,
+    ) -> Result<(Answer, Option<SendError>, Option<TokenReach>), CallError> {
+        let started = Instant::now();
+        let mut store = self.new_store(plugin_id, egress, secrets, deadline.at);
+        let run = async {
+            let instance = wit::v0_4_0::instantiate(pre, &mut store).await?;
+            let answer = wit::v0_4_0::call_in(pre, &mut store, &instance, Call::Verify(pairs)).await?;
+            Ok((instance, answer))
+        };
+        let outcome = tokio::time::timeout_at(deadline.at.into(), run).await;
+        let finished = finish(outcome, &store, deadline.budget, &self.limits);
+        let kind = finished.as_ref().map_or_else(|(kind, _)| *kind, |_| CallOutcome::Ok);
+        crate::metrics::connector_call(plugin_id, "verify", kind, started.elapsed().as_secs_f64());
+        let (instance, answer) = finished.map_err(|(_, e)| e)?;
+        let last_send_error = store.data_mut().last_send_error.take();
+        let Answer::Verify(Ok(verification)) = &answer else {
+            return Ok((answer, last_send_error, None));
+        };
+        let connection = connection(verification);
+
+        let started = Instant::now();
+        let deadline = Deadline::after(self.limits.call_timeout);
+        self.next_call(&mut store, deadline.at);
+        let outcome = tokio::time::timeout_at(
+            deadline.at.into(),
+            wit::v0_4_0::call_in(pre, &mut store, &instance, Call::Describe { connection: &connection }),
+        )
+        .await;
+        let finished = finish(outcome, &store, deadline.budget, &self.limits);
+        let kind = finished.as_ref().map_or_else(|(kind, _)| *kind, |_| CallOutcome::Ok);
+        crate::metrics::connector_call(plugin_id, "describe", kind, started.elapsed().as_secs_f64());
+        let reach = match finished {
+            Ok(Answer::Reach(Ok(reach))) => Some(reach),
+            Ok(Answer::Reach(Err(e))) => {
+                let e = denied_wins(store.data_mut().last_send_error.take(), e);
+                tracing::warn!(connector = %plugin_id, error = ?e, "the connector could not tell what the credential reaches");
+                None
+            }
+            Ok(_) => None,
+            Err((_, e)) => {
+                tracing::warn!(connector = %plugin_id, error = %e, "the connector could not tell what the credential reaches");
+                None
+            }
+        };
+        Ok((answer, last_send_error, reach))
     }
 
     /// Asks an OAuth connector for the authorization URL.
@@ -1106,6 +1205,7 @@ impl Runtime {
             violation: None,
             last_send_error: None,
             budget: None,
+            deadline,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -1117,10 +1217,24 @@ impl Runtime {
         store.set_epoch_deadline(1);
         // Yield every tick so a spinning connector shares the executor, and
         // interrupt it once the deadline passes.
-        store.epoch_deadline_callback(move |_| {
+        store.epoch_deadline_callback(|store| {
+            let deadline = store.data().deadline;
             Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         store
+    }
+
+    /// Readies a store whose call ended well for the next call of the same
+    /// operation: a new deadline, and fresh budgets for requests, log lines
+    /// and transfers, as a call in a fresh instance would get.
+    fn next_call(&self, store: &mut Store<CallState>, deadline: Instant) {
+        let state = store.data_mut();
+        state.deadline = deadline;
+        state.egress.next_call();
+        state.log = guest_log::CallLog::new(self.limits.log);
+        state.last_send_error = None;
+        store.set_hostcall_fuel(self.limits.max_answer_bytes);
+        store.set_epoch_deadline(1);
     }
 }
 

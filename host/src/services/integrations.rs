@@ -25,7 +25,7 @@ use crate::{
         grants::{Grants, Refreshed},
         sessions::Access,
         shared::{Shared, token_hint},
-        verifier::{Verdict, base_url_text},
+        verifier::{Verdict, base_url_text, connection_of},
         webhooks::{ConnectionEvent, Webhooks},
     },
     store::{Checked, IntegrationRow, Owner, Status, Store, Verified},
@@ -127,42 +127,7 @@ impl Integrations {
         let plugin = self.plugin(provider)?;
         let verifier = &self.shared.verifier;
         let (credentials, base_url) = verifier.prepare(&plugin, raw)?;
-        let verdict = verifier.verify(&plugin, &credentials, base_url.as_ref()).await?;
-        let reach = match &verdict {
-            Ok(v) => self.reach(&plugin, &credentials, base_url.as_ref(), &v.account.id).await,
-            Err(_) => None,
-        };
-        Ok((verdict, reach))
-    }
-
-    /// What a verified credential reaches, when its connector exports
-    /// `reach`. The credential is presented by the host, as for actions. A
-    /// failure is logged and leaves the reach unknown: it never fails the
-    /// verification itself.
-    pub(super) async fn reach(
-        &self,
-        plugin: &Connector,
-        credentials: &Credentials,
-        base_url: Option<&Url>,
-        account_id: &str,
-    ) -> Option<TokenReach> {
-        let base_url = base_url?;
-        if !plugin.has_reach() {
-            return None;
-        }
-        let connection = connection_of(plugin, credentials, base_url, account_id, None);
-        match self.shared.runtime.describe(plugin, &connection, credentials, base_url).await {
-            Ok(Some(Ok(reach))) => Some(reach),
-            Ok(None) => None,
-            Ok(Some(Err(e))) => {
-                tracing::warn!(connector = %plugin.manifest.id, error = ?e, "the connector could not tell what the credential reaches");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(connector = %plugin.manifest.id, error = %e, "the connector could not tell what the credential reaches");
-                None
-            }
-        }
+        verifier.verify_with_reach(&plugin, &credentials, base_url.as_ref()).await
     }
 
     /// Verifies and stores. Returns the row and whether it is new; the same
@@ -183,9 +148,8 @@ impl Integrations {
         let result = async {
             let verifier = &self.shared.verifier;
             let (credentials, base_url) = verifier.prepare(&plugin, raw)?;
-            let verification =
-                verifier.verify(&plugin, &credentials, base_url.as_ref()).await?.map_err(AppError::Verify)?;
-            let reach = self.reach(&plugin, &credentials, base_url.as_ref(), &verification.account.id).await;
+            let (verdict, reach) = verifier.verify_with_reach(&plugin, &credentials, base_url.as_ref()).await?;
+            let verification = verdict.map_err(AppError::Verify)?;
             self.store_verified(&plugin, &credentials, base_url.as_ref(), &verification, reach, label, None, &owner)
                 .await
         }
@@ -359,11 +323,11 @@ impl Integrations {
         let plugin = self.plugin_of(&row)?;
         let credentials = self.shared.open_credentials(&row)?;
         let base_url = self.shared.stored_base_url(&plugin, &credentials)?;
-        let outcome = self.shared.verifier.verify(&plugin, &credentials, base_url.as_ref()).await;
-        let reach = match &outcome {
-            Ok(Ok(v)) => self.reach(&plugin, &credentials, base_url.as_ref(), &v.account.id).await,
-            _ => None,
-        };
+        let (outcome, reach) =
+            match self.shared.verifier.verify_with_reach(&plugin, &credentials, base_url.as_ref()).await {
+                Ok((verdict, reach)) => (Ok(verdict), reach),
+                Err(e) => (Err(e), None),
+            };
         let (checked, result) = match outcome {
             Ok(Ok(v)) => (
                 Checked {
@@ -460,8 +424,8 @@ impl Integrations {
                 row.base_url
             )));
         }
-        let verification =
-            verifier.verify(&plugin, &credentials, base_url.as_ref()).await?.map_err(AppError::Verify)?;
+        let (verdict, reach) = verifier.verify_with_reach(&plugin, &credentials, base_url.as_ref()).await?;
+        let verification = verdict.map_err(AppError::Verify)?;
         if verification.account.id != row.account_id {
             let current = &row.account.username;
             return Err(AppError::AccountMismatch(format!(
@@ -469,7 +433,6 @@ impl Integrations {
                 verification.account.username
             )));
         }
-        let reach = self.reach(&plugin, &credentials, base_url.as_ref(), &verification.account.id).await;
         // A pasted token replaces an OAuth grant: its refresh token is dropped.
         self.replace(id, &plugin, &credentials, &verification, reach, None, None, ROTATE).await
     }
@@ -716,23 +679,6 @@ impl InUse {
     fn connection_unscoped(&self) -> Connection {
         connection_of(&self.plugin, &self.credentials, &self.base_url, &self.row.account_id, None)
     }
-}
-
-fn connection_of(
-    plugin: &Connector,
-    credentials: &Credentials,
-    base_url: &Url,
-    account_id: &str,
-    scope: Option<ReachItem>,
-) -> Connection {
-    let settings = plugin
-        .manifest
-        .fields
-        .iter()
-        .filter(|f| f.kind != FieldKind::Secret)
-        .filter_map(|f| credentials.get(&f.key).map(|v| (f.key.clone(), v.to_string())))
-        .collect();
-    Connection { base_url: base_url_text(Some(base_url)), account_id: account_id.to_string(), settings, scope }
 }
 
 /// Reconnecting an account updates it only for the end user it belongs to.

@@ -247,13 +247,12 @@ impl OAuthFlow {
             (settings.token_field.clone(), grant.access_token.expose_secret().to_string()),
         ]);
         let (credentials, base_url) = verifier.prepare(&plugin, raw)?;
-        let verification =
-            verifier.verify(&plugin, &credentials, base_url.as_ref()).await?.map_err(AppError::Verify)?;
+        let (verdict, reach) = verifier.verify_with_reach(&plugin, &credentials, base_url.as_ref()).await?;
+        let verification = verdict.map_err(AppError::Verify)?;
         let verification = Verification {
             expires_at: verification.expires_at.clone().or_else(|| grant.expires_in.map(|s| expires_in(s).to_string())),
             ..verification
         };
-        let reach = self.integrations.reach(&plugin, &credentials, base_url.as_ref(), &verification.account.id).await;
         self.integrations
             .store_verified(
                 &plugin,

@@ -11,7 +11,7 @@ use crate::{
     error::AppError,
     runtime::{
         Connector, Runtime,
-        model::{Credentials, FieldKind, Verification, VerifyError},
+        model::{Connection, Credentials, FieldKind, ReachItem, TokenReach, Verification, VerifyError},
     },
 };
 
@@ -96,12 +96,58 @@ impl Verifier {
         credentials: &Credentials,
         base_url: Option<&Url>,
     ) -> Result<Verdict, AppError> {
+        Ok(self.run(plugin, credentials, base_url, false).await?.0)
+    }
+
+    /// `verify`, and for a valid credential what it reaches, when its
+    /// connector can tell (asked in the same instance; a failure to tell
+    /// leaves the reach unknown and never fails the verification).
+    pub async fn verify_with_reach(
+        &self,
+        plugin: &Connector,
+        credentials: &Credentials,
+        base_url: Option<&Url>,
+    ) -> Result<(Verdict, Option<TokenReach>), AppError> {
+        self.run(plugin, credentials, base_url, true).await
+    }
+
+    async fn run(
+        &self,
+        plugin: &Connector,
+        credentials: &Credentials,
+        base_url: Option<&Url>,
+        reach: bool,
+    ) -> Result<(Verdict, Option<TokenReach>), AppError> {
         let allowed: Vec<Url> = base_url.cloned().into_iter().collect();
-        match self.runtime.verify(plugin, credentials, &allowed).await? {
+        let connection = base_url
+            .filter(|_| reach)
+            .map(|base_url| |v: &Verification| connection_of(plugin, credentials, base_url, &v.account.id, None));
+        let verified = self.runtime.verify_with_reach(plugin, credentials, &allowed, connection).await?;
+        match verified.verdict {
             Err(e) if !e.is_verdict() => Err(AppError::Verify(e)),
-            other => Ok(other),
+            verdict => Ok((verdict, verified.reach)),
         }
     }
+}
+
+/// What a connector is told about a connection: its base URL, account and
+/// settings (the credential fields that are not secret), and the scope it
+/// is limited to.
+pub fn connection_of(
+    plugin: &Connector,
+    credentials: &Credentials,
+    base_url: &Url,
+    account_id: &str,
+    scope: Option<ReachItem>,
+) -> Connection {
+    let settings = plugin
+        .manifest
+        .fields
+        .iter()
+        .filter(|f| f.kind != FieldKind::Secret)
+        .filter_map(|f| credentials.get(&f.key).map(|v| (f.key.clone(), v.to_string())))
+        .collect();
+    Connection { base_url: base_url_text(Some(base_url)), account_id: account_id.to_string(), settings, scope }
 }
 
 /// A base URL as stored and compared: no trailing slash, "" for none.

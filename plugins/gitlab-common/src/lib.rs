@@ -11,7 +11,7 @@ pub mod reach;
 pub mod syncs;
 
 use gatehouse_plugin::{
-    Account, Field, FieldKind, ScopeProblem, ScopeRule, VerifyError, field,
+    Account, Connection, Field, FieldKind, ScopeProblem, ScopeRule, VerifyError, field,
     http::{self, Response},
     missing_scopes,
 };
@@ -57,7 +57,40 @@ pub fn fetch_user(base_url: &str, auth: (&str, &str)) -> Result<(Account, bool),
     if !response.is_success() {
         return Err(refusal(&response));
     }
-    parse_user(&response)
+    let (account, bot) = parse_user(&response)?;
+    VERIFIED_USER.set(Some(VerifiedUser {
+        base_url: base_url.trim_end_matches('/').to_string(),
+        id: account.id.clone(),
+        username: account.username.clone(),
+        bot,
+    }));
+    Ok((account, bot))
+}
+
+/// The user the last verify read. The host asks what a credential reaches
+/// in the instance that has just verified it, so `reach` can use this
+/// instead of reading `/user` again; an instance serves one credential, so
+/// it never holds another's.
+struct VerifiedUser {
+    base_url: String,
+    id: String,
+    username: String,
+    bot: bool,
+}
+
+thread_local! {
+    // A component instance has one thread; natively, each test thread its own.
+    static VERIFIED_USER: std::cell::RefCell<Option<VerifiedUser>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The username and bot flag of the connection's account, if this instance
+/// has just verified it.
+pub(crate) fn verified_user(connection: &Connection) -> Option<(String, bool)> {
+    VERIFIED_USER.with_borrow(|seen| {
+        seen.as_ref()
+            .filter(|u| u.base_url == connection.base_url.trim_end_matches('/') && u.id == connection.account_id)
+            .map(|u| (u.username.clone(), u.bot))
+    })
 }
 
 pub fn parse_user(response: &Response) -> Result<(Account, bool), VerifyError> {

@@ -90,17 +90,22 @@ fn get(connection: &Connection, path: &str) -> Result<Response, ProviderError> {
 
 /// The `reach.describe` of both GitLab connectors; `oauth` says which one.
 pub fn describe(connection: &Connection, oauth: bool) -> Result<TokenReach, ProviderError> {
-    let user: User = get(connection, "/api/v4/user")?.decode()?;
+    // An OAuth token is always a person's: only an access token's user
+    // tells its kind (a bot user's token belongs to a group or project).
+    let user = match (oauth, crate::verified_user(connection)) {
+        (true, _) => None,
+        (false, Some((username, bot))) => Some(User { username, bot }),
+        (false, None) => Some(get(connection, "/api/v4/user")?.decode::<User>()?),
+    };
     let Found { groups, projects, project_count, complete } =
         if oauth { counted(connection)? } else { associations(connection)? };
-    let kind = if oauth {
-        CredentialKind::Oauth
-    } else if !user.bot {
-        CredentialKind::Personal
-    } else if user.username.starts_with("project_") || (groups.is_empty() && !projects.is_empty()) {
-        CredentialKind::Project
-    } else {
-        CredentialKind::Group
+    let kind = match &user {
+        None => CredentialKind::Oauth,
+        Some(user) if !user.bot => CredentialKind::Personal,
+        Some(user) if user.username.starts_with("project_") || (groups.is_empty() && !projects.is_empty()) => {
+            CredentialKind::Project
+        }
+        Some(_) => CredentialKind::Group,
     };
     let top = top_level(&groups);
     let bound_to = match kind {
@@ -416,6 +421,43 @@ mod tests {
             check_path(&acme(), "GET", "api/v4/projects/999", &connection())
         });
         assert!(matches!(verdict, Ok(ScopeVerdict::Unknown(_))), "{verdict:?}");
+    }
+
+    #[test]
+    fn the_user_verify_read_is_not_read_again() {
+        use gatehouse_plugin::testkit::{Reply, Upstream};
+        let gitlab = Upstream::new();
+        gitlab.on(
+            "GET",
+            "/api/v4/user",
+            Reply::json(200, serde_json::json!({"id": 42, "username": "group_9_bot", "bot": true})),
+        );
+        gitlab.on(
+            "GET",
+            "/api/v4/personal_access_tokens/self/associations",
+            Reply::json(200, serde_json::json!({"groups": [{"id": 9, "name": "acme", "web_url": "https://gitlab.example.com/groups/acme"}], "projects": []})),
+        );
+        gitlab.on("GET", "/api/v4/groups", Reply::json(200, serde_json::json!([])));
+        gitlab.on("GET", "/api/v4/projects", Reply::json(200, serde_json::json!([])));
+        let users = || gitlab.requests_to("GET", "/api/v4/user").len();
+        // In a fresh instance describe reads the user itself.
+        assert_eq!(describe(&connection(), false).unwrap().kind, CredentialKind::Group);
+        assert_eq!(users(), 1);
+        // After verify read it (in the same instance), it does not.
+        crate::fetch_user("https://gitlab.example.com", ("private-token", "t")).unwrap();
+        assert_eq!(users(), 2);
+        assert_eq!(describe(&connection(), false).unwrap().kind, CredentialKind::Group);
+        assert_eq!(users(), 2);
+        // Another account, or another GitLab, is read afresh.
+        let other = Connection { account_id: "43".into(), ..connection() };
+        describe(&other, false).unwrap();
+        assert_eq!(users(), 3);
+        let elsewhere = Connection { base_url: "https://gitlab.other.example".into(), ..connection() };
+        describe(&elsewhere, false).unwrap();
+        assert_eq!(users(), 4);
+        // An OAuth token is a person's: its user is never read.
+        assert_eq!(describe(&other, true).unwrap().kind, CredentialKind::Oauth);
+        assert_eq!(users(), 4);
     }
 
     #[test]

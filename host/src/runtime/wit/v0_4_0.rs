@@ -112,7 +112,29 @@ pub(crate) async fn call(
         }
         _ => {}
     }
-    let instance = pre.instance.instantiate_async(&mut *store).await?;
+    let instance = instantiate(pre, store).await?;
+    call_in(pre, store, &instance, call).await
+}
+
+/// A fresh instance, for one call or for the calls of one operation on one
+/// credential (a verify and the reach of what it verified).
+pub(crate) async fn instantiate(
+    pre: &Pre,
+    store: &mut wasmtime::Store<CallState>,
+) -> wasmtime::Result<wasmtime::component::Instance> {
+    pre.instance.instantiate_async(&mut *store).await
+}
+
+/// One call into an instance of `pre`. The caller has checked that the
+/// export it names exists (`call` does, before instantiating).
+pub(crate) async fn call_in(
+    pre: &Pre,
+    store: &mut wasmtime::Store<CallState>,
+    instance: &wasmtime::component::Instance,
+    call: Call<'_>,
+) -> wasmtime::Result<Answer> {
+    let instance = *instance;
+    let missing = || wasmtime::Error::msg("the connector does not export what was called");
     Ok(match call {
         Call::Manifest => {
             let connector = pre.connector.load(&mut *store, &instance)?;
@@ -143,32 +165,32 @@ pub(crate) async fn call(
             Answer::Verify(verify_result(result, &|s| state.redact(&s)))
         }
         Call::AuthorizeUrl { base_url, client_id, redirect_uri, state, code_challenge } => {
-            let oauth = pre.oauth.as_ref().expect("checked above").load(&mut *store, &instance)?;
+            let oauth = pre.oauth.as_ref().ok_or_else(missing)?.load(&mut *store, &instance)?;
             let result =
                 oauth.call_authorize_url(&mut *store, base_url, client_id, redirect_uri, state, code_challenge).await?;
             let data = store.data();
             Answer::AuthorizeUrl(result.map_err(|e| oauth_error(e, &|s| data.redact(&s))))
         }
         Call::ExchangeCode { base_url, client, code, verifier } => {
-            let oauth = pre.oauth.as_ref().expect("checked above").load(&mut *store, &instance)?;
+            let oauth = pre.oauth.as_ref().ok_or_else(missing)?.load(&mut *store, &instance)?;
             let result = oauth.call_exchange_code(&mut *store, base_url, &oauth_client(client), code, verifier).await?;
             let data = store.data();
             Answer::Grant(result.map(token_grant).map_err(|e| oauth_error(e, &|s| data.redact(&s))))
         }
         Call::RefreshToken { base_url, client, refresh_token } => {
-            let oauth = pre.oauth.as_ref().expect("checked above").load(&mut *store, &instance)?;
+            let oauth = pre.oauth.as_ref().ok_or_else(missing)?.load(&mut *store, &instance)?;
             let result = oauth.call_refresh_token(&mut *store, base_url, &oauth_client(client), refresh_token).await?;
             let data = store.data();
             Answer::Grant(result.map(token_grant).map_err(|e| oauth_error(e, &|s| data.redact(&s))))
         }
         Call::Action { name, input, connection } => {
-            let actions = pre.actions.as_ref().expect("checked above").load(&mut *store, &instance)?;
+            let actions = pre.actions.as_ref().ok_or_else(missing)?.load(&mut *store, &instance)?;
             let result = actions.call_run(&mut *store, name, input, &self::connection(connection)).await?;
             let data = store.data();
             Answer::Action(result.map(|out| data.redact(&out)).map_err(|e| provider_error(e, &|s| data.redact(&s))))
         }
         Call::Sync { model, checkpoint, run_started_at, connection } => {
-            let syncs = pre.syncs.as_ref().expect("checked above").load(&mut *store, &instance)?;
+            let syncs = pre.syncs.as_ref().ok_or_else(missing)?.load(&mut *store, &instance)?;
             let result =
                 syncs.call_run(&mut *store, model, checkpoint, run_started_at, &self::connection(connection)).await?;
             let data = store.data();
@@ -185,14 +207,14 @@ pub(crate) async fn call(
             )
         }
         Call::Describe { connection } => {
-            let reach = pre.reach.as_ref().expect("checked above").load(&mut *store, &instance)?;
+            let reach = pre.reach.as_ref().ok_or_else(missing)?.load(&mut *store, &instance)?;
             let result = reach.call_describe(&mut *store, &self::connection(connection)).await?;
             let data = store.data();
             let redact = |s: String| data.redact(&s);
             Answer::Reach(result.map(|r| token_reach(r, &redact)).map_err(|e| provider_error(e, &redact)))
         }
         Call::CheckPath { scope, method, path, connection } => {
-            let reach = pre.reach.as_ref().expect("checked above").load(&mut *store, &instance)?;
+            let reach = pre.reach.as_ref().ok_or_else(missing)?.load(&mut *store, &instance)?;
             let scope = reach_item_out(scope);
             let result =
                 reach.call_check_path(&mut *store, &scope, method, path, &self::connection(connection)).await?;
@@ -209,7 +231,7 @@ pub(crate) async fn call(
             )
         }
         Call::Rotate { connection } => {
-            let rotation = pre.rotation.as_ref().expect("checked above").load(&mut *store, &instance)?;
+            let rotation = pre.rotation.as_ref().ok_or_else(missing)?.load(&mut *store, &instance)?;
             let result = rotation.call_rotate(&mut *store, &self::connection(connection)).await?;
             let data = store.data();
             let redact = |s: String| data.redact(&s);
