@@ -3,6 +3,7 @@
 //! [`super::model`]; an older version's module holds only conversions of
 //! its types into the latest ones and host imports that forward there.
 
+mod frozen;
 pub mod v0_1_0;
 pub mod v0_2_0;
 pub mod v0_3_0;

@@ -8,7 +8,7 @@ use wasmtime::component::HasSelf;
 
 use super::{
     super::{Answer, Call, CallState, model},
-    latest,
+    frozen, latest,
 };
 
 wasmtime::component::bindgen!({
@@ -89,114 +89,8 @@ impl From<types::ProviderManifest> for l::ProviderManifest {
     }
 }
 
-impl From<types::Field> for l::Field {
-    fn from(f: types::Field) -> Self {
-        Self {
-            key: f.key,
-            label: f.label,
-            kind: match f.kind {
-                types::FieldKind::Text => l::FieldKind::Text,
-                types::FieldKind::Secret => l::FieldKind::Secret,
-                types::FieldKind::Url => l::FieldKind::Url,
-            },
-            required: f.required,
-            default: f.default,
-            placeholder: f.placeholder,
-            help: f.help,
-        }
-    }
-}
-
-impl From<types::ScopeRule> for l::ScopeRule {
-    fn from(r: types::ScopeRule) -> Self {
-        match r {
-            types::ScopeRule::AllOf => Self::AllOf,
-            types::ScopeRule::AnyOf => Self::AnyOf,
-        }
-    }
-}
-
-impl From<types::Account> for l::Account {
-    fn from(a: types::Account) -> Self {
-        Self {
-            id: a.id,
-            username: a.username,
-            name: a.name,
-            email: a.email,
-            web_url: a.web_url,
-            avatar_url: a.avatar_url,
-        }
-    }
-}
-
-impl From<types::Verification> for l::Verification {
-    fn from(v: types::Verification) -> Self {
-        Self { account: v.account.into(), scopes: v.scopes, expires_at: v.expires_at, token_kind: v.token_kind }
-    }
-}
-
-impl From<types::VerifyError> for l::VerifyError {
-    fn from(e: types::VerifyError) -> Self {
-        use types::VerifyError as V;
-        match e {
-            V::InvalidInput(s) => Self::InvalidInput(s),
-            V::InvalidToken(s) => Self::InvalidToken(s),
-            V::TokenExpired(s) => Self::TokenExpired(s),
-            V::TokenRevoked(s) => Self::TokenRevoked(s),
-            V::InsufficientScope(p) => Self::InsufficientScope(l::ScopeProblem {
-                account: p.account.map(Into::into),
-                scopes: p.scopes,
-                missing_scopes: p.missing_scopes,
-                detail: p.detail,
-            }),
-            V::RateLimited(after) => Self::RateLimited(after),
-            V::UpstreamError(s) => Self::UpstreamError(s),
-            V::UpstreamUnreachable(s) => Self::UpstreamUnreachable(s),
-            V::UpstreamTimeout => Self::UpstreamTimeout,
-            V::EgressDenied(s) => Self::EgressDenied(s),
-        }
-    }
-}
-
+frozen::field_conversions!();
+frozen::verify_conversions!();
 impl types::Host for CallState {}
 
-impl http::Host for CallState {
-    async fn send(&mut self, req: http::Request) -> wasmtime::Result<Result<http::Response, http::Error>> {
-        let request = latest::http::Request {
-            method: req.method,
-            url: req.url,
-            headers: req.headers,
-            body: req.body,
-            authenticate: false,
-        };
-        let result = <Self as latest::http::Host>::send(self, request).await?;
-        Ok(result.map(|r| http::Response { status: r.status, headers: r.headers, body: r.body }).map_err(|e| {
-            use latest::http::Error as E;
-            match e {
-                E::Denied(why) => http::Error::Denied(why),
-                E::Timeout => http::Error::Timeout,
-                E::Unreachable(why) => http::Error::Unreachable(why),
-                E::TooLarge => http::Error::TooLarge,
-                E::InvalidRequest(why) => http::Error::InvalidRequest(why),
-            }
-        }))
-    }
-}
-
-impl log::Host for CallState {
-    async fn write(
-        &mut self,
-        level: log::Level,
-        message: String,
-        fields: Vec<(String, String)>,
-    ) -> wasmtime::Result<()> {
-        let level = match level {
-            log::Level::Trace => latest::log::Level::Trace,
-            log::Level::Debug => latest::log::Level::Debug,
-            log::Level::Info => latest::log::Level::Info,
-            log::Level::Warn => latest::log::Level::Warn,
-            log::Level::Error => latest::log::Level::Error,
-        };
-        <Self as latest::log::Host>::write(self, level, message, fields).await
-    }
-}
+frozen::forwarded_host_imports!();

@@ -8,7 +8,7 @@ use wasmtime::component::{HasSelf, InstancePre};
 
 use super::{
     super::{Answer, Call, CallState, model},
-    latest,
+    frozen, latest,
 };
 
 wasmtime::component::bindgen!({
@@ -194,28 +194,9 @@ impl From<types::ProviderManifest> for l::ProviderManifest {
             },
             description: m.description,
             notes: m.notes,
-            fields: m
-                .fields
-                .into_iter()
-                .map(|f| l::Field {
-                    key: f.key,
-                    label: f.label,
-                    kind: match f.kind {
-                        types::FieldKind::Text => l::FieldKind::Text,
-                        types::FieldKind::Secret => l::FieldKind::Secret,
-                        types::FieldKind::Url => l::FieldKind::Url,
-                    },
-                    required: f.required,
-                    default: f.default,
-                    placeholder: f.placeholder,
-                    help: f.help,
-                })
-                .collect(),
+            fields: m.fields.into_iter().map(Into::into).collect(),
             required_scopes: m.required_scopes,
-            required_scopes_rule: match m.required_scopes_rule {
-                types::ScopeRule::AllOf => l::ScopeRule::AllOf,
-                types::ScopeRule::AnyOf => l::ScopeRule::AnyOf,
-            },
+            required_scopes_rule: m.required_scopes_rule.into(),
             version: m.version,
             oauth: m.oauth.map(|o| l::OauthSettings {
                 authorize_path: o.authorize_path,
@@ -259,81 +240,9 @@ impl From<types::ProviderManifest> for l::ProviderManifest {
     }
 }
 
-impl From<types::Account> for l::Account {
-    fn from(a: types::Account) -> Self {
-        Self {
-            id: a.id,
-            username: a.username,
-            name: a.name,
-            email: a.email,
-            web_url: a.web_url,
-            avatar_url: a.avatar_url,
-        }
-    }
-}
-
-impl From<types::Verification> for l::Verification {
-    fn from(v: types::Verification) -> Self {
-        Self { account: v.account.into(), scopes: v.scopes, expires_at: v.expires_at, token_kind: v.token_kind }
-    }
-}
-
-impl From<types::VerifyError> for l::VerifyError {
-    fn from(e: types::VerifyError) -> Self {
-        use types::VerifyError as V;
-        match e {
-            V::InvalidInput(s) => Self::InvalidInput(s),
-            V::InvalidToken(s) => Self::InvalidToken(s),
-            V::TokenExpired(s) => Self::TokenExpired(s),
-            V::TokenRevoked(s) => Self::TokenRevoked(s),
-            V::InsufficientScope(p) => Self::InsufficientScope(l::ScopeProblem {
-                account: p.account.map(Into::into),
-                scopes: p.scopes,
-                missing_scopes: p.missing_scopes,
-                detail: p.detail,
-            }),
-            V::RateLimited(after) => Self::RateLimited(after),
-            V::UpstreamError(s) => Self::UpstreamError(s),
-            V::UpstreamUnreachable(s) => Self::UpstreamUnreachable(s),
-            V::UpstreamTimeout => Self::UpstreamTimeout,
-            V::EgressDenied(s) => Self::EgressDenied(s),
-        }
-    }
-}
-
-impl From<l::OauthClient> for types::OauthClient {
-    fn from(c: l::OauthClient) -> Self {
-        Self { client_id: c.client_id, client_secret: c.client_secret, redirect_uri: c.redirect_uri }
-    }
-}
-
-impl From<types::TokenGrant> for l::TokenGrant {
-    fn from(g: types::TokenGrant) -> Self {
-        Self {
-            access_token: g.access_token,
-            refresh_token: g.refresh_token,
-            expires_in: g.expires_in,
-            scopes: g.scopes,
-        }
-    }
-}
-
-impl From<types::OauthError> for l::OauthError {
-    fn from(e: types::OauthError) -> Self {
-        use types::OauthError as O;
-        match e {
-            O::Unsupported => Self::Unsupported,
-            O::InvalidGrant(s) => Self::InvalidGrant(s),
-            O::InvalidClient(s) => Self::InvalidClient(s),
-            O::RateLimited(after) => Self::RateLimited(after),
-            O::UpstreamError(s) => Self::UpstreamError(s),
-            O::UpstreamUnreachable(s) => Self::UpstreamUnreachable(s),
-            O::UpstreamTimeout => Self::UpstreamTimeout,
-            O::EgressDenied(s) => Self::EgressDenied(s),
-        }
-    }
-}
-
+frozen::field_conversions!();
+frozen::verify_conversions!();
+frozen::oauth_conversions!();
 impl From<types::ProviderError> for l::ProviderError {
     fn from(e: types::ProviderError) -> Self {
         use types::ProviderError as P;
