@@ -103,29 +103,9 @@ verify_rps() {
 
 # sync_rate LB_PORT -> records/s of one fresh PROJECTS-project sync
 sync_rate() {
-  python3 - "$1" "$KEY" "$TOKEN" "$UPSTREAM_PORT" "$PROJECTS" <<'PY'
-import json, sys, time, urllib.request
-port, key, token, upstream, expected = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-def call(method, path, body=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req) as r:
-        text = r.read()
-        return json.loads(text) if text else None
-for old in call("GET", "/api/v1/integrations")["integrations"]:
-    call("DELETE", f"/api/v1/integrations/{old['id']}")
-start = time.monotonic()
-c = call("POST", "/api/v1/integrations", {"provider": "gitlab-pat", "credentials": {"token": token, "base_url": f"http://127.0.0.1:{upstream}"}})
-while True:
-    s = {x["model"]: x for x in call("GET", f"/api/v1/integrations/{c['id']}/syncs")["syncs"]}["projects"]
-    if s["state"] == "idle" and s["records"] == expected:
-        break
-    if s["state"] == "failed" or time.monotonic() - start > 900:
-        sys.exit(f"the sync did not complete: {s}")
-    time.sleep(0.02)
-print(f"{expected / (time.monotonic() - start):.0f}")
-PY
+  local rate
+  rate=$(python3 "$(dirname "$0")/time_sync.py" "$1" "$KEY" "$TOKEN" "$UPSTREAM_PORT" "$PROJECTS" --replace --timeout 900)
+  echo "${rate% *}"
 }
 
 median() { printf '%s\n' "$@" | python3 -c 'import statistics,sys; v=[float(x) for x in sys.stdin]; print(f"{statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})")'; }

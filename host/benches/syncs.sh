@@ -37,28 +37,7 @@ rates=()
 for round in $(seq 1 "$ROUNDS"); do
   rm -rf "$work/data"
   start_gatehouse --sync-poll 100ms
-  rate=$(python3 - "$GATEHOUSE_PORT" "$KEY" "$TOKEN" "$UPSTREAM_PORT" "$PROJECTS" <<'PY'
-import json, sys, time, urllib.request
-port, key, token, upstream, expected = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-def call(method, path, body=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req) as r:
-        return json.load(r)
-start = time.monotonic()
-c = call("POST", "/api/v1/integrations", {"provider": "gitlab-pat", "credentials": {"token": token, "base_url": f"http://127.0.0.1:{upstream}"}})
-while True:
-    s = {x["model"]: x for x in call("GET", f"/api/v1/integrations/{c['id']}/syncs")["syncs"]}["projects"]
-    if s["state"] == "idle" and s["records"] == expected:
-        break
-    if s["state"] == "failed" or time.monotonic() - start > 600:
-        sys.exit(f"the sync did not complete: {s}")
-    time.sleep(0.02)
-elapsed = time.monotonic() - start
-print(f"{expected / elapsed:.0f} {elapsed:.2f}")
-PY
-)
+  rate=$(python3 "$(dirname "$0")/time_sync.py" "$GATEHOUSE_PORT" "$KEY" "$TOKEN" "$UPSTREAM_PORT" "$PROJECTS")
   echo "round $round: ${rate% *} records/s (${rate#* } s)"
   rates+=("${rate% *}")
   [ "$round" -lt "$ROUNDS" ] && stop_gatehouse
