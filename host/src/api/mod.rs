@@ -884,10 +884,12 @@ pub fn routes(services: &Services, options: RouteOptions) -> impl poem::Endpoint
     let sessions = session::SessionApi { sessions: services.sessions.clone() };
     let service = OpenApiService::new((api, sessions), "Gatehouse", env!("CARGO_PKG_VERSION"))
         .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors, and use them: an authenticated proxy, typed actions.");
-    let names = observe::RouteNames::from_spec(&service.spec(), "/api/v1");
+    // Writing the document takes milliseconds at every start: once is enough.
+    let document = service.spec();
+    let names = observe::RouteNames::from_spec(&document, "/api/v1");
     let get: &[poem::http::Method] = &[poem::http::Method::GET];
     let spec = Arc::new(spec::Spec::new(
-        &service.spec(),
+        &document,
         &[
             ("/", get),
             ("/settings", get),
