@@ -862,10 +862,7 @@ impl Runtime {
             Ok((instance, answer))
         };
         let outcome = tokio::time::timeout_at(deadline.at.into(), run).await;
-        let finished = finish(outcome, &store, deadline.budget, &self.limits);
-        let kind = finished.as_ref().map_or_else(|(kind, _)| *kind, |_| CallOutcome::Ok);
-        crate::metrics::connector_call(plugin_id, "verify", kind, started.elapsed().as_secs_f64());
-        let (instance, answer) = finished.map_err(|(_, e)| e)?;
+        let (instance, answer) = self.ended(outcome, &store, plugin_id, "verify", started, &deadline)?;
         let last_send_error = store.data_mut().last_send_error.take();
         let Answer::Verify(Ok(verification)) = &answer else {
             return Ok((answer, last_send_error, None));
@@ -880,10 +877,7 @@ impl Runtime {
             wit::v0_4_0::call_in(pre, &mut store, &instance, Call::Describe { connection: &connection }),
         )
         .await;
-        let finished = finish(outcome, &store, deadline.budget, &self.limits);
-        let kind = finished.as_ref().map_or_else(|(kind, _)| *kind, |_| CallOutcome::Ok);
-        crate::metrics::connector_call(plugin_id, "describe", kind, started.elapsed().as_secs_f64());
-        let reach = match finished {
+        let reach = match self.ended(outcome, &store, plugin_id, "describe", started, &deadline) {
             Ok(Answer::Reach(Ok(reach))) => Some(reach),
             Ok(Answer::Reach(Err(e))) => {
                 let e = denied_wins(store.data_mut().last_send_error.take(), e);
@@ -891,7 +885,7 @@ impl Runtime {
                 None
             }
             Ok(_) => None,
-            Err((_, e)) => {
+            Err(e) => {
                 tracing::warn!(connector = %plugin_id, error = %e, "the connector could not tell what the credential reaches");
                 None
             }
@@ -1171,13 +1165,26 @@ impl Runtime {
             }
         };
         let outcome = tokio::time::timeout_at(deadline.at.into(), run).await;
-        // The one place every connector call ends: its metrics are taken here.
-        let finished = finish(outcome, &store, deadline.budget, &self.limits);
-        let kind = finished.as_ref().map_or_else(|(kind, _)| *kind, |_| CallOutcome::Ok);
-        crate::metrics::connector_call(plugin_id, function, kind, started.elapsed().as_secs_f64());
-        let answer = finished.map_err(|(_, e)| e)?;
+        let answer = self.ended(outcome, &store, plugin_id, function, started, &deadline)?;
         let data = store.into_data();
         Ok((answer, data.last_send_error, data.budget))
+    }
+
+    /// The one place every connector call ends: its outcome said in the
+    /// host's terms, and its metrics taken.
+    fn ended<R>(
+        &self,
+        outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+        store: &Store<CallState>,
+        plugin_id: &str,
+        function: &str,
+        started: Instant,
+        deadline: &Deadline,
+    ) -> Result<R, CallError> {
+        let finished = finish(outcome, store, deadline.budget, &self.limits);
+        let kind = finished.as_ref().map_or_else(|(kind, _)| *kind, |_| CallOutcome::Ok);
+        crate::metrics::connector_call(plugin_id, function, kind, started.elapsed().as_secs_f64());
+        finished.map_err(|(_, e)| e)
     }
 
     fn new_store(
