@@ -3,6 +3,7 @@
 //! the host still loads them through the same path as any `.wasm`. Test
 //! components are built once by `tests/programs`, not here.
 
+use sha2::Digest as _;
 use std::{
     env,
     fmt::Write as _,
@@ -24,11 +25,20 @@ fn main() {
     guests::watch(&plugins, &builtin_guests);
     let names: Vec<&str> = builtin_guests.iter().map(|g| g.name.as_str()).collect();
     let mut builtin = String::from(
-        "/// First-party connectors, built from `plugins/` by build.rs.\npub const BUILTIN: &[(&str, &[u8])] = &[\n",
+        "/// First-party connectors, built from `plugins/` by build.rs.\npub const BUILTIN: &[Builtin] = &[\n",
     );
     for (name, wasm) in names.iter().zip(guests::build(&plugins, &names)) {
-        writeln!(builtin, "    ({:?}, include_bytes!({:?})),", format!("builtin:{name}"), wasm.display().to_string())
-            .unwrap();
+        // Hashed here, so a start does not hash what it carries.
+        let bytes = std::fs::read(&wasm).unwrap_or_else(|e| panic!("{}: {e}", wasm.display()));
+        let sha256: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        writeln!(
+            builtin,
+            "    Builtin {{ name: {:?}, wasm: include_bytes!({:?}), sha256: {:?} }},",
+            format!("builtin:{name}"),
+            wasm.display().to_string(),
+            sha256
+        )
+        .unwrap();
     }
     builtin.push_str("];\n");
     guests::write_if_changed(&PathBuf::from(env::var("OUT_DIR").unwrap()).join("builtin_plugins.rs"), &builtin);

@@ -20,6 +20,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// The allocator the server runs with, so instantiation costs the same here.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use gatehouse::{build_runtime, builtin, config::SandboxLimits, egress::Policy, runtime::model::Credentials};
 use gatehouse_plugin::{Connector, http::native};
 use poem::{
@@ -57,12 +61,24 @@ fn main() {
         return native_server();
     }
     let smoke = std::env::args().any(|a| a == "--smoke");
-    let s = if smoke {
+    let mut s = if smoke {
         Settings { iterations: 50, load_secs: 1, rounds: 1, starts: 1, extra_plugins: &[5] }
     } else {
         Settings { iterations: 2000, load_secs: 10, rounds: 3, starts: 5, extra_plugins: &[10, 25, 50] }
     };
+    // `--iterations N`, `--starts N`: more samples for one section.
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)?.parse().ok());
+    s.iterations = value("--iterations").unwrap_or(s.iterations);
+    s.starts = value("--starts").unwrap_or(s.starts);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    // One section alone, to profile it (`perf record … -- --instantiate`).
+    if std::env::args().any(|a| a == "--instantiate") {
+        return rt.block_on(instantiate_and_call(&s));
+    }
+    if std::env::args().any(|a| a == "--start") {
+        return rt.block_on(cold_start(&s));
+    }
     rt.block_on(run(s));
 }
 
@@ -137,30 +153,7 @@ async fn fake_gitlab() -> String {
 async fn run(s: Settings) {
     let fake = fake_gitlab().await;
     println!("| measurement | median | p99 / note |\n|---|---|---|");
-
-    // 1. instantiate + call, no upstream I/O.
-    let policy = Policy { allow_private_networks: true, allow_http: true, allow_networks: Vec::new() };
-    let runtime = build_runtime(&SandboxLimits::default(), policy, None, None).unwrap();
-    let (name, bytes) = builtin::BUILTIN.iter().find(|(n, _)| n.ends_with("gitlab-pat")).unwrap();
-    let pat = runtime.load(name, bytes).await.unwrap();
-    let hostile = runtime.load(HOSTILE, &std::fs::read(HOSTILE).unwrap()).await.unwrap();
-    let mut ok = Credentials::default();
-    ok.insert("mode".into(), "ok".into());
-    let mut manifest_times = Vec::new();
-    let mut verify_times = Vec::new();
-    for _ in 0..s.iterations {
-        let t = Instant::now();
-        runtime.manifest(&pat).await.unwrap();
-        manifest_times.push(t.elapsed());
-        let t = Instant::now();
-        runtime.verify(&hostile, &ok, &[]).await.unwrap().unwrap();
-        verify_times.push(t.elapsed());
-    }
-    let (m, p) = stats(manifest_times);
-    println!("| instantiate + `manifest()` (gitlab-pat, pooled) | {} | {} |", us(m), us(p));
-    let (m, p) = stats(verify_times);
-    println!("| instantiate + `verify()` without I/O (test component) | {} | {} |", us(m), us(p));
-
+    instantiate_and_call(&s).await;
     // 2. verify end to end through the HTTP API vs the native baselines.
     // The variants take turns within each iteration, so a change in this
     // shared machine's load shifts all of them alike instead of one.
@@ -288,22 +281,7 @@ async fn run(s: Settings) {
     println!("| RSS peak under the throughput run | {:.1} MiB | VmHWM |", rss_peak as f64 / 1024.0);
     host.stop();
 
-    // 4. cold start with and without the compiled-component cache.
-    let mut cold = Vec::new();
-    let mut warm = Vec::new();
-    for _ in 0..s.starts {
-        let dir = tempfile::tempdir().unwrap();
-        let (t, mut h) = Host::timed_start(dir.path(), &[], true).await;
-        cold.push(t);
-        h.stop();
-        let (t, mut h) = Host::timed_start(dir.path(), &[], true).await;
-        warm.push(t);
-        h.stop();
-    }
-    let (c, _) = stats(cold);
-    let (w, _) = stats(warm);
-    println!("| cold start to healthy, no cache (first start) | {} | {} starts |", ms(c), s.starts);
-    println!("| cold start to healthy, with the component cache | {} | {} starts |", ms(w), s.starts);
+    cold_start(&s).await;
 
     // 5. many third-party components: start time and memory at several
     // counts, then load spread over all of them against load on one.
@@ -359,6 +337,56 @@ async fn run(s: Settings) {
 
 /// A load run whose requests failed measured nothing: stop the benchmark
 /// (and the CI smoke run) instead of printing its figures.
+/// 1. Instantiate + call on a pooled component, no upstream I/O.
+async fn instantiate_and_call(s: &Settings) {
+    let policy = Policy { allow_private_networks: true, allow_http: true, allow_networks: Vec::new() };
+    let runtime = build_runtime(&SandboxLimits::default(), policy, None, None).unwrap();
+    let builtin = builtin::BUILTIN.iter().find(|b| b.name.ends_with("gitlab-pat")).unwrap();
+    let pat = runtime.load(builtin.name, builtin.wasm).await.unwrap();
+    let hostile = runtime.load(HOSTILE, &std::fs::read(HOSTILE).unwrap()).await.unwrap();
+    let mut ok = Credentials::default();
+    ok.insert("mode".into(), "ok".into());
+    let mut manifest_times = Vec::new();
+    let mut verify_times = Vec::new();
+    // `--verify-only`: the verify loop alone, to profile it.
+    let manifests = !std::env::args().any(|a| a == "--verify-only");
+    for _ in 0..s.iterations {
+        if manifests {
+            let t = Instant::now();
+            runtime.manifest(&pat).await.unwrap();
+            manifest_times.push(t.elapsed());
+        }
+        let t = Instant::now();
+        runtime.verify(&hostile, &ok, &[]).await.unwrap().unwrap();
+        verify_times.push(t.elapsed());
+    }
+    if manifests {
+        let (m, p) = stats(manifest_times);
+        println!("| instantiate + `manifest()` (gitlab-pat, pooled) | {} | {} |", us(m), us(p));
+    }
+    let (m, p) = stats(verify_times);
+    println!("| instantiate + `verify()` without I/O (test component) | {} | {} |", us(m), us(p));
+}
+
+/// 4. Cold start to healthy, with and without the compiled-component cache.
+async fn cold_start(s: &Settings) {
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for _ in 0..s.starts {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, mut h) = Host::timed_start(dir.path(), &[], true).await;
+        cold.push(t);
+        h.stop();
+        let (t, mut h) = Host::timed_start(dir.path(), &[], true).await;
+        warm.push(t);
+        h.stop();
+    }
+    let (c, _) = stats(cold);
+    let (w, _) = stats(warm);
+    println!("| cold start to healthy, no cache (first start) | {} | {} starts |", ms(c), s.starts);
+    println!("| cold start to healthy, with the component cache | {} | {} starts |", ms(w), s.starts);
+}
+
 fn check_load(what: &str, rps: f64, errors: u64) {
     assert!(errors == 0 && rps > 0.0, "{what}: {errors} failed requests, {rps:.0} successful per second");
 }

@@ -26,7 +26,27 @@ pub mod store;
 
 /// First-party connectors, built from `plugins/` and embedded by build.rs.
 pub mod builtin {
+    /// A first-party connector carried in the binary.
+    pub struct Builtin {
+        /// `builtin:<crate name>`.
+        pub name: &'static str,
+        pub wasm: &'static [u8],
+        /// Of `wasm`, in hex, computed when the binary was built.
+        pub sha256: &'static str,
+    }
+
     include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn the_digests_built_in_are_those_of_the_components() {
+            assert!(!super::BUILTIN.is_empty());
+            for builtin in super::BUILTIN {
+                assert_eq!(crate::crypto::sha256_hex(builtin.wasm), builtin.sha256, "{}", builtin.name);
+            }
+        }
+    }
 }
 
 use std::{path::Path, sync::Arc};

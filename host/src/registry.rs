@@ -15,6 +15,7 @@ use std::{
 };
 
 use crate::{
+    builtin::Builtin,
     crypto::sha256_hex,
     runtime::{Connector, Runtime},
 };
@@ -58,10 +59,12 @@ pub struct Registry {
 impl Registry {
     /// Loads the first-party connectors (a failure here is fatal: the binary
     /// is broken) and then the plugins directory.
-    pub async fn load(runtime: &Runtime, builtin: &[(&str, &[u8])], dir: PathBuf) -> anyhow::Result<Self> {
+    pub async fn load(runtime: &Runtime, builtin: &[Builtin], dir: PathBuf) -> anyhow::Result<Self> {
         let mut loaded = Loaded::default();
-        for (name, bytes) in builtin {
-            loaded.builtin.push(Arc::new(runtime.load(name, bytes).await?));
+        let sources: Vec<(&str, &[u8], String)> =
+            builtin.iter().map(|b| (b.name, b.wasm, b.sha256.to_string())).collect();
+        for connector in runtime.load_all(&sources).await {
+            loaded.builtin.push(Arc::new(connector?));
         }
         let registry = Self { dir, loaded: RwLock::new(loaded), reloading: tokio::sync::Mutex::new(()) };
         registry.reload(runtime).await?;
@@ -94,6 +97,7 @@ impl Registry {
 
         // Decide what to (re)load without holding the lock across awaits.
         let mut next: BTreeMap<PathBuf, FileEntry> = BTreeMap::new();
+        let mut changed = Vec::new();
         for path in paths {
             let shown = path.display().to_string();
             let stamp = match std::fs::metadata(&path) {
@@ -128,14 +132,22 @@ impl Registry {
                 next.insert(path, FileEntry { stamp, sha256, plugin: plugin.clone(), refused: refused.clone() });
                 continue;
             }
-            match runtime.load(&shown, &bytes).await {
+            let kept = previous.and_then(|(_, _, plugin, _)| plugin);
+            changed.push((path, shown, stamp, bytes, sha256, kept));
+        }
+        let sources: Vec<(&str, &[u8], String)> = changed
+            .iter()
+            .map(|(_, shown, _, bytes, sha256, _)| (shown.as_str(), bytes.as_slice(), sha256.clone()))
+            .collect();
+        let outcomes = runtime.load_all(&sources).await;
+        for ((path, _, stamp, _, sha256, kept), outcome) in changed.into_iter().zip(outcomes) {
+            match outcome {
                 Ok(plugin) => {
                     next.insert(path, FileEntry { stamp, sha256, plugin: Some(Arc::new(plugin)), refused: None });
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "plugin refused; the previously loaded version, if any, keeps serving");
                     // Remember the broken file so it is not retried until it changes.
-                    let kept = previous.and_then(|(_, _, plugin, _)| plugin);
                     next.insert(path, FileEntry { stamp, sha256, plugin: kept, refused: Some(e.to_string()) });
                 }
             }

@@ -1,5 +1,5 @@
 //! Compiled components are cached in <data-dir>/cache, each file carrying
-//! an HMAC keyed from the master key: a file that was tampered with,
+//! a MAC (keyed BLAKE3) keyed from the master key: a file that was tampered with,
 //! damaged, moved under another component's name or written under another
 //! key is compiled again, never loaded.
 

@@ -118,6 +118,7 @@ pub enum Deleted {
     NoContent,
 }
 
+#[derive(Clone)]
 pub struct Api {
     integrations: Arc<Integrations>,
     grants: Arc<Grants>,
@@ -884,12 +885,13 @@ pub fn routes(services: &Services, options: RouteOptions) -> impl poem::Endpoint
     let sessions = session::SessionApi { sessions: services.sessions.clone() };
     let service = OpenApiService::new((api, sessions), "Gatehouse", env!("CARGO_PKG_VERSION"))
         .description("Connect provider accounts (GitLab first) through sandboxed WebAssembly connectors, and use them: an authenticated proxy, typed actions.");
-    // Writing the document takes milliseconds at every start: once is enough.
-    let document = service.spec();
+    // Writing and reading the document takes milliseconds at every start:
+    // once each is enough.
+    let document: serde_json::Value = serde_json::from_str(&service.spec()).expect("poem-openapi writes JSON");
     let names = observe::RouteNames::from_spec(&document, "/api/v1");
     let get: &[poem::http::Method] = &[poem::http::Method::GET];
     let spec = Arc::new(spec::Spec::new(
-        &document,
+        document,
         &[
             ("/", get),
             ("/settings", get),
@@ -900,7 +902,7 @@ pub fn routes(services: &Services, options: RouteOptions) -> impl poem::Endpoint
             ("/api/v1/hooks/{id}", &[poem::http::Method::POST]),
         ],
     ));
-    let docs = service.swagger_ui();
+    let docs = swagger_ui_when_asked(service.clone());
     let everything_else = embed::page_routes(Route::new(), frame_ancestors)
         .at(
             "/api/openapi.json",
@@ -935,6 +937,21 @@ pub fn routes(services: &Services, options: RouteOptions) -> impl poem::Endpoint
         .around(move |ep, req| observe::request(ep, req, address, names.clone()))
         .catch_all_error(problem::render)
         .around(move |ep, req| response_headers(ep, req, spec.clone()))
+}
+
+/// Swagger UI, built on its first request: the page embeds the whole
+/// document and a 1 MB script, which took milliseconds at every start.
+fn swagger_ui_when_asked<T: poem_openapi::OpenApi + Clone + Send + std::marker::Sync + 'static>(
+    service: OpenApiService<T, ()>,
+) -> impl poem::Endpoint + use<T> {
+    let built = Arc::new((std::sync::OnceLock::<poem::endpoint::BoxEndpoint<'static>>::new(), service));
+    poem::endpoint::make(move |req: Request| {
+        let built = built.clone();
+        async move {
+            let (page, service) = &*built;
+            page.get_or_init(|| service.swagger_ui().map_to_response().boxed()).call(req).await
+        }
+    })
 }
 
 /// `GET /metrics` on the API's address (`--metrics key`): any API key.

@@ -33,10 +33,11 @@ pub struct RouteNames(Arc<HashMap<String, String>>);
 impl RouteNames {
     /// From the OpenAPI document's paths; `prefix` is where the API is
     /// served, added to the paths that do not carry it.
-    pub fn from_spec(spec: &str, prefix: &str) -> Self {
-        let paths = serde_json::from_str::<serde_json::Value>(spec)
-            .ok()
-            .and_then(|doc| doc.get("paths").and_then(|p| p.as_object()).map(|p| p.keys().cloned().collect::<Vec<_>>()))
+    pub fn from_spec(document: &serde_json::Value, prefix: &str) -> Self {
+        let paths = document
+            .get("paths")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect::<Vec<_>>())
             .unwrap_or_default();
         let names = paths
             .into_iter()
@@ -171,7 +172,7 @@ mod tests {
         assert_eq!(template("/api/v1/integrations/:id/proxy/*path"), "/api/v1/integrations/{id}/proxy/{path}");
         assert_eq!(template("/"), "/");
         let spec = r#"{"paths": {"/providers/{provider_id}/verify": {}, "/health": {}}}"#;
-        let names = RouteNames::from_spec(spec, "/api/v1");
+        let names = RouteNames::from_spec(&serde_json::from_str(spec).unwrap(), "/api/v1");
         assert_eq!(names.template("/api/v1/providers/:param0/verify"), "/api/v1/providers/{provider_id}/verify");
         assert_eq!(names.template("/api/v1/health"), "/api/v1/health");
         assert_eq!(names.template("/metrics"), "/metrics");

@@ -181,6 +181,7 @@ enum SessionTags {
     ConnectSessions,
 }
 
+#[derive(Clone)]
 pub struct SessionApi {
     pub sessions: Arc<Sessions>,
 }
