@@ -68,9 +68,17 @@ async fn health_docs_and_api_key() {
         assert!(spec.body["paths"][path].is_object(), "{path} missing from the OpenAPI document");
     }
     assert_eq!(spec.body["components"]["securitySchemes"]["ApiKey"]["scheme"], "bearer");
+    // Built on the first request (not at start): the same page every time,
+    // with the document in it.
     let docs = g.client().get(format!("{}/docs", g.base)).send().await.unwrap();
     assert_eq!(docs.status(), 200);
-    assert!(docs.text().await.unwrap().contains("swagger"));
+    let page = docs.text().await.unwrap();
+    assert!(page.contains("swagger"));
+    assert!(page.contains("/api/v1/providers/{provider_id}/verify"), "the page lacks the document");
+    let again = g.client().get(format!("{}/docs", g.base)).send().await.unwrap();
+    assert_eq!(again.text().await.unwrap(), page);
+    let receiver = g.client().get(format!("{}/docs/oauth-receiver.html", g.base)).send().await.unwrap();
+    assert_eq!(receiver.status(), 200);
     g.finish(&[]);
 }
 

@@ -1696,6 +1696,36 @@ mod tests {
     use super::*;
     use crate::egress::{HttpLimits, Policy};
 
+    #[test]
+    fn work_on_every_core_answers_in_the_items_order() {
+        // The first item waits until another thread has taken an item, so
+        // the work is known to run in parallel and to finish out of order.
+        let first = std::thread::current().id();
+        let elsewhere = std::sync::atomic::AtomicBool::new(false);
+        let parallel = std::thread::available_parallelism().map_or(1, |n| n.get()) > 1;
+        let items: Vec<u64> = (0..40).collect();
+        let answers = on_every_core(items, |i| {
+            let me = std::thread::current().id();
+            if i == 0 && parallel {
+                let until = Instant::now() + Duration::from_secs(20);
+                while !elsewhere.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            } else {
+                elsewhere.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            (i, me)
+        });
+        assert_eq!(answers.iter().map(|(i, _)| *i).collect::<Vec<_>>(), (0..40).collect::<Vec<_>>());
+        if parallel {
+            let threads: std::collections::BTreeSet<String> = answers.iter().map(|(_, id)| format!("{id:?}")).collect();
+            assert!(threads.len() > 1, "the work ran on one thread: {threads:?}");
+            assert!(answers.iter().all(|(_, id)| *id != first), "scoped threads, not the caller's");
+        }
+        assert!(on_every_core(Vec::<u8>::new(), |i| i).is_empty());
+        assert_eq!(on_every_core(vec![7], |i| i * 2), vec![14]);
+    }
+
     fn runtime(memory_mib: usize) -> Runtime {
         let policy = Policy::default();
         let http = HttpLimits { timeout: Duration::from_secs(1), max_response_bytes: 1024, max_requests_per_call: 1 };
