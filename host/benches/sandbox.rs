@@ -54,29 +54,40 @@ struct Settings {
     starts: usize,
     /// Counts of extra components to start with.
     extra_plugins: &'static [usize],
+    /// Time `manifest()` too (`--verify-only` leaves it out, to profile `verify()`).
+    manifests: bool,
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--native-server") {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    if flag("--native-server") {
         return native_server();
     }
-    let smoke = std::env::args().any(|a| a == "--smoke");
+    let smoke = flag("--smoke");
     let mut s = if smoke {
-        Settings { iterations: 50, load_secs: 1, rounds: 1, starts: 1, extra_plugins: &[5] }
+        Settings { iterations: 50, load_secs: 1, rounds: 1, starts: 1, extra_plugins: &[5], manifests: true }
     } else {
-        Settings { iterations: 2000, load_secs: 10, rounds: 3, starts: 5, extra_plugins: &[10, 25, 50] }
+        Settings {
+            iterations: 2000,
+            load_secs: 10,
+            rounds: 3,
+            starts: 5,
+            extra_plugins: &[10, 25, 50],
+            manifests: true,
+        }
     };
     // `--iterations N`, `--starts N`: more samples for one section.
-    let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)?.parse().ok());
     s.iterations = value("--iterations").unwrap_or(s.iterations);
     s.starts = value("--starts").unwrap_or(s.starts);
+    s.manifests = !flag("--verify-only");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     // One section alone, to profile it (`perf record … -- --instantiate`).
-    if std::env::args().any(|a| a == "--instantiate") {
+    if flag("--instantiate") {
         return rt.block_on(instantiate_and_call(&s));
     }
-    if std::env::args().any(|a| a == "--start") {
+    if flag("--start") {
         return rt.block_on(cold_start(&s));
     }
     rt.block_on(run(s));
@@ -335,8 +346,6 @@ async fn run(s: Settings) {
     many.stop();
 }
 
-/// A load run whose requests failed measured nothing: stop the benchmark
-/// (and the CI smoke run) instead of printing its figures.
 /// 1. Instantiate + call on a pooled component, no upstream I/O.
 async fn instantiate_and_call(s: &Settings) {
     let policy = Policy { allow_private_networks: true, allow_http: true, allow_networks: Vec::new() };
@@ -348,10 +357,8 @@ async fn instantiate_and_call(s: &Settings) {
     ok.insert("mode".into(), "ok".into());
     let mut manifest_times = Vec::new();
     let mut verify_times = Vec::new();
-    // `--verify-only`: the verify loop alone, to profile it.
-    let manifests = !std::env::args().any(|a| a == "--verify-only");
     for _ in 0..s.iterations {
-        if manifests {
+        if s.manifests {
             let t = Instant::now();
             runtime.manifest(&pat).await.unwrap();
             manifest_times.push(t.elapsed());
@@ -360,7 +367,7 @@ async fn instantiate_and_call(s: &Settings) {
         runtime.verify(&hostile, &ok, &[]).await.unwrap().unwrap();
         verify_times.push(t.elapsed());
     }
-    if manifests {
+    if s.manifests {
         let (m, p) = stats(manifest_times);
         println!("| instantiate + `manifest()` (gitlab-pat, pooled) | {} | {} |", us(m), us(p));
     }
@@ -387,6 +394,8 @@ async fn cold_start(s: &Settings) {
     println!("| cold start to healthy, with the component cache | {} | {} starts |", ms(w), s.starts);
 }
 
+/// A load run whose requests failed measured nothing: stop the benchmark
+/// (and the CI smoke run) instead of printing its figures.
 fn check_load(what: &str, rps: f64, errors: u64) {
     assert!(errors == 0 && rps > 0.0, "{what}: {errors} failed requests, {rps:.0} successful per second");
 }

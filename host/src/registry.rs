@@ -61,8 +61,7 @@ impl Registry {
     /// is broken) and then the plugins directory.
     pub async fn load(runtime: &Runtime, builtin: &[Builtin], dir: PathBuf) -> anyhow::Result<Self> {
         let mut loaded = Loaded::default();
-        let sources: Vec<(&str, &[u8], String)> =
-            builtin.iter().map(|b| (b.name, b.wasm, b.sha256.to_string())).collect();
+        let sources: Vec<(&str, &[u8], &str)> = builtin.iter().map(|b| (b.name, b.wasm, b.sha256)).collect();
         for connector in runtime.load_all(&sources).await {
             loaded.builtin.push(Arc::new(connector?));
         }
@@ -135,9 +134,9 @@ impl Registry {
             let kept = previous.and_then(|(_, _, plugin, _)| plugin);
             changed.push((path, shown, stamp, bytes, sha256, kept));
         }
-        let sources: Vec<(&str, &[u8], String)> = changed
+        let sources: Vec<(&str, &[u8], &str)> = changed
             .iter()
-            .map(|(_, shown, _, bytes, sha256, _)| (shown.as_str(), bytes.as_slice(), sha256.clone()))
+            .map(|(_, shown, _, bytes, sha256, _)| (shown.as_str(), bytes.as_slice(), sha256.as_str()))
             .collect();
         let outcomes = runtime.load_all(&sources).await;
         for ((path, _, stamp, _, sha256, kept), outcome) in changed.into_iter().zip(outcomes) {

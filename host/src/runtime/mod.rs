@@ -720,9 +720,8 @@ impl Runtime {
     /// Compiles, links and asks for the manifest. Every connector, builtin
     /// or from `--plugins-dir`, comes through here or `load_all`.
     pub async fn load(&self, source_name: &str, bytes: &[u8]) -> Result<Connector, LoadError> {
-        let linked = self.link(source_name, bytes, sha256_hex(bytes))?;
-        let (plugin, manifest) = self.ask_manifest(linked).await?;
-        check_manifest(plugin, manifest)
+        let sha256 = sha256_hex(bytes);
+        self.load_all(&[(source_name, bytes, &sha256)]).await.pop().expect("one answer per source")
     }
 
     /// `load` for several components: compiling (or reading the compiled
@@ -730,9 +729,8 @@ impl Runtime {
     /// that takes milliseconds each, so it runs on every core at once;
     /// the manifests are then asked for in turn. `sources` are (name,
     /// bytes, their SHA-256 in hex); the answers come in the same order.
-    pub async fn load_all(&self, sources: &[(&str, &[u8], String)]) -> Vec<Result<Connector, LoadError>> {
-        let linked =
-            on_every_core(sources.iter().collect(), |(name, bytes, sha256)| self.link(name, bytes, sha256.clone()));
+    pub async fn load_all(&self, sources: &[(&str, &[u8], &str)]) -> Vec<Result<Connector, LoadError>> {
+        let linked = on_every_core(sources.to_vec(), |(name, bytes, sha256)| self.link(name, bytes, sha256));
         // One instance at a time: a manifest call is a fraction of a
         // millisecond, and load-time calls share the few spare slots.
         let mut asked = Vec::with_capacity(linked.len());
@@ -747,8 +745,8 @@ impl Runtime {
     }
 
     /// The compiled, linked component, its manifest not yet asked for.
-    fn link(&self, source_name: &str, bytes: &[u8], sha256: String) -> Result<Connector, LoadError> {
-        let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, &sha256));
+    fn link(&self, source_name: &str, bytes: &[u8], sha256: &str) -> Result<Connector, LoadError> {
+        let cached = self.cache.as_ref().and_then(|c| c.load(&self.engine, sha256));
         let component = match cached {
             Some(component) => component,
             None => {
@@ -757,7 +755,7 @@ impl Runtime {
                     why: not_a_component(bytes, &e),
                 })?;
                 if let Some(cache) = &self.cache {
-                    cache.store(&sha256, &component);
+                    cache.store(sha256, &component);
                 }
                 component
             }
@@ -798,7 +796,7 @@ impl Runtime {
             .saturating_mul(WASM_PAGE_BYTES);
         Ok(Connector {
             manifest: placeholder_manifest(),
-            sha256,
+            sha256: sha256.to_string(),
             wit_version,
             source: source_name.to_string(),
             initial_memory_bytes,
